@@ -1,0 +1,283 @@
+// Package auth issues and verifies Junction's access tokens: short-lived JWTs
+// signed with Ed25519 (EdDSA) keys that carry a key id, published as a JWKS.
+//
+// Verification follows RFC 8725: one allowed algorithm, a required expiry,
+// issuer, audience and explicit type ("at+jwt", RFC 9068), and keys looked up
+// only by kid in the verifier's own key set, never taken from the token.
+package auth
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/junction-go/junction/fault"
+)
+
+// Defaults shared by the issuer and every verifier in the shop.
+const (
+	Issuer      = "junction"
+	Audience    = "junction"
+	TokenType   = "at+jwt"
+	TokenExpiry = 15 * time.Minute
+)
+
+// Roles.
+const (
+	RoleCustomer = "customer"
+	RoleAdmin    = "admin"
+)
+
+// Principal is who a verified token speaks for.
+type Principal struct {
+	UserID   int64
+	Username string
+	Role     string
+}
+
+// IsAdmin reports whether p is an administrator.
+func (p Principal) IsAdmin() bool { return p.Role == RoleAdmin }
+
+type claims struct {
+	jwt.RegisteredClaims
+	Username string `json:"name"`
+	Role     string `json:"role"`
+}
+
+// Key is a signing key pair with its id.
+type Key struct {
+	ID      string
+	Private ed25519.PrivateKey
+}
+
+// Signer issues access tokens. It is safe for concurrent use.
+type Signer struct {
+	key    Key
+	issuer string
+	ttl    time.Duration
+	now    func() time.Time
+}
+
+// NewSigner returns a signer that signs with key; ttl is the tokens' lifetime
+// (TokenExpiry when 0); now is the clock (time.Now when nil).
+func NewSigner(key Key, ttl time.Duration, now func() time.Time) *Signer {
+	if ttl <= 0 {
+		ttl = TokenExpiry
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Signer{key: key, issuer: Issuer, ttl: ttl, now: now}
+}
+
+// TTL is the lifetime of the tokens s issues.
+func (s *Signer) TTL() time.Duration { return s.ttl }
+
+// Sign returns a signed access token for p.
+func (s *Signer) Sign(p Principal) (string, error) {
+	now := s.now()
+	var jti [12]byte
+	fillRandom(jti[:])
+	c := claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    s.issuer,
+			Subject:   strconv.FormatInt(p.UserID, 10),
+			Audience:  jwt.ClaimStrings{Audience},
+			IssuedAt:  jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(s.ttl)),
+			ID:        base64.RawURLEncoding.EncodeToString(jti[:]),
+		},
+		Username: p.Username,
+		Role:     p.Role,
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
+	t.Header["kid"] = s.key.ID
+	t.Header["typ"] = TokenType
+	signed, err := t.SignedString(s.key.Private)
+	if err != nil {
+		return "", fmt.Errorf("sign token: %w", err)
+	}
+	return signed, nil
+}
+
+// JWK is a public key in JWKS form (RFC 8037 for Ed25519).
+type JWK struct {
+	KeyType string `json:"kty"`
+	Curve   string `json:"crv"`
+	X       string `json:"x"`
+	KeyID   string `json:"kid"`
+	Alg     string `json:"alg"`
+	Use     string `json:"use"`
+}
+
+// JWKS is a JSON Web Key Set.
+type JWKS struct {
+	Keys []JWK `json:"keys"`
+}
+
+// PublicJWK returns the public half of k as a JWK.
+func PublicJWK(k Key) JWK {
+	pub := k.Private.Public().(ed25519.PublicKey)
+	return JWK{KeyType: "OKP", Curve: "Ed25519", X: base64.RawURLEncoding.EncodeToString(pub), KeyID: k.ID, Alg: "EdDSA", Use: "sig"}
+}
+
+// KeySource fetches the current JWKS document.
+type KeySource func(ctx context.Context) ([]byte, error)
+
+// Verifier checks access tokens against a key set it fetches from a
+// KeySource, and fetches again (at most once per refresh interval) when a
+// token names a key id it does not know, so keys can be rotated without
+// downtime. It is safe for concurrent use.
+type Verifier struct {
+	source  KeySource
+	now     func() time.Time
+	refresh time.Duration
+
+	mu      sync.Mutex
+	keys    map[string]ed25519.PublicKey
+	fetched time.Time
+}
+
+// NewVerifier returns a verifier over source; now is the clock (time.Now when
+// nil).
+func NewVerifier(source KeySource, now func() time.Time) *Verifier {
+	if now == nil {
+		now = time.Now
+	}
+	return &Verifier{source: source, now: now, refresh: 10 * time.Second}
+}
+
+// Verify checks token and returns its principal. Every failure is
+// fault.Unauthorized, except a key set that cannot be fetched, which is
+// fault.Unavailable.
+func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) {
+	var c claims
+	parser := jwt.NewParser(
+		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
+		jwt.WithIssuer(Issuer),
+		jwt.WithAudience(Audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(5*time.Second),
+		jwt.WithTimeFunc(v.now),
+	)
+	var keyErr error
+	_, err := parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
+		if typ, _ := t.Header["typ"].(string); typ != TokenType {
+			return nil, fmt.Errorf("token type %q is not %q", typ, TokenType)
+		}
+		kid, _ := t.Header["kid"].(string)
+		if kid == "" {
+			return nil, errors.New("token has no key id")
+		}
+		k, err := v.key(ctx, kid)
+		keyErr = err
+		return k, err
+	})
+	if err != nil {
+		if fault.Is(keyErr, fault.Unavailable) {
+			return Principal{}, keyErr
+		}
+		return Principal{}, fault.Wrap(fault.Unauthorized, err, "invalid access token")
+	}
+	id, err := strconv.ParseInt(c.Subject, 10, 64)
+	if err != nil || id < 1 {
+		return Principal{}, fault.New(fault.Unauthorized, "invalid access token: bad subject")
+	}
+	if c.Role != RoleCustomer && c.Role != RoleAdmin {
+		return Principal{}, fault.New(fault.Unauthorized, "invalid access token: unknown role")
+	}
+	return Principal{UserID: id, Username: c.Username, Role: c.Role}, nil
+}
+
+func (v *Verifier) key(ctx context.Context, kid string) (ed25519.PublicKey, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if k, ok := v.keys[kid]; ok {
+		return k, nil
+	}
+	if !v.fetched.IsZero() && v.now().Sub(v.fetched) < v.refresh {
+		return nil, fmt.Errorf("unknown key id %q", kid)
+	}
+	raw, err := v.source(ctx)
+	if err != nil {
+		return nil, fault.Wrap(fault.Unavailable, err, "signing keys are unavailable")
+	}
+	keys, err := ParseJWKS(raw)
+	if err != nil {
+		return nil, fault.Wrap(fault.Unavailable, err, "signing keys are unavailable")
+	}
+	v.keys, v.fetched = keys, v.now()
+	if k, ok := keys[kid]; ok {
+		return k, nil
+	}
+	return nil, fmt.Errorf("unknown key id %q", kid)
+}
+
+// ParseJWKS returns the Ed25519 signing keys of a JWKS document by key id;
+// keys of other types or uses are ignored.
+func ParseJWKS(raw []byte) (map[string]ed25519.PublicKey, error) {
+	var set JWKS
+	if err := json.Unmarshal(raw, &set); err != nil {
+		return nil, fmt.Errorf("parse jwks: %w", err)
+	}
+	keys := make(map[string]ed25519.PublicKey, len(set.Keys))
+	for _, k := range set.Keys {
+		if k.KeyType != "OKP" || k.Curve != "Ed25519" || (k.Use != "" && k.Use != "sig") || k.KeyID == "" {
+			continue
+		}
+		x, err := base64.RawURLEncoding.DecodeString(k.X)
+		if err != nil || len(x) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("parse jwks: key %q is malformed", k.KeyID)
+		}
+		keys[k.KeyID] = ed25519.PublicKey(x)
+	}
+	return keys, nil
+}
+
+// HTTPKeySource fetches a JWKS document from url with client (which may
+// resolve service names, see discovery.Transport). Documents over 64 KiB are
+// refused.
+func HTTPKeySource(client *http.Client, url string) KeySource {
+	return func(ctx context.Context) ([]byte, error) {
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("fetch jwks: %w", err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("fetch jwks: %s", resp.Status)
+		}
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10+1))
+		if err != nil {
+			return nil, fmt.Errorf("fetch jwks: %w", err)
+		}
+		if len(body) > 64<<10 {
+			return nil, errors.New("fetch jwks: document too large")
+		}
+		return body, nil
+	}
+}
+
+// StaticKeySource serves a key set the caller holds itself (the issuer
+// verifying its own tokens).
+func StaticKeySource(set func() JWKS) KeySource {
+	return func(context.Context) ([]byte, error) { return json.Marshal(set()) }
+}

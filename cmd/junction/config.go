@@ -1,0 +1,111 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/junction-go/junction/sqldb"
+)
+
+// serveConfig is what `junction serve` reads, once, from flags and the
+// JUNCTION_* environment (a flag wins over its variable).
+type serveConfig struct {
+	Service      string
+	InstanceID   string
+	RegistryURL  string
+	DataDir      string
+	DatabaseURL  string
+	HTTPAddr     string
+	GRPCAddr     string
+	Advertise    string
+	ListenFD     int
+	LogLevel     slog.Level
+	TokenTTL     time.Duration
+	BrokerAddr   string
+	BrokerSync   bool
+	logLevelText string
+}
+
+// services are the names `junction serve` accepts.
+var services = []string{"registry", "broker", "user-service", "inventory-service", "order-service", "gateway"}
+
+func (c *serveConfig) flags(fs *pflag.FlagSet, getenv func(string) string) {
+	env := func(key, def string) string {
+		if v := getenv(key); v != "" {
+			return v
+		}
+		return def
+	}
+	fs.StringVar(&c.InstanceID, "instance-id", env("JUNCTION_INSTANCE_ID", ""), "registry id of this instance (default <service>-<host>-<pid>) [JUNCTION_INSTANCE_ID]")
+	fs.StringVar(&c.RegistryURL, "registry", env("JUNCTION_REGISTRY_URL", ""), "registry base URL, e.g. http://127.0.0.1:7070 [JUNCTION_REGISTRY_URL]")
+	fs.StringVar(&c.DataDir, "data", env("JUNCTION_DATA", ".junction"), "data folder [JUNCTION_DATA]")
+	fs.StringVar(&c.DatabaseURL, "database", env("JUNCTION_DATABASE_URL", ""), "database URL or SQLite path (default <data>/<service>/<service>.db) [JUNCTION_DATABASE_URL]")
+	fs.StringVar(&c.HTTPAddr, "http-addr", env("JUNCTION_HTTP_ADDR", "127.0.0.1:0"), "HTTP listen address [JUNCTION_HTTP_ADDR]")
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", env("JUNCTION_GRPC_ADDR", "127.0.0.1:0"), "gRPC listen address [JUNCTION_GRPC_ADDR]")
+	fs.StringVar(&c.Advertise, "advertise-host", env("JUNCTION_ADVERTISE_HOST", ""), "host to register instead of the listen host [JUNCTION_ADVERTISE_HOST]")
+	fs.StringVar(&c.logLevelText, "log-level", env("JUNCTION_LOG_LEVEL", "info"), "debug, info, warn or error [JUNCTION_LOG_LEVEL]")
+	fs.DurationVar(&c.TokenTTL, "token-ttl", envDuration(getenv, "JUNCTION_TOKEN_TTL", 15*time.Minute), "lifetime of access tokens (user-service) [JUNCTION_TOKEN_TTL]")
+	fs.StringVar(&c.BrokerAddr, "broker-addr", env("JUNCTION_BROKER_ADDR", "127.0.0.1:0"), "NATS client listen address (broker) [JUNCTION_BROKER_ADDR]")
+	fs.BoolVar(&c.BrokerSync, "broker-sync-always", env("JUNCTION_BROKER_SYNC_ALWAYS", "false") == "true", "fsync every broker write (broker) [JUNCTION_BROKER_SYNC_ALWAYS]")
+	c.ListenFD, _ = strconv.Atoi(getenv("JUNCTION_LISTEN_FD"))
+}
+
+func envDuration(getenv func(string) string, key string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(getenv(key)); err == nil {
+		return d
+	}
+	return def
+}
+
+// finish fills in defaults that depend on other settings and validates.
+func (c *serveConfig) finish() error {
+	known := false
+	for _, s := range services {
+		known = known || s == c.Service
+	}
+	if !known {
+		return fmt.Errorf("unknown service %q; one of: %s", c.Service, strings.Join(services, ", "))
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(c.logLevelText)); err != nil {
+		return fmt.Errorf("log level: %w", err)
+	}
+	if c.Service != "registry" && c.RegistryURL == "" {
+		return fmt.Errorf("%s needs the registry's URL: --registry or JUNCTION_REGISTRY_URL", c.Service)
+	}
+	if c.InstanceID == "" {
+		host, _ := os.Hostname()
+		c.InstanceID = fmt.Sprintf("%s-%s-%d", c.Service, host, os.Getpid())
+	}
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = filepath.Join(c.DataDir, c.Service, c.Service+".db")
+	}
+	for _, a := range []string{c.HTTPAddr, c.GRPCAddr, c.BrokerAddr} {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("listen address %q: %w", a, err)
+		}
+	}
+	if c.TokenTTL < time.Minute || c.TokenTTL > 24*time.Hour {
+		return fmt.Errorf("token ttl %v must be between 1m and 24h", c.TokenTTL)
+	}
+	return nil
+}
+
+// String prints the settings with secrets masked, for the start-up log.
+func (c *serveConfig) String() string {
+	s := fmt.Sprintf("service=%s instance=%s registry=%s", c.Service, c.InstanceID, c.RegistryURL)
+	switch c.Service {
+	case "user-service", "inventory-service", "order-service":
+		s += " database=" + sqldb.Redact(c.DatabaseURL)
+	case "broker":
+		s += fmt.Sprintf(" nats=%s sync_always=%t", c.BrokerAddr, c.BrokerSync)
+	}
+	return s
+}

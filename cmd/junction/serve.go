@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/junction-go/junction/auth"
+	"github.com/junction-go/junction/auth/grpcauth"
+	"github.com/junction-go/junction/discovery"
+	"github.com/junction-go/junction/discovery/grpcresolve"
+	"github.com/junction-go/junction/internal/gateway"
+	"github.com/junction-go/junction/internal/instance"
+	"github.com/junction-go/junction/internal/inventory"
+	inventoryhttp "github.com/junction-go/junction/internal/inventory/httpapi"
+	inventorystore "github.com/junction-go/junction/internal/inventory/store"
+	"github.com/junction-go/junction/internal/order"
+	"github.com/junction-go/junction/internal/order/clients"
+	orderhttp "github.com/junction-go/junction/internal/order/httpapi"
+	orderstore "github.com/junction-go/junction/internal/order/store"
+	"github.com/junction-go/junction/internal/registry"
+	registryhttp "github.com/junction-go/junction/internal/registry/httpapi"
+	"github.com/junction-go/junction/internal/user"
+	usergrpc "github.com/junction-go/junction/internal/user/grpcapi"
+	userhttp "github.com/junction-go/junction/internal/user/httpapi"
+	userstore "github.com/junction-go/junction/internal/user/store"
+	"github.com/junction-go/junction/rest"
+	"github.com/junction-go/junction/sqldb"
+	"github.com/junction-go/junction/telemetry"
+)
+
+func newServeCommand(getenv func(string) string, stderr io.Writer) *cobra.Command {
+	var cfg serveConfig
+	cmd := &cobra.Command{
+		Use:   "serve <service>",
+		Short: "Run one service (registry, broker, user-service, inventory-service, order-service, gateway)",
+		Long: `Run one service in the foreground, configured by flags and JUNCTION_* variables.
+It never seeds demo data; 'junction up' does that for the local system.`,
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: services,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg.Service = args[0]
+			if err := cfg.finish(); err != nil {
+				return err
+			}
+			log := telemetry.NewLogger(stderr, cfg.LogLevel, cfg.Service, cfg.InstanceID)
+			log.Info("starting", "version", version(), "config", cfg.String())
+			err := serve(cmd.Context(), cfg, log)
+			if err != nil {
+				log.Error("failed", "err", err)
+			}
+			return err
+		},
+	}
+	cfg.flags(cmd.Flags(), getenv)
+	return cmd
+}
+
+func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	switch cfg.Service {
+	case "registry":
+		return serveRegistry(ctx, cfg, log)
+	case "broker":
+		return serveBroker(ctx, cfg, log)
+	case "user-service":
+		return serveUsers(ctx, cfg, log)
+	case "inventory-service":
+		return serveInventory(ctx, cfg, log)
+	case "order-service":
+		return serveOrders(ctx, cfg, log)
+	case "gateway":
+		return serveGateway(ctx, cfg, log)
+	}
+	return fmt.Errorf("unknown service %q", cfg.Service)
+}
+
+// httpListener returns the listener a supervisor handed down (so the
+// address stays the same across restarts), or a new one on cfg.HTTPAddr.
+func httpListener(cfg serveConfig) (net.Listener, error) {
+	if cfg.ListenFD > 0 {
+		f := os.NewFile(uintptr(cfg.ListenFD), "listener")
+		ln, err := net.FileListener(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("inherited listener: %w", err)
+		}
+		return ln, nil
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	return ln, nil
+}
+
+func instanceConfig(cfg serveConfig) instance.Config {
+	return instance.Config{
+		Service:       cfg.Service,
+		ID:            cfg.InstanceID,
+		RegistryURL:   cfg.RegistryURL,
+		HTTPAddr:      cfg.HTTPAddr,
+		GRPCAddr:      cfg.GRPCAddr,
+		AdvertiseHost: cfg.Advertise,
+		Version:       version(),
+	}
+}
+
+func serveRegistry(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	ln, err := httpListener(cfg)
+	if err != nil {
+		return err
+	}
+	reg := registry.New(nil)
+	go func() { _ = reg.Run(ctx, 500*time.Millisecond) }()
+	srv := rest.NewServer(registryhttp.Handler(reg, log))
+	srv.WriteTimeout = registryhttp.MaxWatch + 15*time.Second
+	log.Info("listening", "addr", ln.Addr().String())
+	return rest.Serve(ctx, srv, ln, 5*time.Second)
+}
+
+// serveBroker runs NATS with JetStream in this process and registers its
+// client address as the "nats" endpoint of the "broker" service.
+func serveBroker(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	host, port, err := net.SplitHostPort(cfg.BrokerAddr)
+	if err != nil {
+		return err
+	}
+	p, err := net.LookupPort("tcp", port)
+	if err != nil {
+		return err
+	}
+	if p == 0 {
+		p = server.RANDOM_PORT
+	}
+	opts := &server.Options{
+		ServerName: cfg.InstanceID,
+		Host:       host,
+		Port:       p,
+		JetStream:  true,
+		StoreDir:   filepath.Join(cfg.DataDir, "broker"),
+		NoSigs:     true,
+		SyncAlways: cfg.BrokerSync,
+		MaxPayload: 1 << 20,
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	ns.Start()
+	defer func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	}()
+	if !ns.ReadyForConnections(15 * time.Second) {
+		return errors.New("broker: not ready for connections within 15s")
+	}
+	addr := ns.Addr().String()
+	log.Info("broker ready", "nats", "nats://"+addr, "store", opts.StoreDir, "sync_always", opts.SyncAlways)
+	icfg := instanceConfig(cfg)
+	icfg.Endpoints = map[string]string{"nats": addr}
+	return instance.Run(ctx, icfg, log, instance.Parts{
+		HTTP: http.NotFoundHandler(),
+		Ready: func(context.Context) error {
+			if !ns.Running() || !ns.JetStreamEnabled() {
+				return errors.New("broker is not running")
+			}
+			return nil
+		},
+	})
+}
+
+func serveUsers(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	db, err := sqldb.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	st, err := userstore.New(ctx, db)
+	if err != nil {
+		return err
+	}
+	svc := user.NewService(st, cfg.TokenTTL, nil)
+	if err := svc.Start(ctx); err != nil {
+		return err
+	}
+	verifier := auth.NewVerifier(auth.StaticKeySource(svc.JWKS), nil)
+	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
+		HTTP:  userhttp.Handler(svc, verifier, log),
+		GRPC:  usergrpc.NewServer(svc, verifier),
+		Ready: st.Ping,
+	})
+}
+
+func serveInventory(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	db, err := sqldb.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	st, err := inventorystore.New(ctx, db)
+	if err != nil {
+		return err
+	}
+	svc := inventory.NewService(st)
+	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
+		HTTP:  inventoryhttp.Handler(svc, log),
+		Ready: st.Ping,
+	})
+}
+
+func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	db, err := sqldb.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	st, err := orderstore.New(ctx, db)
+	if err != nil {
+		return err
+	}
+	resolver := discovery.NewResolver(discovery.NewClient(cfg.RegistryURL, nil))
+	defer resolver.Close()
+	conn, err := grpc.NewClient(grpcresolve.Target(gateway.UserService),
+		grpc.WithResolvers(grpcresolve.NewBuilder(resolver)),
+		grpc.WithDefaultServiceConfig(grpcresolve.ServiceConfig),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpcauth.ForwardToken(),
+	)
+	if err != nil {
+		return fmt.Errorf("user-service client: %w", err)
+	}
+	defer conn.Close()
+	svc := order.NewService(st, clients.NewUsers(conn, 2*time.Second), nil)
+	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
+		HTTP:  orderhttp.Handler(svc, jwksVerifier(resolver), log),
+		Ready: st.Ping,
+	})
+}
+
+func serveGateway(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	ln, err := httpListener(cfg)
+	if err != nil {
+		return err
+	}
+	resolver := discovery.NewResolver(discovery.NewClient(cfg.RegistryURL, nil))
+	defer resolver.Close()
+	gw := gateway.New(resolver, jwksVerifier(resolver), log)
+	icfg := instanceConfig(cfg)
+	icfg.HTTPListener = ln
+	return instance.Run(ctx, icfg, log, instance.Parts{HTTP: gw.Handler()})
+}
+
+// jwksVerifier verifies tokens against user-service's published keys, found
+// through the registry.
+func jwksVerifier(r *discovery.Resolver) *auth.Verifier {
+	client := &http.Client{Transport: &discovery.Transport{Resolver: r}}
+	return auth.NewVerifier(auth.HTTPKeySource(client, "http://"+gateway.UserService+"/.well-known/jwks.json"), nil)
+}

@@ -1,0 +1,341 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/junction-go/junction/auth"
+	"github.com/junction-go/junction/discovery"
+	"github.com/junction-go/junction/internal/inventory"
+	inventorystore "github.com/junction-go/junction/internal/inventory/store"
+	orderstore "github.com/junction-go/junction/internal/order/store"
+	"github.com/junction-go/junction/internal/supervisor"
+	"github.com/junction-go/junction/internal/user"
+	userstore "github.com/junction-go/junction/internal/user/store"
+	"github.com/junction-go/junction/sqldb"
+)
+
+type upConfig struct {
+	DataDir      string
+	Port         int
+	Replicas     []string
+	DemoPassword string
+	LogLevel     string
+	ReadyTimeout time.Duration
+}
+
+// scaled are the services `--replicas` may scale; the registry and the
+// broker run once.
+var scaled = []string{"user-service", "inventory-service", "order-service", "gateway"}
+
+func newUpCommand(getenv func(string) string, stdout io.Writer) *cobra.Command {
+	var cfg upConfig
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run the whole system on this machine, each service as its own process",
+		Long: `Run the whole shop on this machine: an embedded NATS JetStream broker, the
+registry, every service and the gateway, each as its own process from this
+binary, supervised (a process that dies is restarted). Data lives under --data;
+the next 'up' with the same folder resumes where this one stopped. Ctrl-C stops
+everything.
+
+Local mode seeds demo accounts (alice and bob, customers; admin, administrator)
+with the password given by --demo-password, and a small catalogue.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return up(cmd.Context(), cfg, getenv, stdout)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&cfg.DataDir, "data", ".junction", "data folder (databases, broker store)")
+	fs.IntVar(&cfg.Port, "port", 8080, "gateway port (0 picks a free one)")
+	fs.StringArrayVar(&cfg.Replicas, "replicas", nil, "instances of a service, as service=N (repeatable)")
+	fs.StringVar(&cfg.DemoPassword, "demo-password", "junction", "password of the demo accounts when they are created")
+	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level of every service")
+	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", 60*time.Second, "how long to wait for every service to be ready")
+	return cmd
+}
+
+func parseReplicas(specs []string) (map[string]int, error) {
+	n := map[string]int{}
+	for _, s := range scaled {
+		n[s] = 1
+	}
+	for _, spec := range specs {
+		name, count, ok := strings.Cut(spec, "=")
+		c, err := strconv.Atoi(count)
+		if !ok || err != nil || c < 1 || c > 16 {
+			return nil, fmt.Errorf("--replicas %q: want service=N with N from 1 to 16", spec)
+		}
+		if !slices.Contains(scaled, name) {
+			return nil, fmt.Errorf("--replicas %q: %s cannot be scaled; one of: %s", spec, name, strings.Join(scaled, ", "))
+		}
+		n[name] = c
+	}
+	return n, nil
+}
+
+func up(ctx context.Context, cfg upConfig, getenv func(string) string, stdout io.Writer) error {
+	started := time.Now()
+	replicas, err := parseReplicas(cfg.Replicas)
+	if err != nil {
+		return err
+	}
+	if cfg.Port < 0 || cfg.Port > 65535 {
+		return fmt.Errorf("--port %d is not a port", cfg.Port)
+	}
+	data, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	unlock, err := lockDir(data)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(stdout, "%-20s| %s\n", "junction", fmt.Sprintf(format, args...))
+	}
+	if err := seed(ctx, data, cfg.DemoPassword, logf); err != nil {
+		return err
+	}
+
+	regLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("registry listener: %w", err)
+	}
+	regFile, err := regLn.(*net.TCPListener).File()
+	regLn.Close()
+	if err != nil {
+		return err
+	}
+	defer regFile.Close()
+	gwLn, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return fmt.Errorf("gateway port %d: %w (choose another with --port)", cfg.Port, err)
+	}
+	gwAddr := gwLn.Addr().String()
+	gwFile, err := gwLn.(*net.TCPListener).File()
+	gwLn.Close()
+	if err != nil {
+		return err
+	}
+	defer gwFile.Close()
+	registryURL := "http://" + regLn.Addr().String()
+	gatewayURL := "http://" + gwAddr
+
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own binary: %w", err)
+	}
+	base := append(os.Environ(),
+		"JUNCTION_REGISTRY_URL="+registryURL,
+		"JUNCTION_DATA="+data,
+		"JUNCTION_LOG_LEVEL="+cfg.LogLevel,
+	)
+	spec := func(service string, i, tier int, listener *os.File) supervisor.Spec {
+		id := fmt.Sprintf("%s-%d", service, i)
+		env := append(slices.Clip(base), "JUNCTION_INSTANCE_ID="+id)
+		s := supervisor.Spec{Name: id, Path: exe, Args: []string{"serve", service}, Tier: tier}
+		if listener != nil {
+			s.ExtraFiles = []*os.File{listener}
+			env = append(env, "JUNCTION_LISTEN_FD=3")
+		}
+		s.Env = env
+		return s
+	}
+	specs := []supervisor.Spec{spec("registry", 1, 0, regFile), spec("broker", 1, 1, nil)}
+	for tier, svc := range []string{"user-service", "inventory-service", "order-service", "gateway"} {
+		for i := 1; i <= replicas[svc]; i++ {
+			var ln *os.File
+			if svc == "gateway" {
+				ln = gwFile
+			}
+			specs = append(specs, spec(svc, i, tier+2, ln))
+		}
+	}
+
+	reg := discovery.NewClient(registryURL, nil)
+	sup := &supervisor.Supervisor{
+		Out:   stdout,
+		Color: isTerminal(stdout),
+		Logf:  logf,
+		OnExit: func(s supervisor.Spec, _ error) {
+			// Take the dead instance out of lookups now rather than when its
+			// lease lapses; its restart registers it again.
+			dctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_ = reg.Deregister(dctx, s.Name)
+		},
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- sup.Run(runCtx, specs) }()
+
+	want := map[string]int{"broker": 1}
+	for _, s := range scaled {
+		want[s] = replicas[s]
+	}
+	brokerURL, err := waitReady(ctx, reg, gatewayURL, want, cfg.ReadyTimeout)
+	switch {
+	case err == nil:
+		fmt.Fprintf(stdout, "\njunction is ready in %.1fs\n", time.Since(started).Seconds())
+		fmt.Fprintf(stdout, "  gateway:  %s\n", gatewayURL)
+		fmt.Fprintf(stdout, "  registry: %s\n", registryURL)
+		fmt.Fprintf(stdout, "  broker:   %s\n", brokerURL)
+		fmt.Fprintf(stdout, "  data:     %s\n", data)
+		fmt.Fprintf(stdout, "  log in as alice or bob (customers) or admin, password %q; Ctrl-C stops.\n\n", cfg.DemoPassword)
+	case ctx.Err() == nil:
+		logf("not ready after %v: %v (still trying; see the logs above)", cfg.ReadyTimeout, err)
+	}
+	<-ctx.Done()
+	logf("stopping")
+	stop()
+	err = <-done
+	logf("stopped")
+	return err
+}
+
+// waitReady waits until every service has its instances registered and the
+// gateway answers /readyz, and returns the broker's URL.
+func waitReady(ctx context.Context, reg *discovery.Client, gatewayURL string, want map[string]int, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	hc := &http.Client{Timeout: time.Second}
+	missing := "registry"
+	for {
+		if cat, err := reg.Catalog(ctx); err == nil {
+			have := map[string]int{}
+			brokerURL := ""
+			for _, v := range cat.Services {
+				have[v.Service] = len(v.Instances)
+				if v.Service == "broker" && len(v.Instances) > 0 {
+					brokerURL = "nats://" + v.Instances[0].Endpoints[discovery.EndpointNATS]
+				}
+			}
+			missing = ""
+			for svc, n := range want {
+				if have[svc] < n {
+					missing += fmt.Sprintf(" %s (%d of %d)", svc, have[svc], n)
+				}
+			}
+			if missing == "" {
+				resp, err := hc.Get(gatewayURL + "/readyz")
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						return brokerURL, nil
+					}
+				}
+				missing = "gateway readiness"
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("waiting for%s", missing)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// seed prepares the local databases: schemas, the demo accounts and the
+// demo catalogue, each only when missing, so a restart keeps what was done.
+func seed(ctx context.Context, data, password string, logf func(string, ...any)) error {
+	dbPath := func(svc string) string { return filepath.Join(data, svc, svc+".db") }
+
+	udb, err := sqldb.Open(ctx, dbPath("user-service"))
+	if err != nil {
+		return err
+	}
+	defer udb.Close()
+	ust, err := userstore.New(ctx, udb)
+	if err != nil {
+		return err
+	}
+	users := user.NewService(ust, 0, nil)
+	if err := users.Start(ctx); err != nil {
+		return err
+	}
+	for _, u := range []user.NewUser{
+		{Username: "alice", DisplayName: "Alice", Password: password, Role: auth.RoleCustomer},
+		{Username: "bob", DisplayName: "Bob", Password: password, Role: auth.RoleCustomer},
+		{Username: "admin", DisplayName: "Administrator", Password: password, Role: auth.RoleAdmin},
+	} {
+		created, err := users.EnsureUser(ctx, u)
+		if err != nil {
+			return fmt.Errorf("demo account %s: %w", u.Username, err)
+		}
+		if created {
+			logf("created demo account %s", u.Username)
+		}
+	}
+
+	idb, err := sqldb.Open(ctx, dbPath("inventory-service"))
+	if err != nil {
+		return err
+	}
+	defer idb.Close()
+	ist, err := inventorystore.New(ctx, idb)
+	if err != nil {
+		return err
+	}
+	n, err := inventory.NewService(ist).Seed(ctx, inventory.DemoCatalogue())
+	if err != nil {
+		return fmt.Errorf("demo catalogue: %w", err)
+	}
+	if n > 0 {
+		logf("added %d demo products", n)
+	}
+
+	odb, err := sqldb.Open(ctx, dbPath("order-service"))
+	if err != nil {
+		return err
+	}
+	defer odb.Close()
+	_, err = orderstore.New(ctx, odb)
+	return err
+}
+
+// lockDir takes an exclusive lock on the data folder, so two `up`s never
+// share one.
+func lockDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "up.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock data folder: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another 'junction up' is using %s", dir)
+		}
+		return nil, fmt.Errorf("lock data folder: %w", err)
+	}
+	return func() { f.Close() }, nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,188 @@
+package discovery
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Resolver keeps a fresh, cached view of each service it is asked about, by
+// watching the registry, and balances over the live instances round robin.
+// The first question about a service starts its watch; later ones are served
+// from the cache. It is safe for concurrent use; Close stops every watch and
+// waits for it.
+type Resolver struct {
+	client *Client
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	services map[string]*entry
+}
+
+type entry struct {
+	ready chan struct{} // closed after the first answer, successful or not
+	next  atomic.Uint64
+
+	mu     sync.Mutex
+	view   View
+	err    error
+	subs   map[int]func(View)
+	nextID int
+}
+
+// NewResolver returns a resolver over client. Call Close when done.
+func NewResolver(client *Client) *Resolver {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Resolver{client: client, ctx: ctx, cancel: cancel, services: map[string]*entry{}}
+}
+
+// Close stops every watch and waits for them.
+func (r *Resolver) Close() {
+	r.cancel()
+	r.wg.Wait()
+}
+
+func (r *Resolver) entry(service string) *entry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.services[service]
+	if !ok {
+		e = &entry{ready: make(chan struct{}), subs: map[int]func(View){}}
+		r.services[service] = e
+		r.wg.Add(1)
+		go r.watch(service, e)
+	}
+	return e
+}
+
+func (r *Resolver) watch(service string, e *entry) {
+	defer r.wg.Done()
+	var prev View
+	backoff := 50 * time.Millisecond
+	first := true
+	for r.ctx.Err() == nil {
+		v, err := r.client.Watch(r.ctx, service, prev)
+		if r.ctx.Err() != nil {
+			return
+		}
+		e.mu.Lock()
+		e.err = err
+		var subs []func(View)
+		if err == nil && (first || v.Epoch != prev.Epoch || v.Revision != prev.Revision) {
+			e.view = v
+			for _, s := range e.subs {
+				subs = append(subs, s)
+			}
+		}
+		e.mu.Unlock()
+		if first {
+			close(e.ready)
+			first = false
+		}
+		for _, s := range subs {
+			s(v)
+		}
+		if err != nil {
+			select {
+			case <-r.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 2*time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		prev = v
+	}
+}
+
+// View returns the cached view of service, waiting for the first answer from
+// the registry (bounded by ctx) when the service is new to r.
+func (r *Resolver) View(ctx context.Context, service string) (View, error) {
+	e := r.entry(service)
+	select {
+	case <-e.ready:
+	case <-ctx.Done():
+		return View{}, fmt.Errorf("resolve %s: %w", service, ctx.Err())
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.view.Service == "" && e.err != nil {
+		return View{}, fmt.Errorf("resolve %s: %w", service, e.err)
+	}
+	return e.view, nil
+}
+
+// Pick returns the address of the named endpoint of the next live instance
+// of service, round robin. It returns an error wrapping ErrNoInstances when
+// no live instance offers that endpoint.
+func (r *Resolver) Pick(ctx context.Context, service, endpoint string) (string, error) {
+	v, err := r.View(ctx, service)
+	if err != nil {
+		return "", err
+	}
+	n := len(v.Instances)
+	if n == 0 {
+		return "", fmt.Errorf("resolve %s: %w", service, ErrNoInstances)
+	}
+	e := r.entry(service)
+	start := e.next.Add(1)
+	for i := range n {
+		inst := v.Instances[(start+uint64(i))%uint64(n)]
+		if addr := inst.Endpoints[endpoint]; addr != "" {
+			return addr, nil
+		}
+	}
+	return "", fmt.Errorf("resolve %s (%s endpoint): %w", service, endpoint, ErrNoInstances)
+}
+
+// Subscribe calls fn with service's view now (once known) and after every
+// change, until the returned cancel function is called. fn must not block.
+func (r *Resolver) Subscribe(service string, fn func(View)) (cancel func()) {
+	e := r.entry(service)
+	e.mu.Lock()
+	id := e.nextID
+	e.nextID++
+	e.subs[id] = fn
+	known := e.view.Service != ""
+	v := e.view
+	e.mu.Unlock()
+	if known {
+		fn(v)
+	}
+	return func() {
+		e.mu.Lock()
+		delete(e.subs, id)
+		e.mu.Unlock()
+	}
+}
+
+// Transport is an http.RoundTripper that sends a request for
+// http://<service>/… to a live instance of that service, round robin.
+type Transport struct {
+	Resolver *Resolver
+	// Base sends the rewritten request; http.DefaultTransport when nil.
+	Base http.RoundTripper
+}
+
+// RoundTrip resolves req's host as a service name. It does not retry: a
+// caller that knows its request is safe to repeat decides that.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	addr, err := t.Resolver.Pick(req.Context(), req.URL.Hostname(), EndpointHTTP)
+	if err != nil {
+		return nil, err
+	}
+	out := req.Clone(req.Context())
+	out.URL.Host = addr
+	out.Host = addr
+	base := t.Base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return base.RoundTrip(out)
+}

@@ -1,0 +1,51 @@
+package gateway
+
+import (
+	"net/http"
+
+	"github.com/junction-go/junction/auth"
+	"github.com/junction-go/junction/rest"
+)
+
+// Services the gateway routes to, by registry name.
+const (
+	UserService      = "user-service"
+	OrderService     = "order-service"
+	InventoryService = "inventory-service"
+)
+
+// Handler returns every public route. Routes marked public need no token;
+// every other one is refused with 401 before it reaches a service, which
+// checks the token again (no service trusts the network).
+func (g *Gateway) Handler() http.Handler {
+	authn := auth.Require(g.verifier, g.log)
+	mux := http.NewServeMux()
+
+	// Public.
+	mux.Handle("POST /api/auth/login", g.forward(UserService))
+	mux.Handle("GET /api/auth/jwks", g.forward(UserService))
+	mux.Handle("GET /.well-known/jwks.json", g.forward(UserService))
+	mux.Handle("GET /api/products", g.forward(InventoryService))
+	mux.Handle("GET /api/products/", g.forward(InventoryService))
+
+	// Signed in.
+	mux.Handle("/api/users/", authn(g.forward(UserService)))
+	mux.Handle("/api/orders", authn(g.forward(OrderService)))
+	mux.Handle("/api/orders/", authn(g.forward(OrderService)))
+
+	mux.HandleFunc("GET /{$}", index)
+	mux.HandleFunc("/", rest.NotFound)
+	return rest.Chain(mux, rest.RequestID, rest.AccessLog(g.log), rest.Recover(g.log))
+}
+
+func index(w http.ResponseWriter, _ *http.Request) {
+	rest.JSON(w, http.StatusOK, map[string]any{
+		"name": "junction",
+		"links": map[string]string{
+			"login":    "/api/auth/login",
+			"products": "/api/products",
+			"orders":   "/api/orders",
+			"jwks":     "/.well-known/jwks.json",
+		},
+	})
+}

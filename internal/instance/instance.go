@@ -1,0 +1,201 @@
+// Package instance runs one instance of a Junction service: its HTTP and gRPC
+// listeners, its liveness and readiness probes, its registration in the
+// registry, and a graceful stop in the right order (leave the registry, stop
+// taking new work, finish the work in flight).
+package instance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	"github.com/junction-go/junction/discovery"
+	"github.com/junction-go/junction/rest"
+)
+
+// Config says where an instance listens and how it registers.
+type Config struct {
+	Service string
+	// ID is the instance's registry id; stable across restarts of the same
+	// instance so a restart replaces the old entry.
+	ID string
+	// RegistryURL is the registry's base URL; empty means do not register.
+	RegistryURL string
+	// HTTPAddr and GRPCAddr are listen addresses ("127.0.0.1:0" picks a free
+	// port). HTTPListener, when set, is used instead of HTTPAddr.
+	HTTPAddr     string
+	GRPCAddr     string
+	HTTPListener net.Listener
+	// AdvertiseHost replaces the listen host in registered addresses, for
+	// instances that listen on all interfaces.
+	AdvertiseHost string
+	TTL           time.Duration
+	// Grace bounds how long in-flight work may take to finish at stop.
+	Grace   time.Duration
+	Version string
+	// Endpoints are extra endpoints to register (a broker's client port).
+	Endpoints map[string]string
+}
+
+// Parts is what a service hands the runtime.
+type Parts struct {
+	HTTP http.Handler
+	// GRPC, when not nil, is served on GRPCAddr and stopped gracefully.
+	GRPC *grpc.Server
+	// Ready reports whether the instance can take work (its database
+	// answers, …); nil means always.
+	Ready func(context.Context) error
+}
+
+// Run serves p until ctx is done, then stops gracefully. It registers the
+// instance once its listeners are open and deregisters it first at stop.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, p Parts) error {
+	if cfg.Grace <= 0 {
+		cfg.Grace = 10 * time.Second
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = 10 * time.Second
+	}
+	hln := cfg.HTTPListener
+	if hln == nil {
+		var err error
+		if hln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("listen http: %w", err)
+		}
+	}
+	endpoints := map[string]string{discovery.EndpointHTTP: advertise(hln.Addr(), cfg.AdvertiseHost)}
+	var gln net.Listener
+	if p.GRPC != nil {
+		var err error
+		if gln, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+			hln.Close()
+			return fmt.Errorf("listen grpc: %w", err)
+		}
+		endpoints[discovery.EndpointGRPC] = advertise(gln.Addr(), cfg.AdvertiseHost)
+	}
+	for k, v := range cfg.Endpoints {
+		endpoints[k] = v
+	}
+
+	var draining atomic.Bool
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if draining.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("stopping\n"))
+			return
+		}
+		if p.Ready != nil {
+			if err := p.Ready(r.Context()); err != nil {
+				log.WarnContext(r.Context(), "not ready", "err", err)
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = w.Write([]byte("not ready\n"))
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("/", p.HTTP)
+	srv := rest.NewServer(mux)
+
+	log.Info("listening", "endpoints", endpoints)
+	inst := discovery.Instance{
+		ID:        cfg.ID,
+		Service:   cfg.Service,
+		Endpoints: endpoints,
+		Metadata: map[string]string{
+			"pid":     strconv.Itoa(os.Getpid()),
+			"version": cfg.Version,
+			"started": time.Now().UTC().Format(time.RFC3339),
+		},
+	}
+
+	// Serving stops only after the registration is gone, so callers that
+	// still hold this address while the registry tells them find it working.
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
+	g, gctx := errgroup.WithContext(serveCtx)
+	g.Go(func() error { return rest.Serve(gctx, srv, hln, cfg.Grace) })
+	if p.GRPC != nil {
+		g.Go(func() error { return serveGRPC(gctx, p.GRPC, gln, cfg.Grace) })
+	}
+	regDone := make(chan struct{})
+	regCtx, stopReg := context.WithCancel(ctx)
+	defer stopReg()
+	go func() {
+		defer close(regDone)
+		if cfg.RegistryURL == "" {
+			<-regCtx.Done()
+			return
+		}
+		client := discovery.NewClient(cfg.RegistryURL, nil)
+		client.KeepAlive(regCtx, inst, cfg.TTL, func(err error) {
+			log.Warn("registry heartbeat failed", "err", err)
+		})
+	}()
+
+	select {
+	case <-ctx.Done():
+		log.Info("stopping")
+	case <-gctx.Done():
+		// A server failed on its own; stop the rest.
+	}
+	draining.Store(true)
+	stopReg()
+	<-regDone
+	stopServing()
+	err := g.Wait()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func serveGRPC(ctx context.Context, s *grpc.Server, ln net.Listener, grace time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	done := make(chan struct{})
+	go func() { s.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		s.Stop()
+		<-done
+	}
+	<-errc
+	return nil
+}
+
+func advertise(addr net.Addr, host string) string {
+	h, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	if host != "" {
+		h = host
+	} else if ip := net.ParseIP(h); ip != nil && ip.IsUnspecified() {
+		h = "127.0.0.1"
+	}
+	return net.JoinHostPort(h, port)
+}

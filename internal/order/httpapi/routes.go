@@ -1,0 +1,129 @@
+// Package httpapi serves order-service's REST API: place, read and list
+// orders. Every route needs a valid access token.
+package httpapi
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/junction-go/junction/auth"
+	"github.com/junction-go/junction/fault"
+	"github.com/junction-go/junction/internal/order"
+	"github.com/junction-go/junction/rest"
+)
+
+// Handler returns the REST API of svc; v verifies access tokens.
+func Handler(svc *order.Service, v *auth.Verifier, log *slog.Logger) http.Handler {
+	h := &handler{svc: svc, log: log}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/orders", h.create)
+	mux.HandleFunc("GET /api/orders", h.list)
+	mux.HandleFunc("GET /api/orders/{id}", h.get)
+	mux.HandleFunc("/", rest.NotFound)
+	return rest.Chain(mux, rest.RequestID, rest.AccessLog(log), rest.Recover(log), auth.Require(v, log))
+}
+
+type handler struct {
+	svc *order.Service
+	log *slog.Logger
+}
+
+type itemJSON struct {
+	SKU      string `json:"sku"`
+	Quantity int    `json:"quantity"`
+}
+
+type createRequest struct {
+	Items []itemJSON `json:"items"`
+}
+
+type orderJSON struct {
+	OrderID   int64      `json:"orderId"`
+	UserID    int64      `json:"userId"`
+	Status    string     `json:"status"`
+	Items     []itemJSON `json:"items"`
+	CreatedAt string     `json:"createdAt"`
+	UpdatedAt string     `json:"updatedAt"`
+}
+
+const timeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+func toJSON(o order.Order) orderJSON {
+	out := orderJSON{
+		OrderID: o.ID, UserID: o.UserID, Status: string(o.Status),
+		Items:     make([]itemJSON, 0, len(o.Items)),
+		CreatedAt: o.CreatedAt.UTC().Format(timeFormat), UpdatedAt: o.UpdatedAt.UTC().Format(timeFormat),
+	}
+	for _, it := range o.Items {
+		out.Items = append(out.Items, itemJSON{SKU: it.SKU, Quantity: it.Quantity})
+	}
+	return out
+}
+
+func (h *handler) create(w http.ResponseWriter, r *http.Request) {
+	var req createRequest
+	if err := rest.Decode(w, r, 0, &req); err != nil {
+		rest.Error(w, r, h.log, err)
+		return
+	}
+	items := make([]order.Item, 0, len(req.Items))
+	for _, it := range req.Items {
+		items = append(items, order.Item{SKU: it.SKU, Quantity: it.Quantity})
+	}
+	p, _ := auth.FromContext(r.Context())
+	placed, err := h.svc.Place(r.Context(), p, items, r.Header.Get("Idempotency-Key"))
+	if err != nil {
+		rest.Error(w, r, h.log, err)
+		return
+	}
+	w.Header().Set("Location", fmt.Sprintf("/api/orders/%d", placed.Order.ID))
+	if placed.Replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	rest.JSON(w, http.StatusCreated, toJSON(placed.Order))
+}
+
+func (h *handler) get(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		rest.Error(w, r, h.log, fault.New(fault.Invalid, "order id must be a positive integer"))
+		return
+	}
+	p, _ := auth.FromContext(r.Context())
+	o, err := h.svc.Get(r.Context(), p, id)
+	if err != nil {
+		rest.Error(w, r, h.log, err)
+		return
+	}
+	rest.JSON(w, http.StatusOK, toJSON(o))
+}
+
+type listJSON struct {
+	Items      []orderJSON `json:"items"`
+	NextCursor string      `json:"nextCursor,omitempty"`
+}
+
+func (h *handler) list(w http.ResponseWriter, r *http.Request) {
+	limit := 20
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			rest.Error(w, r, h.log, fault.New(fault.Invalid, "limit must be a whole number"))
+			return
+		}
+		limit = n
+	}
+	p, _ := auth.FromContext(r.Context())
+	page, err := h.svc.List(r.Context(), p, r.URL.Query().Get("cursor"), limit)
+	if err != nil {
+		rest.Error(w, r, h.log, err)
+		return
+	}
+	out := listJSON{Items: make([]orderJSON, 0, len(page.Orders)), NextCursor: page.Next}
+	for _, o := range page.Orders {
+		out.Items = append(out.Items, toJSON(o))
+	}
+	rest.JSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,182 @@
+// Package store keeps order-service's orders and idempotency keys in SQL.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/junction-go/junction/fault"
+	"github.com/junction-go/junction/internal/order"
+	"github.com/junction-go/junction/sqldb"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Store implements order.Store. It is safe for concurrent use.
+type Store struct{ db *sqldb.DB }
+
+var _ order.Store = (*Store)(nil)
+
+// New migrates db to the current schema and returns a store over it.
+func New(ctx context.Context, db *sqldb.DB) (*Store, error) {
+	if err := db.Migrate(ctx, sqldb.MigrationsFS(migrations, "migrations")); err != nil {
+		return nil, err
+	}
+	return &Store{db: db}, nil
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func (s *Store) Create(ctx context.Context, o order.Order, key, hash string) (order.Order, bool, error) {
+	var saved order.Order
+	created := false
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if key != "" {
+			prev, prevHash, err := s.byKey(ctx, tx, o.UserID, key)
+			if err == nil {
+				if prevHash != hash {
+					return fault.New(fault.Conflict, "the Idempotency-Key was used for a different order")
+				}
+				saved = prev
+				return nil
+			}
+			if !fault.Is(err, fault.NotFound) {
+				return err
+			}
+		}
+		q := s.db.Dialect.Rebind
+		err := tx.QueryRowContext(ctx, q(`INSERT INTO orders (user_id, status, created_at, updated_at) VALUES (?, ?, ?, ?) RETURNING id`),
+			o.UserID, string(o.Status), o.CreatedAt.UnixMilli(), o.UpdatedAt.UnixMilli()).Scan(&o.ID)
+		if err != nil {
+			return fmt.Errorf("insert order: %w", err)
+		}
+		for i, it := range o.Items {
+			if _, err := tx.ExecContext(ctx, q(`INSERT INTO order_items (order_id, line, sku, quantity) VALUES (?, ?, ?, ?)`),
+				o.ID, i+1, it.SKU, it.Quantity); err != nil {
+				return fmt.Errorf("insert order item: %w", err)
+			}
+		}
+		if key != "" {
+			if _, err := tx.ExecContext(ctx, q(`INSERT INTO idempotency_keys (user_id, key, request_hash, order_id, created_at) VALUES (?, ?, ?, ?, ?)`),
+				o.UserID, key, hash, o.ID, time.Now().UnixMilli()); err != nil {
+				return fmt.Errorf("insert idempotency key: %w", err)
+			}
+		}
+		saved, created = o, true
+		return nil
+	})
+	if err != nil && key != "" && s.db.Dialect.IsUniqueViolation(err) {
+		// Another request with the same key committed first.
+		prev, prevHash, kerr := s.ByIdempotencyKey(ctx, o.UserID, key)
+		if kerr != nil {
+			return order.Order{}, false, kerr
+		}
+		if prevHash != hash {
+			return order.Order{}, false, fault.New(fault.Conflict, "the Idempotency-Key was used for a different order")
+		}
+		return prev, false, nil
+	}
+	return saved, created, err
+}
+
+func (s *Store) ByIdempotencyKey(ctx context.Context, userID int64, key string) (order.Order, string, error) {
+	return s.byKey(ctx, s.db, userID, key)
+}
+
+func (s *Store) byKey(ctx context.Context, q querier, userID int64, key string) (order.Order, string, error) {
+	var id int64
+	var hash string
+	err := q.QueryRowContext(ctx, s.db.Dialect.Rebind(`SELECT order_id, request_hash FROM idempotency_keys WHERE user_id = ? AND key = ?`), userID, key).Scan(&id, &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return order.Order{}, "", fault.New(fault.NotFound, "no order for that key")
+	}
+	if err != nil {
+		return order.Order{}, "", fmt.Errorf("idempotency key: %w", err)
+	}
+	o, err := s.get(ctx, q, id)
+	return o, hash, err
+}
+
+func (s *Store) Get(ctx context.Context, id int64) (order.Order, error) { return s.get(ctx, s.db, id) }
+
+func (s *Store) get(ctx context.Context, q querier, id int64) (order.Order, error) {
+	os, err := s.query(ctx, q, `WHERE id = ?`, id)
+	if err != nil {
+		return order.Order{}, err
+	}
+	if len(os) == 0 {
+		return order.Order{}, fault.New(fault.NotFound, "no order %d", id)
+	}
+	return os[0], nil
+}
+
+func (s *Store) List(ctx context.Context, userID, before int64, limit int) ([]order.Order, error) {
+	if before <= 0 {
+		return s.query(ctx, s.db, `WHERE user_id = ? ORDER BY id DESC LIMIT ?`, userID, limit)
+	}
+	return s.query(ctx, s.db, `WHERE user_id = ? AND id < ? ORDER BY id DESC LIMIT ?`, userID, before, limit)
+}
+
+// query reads the orders a WHERE clause selects, with their items, in two
+// queries whatever their number.
+func (s *Store) query(ctx context.Context, q querier, where string, args ...any) ([]order.Order, error) {
+	rows, err := q.QueryContext(ctx, s.db.Dialect.Rebind(`SELECT id, user_id, status, created_at, updated_at FROM orders `+where), args...)
+	if err != nil {
+		return nil, fmt.Errorf("query orders: %w", err)
+	}
+	defer rows.Close()
+	orders := []order.Order{}
+	index := map[int64]int{}
+	for rows.Next() {
+		var o order.Order
+		var status string
+		var created, updated int64
+		if err := rows.Scan(&o.ID, &o.UserID, &status, &created, &updated); err != nil {
+			return nil, fmt.Errorf("scan order: %w", err)
+		}
+		o.Status = order.Status(status)
+		o.CreatedAt, o.UpdatedAt = time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()
+		o.Items = []order.Item{}
+		index[o.ID] = len(orders)
+		orders = append(orders, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query orders: %w", err)
+	}
+	rows.Close()
+	if len(orders) == 0 {
+		return orders, nil
+	}
+	ids := make([]any, len(orders))
+	for i, o := range orders {
+		ids[i] = o.ID
+	}
+	marks := strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",")
+	irows, err := q.QueryContext(ctx, s.db.Dialect.Rebind(`SELECT order_id, sku, quantity FROM order_items WHERE order_id IN (`+marks+`) ORDER BY order_id, line`), ids...)
+	if err != nil {
+		return nil, fmt.Errorf("query order items: %w", err)
+	}
+	defer irows.Close()
+	for irows.Next() {
+		var id int64
+		var it order.Item
+		if err := irows.Scan(&id, &it.SKU, &it.Quantity); err != nil {
+			return nil, fmt.Errorf("scan order item: %w", err)
+		}
+		o := &orders[index[id]]
+		o.Items = append(o.Items, it)
+	}
+	return orders, irows.Err()
+}

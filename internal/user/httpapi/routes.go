@@ -1,0 +1,101 @@
+// Package httpapi serves user-service's REST API: login, the JWKS, and
+// users.
+package httpapi
+
+import (
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/junction-go/junction/auth"
+	"github.com/junction-go/junction/fault"
+	"github.com/junction-go/junction/internal/user"
+	"github.com/junction-go/junction/rest"
+)
+
+// Handler returns the REST API of svc; v verifies access tokens.
+func Handler(svc *user.Service, v *auth.Verifier, log *slog.Logger) http.Handler {
+	h := &handler{svc: svc, log: log}
+	authn := auth.Require(v, log)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/auth/login", h.login)
+	mux.HandleFunc("GET /api/auth/jwks", h.jwks)
+	mux.HandleFunc("GET /.well-known/jwks.json", h.jwks)
+	mux.Handle("GET /api/users/me", authn(http.HandlerFunc(h.me)))
+	mux.Handle("GET /api/users/{id}", authn(http.HandlerFunc(h.get)))
+	mux.HandleFunc("/", rest.NotFound)
+	return rest.Chain(mux, rest.RequestID, rest.AccessLog(log), rest.Recover(log))
+}
+
+type handler struct {
+	svc *user.Service
+	log *slog.Logger
+}
+
+type loginRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+type loginResponse struct {
+	AccessToken string `json:"accessToken"`
+	TokenType   string `json:"tokenType"`
+	ExpiresIn   int    `json:"expiresIn"`
+}
+
+func (h *handler) login(w http.ResponseWriter, r *http.Request) {
+	var req loginRequest
+	if err := rest.Decode(w, r, 4<<10, &req); err != nil {
+		rest.Error(w, r, h.log, err)
+		return
+	}
+	tok, err := h.svc.Login(r.Context(), req.Username, req.Password)
+	if err != nil {
+		rest.Error(w, r, h.log, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	rest.JSON(w, http.StatusOK, loginResponse{AccessToken: tok.AccessToken, TokenType: "Bearer", ExpiresIn: int(tok.ExpiresIn.Seconds())})
+}
+
+func (h *handler) jwks(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	rest.JSON(w, http.StatusOK, h.svc.JWKS())
+}
+
+// userJSON is a user as the API shows it; never the password hash.
+type userJSON struct {
+	UserID      int64  `json:"userId"`
+	Username    string `json:"username"`
+	DisplayName string `json:"displayName"`
+	Role        string `json:"role"`
+	CreatedAt   string `json:"createdAt"`
+}
+
+func toJSON(u user.User) userJSON {
+	return userJSON{UserID: u.ID, Username: u.Username, DisplayName: u.DisplayName, Role: u.Role, CreatedAt: u.CreatedAt.Format("2006-01-02T15:04:05.000Z07:00")}
+}
+
+func (h *handler) me(w http.ResponseWriter, r *http.Request) {
+	p, _ := auth.FromContext(r.Context())
+	h.write(w, r, p, p.UserID)
+}
+
+func (h *handler) get(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		rest.Error(w, r, h.log, fault.New(fault.Invalid, "user id must be a positive integer"))
+		return
+	}
+	p, _ := auth.FromContext(r.Context())
+	h.write(w, r, p, id)
+}
+
+func (h *handler) write(w http.ResponseWriter, r *http.Request, p auth.Principal, id int64) {
+	u, err := h.svc.GetUser(r.Context(), p, id)
+	if err != nil {
+		rest.Error(w, r, h.log, err)
+		return
+	}
+	rest.JSON(w, http.StatusOK, toJSON(u))
+}

@@ -1,0 +1,206 @@
+// Package user is user-service's domain: accounts with hashed passwords, the
+// signing keys of access tokens, login, and who may read which user.
+package user
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/junction-go/junction/auth"
+	"github.com/junction-go/junction/fault"
+)
+
+// User is an account.
+type User struct {
+	ID           int64
+	Username     string
+	DisplayName  string
+	Role         string
+	PasswordHash []byte
+	CreatedAt    time.Time
+}
+
+// Store keeps users and signing keys. Lookups of missing rows return an
+// error of kind fault.NotFound; a username taken already, fault.Conflict.
+type Store interface {
+	UserByName(ctx context.Context, username string) (User, error)
+	UserByID(ctx context.Context, id int64) (User, error)
+	CreateUser(ctx context.Context, u User) (User, error)
+	// SigningKeys returns the keys, oldest first.
+	SigningKeys(ctx context.Context) ([]auth.Key, error)
+	AddSigningKey(ctx context.Context, k auth.Key) error
+}
+
+// Service is user-service's use cases. It is safe for concurrent use once
+// Start has returned.
+type Service struct {
+	store  Store
+	ttl    time.Duration
+	now    func() time.Time
+	signer *auth.Signer
+	keys   []auth.Key
+	// dummyHash is compared against when a username is unknown, so a login
+	// takes as long for a missing user as for a wrong password.
+	dummyHash []byte
+}
+
+// NewService returns the service over store; tokens live ttl
+// (auth.TokenExpiry when 0).
+func NewService(store Store, ttl time.Duration, now func() time.Time) *Service {
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{store: store, ttl: ttl, now: now}
+}
+
+// Start loads the signing keys, making the first one when there is none.
+// Several instances starting at once may each make one; all of them are
+// published, and every instance signs with the oldest.
+func (s *Service) Start(ctx context.Context) error {
+	keys, err := s.store.SigningKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("load signing keys: %w", err)
+	}
+	if len(keys) == 0 {
+		k, err := auth.NewKey()
+		if err != nil {
+			return err
+		}
+		if err := s.store.AddSigningKey(ctx, k); err != nil {
+			return fmt.Errorf("add signing key: %w", err)
+		}
+		if keys, err = s.store.SigningKeys(ctx); err != nil {
+			return fmt.Errorf("load signing keys: %w", err)
+		}
+	}
+	s.keys = keys
+	s.signer = auth.NewSigner(keys[0], s.ttl, s.now)
+	s.dummyHash, err = bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.DefaultCost)
+	return err
+}
+
+// Token is an issued access token.
+type Token struct {
+	AccessToken string
+	ExpiresIn   time.Duration
+}
+
+// Login checks a username and password and issues an access token. A wrong
+// username or password is fault.Unauthorized, with the same message for
+// both.
+func (s *Service) Login(ctx context.Context, username, password string) (Token, error) {
+	if username == "" || password == "" {
+		return Token{}, fault.New(fault.Invalid, "username and password are required")
+	}
+	if len(username) > 64 || len(password) > 72 {
+		return Token{}, fault.New(fault.Unauthorized, "wrong username or password")
+	}
+	u, err := s.store.UserByName(ctx, username)
+	if err != nil && !fault.Is(err, fault.NotFound) {
+		return Token{}, fmt.Errorf("login: %w", err)
+	}
+	hash := u.PasswordHash
+	if err != nil {
+		hash = s.dummyHash
+	}
+	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil || u.ID == 0 {
+		return Token{}, fault.New(fault.Unauthorized, "wrong username or password")
+	}
+	tok, err := s.signer.Sign(auth.Principal{UserID: u.ID, Username: u.Username, Role: u.Role})
+	if err != nil {
+		return Token{}, fmt.Errorf("login: %w", err)
+	}
+	return Token{AccessToken: tok, ExpiresIn: s.signer.TTL()}, nil
+}
+
+// GetUser returns user id to caller. A customer may read only themselves;
+// any other id is fault.NotFound, so customers cannot probe for accounts.
+func (s *Service) GetUser(ctx context.Context, caller auth.Principal, id int64) (User, error) {
+	if id < 1 {
+		return User{}, fault.New(fault.Invalid, "user id must be a positive integer")
+	}
+	if !caller.IsAdmin() && caller.UserID != id {
+		return User{}, fault.New(fault.NotFound, "no user %d", id)
+	}
+	u, err := s.store.UserByID(ctx, id)
+	if err != nil {
+		return User{}, fmt.Errorf("get user %d: %w", id, err)
+	}
+	return u, nil
+}
+
+// JWKS returns the public signing keys.
+func (s *Service) JWKS() auth.JWKS {
+	set := auth.JWKS{Keys: make([]auth.JWK, 0, len(s.keys))}
+	for _, k := range s.keys {
+		set.Keys = append(set.Keys, auth.PublicJWK(k))
+	}
+	return set
+}
+
+// NewUser is what creating an account takes.
+type NewUser struct {
+	Username, DisplayName, Password, Role string
+}
+
+// CreateUser makes an account. Bad input is fault.Invalid; a taken username
+// fault.Conflict.
+func (s *Service) CreateUser(ctx context.Context, n NewUser) (User, error) {
+	if err := validUsername(n.Username); err != nil {
+		return User{}, err
+	}
+	if len(n.Password) < 8 || len(n.Password) > 72 {
+		return User{}, fault.New(fault.Invalid, "password must be 8 to 72 bytes")
+	}
+	if n.Role != auth.RoleCustomer && n.Role != auth.RoleAdmin {
+		return User{}, fault.New(fault.Invalid, "role must be %q or %q", auth.RoleCustomer, auth.RoleAdmin)
+	}
+	if n.DisplayName == "" {
+		n.DisplayName = n.Username
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(n.Password), bcrypt.DefaultCost)
+	if err != nil {
+		return User{}, fmt.Errorf("hash password: %w", err)
+	}
+	u, err := s.store.CreateUser(ctx, User{Username: n.Username, DisplayName: n.DisplayName, Role: n.Role, PasswordHash: hash, CreatedAt: s.now().UTC()})
+	if err != nil {
+		return User{}, fmt.Errorf("create user %q: %w", n.Username, err)
+	}
+	return u, nil
+}
+
+// EnsureUser creates n unless its username exists already; it reports
+// whether it created it.
+func (s *Service) EnsureUser(ctx context.Context, n NewUser) (bool, error) {
+	_, err := s.store.UserByName(ctx, n.Username)
+	if err == nil {
+		return false, nil
+	}
+	if !fault.Is(err, fault.NotFound) {
+		return false, err
+	}
+	if _, err := s.CreateUser(ctx, n); err != nil {
+		if fault.Is(err, fault.Conflict) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+func validUsername(name string) error {
+	if len(name) < 1 || len(name) > 64 {
+		return fault.New(fault.Invalid, "username must be 1 to 64 characters")
+	}
+	for _, r := range name {
+		if !(unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("._-", r)) {
+			return fault.New(fault.Invalid, "username may hold only letters, digits, '.', '_' and '-'")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,156 @@
+// Package sqldb opens a service's own database and migrates its schema.
+//
+// Queries are written once, in portable SQL with ? placeholders; what differs
+// between databases (placeholders, constraint errors, driver settings) is
+// kept here, in the Dialect, so a service's store never branches on the
+// database it runs on.
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pressly/goose/v3"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Dialect is what differs between the databases Junction runs on.
+type Dialect interface {
+	// Name is the dialect's name, which is also the folder of its migrations.
+	Name() string
+	// Rebind rewrites a query written with ? placeholders for this database.
+	Rebind(query string) string
+	// IsUniqueViolation reports whether err is a unique-constraint violation.
+	IsUniqueViolation(err error) bool
+}
+
+// DB is a database handle with its dialect. It is safe for concurrent use.
+type DB struct {
+	*sql.DB
+	Dialect Dialect
+}
+
+// Open opens the database named by url and checks that it answers:
+//
+//	sqlite:///abs/path/file.db, sqlite://rel/path.db, or a plain file path
+//
+// The SQLite file is created with its folder when missing and is opened in
+// WAL mode with synchronous=NORMAL: a committed transaction survives a crash
+// of the process; an operating-system crash or power loss may lose the last
+// few. Every transaction takes the write lock when it begins, so concurrent
+// writers wait (up to 5 s) instead of failing on lock upgrades.
+func Open(ctx context.Context, url string) (*DB, error) {
+	switch {
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		return nil, errors.New("sqldb: PostgreSQL is not supported by this build yet; use a SQLite path")
+	case strings.Contains(url, "://") && !strings.HasPrefix(url, "sqlite://"):
+		return nil, fmt.Errorf("sqldb: unsupported database url %q", Redact(url))
+	}
+	path := strings.TrimPrefix(url, "sqlite://")
+	if path == "" {
+		return nil, errors.New("sqldb: empty database path")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("sqldb: create folder: %w", err)
+	}
+	dsn := "file:" + path + "?_txlock=immediate" +
+		"&_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)" +
+		"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqldb: open %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqldb: open %s: %w", path, err)
+	}
+	return &DB{DB: db, Dialect: sqliteDialect{}}, nil
+}
+
+// Migrate applies the migrations in fsys/<dialect name>/*.sql that have not
+// been applied yet, in order.
+func (db *DB) Migrate(ctx context.Context, fsys fs.FS) error {
+	sub, err := fs.Sub(fsys, db.Dialect.Name())
+	if err != nil {
+		return fmt.Errorf("sqldb: migrations for %s: %w", db.Dialect.Name(), err)
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, db.DB, sub, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("sqldb: migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("sqldb: migrate: %w", err)
+	}
+	return nil
+}
+
+// InTx runs fn in a transaction and commits it when fn returns nil; it rolls
+// back on an error or a panic.
+func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = tx.Rollback()
+			panic(p)
+		}
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if err = fn(tx); err != nil {
+		return err
+	}
+	if err = tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+type sqliteDialect struct{}
+
+func (sqliteDialect) Name() string           { return "sqlite" }
+func (sqliteDialect) Rebind(q string) string { return q }
+func (sqliteDialect) IsUniqueViolation(err error) bool {
+	var e *sqlite.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	return e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+}
+
+// Redact hides a password in a database url.
+func Redact(url string) string {
+	at := strings.LastIndex(url, "@")
+	scheme := strings.Index(url, "://")
+	if at < 0 || scheme < 0 {
+		return url
+	}
+	userinfo := url[scheme+3 : at]
+	if i := strings.Index(userinfo, ":"); i >= 0 {
+		return url[:scheme+3] + userinfo[:i] + ":xxxxx" + url[at:]
+	}
+	return url
+}
+
+// MigrationsFS returns the folder dir of an embedded file system, for
+// Migrate. It panics only on a malformed dir, a programming error caught by
+// any test.
+func MigrationsFS(fsys fs.FS, dir string) fs.FS {
+	sub, err := fs.Sub(fsys, dir)
+	if err != nil {
+		panic(err)
+	}
+	return sub
+}
