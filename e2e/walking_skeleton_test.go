@@ -1,0 +1,268 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+
+	userv1 "github.com/junction-go/junction/api/gen/user/v1"
+	"github.com/junction-go/junction/discovery"
+)
+
+type orderJSON struct {
+	OrderID int64  `json:"orderId"`
+	UserID  int64  `json:"userId"`
+	Status  string `json:"status"`
+	Items   []struct {
+		SKU      string `json:"sku"`
+		Quantity int    `json:"quantity"`
+	} `json:"items"`
+}
+
+func TestWalkingSkeleton(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the whole system; skipped with -short")
+	}
+	data := t.TempDir()
+	sys := startSystem(t, data)
+	t.Logf("ready in %v: gateway %s, registry %s, broker %s", sys.Ready, sys.Gateway, sys.Registry, sys.Broker)
+
+	alice := newClient(t, sys.Gateway)
+	alice.login("alice", "junction")
+
+	var orderID int64
+	t.Run("products are listed", func(t *testing.T) {
+		r := newClient(t, sys.Gateway).do("GET", "/api/products", nil)
+		var page struct {
+			Items []struct {
+				SKU   string `json:"sku"`
+				Price int64  `json:"price"`
+				Stock int64  `json:"stock"`
+			} `json:"items"`
+		}
+		r.decode(t, &page)
+		if r.Status != http.StatusOK || !slices.ContainsFunc(page.Items, func(p struct {
+			SKU   string `json:"sku"`
+			Price int64  `json:"price"`
+			Stock int64  `json:"stock"`
+		}) bool {
+			return p.SKU == "JX-MUG" && p.Price == 1200 && p.Stock > 0
+		}) {
+			t.Fatalf("GET /api/products = %d %s, want 200 with JX-MUG at 1200", r.Status, r.Body)
+		}
+	})
+
+	t.Run("an order is placed once per idempotency key", func(t *testing.T) {
+		body := map[string]any{"items": []map[string]any{{"sku": "JX-MUG", "quantity": 2}}}
+		first := alice.do("POST", "/api/orders", body, "Idempotency-Key", "e2e-key-1")
+		if first.Status != http.StatusCreated {
+			t.Fatalf("POST /api/orders = %d %s, want 201", first.Status, first.Body)
+		}
+		var o orderJSON
+		first.decode(t, &o)
+		orderID = o.OrderID
+		if want := fmt.Sprintf("/api/orders/%d", o.OrderID); first.Header.Get("Location") != want {
+			t.Errorf("Location = %q, want %q", first.Header.Get("Location"), want)
+		}
+		if o.Status != "pending" || o.UserID < 1 || len(o.Items) != 1 || o.Items[0].Quantity != 2 {
+			t.Errorf("created order = %s, want a pending order of 2 JX-MUG", first.Body)
+		}
+		again := alice.do("POST", "/api/orders", body, "Idempotency-Key", "e2e-key-1")
+		var o2 orderJSON
+		again.decode(t, &o2)
+		if again.Status != http.StatusCreated || o2.OrderID != o.OrderID || again.Header.Get("Idempotent-Replayed") != "true" {
+			t.Errorf("retried POST = %d %s (replayed %q), want the first order %d", again.Status, again.Body, again.Header.Get("Idempotent-Replayed"), o.OrderID)
+		}
+		other := alice.do("POST", "/api/orders", map[string]any{"items": []map[string]any{{"sku": "JX-MUG", "quantity": 3}}}, "Idempotency-Key", "e2e-key-1")
+		if other.Status != http.StatusConflict {
+			t.Errorf("same key, other items = %d %s, want 409", other.Status, other.Body)
+		}
+		list := alice.do("GET", "/api/orders", nil)
+		var page struct {
+			Items []orderJSON `json:"items"`
+		}
+		list.decode(t, &page)
+		if len(page.Items) != 1 || page.Items[0].OrderID != o.OrderID {
+			t.Errorf("GET /api/orders = %s, want exactly order %d", list.Body, o.OrderID)
+		}
+	})
+
+	t.Run("the order reads back in the tutorial's shape", func(t *testing.T) {
+		r := alice.do("GET", fmt.Sprintf("/api/orders/%d", orderID), nil)
+		var o map[string]any
+		r.decode(t, &o)
+		if r.Status != http.StatusOK || o["orderId"] != float64(orderID) || o["status"] != "pending" {
+			t.Fatalf("GET order = %d %s, want 200 {orderId:%d, status:pending}", r.Status, r.Body, orderID)
+		}
+	})
+
+	t.Run("another customer cannot see it", func(t *testing.T) {
+		bob := newClient(t, sys.Gateway)
+		bob.login("bob", "junction")
+		r := bob.do("GET", fmt.Sprintf("/api/orders/%d", orderID), nil)
+		if r.Status != http.StatusNotFound || r.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("bob GET alice's order = %d %s %q, want a 404 problem", r.Status, r.Body, r.Header.Get("Content-Type"))
+		}
+	})
+
+	t.Run("bad credentials get 401", func(t *testing.T) {
+		path := fmt.Sprintf("/api/orders/%d", orderID)
+		tampered := alice.token[:len(alice.token)-4] + flip(alice.token[len(alice.token)-4:])
+		for name, token := range map[string]string{"missing": "", "tampered": tampered, "garbage": "not-a-jwt"} {
+			c := newClient(t, sys.Gateway)
+			c.token = token
+			r := c.do("GET", path, nil)
+			if r.Status != http.StatusUnauthorized || !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Bearer") {
+				t.Errorf("%s token: GET = %d %s (WWW-Authenticate %q), want 401 Bearer", name, r.Status, r.Body, r.Header.Get("WWW-Authenticate"))
+			}
+		}
+		r := newClient(t, sys.Gateway).do("POST", "/api/auth/login", map[string]string{"username": "alice", "password": "wrong"})
+		if r.Status != http.StatusUnauthorized {
+			t.Errorf("login with a wrong password = %d %s, want 401", r.Status, r.Body)
+		}
+	})
+
+	t.Run("GetUser over gRPC, found through the registry", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		view, err := discovery.NewClient(sys.Registry, nil).Lookup(ctx, "user-service")
+		if err != nil || len(view.Instances) == 0 {
+			t.Fatalf("lookup user-service = %+v, %v; want an instance", view, err)
+		}
+		conn, err := grpc.NewClient(view.Instances[0].Endpoints["grpc"], grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+
+		hc, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "user.v1.UserService"})
+		if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("health check = %v, %v; want SERVING", hc.GetStatus(), err)
+		}
+		stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+			t.Fatal(err)
+		}
+		refl, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, s := range refl.GetListServicesResponse().GetService() {
+			names = append(names, s.GetName())
+		}
+		if !slices.Contains(names, "user.v1.UserService") {
+			t.Errorf("reflection lists %v, want user.v1.UserService", names)
+		}
+
+		users := userv1.NewUserServiceClient(conn)
+		r := alice.do("GET", "/api/users/me", nil)
+		var me struct {
+			UserID int64 `json:"userId"`
+		}
+		r.decode(t, &me)
+		authed := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+alice.token)
+		u, err := users.GetUser(authed, &userv1.UserRequest{UserId: me.UserID})
+		if err != nil || u.GetUsername() != "alice" || u.GetRole() != "customer" {
+			t.Errorf("GetUser(alice) = %v, %v; want alice, customer", u, err)
+		}
+		if _, err := users.GetUser(ctx, &userv1.UserRequest{UserId: me.UserID}); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("GetUser without a token: %v, want Unauthenticated", err)
+		}
+		if _, err := users.GetUser(authed, &userv1.UserRequest{UserId: me.UserID + 1}); status.Code(err) != codes.NotFound {
+			t.Errorf("GetUser of another user as a customer: %v, want NotFound", err)
+		}
+	})
+
+	t.Run("a killed order-service is restarted and the order is still there", func(t *testing.T) {
+		ctx := context.Background()
+		reg := discovery.NewClient(sys.Registry, nil)
+		view, err := reg.Lookup(ctx, "order-service")
+		if err != nil || len(view.Instances) != 1 {
+			t.Fatalf("lookup order-service = %+v, %v; want one instance", view, err)
+		}
+		pid, err := strconv.Atoi(view.Instances[0].Metadata["pid"])
+		if err != nil {
+			t.Fatalf("order-service pid %q: %v", view.Instances[0].Metadata["pid"], err)
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill -9 %d: %v", pid, err)
+		}
+		eventually(t, 20*time.Second, "order-service back under a new pid", func() error {
+			v, err := reg.Lookup(ctx, "order-service")
+			if err != nil {
+				return err
+			}
+			if len(v.Instances) != 1 || v.Instances[0].Metadata["pid"] == strconv.Itoa(pid) {
+				return fmt.Errorf("instances %+v", v.Instances)
+			}
+			return nil
+		})
+		r := alice.do("GET", fmt.Sprintf("/api/orders/%d", orderID), nil)
+		if r.Status != http.StatusOK {
+			t.Errorf("GET order after restart = %d %s, want 200", r.Status, r.Body)
+		}
+	})
+
+	sys.stop(t)
+	if left := processesOf(binary); len(left) > 0 {
+		t.Errorf("processes left after stop: %v", left)
+	}
+
+	t.Run("the next up resumes with the same data", func(t *testing.T) {
+		again := startSystem(t, data)
+		c := newClient(t, again.Gateway)
+		c.login("alice", "junction")
+		r := c.do("GET", fmt.Sprintf("/api/orders/%d", orderID), nil)
+		if r.Status != http.StatusOK {
+			t.Errorf("GET order after a new up = %d %s, want 200", r.Status, r.Body)
+		}
+		again.stop(t)
+		if left := processesOf(binary); len(left) > 0 {
+			t.Errorf("processes left after stop: %v", left)
+		}
+	})
+}
+
+func TestSecondUpOnSameDataIsRefused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the whole system; skipped with -short")
+	}
+	data := t.TempDir()
+	startSystem(t, data)
+	out, err := exec.Command(binary, "up", "--data", data, "--port", "0").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "another 'junction up' is using") {
+		t.Errorf("second up = %v, %s; want a refusal naming the folder", err, out)
+	}
+}
+
+// flip changes every character of s, keeping it base64url.
+func flip(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c == 'A' {
+			b[i] = 'B'
+		} else {
+			b[i] = 'A'
+		}
+	}
+	return string(b)
+}
