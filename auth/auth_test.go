@@ -1,0 +1,234 @@
+package auth_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/junction-go/junction/auth"
+	"github.com/junction-go/junction/fault"
+)
+
+var now = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+
+func clock() time.Time { return now }
+
+func newKey(t *testing.T) auth.Key {
+	t.Helper()
+	k, err := auth.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func keySet(keys ...auth.Key) auth.KeySource {
+	return auth.StaticKeySource(func() auth.JWKS {
+		var set auth.JWKS
+		for _, k := range keys {
+			set.Keys = append(set.Keys, auth.PublicJWK(k))
+		}
+		return set
+	})
+}
+
+var alice = auth.Principal{UserID: 7, Username: "alice", Role: auth.RoleCustomer}
+
+func TestSignVerifyRoundTrip(t *testing.T) {
+	k := newKey(t)
+	tok, err := auth.NewSigner(k, 0, clock).Sign(alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := auth.NewVerifier(keySet(k), clock).Verify(context.Background(), tok)
+	if err != nil || got != alice {
+		t.Fatalf("Verify(signed token) = %+v, %v; want %+v", got, err, alice)
+	}
+}
+
+// sign makes a token with arbitrary header and claims, for the attacks.
+func sign(t *testing.T, method jwt.SigningMethod, key any, header map[string]any, claims jwt.MapClaims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(method, claims)
+	for k, v := range header {
+		tok.Header[k] = v
+	}
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func goodClaims() jwt.MapClaims {
+	return jwt.MapClaims{
+		"iss": auth.Issuer, "aud": []string{auth.Audience}, "sub": "7",
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Minute).Unix(),
+		"name": "alice", "role": auth.RoleCustomer,
+	}
+}
+
+func with(c jwt.MapClaims, key string, v any) jwt.MapClaims {
+	out := jwt.MapClaims{}
+	for k, val := range c {
+		out[k] = val
+	}
+	if v == nil {
+		delete(out, key)
+	} else {
+		out[key] = v
+	}
+	return out
+}
+
+// TestVerifyRejects covers RFC 8725's threats: every token here must be
+// refused as unauthorized.
+func TestVerifyRejects(t *testing.T) {
+	k := newKey(t)
+	other := newKey(t)
+	hdr := map[string]any{"kid": k.ID, "typ": auth.TokenType}
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: must(x509.MarshalPKIXPublicKey(&rsaKey.PublicKey))})
+	pub := k.Private.Public().(ed25519.PublicKey)
+
+	tests := []struct {
+		name  string
+		token string
+	}{
+		{"alg none", sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, hdr, goodClaims())},
+		{"HS256 with the public key as secret", sign(t, jwt.SigningMethodHS256, []byte(pub), hdr, goodClaims())},
+		{"HS256 with a PEM as secret", sign(t, jwt.SigningMethodHS256, pubPEM, hdr, goodClaims())},
+		{"RS256", sign(t, jwt.SigningMethodRS256, rsaKey, hdr, goodClaims())},
+		{"signed by an unknown key under a known kid", sign(t, jwt.SigningMethodEdDSA, other.Private, hdr, goodClaims())},
+		{"unknown kid", sign(t, jwt.SigningMethodEdDSA, other.Private, map[string]any{"kid": other.ID, "typ": auth.TokenType}, goodClaims())},
+		{"no kid", sign(t, jwt.SigningMethodEdDSA, k.Private, map[string]any{"typ": auth.TokenType}, goodClaims())},
+		{"wrong typ", sign(t, jwt.SigningMethodEdDSA, k.Private, map[string]any{"kid": k.ID, "typ": "JWT"}, goodClaims())},
+		{"expired", sign(t, jwt.SigningMethodEdDSA, k.Private, hdr, with(goodClaims(), "exp", now.Add(-time.Minute).Unix()))},
+		{"no exp", sign(t, jwt.SigningMethodEdDSA, k.Private, hdr, with(goodClaims(), "exp", nil))},
+		{"not yet valid", sign(t, jwt.SigningMethodEdDSA, k.Private, hdr, with(goodClaims(), "nbf", now.Add(time.Hour).Unix()))},
+		{"issued in the future", sign(t, jwt.SigningMethodEdDSA, k.Private, hdr, with(goodClaims(), "iat", now.Add(time.Hour).Unix()))},
+		{"other issuer", sign(t, jwt.SigningMethodEdDSA, k.Private, hdr, with(goodClaims(), "iss", "evil"))},
+		{"other audience", sign(t, jwt.SigningMethodEdDSA, k.Private, hdr, with(goodClaims(), "aud", []string{"payments"}))},
+		{"no audience", sign(t, jwt.SigningMethodEdDSA, k.Private, hdr, with(goodClaims(), "aud", nil))},
+		{"bad subject", sign(t, jwt.SigningMethodEdDSA, k.Private, hdr, with(goodClaims(), "sub", "alice"))},
+		{"unknown role", sign(t, jwt.SigningMethodEdDSA, k.Private, hdr, with(goodClaims(), "role", "root"))},
+		{"garbage", "not.a.token"},
+		{"empty", ""},
+	}
+	v := auth.NewVerifier(keySet(k), clock)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := v.Verify(context.Background(), tt.token)
+			if !fault.Is(err, fault.Unauthorized) {
+				t.Errorf("Verify = %+v, %v; want an unauthorized error", p, err)
+			}
+		})
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// TestVerifierFetchesRotatedKeys: a token signed with a key published after
+// the verifier's last fetch is accepted once the key set is fetched again.
+func TestVerifierFetchesRotatedKeys(t *testing.T) {
+	first, second := newKey(t), newKey(t)
+	published := []auth.Key{first}
+	fetches := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fetches++
+		var set auth.JWKS
+		for _, k := range published {
+			set.Keys = append(set.Keys, auth.PublicJWK(k))
+		}
+		_ = json.NewEncoder(w).Encode(set)
+	}))
+	defer srv.Close()
+	t0 := now
+	v := auth.NewVerifier(auth.HTTPKeySource(srv.Client(), srv.URL), func() time.Time { return t0 })
+
+	tok1, _ := auth.NewSigner(first, 0, clock).Sign(alice)
+	if _, err := v.Verify(context.Background(), tok1); err != nil {
+		t.Fatalf("Verify(first key) = %v", err)
+	}
+	published = append(published, second)
+	tok2, _ := auth.NewSigner(second, 0, clock).Sign(alice)
+	// Within the refresh interval an unknown kid does not cause a fetch.
+	if _, err := v.Verify(context.Background(), tok2); !fault.Is(err, fault.Unauthorized) {
+		t.Fatalf("Verify(new key) right after a fetch = %v, want unauthorized", err)
+	}
+	t0 = t0.Add(11 * time.Second)
+	if _, err := v.Verify(context.Background(), tok2); err != nil {
+		t.Fatalf("Verify(new key) after the refresh interval = %v, want ok", err)
+	}
+	if fetches != 2 {
+		t.Errorf("fetches = %d, want 2", fetches)
+	}
+}
+
+func TestVerifierKeySourceDownIsUnavailable(t *testing.T) {
+	k := newKey(t)
+	tok, _ := auth.NewSigner(k, 0, clock).Sign(alice)
+	v := auth.NewVerifier(func(context.Context) ([]byte, error) { return nil, errors.New("connection refused") }, clock)
+	if _, err := v.Verify(context.Background(), tok); !fault.Is(err, fault.Unavailable) {
+		t.Errorf("Verify with no key source = %v, want unavailable", err)
+	}
+}
+
+func TestRequire(t *testing.T) {
+	k := newKey(t)
+	tok, _ := auth.NewSigner(k, 0, clock).Sign(alice)
+	h := auth.Require(auth.NewVerifier(keySet(k), clock), discardLogger())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, _ := auth.FromContext(r.Context())
+		if p != alice || auth.TokenFromContext(r.Context()) != tok {
+			t.Errorf("principal in handler = %+v", p)
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	tests := []struct {
+		header string
+		want   int
+	}{
+		{"Bearer " + tok, http.StatusNoContent},
+		{"bearer " + tok, http.StatusNoContent},
+		{"", http.StatusUnauthorized},
+		{"Basic YWxpY2U6anVuY3Rpb24=", http.StatusUnauthorized},
+		{"Bearer " + tok + "x", http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/", nil)
+		if tt.header != "" {
+			req.Header.Set("Authorization", tt.header)
+		}
+		h.ServeHTTP(rec, req)
+		if rec.Code != tt.want {
+			t.Errorf("Authorization %.20q: status = %d, want %d", tt.header, rec.Code, tt.want)
+		}
+		if tt.want == http.StatusUnauthorized && rec.Header().Get("WWW-Authenticate") == "" {
+			t.Errorf("Authorization %.20q: no WWW-Authenticate", tt.header)
+		}
+	}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/junction-go/junction/discovery"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestRunRejectsBadInvocations(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"nonsense"}, nil, "unknown command"},
+		{[]string{"serve"}, nil, "accepts 1 arg"},
+		{[]string{"serve", "kitchen"}, nil, `unknown service "kitchen"`},
+		{[]string{"serve", "order-service"}, nil, "needs the registry's URL"},
+		{[]string{"serve", "order-service", "--registry", "http://127.0.0.1:1", "--http-addr", "nope"}, nil, "listen address"},
+		{[]string{"serve", "gateway"}, map[string]string{"JUNCTION_REGISTRY_URL": "http://x", "JUNCTION_LOG_LEVEL": "loud"}, "log level"},
+		{[]string{"up", "--replicas", "order-service"}, nil, "want service=N"},
+		{[]string{"up", "--replicas", "registry=2"}, nil, "cannot be scaled"},
+		{[]string{"up", "--replicas", "gateway=100"}, nil, "want service=N"},
+		{[]string{"up", "--port", "70000"}, nil, "not a port"},
+	}
+	for _, tt := range tests {
+		var out, errOut bytes.Buffer
+		err := run(context.Background(), tt.args, env(tt.env), &out, &errOut)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("run(%q) = %v, want an error containing %q", tt.args, err, tt.want)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"version"}, env(nil), &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "junction ") {
+		t.Errorf("version printed %q", out.String())
+	}
+}
+
+// TestServeRegistryAndInventory runs two services in this process the way
+// `junction serve` does, on free ports, and stops them by cancelling.
+func TestServeRegistryAndInventory(t *testing.T) {
+	var logs bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	regDone := make(chan error, 1)
+	regLogs := &lockedWriter{w: &logs}
+	// The registry needs a known port for the inventory to find it: pick
+	// one by serving on :0 and reading the log.
+	go func() {
+		regDone <- run(ctx, []string{"serve", "registry", "--http-addr", "127.0.0.1:0"}, env(nil), regLogs, regLogs)
+	}()
+	var regURL string
+	waitFor(t, func() bool {
+		for _, line := range strings.Split(regLogs.String(), "\n") {
+			if strings.Contains(line, `"msg":"listening"`) {
+				i := strings.Index(line, `"addr":"`)
+				regURL = "http://" + strings.SplitN(line[i+8:], `"`, 2)[0]
+				return true
+			}
+		}
+		return false
+	})
+
+	invLogs := &lockedWriter{w: &bytes.Buffer{}}
+	invDone := make(chan error, 1)
+	go func() {
+		invDone <- run(ctx, []string{"serve", "inventory-service"}, env(map[string]string{
+			"JUNCTION_REGISTRY_URL": regURL,
+			"JUNCTION_DATA":         t.TempDir(),
+			"JUNCTION_INSTANCE_ID":  "inventory-test",
+		}), invLogs, invLogs)
+	}()
+	reg := discovery.NewClient(regURL, nil)
+	var addr string
+	waitFor(t, func() bool {
+		v, err := reg.Lookup(ctx, "inventory-service")
+		if err != nil || len(v.Instances) != 1 {
+			return false
+		}
+		addr = v.Instances[0].Endpoints["http"]
+		return v.Instances[0].ID == "inventory-test"
+	})
+	resp, err := http.Get("http://" + addr + "/api/products")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /api/products = %v, %v", resp, err)
+	}
+	resp.Body.Close()
+
+	cancel()
+	for name, done := range map[string]chan error{"inventory": invDone, "registry": regDone} {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s: run = %v, want nil after a requested stop", name, err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%s did not stop", name)
+		}
+	}
+	if !strings.Contains(invLogs.String(), `"msg":"stopped"`) {
+		t.Errorf("inventory logs lack a clean stop:\n%s", invLogs.String())
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 15s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,127 @@
+package supervisor_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/junction-go/junction/internal/supervisor"
+)
+
+// TestMain doubles as the child process: with SUPERVISOR_TEST_CHILD set, the
+// test binary behaves as a child instead of running tests.
+func TestMain(m *testing.M) {
+	switch os.Getenv("SUPERVISOR_TEST_CHILD") {
+	case "":
+		os.Exit(m.Run())
+	case "polite":
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM)
+		fmt.Println("hello from", os.Getpid())
+		<-sig
+		fmt.Println("bye")
+		os.Exit(0)
+	case "stubborn":
+		signal.Ignore(syscall.SIGTERM)
+		fmt.Println("hello from", os.Getpid())
+		select {}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func child(name, kind string, tier int) supervisor.Spec {
+	return supervisor.Spec{Name: name, Path: os.Args[0], Env: append(os.Environ(), "SUPERVISOR_TEST_CHILD="+kind), Tier: tier}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 15s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+
+func TestRestartsADeadChildAndStopsAll(t *testing.T) {
+	out := &syncBuffer{}
+	var exits sync.Map
+	s := &supervisor.Supervisor{
+		Out:    out,
+		OnExit: func(spec supervisor.Spec, _ error) { exits.Store(spec.Name, true) },
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, []supervisor.Spec{child("alpha", "polite", 0), child("beta", "polite", 1)}) }()
+
+	waitFor(t, "both children running", func() bool { return len(s.PIDs()) == 2 })
+	waitFor(t, "prefixed output", func() bool {
+		return strings.Contains(out.String(), "alpha") && strings.Contains(out.String(), "| hello from")
+	})
+	old := s.PIDs()["beta"]
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "beta restarted", func() bool { p := s.PIDs()["beta"]; return p != 0 && p != old })
+	if _, ok := exits.Load("beta"); !ok {
+		t.Error("OnExit was not called for beta")
+	}
+
+	pids := s.PIDs()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for name, pid := range pids {
+		if alive(pid) {
+			t.Errorf("%s (pid %d) still alive after Run returned", name, pid)
+		}
+	}
+	if n := strings.Count(out.String(), "| bye"); n != 2 {
+		t.Errorf("children that stopped politely = %d, want 2\n%s", n, out.String())
+	}
+}
+
+func TestKillsAChildThatIgnoresSIGTERM(t *testing.T) {
+	s := &supervisor.Supervisor{Out: &syncBuffer{}, StopTimeout: 300 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, []supervisor.Spec{child("mule", "stubborn", 0)}) }()
+	waitFor(t, "child running", func() bool { return len(s.PIDs()) == 1 })
+	pid := s.PIDs()["mule"]
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after the stop timeout")
+	}
+	if alive(pid) {
+		t.Errorf("stubborn child %d still alive", pid)
+	}
+}

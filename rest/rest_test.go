@@ -1,0 +1,112 @@
+package rest_test
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/junction-go/junction/fault"
+	"github.com/junction-go/junction/rest"
+)
+
+type body struct {
+	Name  string `json:"name"`
+	Count int    `json:"count"`
+}
+
+func TestDecode(t *testing.T) {
+	tests := []struct {
+		name, ct, in string
+		want         fault.Kind
+		ok           bool
+	}{
+		{"valid", "application/json", `{"name":"a","count":1}`, 0, true},
+		{"valid with charset", "application/json; charset=utf-8", `{"name":"a"}`, 0, true},
+		{"no content type", "", `{"name":"a"}`, 0, true},
+		{"problem+json", "application/merge-patch+json", `{"name":"a"}`, 0, true},
+		{"form", "application/x-www-form-urlencoded", `{"name":"a"}`, fault.Invalid, false},
+		{"empty", "application/json", ``, fault.Invalid, false},
+		{"truncated", "application/json", `{"name":`, fault.Invalid, false},
+		{"syntax", "application/json", `{"name" "a"}`, fault.Invalid, false},
+		{"wrong type", "application/json", `{"count":"many"}`, fault.Invalid, false},
+		{"array", "application/json", `[1,2]`, fault.Invalid, false},
+		{"unknown field", "application/json", `{"nmae":"a"}`, fault.Invalid, false},
+		{"two objects", "application/json", `{"name":"a"}{"name":"b"}`, fault.Invalid, false},
+		{"trailing garbage", "application/json", `{"name":"a"} x`, fault.Invalid, false},
+		{"too large", "application/json", `{"name":"` + strings.Repeat("a", 200) + `"}`, fault.TooLarge, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest("POST", "/", strings.NewReader(tt.in))
+			if tt.ct != "" {
+				req.Header.Set("Content-Type", tt.ct)
+			}
+			var b body
+			err := rest.Decode(httptest.NewRecorder(), req, 128, &b)
+			if tt.ok != (err == nil) || (!tt.ok && fault.KindOf(err) != tt.want) {
+				t.Errorf("Decode(%q) = %v, want ok=%v kind %v", tt.in, err, tt.ok, tt.want)
+			}
+			if !tt.ok && fault.Message(err) == "internal error" {
+				t.Errorf("Decode(%q) error has no caller-facing message", tt.in)
+			}
+		})
+	}
+}
+
+func TestErrorWritesProblemAndHidesInternals(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tests := []struct {
+		err        error
+		status     int
+		code, text string
+	}{
+		{fault.New(fault.NotFound, "no order 7"), 404, "not_found", "no order 7"},
+		{fault.New(fault.Invalid, "bad sku"), 400, "invalid", "bad sku"},
+		{fault.New(fault.Unauthorized, "token expired"), 401, "unauthorized", "token expired"},
+		{fault.Wrap(fault.Unavailable, io.EOF, "user-service is unavailable"), 503, "unavailable", "user-service is unavailable"},
+		{io.ErrUnexpectedEOF, 500, "internal", "internal error"},
+	}
+	for _, tt := range tests {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/api/orders/7", nil)
+		rest.RequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { rest.Error(w, r, log, tt.err) })).ServeHTTP(rec, req)
+		var p rest.Problem
+		if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Code != tt.status || p.Status != tt.status || p.Code != tt.code || p.Detail != tt.text || p.RequestID == "" || p.Instance != "/api/orders/7" {
+			t.Errorf("Error(%v) = %d %+v, want %d %s %q", tt.err, rec.Code, p, tt.status, tt.code, tt.text)
+		}
+		if ct := rec.Header().Get("Content-Type"); ct != "application/problem+json" {
+			t.Errorf("Content-Type = %q", ct)
+		}
+	}
+}
+
+func TestRequestIDKeepsAWellFormedOne(t *testing.T) {
+	var seen string
+	h := rest.RequestID(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { seen = r.Header.Get(rest.RequestIDHeader) }))
+	for in, keep := range map[string]bool{"abc-123": true, "": false, strings.Repeat("x", 129): false, "has space": false} {
+		req := httptest.NewRequest("GET", "/", nil)
+		req.Header.Set(rest.RequestIDHeader, in)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if (seen == in) != keep || seen == "" || rec.Header().Get(rest.RequestIDHeader) != seen {
+			t.Errorf("incoming id %.10q: handler saw %.10q, response %.10q; keep=%v", in, seen, rec.Header().Get(rest.RequestIDHeader), keep)
+		}
+	}
+}
+
+func TestRecoverAnswers500(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	h := rest.Recover(log)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	if rec.Code != 500 || strings.Contains(rec.Body.String(), "boom") {
+		t.Errorf("after a panic: %d %s, want a 500 that does not leak the panic", rec.Code, rec.Body)
+	}
+}
