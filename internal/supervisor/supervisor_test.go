@@ -81,14 +81,17 @@ func TestRestartsADeadChildAndStopsAll(t *testing.T) {
 	go func() { done <- s.Run(ctx, []supervisor.Spec{child("alpha", "polite", 0), child("beta", "polite", 1)}) }()
 
 	waitFor(t, "both children running", func() bool { return len(s.PIDs()) == 2 })
-	waitFor(t, "prefixed output", func() bool {
-		return strings.Contains(out.String(), "alpha") && strings.Contains(out.String(), "| hello from")
+	waitFor(t, "both children ready, their output prefixed", func() bool {
+		o := out.String()
+		return strings.Contains(o, "alpha               | hello from") && strings.Contains(o, "beta                | hello from")
 	})
 	old := s.PIDs()["beta"]
 	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "beta restarted", func() bool { p := s.PIDs()["beta"]; return p != 0 && p != old })
+	// Wait until the new beta is up (it says hello once it handles SIGTERM).
+	waitFor(t, "restarted beta ready", func() bool { return strings.Count(out.String(), "| hello from") == 3 })
 	if _, ok := exits.Load("beta"); !ok {
 		t.Error("OnExit was not called for beta")
 	}
