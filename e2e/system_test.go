@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,6 +26,11 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// Every test here starts the whole system; none runs with -short.
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "junction-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
