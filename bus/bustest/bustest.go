@@ -1,0 +1,451 @@
+// Package bustest is the contract every bus adapter passes: one suite, run
+// by each adapter's tests against a real broker, with the features the
+// adapter promises declared so that a missing promise is visible rather
+// than silently untested.
+package bustest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/junction-go/junction/bus"
+)
+
+// Features are the promises an adapter makes beyond the basics every
+// adapter keeps (publish and consume, fan-out to groups, competing
+// consumers, order per key, redelivery after a failure and after a
+// consumer goes away, a delivery count in Message.Attempt, dead letters,
+// request-reply, clean close).
+type Features struct {
+	// PublishDedupe: the broker stores a message published twice with the
+	// same id once (within its dedupe window).
+	PublishDedupe bool
+	// SharesWork: two members of a group both receive messages (Kafka
+	// shares by partition, so a one-partition topic goes to one member).
+	SharesWork bool
+}
+
+// Setup connects the suite to a broker.
+type Setup struct {
+	Features Features
+	// New returns a publisher and a subscriber on a new connection to the
+	// broker. The suite closes them.
+	New func(t *testing.T) (bus.Publisher, bus.Subscriber)
+	// Timeout bounds each wait for a delivery; 10 s when zero.
+	Timeout time.Duration
+}
+
+// Run runs the whole contract.
+func Run(t *testing.T, s Setup) {
+	if s.Timeout == 0 {
+		s.Timeout = 10 * time.Second
+	}
+	tests := []struct {
+		name string
+		fn   func(*testing.T, Setup)
+	}{
+		{"PublishConsume", testPublishConsume},
+		{"FanOutToGroups", testFanOut},
+		{"CompetingConsumers", testCompeting},
+		{"OrderPerKey", testOrderPerKey},
+		{"RedeliveryAfterFailure", testRedeliveryAfterFailure},
+		{"RedeliveryAfterConsumerGoes", testRedeliveryAfterClose},
+		{"DeadLetter", testDeadLetter},
+		{"PublishDedupe", testDedupe},
+		{"RequestReply", testRequestReply},
+		{"NewGroupReadsFromTheStart", testNewGroupFromStart},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Registered first, so it runs after every other cleanup
+			// (subscriptions, connections) has closed what it owns.
+			ignore := goleak.IgnoreCurrent()
+			t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+			tt.fn(t, s)
+		})
+	}
+}
+
+// uniqueTopic returns a topic name no other test uses.
+func uniqueTopic(t *testing.T) string {
+	return fmt.Sprintf("bustest-%s", bus.NewID()[:12])
+}
+
+func open(t *testing.T, s Setup) (bus.Publisher, bus.Subscriber) {
+	t.Helper()
+	pub, sub := s.New(t)
+	t.Cleanup(func() {
+		if err := sub.Close(); err != nil {
+			t.Errorf("subscriber Close = %v", err)
+		}
+		if err := pub.Close(); err != nil {
+			t.Errorf("publisher Close = %v", err)
+		}
+	})
+	return pub, sub
+}
+
+func msg(i int, key string) *bus.Message {
+	return &bus.Message{
+		ID: bus.NewID(), Type: "TestEvent", Source: "bustest", Time: time.Now().UTC().Truncate(time.Millisecond),
+		Key: key, CorrelationID: "corr-" + key, CausationID: "cause-" + strconv.Itoa(i),
+		Headers: map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "x-seq": strconv.Itoa(i)},
+		Body:    []byte(fmt.Sprintf(`{"n":%d}`, i)),
+	}
+}
+
+// collector records deliveries.
+type collector struct {
+	mu   sync.Mutex
+	got  []*bus.Message
+	wake chan struct{}
+}
+
+func newCollector() *collector { return &collector{wake: make(chan struct{}, 1)} }
+
+func (c *collector) add(m *bus.Message) {
+	c.mu.Lock()
+	c.got = append(c.got, m)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *collector) handler(ctx context.Context, m *bus.Message) error {
+	c.add(m)
+	return nil
+}
+
+func (c *collector) snapshot() []*bus.Message {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*bus.Message(nil), c.got...)
+}
+
+// waitFor waits until cond holds over the deliveries so far.
+func (c *collector) waitFor(t *testing.T, timeout time.Duration, what string, cond func([]*bus.Message) bool) []*bus.Message {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		got := c.snapshot()
+		if cond(got) {
+			return got
+		}
+		select {
+		case <-c.wake:
+		case <-deadline:
+			t.Fatalf("%s: not within %v (have %d deliveries)", what, timeout, len(got))
+		}
+	}
+}
+
+func uniqueIDs(ms []*bus.Message) map[string]int {
+	ids := map[string]int{}
+	for _, m := range ms {
+		ids[m.ID]++
+	}
+	return ids
+}
+
+func subscribe(t *testing.T, sub bus.Subscriber, topic, group string, h bus.Handler) bus.Subscription {
+	t.Helper()
+	s, err := sub.Subscribe(context.Background(), topic, group, h)
+	if err != nil {
+		t.Fatalf("Subscribe(%s, %s) = %v", topic, group, err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func publish(t *testing.T, pub bus.Publisher, topic string, ms ...*bus.Message) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pub.Publish(ctx, topic, ms...); err != nil {
+		t.Fatalf("Publish(%s, %d messages) = %v", topic, len(ms), err)
+	}
+}
+
+func testPublishConsume(t *testing.T, s Setup) {
+	pub, sub := open(t, s)
+	topic := uniqueTopic(t)
+	c := newCollector()
+	subscribe(t, sub, topic, "g", c.handler)
+	var sent []*bus.Message
+	for i := range 10 {
+		sent = append(sent, msg(i, "k"+strconv.Itoa(i%3)))
+	}
+	publish(t, pub, topic, sent[:5]...)
+	for _, m := range sent[5:] {
+		publish(t, pub, topic, m)
+	}
+	got := c.waitFor(t, s.Timeout, "10 deliveries", func(ms []*bus.Message) bool { return len(uniqueIDs(ms)) == 10 })
+	byID := map[string]*bus.Message{}
+	for _, m := range got {
+		byID[m.ID] = m
+	}
+	for _, want := range sent {
+		m := byID[want.ID]
+		if m == nil {
+			t.Fatalf("message %s not delivered", want.ID)
+		}
+		if m.Type != want.Type || m.Source != want.Source || !m.Time.Equal(want.Time) || m.Key != want.Key ||
+			m.CorrelationID != want.CorrelationID || m.CausationID != want.CausationID || string(m.Body) != string(want.Body) ||
+			m.Headers["traceparent"] != want.Headers["traceparent"] || m.Headers["x-seq"] != want.Headers["x-seq"] {
+			t.Errorf("delivered %+v\nwant       %+v", m, want)
+		}
+		if m.Topic != topic || m.Attempt != 1 {
+			t.Errorf("delivered topic %q attempt %d, want %q 1", m.Topic, m.Attempt, topic)
+		}
+	}
+	if err := pub.Publish(context.Background(), topic, &bus.Message{ID: "", Type: "X"}); err == nil {
+		t.Error("Publish of a message without an id succeeded")
+	}
+}
+
+func testFanOut(t *testing.T, s Setup) {
+	pub, sub := open(t, s)
+	topic := uniqueTopic(t)
+	a, b := newCollector(), newCollector()
+	subscribe(t, sub, topic, "group-a", a.handler)
+	subscribe(t, sub, topic, "group-b", b.handler)
+	var sent []*bus.Message
+	for i := range 20 {
+		sent = append(sent, msg(i, ""))
+	}
+	publish(t, pub, topic, sent...)
+	for name, c := range map[string]*collector{"group-a": a, "group-b": b} {
+		c.waitFor(t, s.Timeout, name+" gets all 20", func(ms []*bus.Message) bool { return len(uniqueIDs(ms)) == 20 })
+	}
+}
+
+func testCompeting(t *testing.T, s Setup) {
+	pub, sub := open(t, s)
+	_, sub2 := open(t, s)
+	topic := uniqueTopic(t)
+	all := newCollector()
+	var mu sync.Mutex
+	per := map[string]int{}
+	member := func(name string) bus.Handler {
+		return func(ctx context.Context, m *bus.Message) error {
+			mu.Lock()
+			per[name]++
+			mu.Unlock()
+			time.Sleep(time.Millisecond) // let the other member take a turn
+			all.add(m)
+			return nil
+		}
+	}
+	subscribe(t, sub, topic, "workers", member("one"))
+	subscribe(t, sub2, topic, "workers", member("two"))
+	var sent []*bus.Message
+	for i := range 100 {
+		sent = append(sent, msg(i, strconv.Itoa(i)))
+	}
+	publish(t, pub, topic, sent...)
+	got := all.waitFor(t, s.Timeout, "100 deliveries", func(ms []*bus.Message) bool { return len(uniqueIDs(ms)) == 100 })
+	for id, n := range uniqueIDs(got) {
+		if n > 1 {
+			t.Errorf("message %s handled %d times by one group without a failure", id, n)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if s.Features.SharesWork && (per["one"] == 0 || per["two"] == 0) {
+		t.Errorf("work per member = %v, want both to take some", per)
+	}
+}
+
+func testOrderPerKey(t *testing.T, s Setup) {
+	pub, sub := open(t, s)
+	topic := uniqueTopic(t)
+	c := newCollector()
+	subscribe(t, sub, topic, "g", func(ctx context.Context, m *bus.Message) error {
+		time.Sleep(time.Duration(len(m.ID)%3) * time.Millisecond)
+		c.add(m)
+		return nil
+	})
+	keys := []string{"order-1", "order-2", "order-3", "order-4"}
+	var sent []*bus.Message
+	for i := range 120 {
+		sent = append(sent, msg(i, keys[i%len(keys)]))
+	}
+	for i := 0; i < len(sent); i += 10 {
+		publish(t, pub, topic, sent[i:i+10]...)
+	}
+	got := c.waitFor(t, s.Timeout, "120 deliveries", func(ms []*bus.Message) bool { return len(uniqueIDs(ms)) == 120 })
+	last := map[string]int{}
+	for _, m := range got {
+		seq, _ := strconv.Atoi(m.Headers["x-seq"])
+		if prev, ok := last[m.Key]; ok && seq < prev {
+			t.Errorf("key %s: message %d handled after %d", m.Key, seq, prev)
+		}
+		last[m.Key] = seq
+	}
+}
+
+func testRedeliveryAfterFailure(t *testing.T, s Setup) {
+	pub, sub := open(t, s)
+	topic := uniqueTopic(t)
+	c := newCollector()
+	subscribe(t, sub, topic, "g", func(ctx context.Context, m *bus.Message) error {
+		c.add(m)
+		if len(c.snapshot()) == 1 {
+			return errors.New("transient failure")
+		}
+		return nil
+	})
+	publish(t, pub, topic, msg(1, "k"))
+	got := c.waitFor(t, s.Timeout, "a second delivery after a failure", func(ms []*bus.Message) bool { return len(ms) >= 2 })
+	if got[0].ID != got[1].ID {
+		t.Fatalf("redelivered %s, want %s again", got[1].ID, got[0].ID)
+	}
+	if got[0].Attempt != 1 || got[1].Attempt != 2 {
+		t.Errorf("attempts = %d, %d; want 1, 2", got[0].Attempt, got[1].Attempt)
+	}
+}
+
+func testRedeliveryAfterClose(t *testing.T, s Setup) {
+	pub, sub := open(t, s)
+	_, sub2 := open(t, s)
+	topic := uniqueTopic(t)
+	started := make(chan struct{})
+	var once sync.Once
+	first, err := sub.Subscribe(context.Background(), topic, "g", func(ctx context.Context, m *bus.Message) error {
+		once.Do(func() { close(started) })
+		<-ctx.Done() // never finishes: the consumer goes away mid-message
+		return ctx.Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := msg(1, "k")
+	publish(t, pub, topic, m)
+	select {
+	case <-started:
+	case <-time.After(s.Timeout):
+		t.Fatal("first consumer never got the message")
+	}
+	if err := first.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	c := newCollector()
+	subscribe(t, sub2, topic, "g", c.handler)
+	got := c.waitFor(t, s.Timeout, "redelivery to the next member", func(ms []*bus.Message) bool { return len(ms) >= 1 })
+	if got[0].ID != m.ID {
+		t.Errorf("second member got %s, want %s", got[0].ID, m.ID)
+	}
+}
+
+func testDeadLetter(t *testing.T, s Setup) {
+	pub, sub := open(t, s)
+	topic := uniqueTopic(t)
+	dead := newCollector()
+	// Dead letters of every test share one topic; take only this test's.
+	subscribe(t, sub, bus.DeadLetterTopic, "dlq-"+topic, func(ctx context.Context, m *bus.Message) error {
+		if m.Headers[bus.HeaderDLQTopic] == topic {
+			dead.add(m)
+		}
+		return nil
+	})
+	good := newCollector()
+	poison := msg(0, "p")
+	h := bus.Chain(func(ctx context.Context, m *bus.Message) error {
+		if m.Type == "Poison" {
+			return errors.New("cannot handle this one")
+		}
+		good.add(m)
+		return nil
+	}, bus.DeadLetter(pub, "g", 3, nil), bus.Retry(2, time.Millisecond, 5*time.Millisecond))
+	subscribe(t, sub, topic, "g", h)
+	poison.Type = "Poison"
+	var rest []*bus.Message
+	for i := 1; i <= 20; i++ {
+		rest = append(rest, msg(i, strconv.Itoa(i)))
+	}
+	publish(t, pub, topic, append([]*bus.Message{poison}, rest...)...)
+	good.waitFor(t, s.Timeout, "the 20 good messages", func(ms []*bus.Message) bool { return len(uniqueIDs(ms)) == 20 })
+	got := dead.waitFor(t, s.Timeout, "the poison message dead-lettered", func(ms []*bus.Message) bool { return len(ms) >= 1 })
+	d := got[0]
+	if d.Headers[bus.HeaderDLQReason] == "" || d.Headers[bus.HeaderDLQGroup] != "g" || string(d.Body) != string(poison.Body) || d.Type != "Poison" {
+		t.Errorf("dead letter = %+v, want the poison body with reason, topic and group", d)
+	}
+	if d.Headers[bus.HeaderDLQAttempts] != "3" {
+		t.Errorf("dead letter after %s deliveries, want 3", d.Headers[bus.HeaderDLQAttempts])
+	}
+}
+
+func testDedupe(t *testing.T, s Setup) {
+	if !s.Features.PublishDedupe {
+		t.Skip("the adapter does not promise publish dedupe; consumers dedupe by id")
+	}
+	pub, sub := open(t, s)
+	topic := uniqueTopic(t)
+	c := newCollector()
+	subscribe(t, sub, topic, "g", c.handler)
+	a, b := msg(1, "same-key"), msg(2, "same-key")
+	publish(t, pub, topic, a)
+	publish(t, pub, topic, a) // a retry after a lost ack
+	publish(t, pub, topic, b)
+	got := c.waitFor(t, s.Timeout, "the message after the duplicate", func(ms []*bus.Message) bool { return uniqueIDs(ms)[b.ID] > 0 })
+	if n := uniqueIDs(got)[a.ID]; n != 1 {
+		t.Errorf("message published twice delivered %d times, want 1", n)
+	}
+}
+
+func testRequestReply(t *testing.T, s Setup) {
+	pub, sub := open(t, s)
+	topic := uniqueTopic(t)
+	replies := "replies-" + topic
+	subscribe(t, sub, topic, "responders", func(ctx context.Context, m *bus.Message) error {
+		return bus.Reply(ctx, pub, m, &bus.Message{ID: bus.NewID(), Type: "Pong", Body: append([]byte("re:"), m.Body...)})
+	})
+	r, err := bus.NewRequester(context.Background(), pub, sub, replies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
+	defer cancel()
+	for i := range 3 {
+		req := msg(i, "")
+		req.Type = "Ping"
+		resp, err := r.Request(ctx, topic, req)
+		if err != nil {
+			t.Fatalf("Request %d = %v", i, err)
+		}
+		if resp.Type != "Pong" || string(resp.Body) != "re:"+string(req.Body) || resp.CorrelationID != req.ID {
+			t.Errorf("reply = %+v, want a Pong to %s", resp, req.ID)
+		}
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel2()
+	if _, err := r.Request(short, "nobody-listens-"+topic, msg(9, "")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Request with no responder = %v, want the deadline", err)
+	}
+}
+
+func testNewGroupFromStart(t *testing.T, s Setup) {
+	pub, sub := open(t, s)
+	topic := uniqueTopic(t)
+	early := newCollector()
+	subscribe(t, sub, topic, "early", early.handler) // creates the topic
+	m := msg(1, "k")
+	publish(t, pub, topic, m)
+	early.waitFor(t, s.Timeout, "first group", func(ms []*bus.Message) bool { return len(ms) >= 1 })
+	late := newCollector()
+	subscribe(t, sub, topic, "late", late.handler)
+	got := late.waitFor(t, s.Timeout, "a group created after the publish reads it", func(ms []*bus.Message) bool { return len(ms) >= 1 })
+	if got[0].ID != m.ID {
+		t.Errorf("late group got %s, want %s", got[0].ID, m.ID)
+	}
+}
