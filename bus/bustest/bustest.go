@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/junction-go/junction/bus"
 )
 
@@ -40,6 +38,10 @@ type Setup struct {
 	New func(t *testing.T) (bus.Publisher, bus.Subscriber)
 	// Timeout bounds each wait for a delivery; 10 s when zero.
 	Timeout time.Duration
+	// InProcessBroker names the packages of a broker that runs inside the
+	// test's process (embedded NATS, kfake), whose goroutines are its own
+	// business and not leaks of the adapter.
+	InProcessBroker []string
 }
 
 // Run runs the whole contract.
@@ -66,8 +68,7 @@ func Run(t *testing.T, s Setup) {
 		t.Run(tt.name, func(t *testing.T) {
 			// Registered first, so it runs after every other cleanup
 			// (subscriptions, connections) has closed what it owns.
-			ignore := goleak.IgnoreCurrent()
-			t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+			t.Cleanup(checkLeaks(t, s.InProcessBroker))
 			tt.fn(t, s)
 		})
 	}

@@ -1,0 +1,331 @@
+// Package natsbus is the bus over NATS JetStream.
+//
+// Each topic is a stream (file storage) holding the subject of the same
+// name; each group is a durable pull consumer on it that starts at the
+// stream's first message. A message's id is sent as Nats-Msg-Id, so the
+// server drops a second publish of it within the stream's duplicate window
+// (2 minutes). Publish returns after the server's PubAck. A message that
+// fails is negatively acknowledged with a backoff delay and delivered
+// again; an unacknowledged one (the consumer died) comes back after
+// AckWait. Message.Attempt is JetStream's delivery count.
+//
+// Durability is the server's: with SyncAlways every write is fsynced
+// before it is acknowledged; without it (the default, much faster), an
+// acknowledged message survives a crash of the broker process but may be
+// lost on a power failure within the sync interval (2 minutes by default).
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/junction-go/junction/bus"
+)
+
+// Config tunes the adapter; the zero value is usable.
+type Config struct {
+	// Name is the connection's name, shown by the server.
+	Name string
+	// AckWait is how long a delivered message may stay unacknowledged
+	// before it is delivered again; 30 s when zero.
+	AckWait time.Duration
+	// MaxAckPending bounds the unacknowledged messages of a group; 1000
+	// when zero. A slow group is held back by it.
+	MaxAckPending int
+	// Concurrency is the number of lanes each subscription handles
+	// messages on (one key stays on one lane); 8 when zero.
+	Concurrency int
+	// MaxAge is how long a stream keeps messages; 7 days when zero.
+	MaxAge time.Duration
+	// Replicas of each stream in a cluster; 1 when zero.
+	Replicas int
+}
+
+// Bus is a publisher and subscriber on one NATS connection. It is safe for
+// concurrent use.
+type Bus struct {
+	cfg Config
+	nc  *nats.Conn
+	js  jetstream.JetStream
+
+	mu      sync.Mutex
+	streams map[string]jetstream.Stream
+	subs    map[*subscription]struct{}
+	closed  bool
+}
+
+// Connect connects to the NATS server(s) at url.
+func Connect(url string, cfg Config) (*Bus, error) {
+	if cfg.AckWait == 0 {
+		cfg.AckWait = 30 * time.Second
+	}
+	if cfg.MaxAckPending == 0 {
+		cfg.MaxAckPending = 1000
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = 8
+	}
+	if cfg.MaxAge == 0 {
+		cfg.MaxAge = 7 * 24 * time.Hour
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	nc, err := nats.Connect(url, nats.Name(cfg.Name), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: connect: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("natsbus: %w", err)
+	}
+	return &Bus{cfg: cfg, nc: nc, js: js, streams: map[string]jetstream.Stream{}, subs: map[*subscription]struct{}{}}, nil
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_-]`)
+
+// StreamName returns the stream that holds topic.
+func StreamName(topic string) string { return unsafeName.ReplaceAllString(topic, "_") }
+
+// stream returns topic's stream, creating it when missing.
+func (b *Bus) stream(ctx context.Context, topic string) (jetstream.Stream, error) {
+	b.mu.Lock()
+	s, ok := b.streams[topic]
+	b.mu.Unlock()
+	if ok {
+		return s, nil
+	}
+	cfg := jetstream.StreamConfig{
+		Name:       StreamName(topic),
+		Subjects:   []string{topic},
+		Storage:    jetstream.FileStorage,
+		Retention:  jetstream.LimitsPolicy,
+		MaxAge:     b.cfg.MaxAge,
+		Duplicates: 2 * time.Minute,
+		Replicas:   b.cfg.Replicas,
+	}
+	s, err := b.js.CreateStream(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		s, err = b.js.Stream(ctx, cfg.Name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: stream for %s: %w", topic, err)
+	}
+	b.mu.Lock()
+	b.streams[topic] = s
+	b.mu.Unlock()
+	return s, nil
+}
+
+// Publish stores msgs in topic's stream, in order, and waits for every
+// acknowledgement.
+func (b *Bus) Publish(ctx context.Context, topic string, msgs ...*bus.Message) error {
+	for _, m := range msgs {
+		if err := bus.Validate(topic, m); err != nil {
+			return err
+		}
+	}
+	if b.isClosed() {
+		return bus.ErrClosed
+	}
+	if _, err := b.stream(ctx, topic); err != nil {
+		return err
+	}
+	if len(msgs) == 1 {
+		_, err := b.js.PublishMsg(ctx, toNATS(topic, msgs[0]))
+		if err != nil {
+			return fmt.Errorf("natsbus: publish %s to %s: %w", msgs[0].ID, topic, err)
+		}
+		return nil
+	}
+	// Several: send them all, then wait for every acknowledgement. One
+	// connection keeps them in order.
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for _, m := range msgs {
+		f, err := b.js.PublishMsgAsync(toNATS(topic, m))
+		if err != nil {
+			return fmt.Errorf("natsbus: publish %s to %s: %w", m.ID, topic, err)
+		}
+		futures = append(futures, f)
+	}
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("natsbus: publish %s to %s: %w", msgs[i].ID, topic, err)
+		case <-ctx.Done():
+			return fmt.Errorf("natsbus: publish to %s: %w", topic, ctx.Err())
+		}
+	}
+	return nil
+}
+
+func toNATS(topic string, m *bus.Message) *nats.Msg {
+	nm := nats.NewMsg(topic)
+	for k, v := range bus.ToHeaders(m) {
+		nm.Header.Set(k, v)
+	}
+	nm.Header.Set(jetstream.MsgIDHeader, m.ID)
+	nm.Data = m.Body
+	return nm
+}
+
+func fromNATS(jm jetstream.Msg) *bus.Message {
+	h := make(map[string]string, len(jm.Headers()))
+	for k, vs := range jm.Headers() {
+		if len(vs) > 0 && !strings.HasPrefix(k, "Nats-") {
+			h[k] = vs[0]
+		}
+	}
+	m := bus.FromHeaders(h, jm.Data())
+	m.Topic = jm.Subject()
+	m.Attempt = 1
+	if md, err := jm.Metadata(); err == nil {
+		m.Attempt = int(md.NumDelivered)
+	}
+	return m
+}
+
+type subscription struct {
+	b      *Bus
+	cancel context.CancelFunc
+	iter   jetstream.MessagesContext
+	done   chan struct{}
+	once   sync.Once
+}
+
+// Subscribe joins group (a durable consumer) on topic.
+func (b *Bus) Subscribe(ctx context.Context, topic, group string, h bus.Handler) (bus.Subscription, error) {
+	if b.isClosed() {
+		return nil, bus.ErrClosed
+	}
+	s, err := b.stream(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       StreamName(group),
+		FilterSubject: topic,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       b.cfg.AckWait,
+		MaxDeliver:    -1, // dead letters are the DeadLetter middleware's call
+		MaxAckPending: b.cfg.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: consumer %s on %s: %w", group, topic, err)
+	}
+	iter, err := cons.Messages(jetstream.PullMaxMessages(2 * b.cfg.Concurrency))
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: consume %s on %s: %w", group, topic, err)
+	}
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	sub := &subscription{b: b, cancel: cancel, iter: iter, done: make(chan struct{})}
+	b.mu.Lock()
+	b.subs[sub] = struct{}{}
+	b.mu.Unlock()
+
+	lanes := bus.NewLanes(hctx, b.cfg.Concurrency, 2, h)
+	go func() {
+		defer close(sub.done)
+		defer lanes.Close()
+		for {
+			jm, err := iter.Next()
+			if err != nil {
+				return // stopped, or the consumer is gone
+			}
+			m := fromNATS(jm)
+			lanes.Dispatch(m, func(err error) { settle(jm, m, err) })
+		}
+	}()
+	go func() {
+		select {
+		case <-ctx.Done():
+			_ = sub.Close()
+		case <-sub.done:
+		}
+	}()
+	return sub, nil
+}
+
+// settle tells the server the handler's verdict.
+func settle(jm jetstream.Msg, m *bus.Message, err error) {
+	switch {
+	case err == nil:
+		_ = jm.Ack()
+	case bus.IsPermanent(err):
+		_ = jm.TermWithReason(truncate(err.Error(), 256))
+	default:
+		_ = jm.NakWithDelay(backoff(m.Attempt))
+	}
+}
+
+// backoff is the delay before a failed message comes back: 100 ms
+// doubling per delivery, at most 30 s.
+func backoff(attempt int) time.Duration {
+	d := 100 * time.Millisecond
+	for i := 1; i < attempt && d < 30*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 30*time.Second)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// Close stops delivery, lets running handlers finish and settles their
+// messages.
+func (s *subscription) Close() error {
+	s.once.Do(func() {
+		s.iter.Stop()
+		s.cancel()
+		<-s.done
+		s.b.mu.Lock()
+		delete(s.b.subs, s)
+		s.b.mu.Unlock()
+	})
+	return nil
+}
+
+func (b *Bus) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
+// Close closes every subscription, then the connection.
+func (b *Bus) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	subs := make([]*subscription, 0, len(b.subs))
+	for s := range b.subs {
+		subs = append(subs, s)
+	}
+	b.mu.Unlock()
+	for _, s := range subs {
+		_ = s.Close()
+	}
+	b.nc.Close()
+	return nil
+}
+
+// Conn returns the underlying connection, for tools that need more than
+// the bus (stream inspection).
+func (b *Bus) Conn() *nats.Conn { return b.nc }
