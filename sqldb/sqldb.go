@@ -77,13 +77,20 @@ func Open(ctx context.Context, url string) (*DB, error) {
 }
 
 // Migrate applies the migrations in fsys/<dialect name>/*.sql that have not
-// been applied yet, in order.
+// been applied yet, in order, recording them in goose's default table.
 func (db *DB) Migrate(ctx context.Context, fsys fs.FS) error {
+	return db.MigrateAs(ctx, fsys, "goose_db_version")
+}
+
+// MigrateAs is Migrate with its own version table, for a library that
+// keeps tables in a service's database beside the service's own (the
+// outbox).
+func (db *DB) MigrateAs(ctx context.Context, fsys fs.FS, versionTable string) error {
 	sub, err := fs.Sub(fsys, db.Dialect.Name())
 	if err != nil {
 		return fmt.Errorf("sqldb: migrations for %s: %w", db.Dialect.Name(), err)
 	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, db.DB, sub, goose.WithDisableGlobalRegistry(true))
+	p, err := goose.NewProvider(goose.DialectSQLite3, db.DB, sub, goose.WithDisableGlobalRegistry(true), goose.WithTableName(versionTable))
 	if err != nil {
 		return fmt.Errorf("sqldb: migrations: %w", err)
 	}

@@ -1,0 +1,337 @@
+package outbox_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/junction-go/junction/bus"
+	"github.com/junction-go/junction/bus/natsbus"
+	"github.com/junction-go/junction/bus/natsbus/natstest"
+	"github.com/junction-go/junction/outbox"
+	"github.com/junction-go/junction/sqldb"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+type env struct {
+	db  *sqldb.DB
+	ob  *outbox.Outbox
+	bus *natsbus.Bus
+}
+
+// newEnv returns an outbox on a real SQLite file and a bus on an embedded
+// NATS server.
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "svc.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.ExecContext(ctx, `CREATE TABLE effects (id TEXT PRIMARY KEY, n INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	ob, err := outbox.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := natstest.Start(t, t.TempDir())
+	b, err := natsbus.Connect(ns.ClientURL(), natsbus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return &env{db: db, ob: ob, bus: b}
+}
+
+func event(i int, key string) *bus.Message {
+	return &bus.Message{ID: fmt.Sprintf("evt-%05d", i), Type: "Counted", Key: key, Body: []byte(strconv.Itoa(i))}
+}
+
+// write commits n messages for topic through the outbox, one transaction
+// each, spread over keys.
+func (e *env) write(t *testing.T, topic string, from, n, keys int) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		err := e.db.InTx(context.Background(), func(tx *sql.Tx) error {
+			return e.ob.Add(context.Background(), tx, topic, event(i, "key-"+strconv.Itoa(i%keys)))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// streamCount returns how many messages topic's stream holds.
+func (e *env) streamCount(t *testing.T, topic string) uint64 {
+	t.Helper()
+	js, _ := jetstream.New(e.bus.Conn())
+	s, err := js.Stream(context.Background(), natsbus.StreamName(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func runRelay(t *testing.T, r *outbox.Relay) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	return func() { cancel(); <-done }
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 15s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestCommittedMessagesArePublishedInOrderAndRolledBackOnesNever(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.write(t, "counts", 0, 300, 7)
+	rolledBack := errors.New("changed my mind")
+	err := e.db.InTx(ctx, func(tx *sql.Tx) error {
+		if err := e.ob.Add(ctx, tx, "counts", event(999, "key-0")); err != nil {
+			return err
+		}
+		return rolledBack
+	})
+	if !errors.Is(err, rolledBack) {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	got := map[string]int{}
+	last := map[string]int{}
+	disorder := 0
+	sub, err := e.bus.Subscribe(ctx, "counts", "checker", func(_ context.Context, m *bus.Message) error {
+		n, _ := strconv.Atoi(string(m.Body))
+		mu.Lock()
+		defer mu.Unlock()
+		if prev, ok := last[m.Key]; ok && n < prev {
+			disorder++
+		}
+		last[m.Key] = n
+		got[m.ID]++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	stop := runRelay(t, outbox.NewRelay(e.ob, e.bus, outbox.RelayConfig{Batch: 64}, quiet))
+	defer stop()
+	waitFor(t, "300 messages consumed", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 300 })
+	waitFor(t, "backlog drained", func() bool { b, _ := e.ob.Backlog(ctx); return b.Unsent == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if got["evt-00999"] != 0 {
+		t.Error("a message from a rolled-back transaction was published")
+	}
+	if disorder != 0 {
+		t.Errorf("%d messages handled before an earlier one of the same key", disorder)
+	}
+}
+
+// flaky publishes through the real bus but fails some calls: before
+// publishing (nothing stored) or after (stored, but the ack is lost).
+type flaky struct {
+	bus.Publisher
+	calls       atomic.Int64
+	failBefore  func(n int64) bool
+	failAfter   func(n int64) bool
+	failedAfter atomic.Int64
+}
+
+func (f *flaky) Publish(ctx context.Context, topic string, msgs ...*bus.Message) error {
+	n := f.calls.Add(1)
+	if f.failBefore != nil && f.failBefore(n) {
+		return errors.New("broker unavailable")
+	}
+	if err := f.Publisher.Publish(ctx, topic, msgs...); err != nil {
+		return err
+	}
+	if f.failAfter != nil && f.failAfter(n) {
+		f.failedAfter.Add(1)
+		return errors.New("ack lost")
+	}
+	return nil
+}
+
+// TestFailuresLoseNothingAndStoreNoDuplicate: with the broker failing
+// before storing and after storing (lost acks), every message ends in the
+// stream exactly once (dedupe by message id) and every row is marked.
+func TestFailuresLoseNothingAndStoreNoDuplicate(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const n = 500
+	e.write(t, "flaky", 0, n, 10)
+	pub := &flaky{Publisher: e.bus, failBefore: func(n int64) bool { return n%3 == 0 }, failAfter: func(n int64) bool { return n%4 == 1 }}
+	r := outbox.NewRelay(e.ob, pub, outbox.RelayConfig{Batch: 32, Poll: 5 * time.Millisecond}, quiet)
+	stop := runRelay(t, r)
+	defer stop()
+	waitFor(t, "backlog drained", func() bool { b, _ := e.ob.Backlog(ctx); return b.Unsent == 0 })
+	if got := e.streamCount(t, "flaky"); got != n {
+		t.Errorf("stream holds %d messages, want %d (lost or duplicated)", got, n)
+	}
+	if pub.failedAfter.Load() == 0 {
+		t.Error("no lost ack was injected; the test proves nothing")
+	}
+	t.Logf("sent %d, lost acks %d, publish calls %d, stored %d", n, pub.failedAfter.Load(), pub.calls.Load(), e.streamCount(t, "flaky"))
+}
+
+// TestConcurrentRelaysPublishEachOnceAndFence: two relays on one outbox
+// publish everything exactly once between them (by id), and a relay that
+// lost its lease cannot mark rows.
+func TestConcurrentRelaysPublishEachOnceAndFence(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const n = 1000
+	e.write(t, "shared", 0, n, 50)
+	a := outbox.NewRelay(e.ob, e.bus, outbox.RelayConfig{Holder: "a", Batch: 50, Poll: 5 * time.Millisecond, Lease: 300 * time.Millisecond}, quiet)
+	b := outbox.NewRelay(e.ob, e.bus, outbox.RelayConfig{Holder: "b", Batch: 50, Poll: 5 * time.Millisecond, Lease: 300 * time.Millisecond}, quiet)
+	stopA, stopB := runRelay(t, a), runRelay(t, b)
+	defer stopB()
+	waitFor(t, "some rows sent", func() bool {
+		var sent int
+		_ = e.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL`).Scan(&sent)
+		return sent > 0
+	})
+	stopA() // whoever holds the lease, one relay stops mid-stream; the other takes over
+	waitFor(t, "backlog drained", func() bool {
+		bl, _ := e.ob.Backlog(ctx)
+		var total int
+		_ = e.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox`).Scan(&total)
+		return bl.Unsent == 0 && total == n
+	})
+	if got := e.streamCount(t, "shared"); got != n {
+		t.Errorf("stream holds %d messages, want %d", got, n)
+	}
+
+}
+
+// pausing publishes through the real bus, but before its first publish it
+// runs pause: the relay is "stopped" mid-batch (SIGSTOP) while it thinks it
+// holds the lease.
+type pausing struct {
+	bus.Publisher
+	once  sync.Once
+	pause func()
+}
+
+func (p *pausing) Publish(ctx context.Context, topic string, msgs ...*bus.Message) error {
+	p.once.Do(p.pause)
+	return p.Publisher.Publish(ctx, topic, msgs...)
+}
+
+// TestPausedRelayIsFencedOut: relay a takes the lease and reads a batch,
+// then stalls past its lease; b takes over and publishes; when a wakes and
+// publishes, its marks are refused (fencing token), and no message is
+// stored twice.
+func TestPausedRelayIsFencedOut(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.write(t, "fenced", 0, 20, 2)
+	b := outbox.NewRelay(e.ob, e.bus, outbox.RelayConfig{Holder: "b"}, quiet)
+	var bErr error
+	pub := &pausing{Publisher: e.bus, pause: func() {
+		// a's lease lapses while it is stopped; b takes over.
+		if _, err := e.db.ExecContext(ctx, `UPDATE outbox_lease SET expires_at = 0`); err != nil {
+			t.Error(err)
+		}
+		_, bErr = b.Once(ctx)
+	}}
+	a := outbox.NewRelay(e.ob, pub, outbox.RelayConfig{Holder: "a"}, quiet)
+	_, err := a.Once(ctx)
+	if bErr != nil {
+		t.Fatalf("b.Once = %v", bErr)
+	}
+	if !errors.Is(err, outbox.ErrLeaseLost) {
+		t.Errorf("a.Once after losing its lease = %v, want ErrLeaseLost", err)
+	}
+	if got := e.streamCount(t, "fenced"); got != 20 {
+		t.Errorf("stream holds %d messages, want 20 (a's late publish deduplicated by id)", got)
+	}
+	var token int64
+	var holder string
+	_ = e.db.QueryRowContext(ctx, `SELECT holder, token FROM outbox_lease`).Scan(&holder, &token)
+	if holder != "b" || token != 2 {
+		t.Errorf("lease = %s/%d, want b/2", holder, token)
+	}
+}
+
+// TestIdempotentAppliesEachMessageOnce feeds duplicates and reorderings of
+// 2,000 messages to an idempotent handler and compares the effects with
+// applying each unique message once.
+func TestIdempotentAppliesEachMessageOnce(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	// The first delivery of one message fails after writing its effect:
+	// the effect and the inbox record must roll back together, and a later
+	// delivery apply it.
+	failFirst := map[string]bool{"evt-00007": true}
+	injected := errors.New("effect failed")
+	apply := outbox.Idempotent(e.db, "counter", func(ctx context.Context, tx *sql.Tx, m *bus.Message) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO effects (id, n) VALUES (?, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1`, m.ID)
+		if err == nil && failFirst[m.ID] {
+			failFirst[m.ID] = false
+			return injected
+		}
+		return err
+	})
+	const unique = 2000
+	var stream []*bus.Message
+	for i := range unique {
+		for range 1 + i%3 { // each message 1 to 3 times
+			stream = append(stream, event(i, ""))
+		}
+	}
+	// Shuffle within windows of 50, deterministically.
+	for i := 0; i+50 <= len(stream); i += 50 {
+		w := stream[i : i+50]
+		for j := range w {
+			k := (j*31 + i) % len(w)
+			w[j], w[k] = w[k], w[j]
+		}
+	}
+	failures := 0
+	for _, m := range stream {
+		if err := apply(ctx, m); errors.Is(err, injected) {
+			failures++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if failures != 1 {
+		t.Fatalf("injected failures = %d, want 1", failures)
+	}
+	var rows, total, dup int
+	_ = e.db.QueryRowContext(ctx, `SELECT COUNT(*), SUM(n), SUM(CASE WHEN n > 1 THEN 1 ELSE 0 END) FROM effects`).Scan(&rows, &total, &dup)
+	t.Logf("deliveries %d, unique %d, effects %d, duplicate effects %d", len(stream), unique, total, dup)
+	if rows != unique || total != unique || dup != 0 {
+		t.Errorf("effects: %d rows, %d applications, %d duplicated; want %d, %d, 0", rows, total, dup, unique, unique)
+	}
+}
