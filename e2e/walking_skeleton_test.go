@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -190,6 +192,66 @@ func TestWalkingSkeleton(t *testing.T) {
 		if _, err := users.GetUser(authed, &userv1.UserRequest{UserId: me.UserID + 1}); status.Code(err) != codes.NotFound {
 			t.Errorf("GetUser of another user as a customer: %v, want NotFound", err)
 		}
+	})
+
+	t.Run("OrderCreated reaches notification-service and any other subscriber", func(t *testing.T) {
+		nc, err := nats.Connect(sys.Broker)
+		if err != nil {
+			t.Fatalf("connect to the broker at %s: %v", sys.Broker, err)
+		}
+		defer nc.Close()
+		seen := make(chan *nats.Msg, 16)
+		sub, err := nc.ChanSubscribe("orders", seen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+
+		r := alice.do("POST", "/api/orders", map[string]any{"items": []map[string]any{{"sku": "JX-STICKERS", "quantity": 3}}})
+		var o orderJSON
+		r.decode(t, &o)
+		if r.Status != http.StatusCreated {
+			t.Fatalf("POST /api/orders = %d %s", r.Status, r.Body)
+		}
+		select {
+		case m := <-seen:
+			var body map[string]any
+			if err := json.Unmarshal(m.Data, &body); err != nil {
+				t.Fatalf("OrderCreated body %s: %v", m.Data, err)
+			}
+			if body["event"] != "OrderCreated" || body["orderId"] != float64(o.OrderID) || body["userId"] != float64(o.UserID) {
+				t.Errorf("OrderCreated body = %s, want event, orderId %d, userId %d", m.Data, o.OrderID, o.UserID)
+			}
+			for h, want := range map[string]string{"ce-type": "OrderCreated", "ce-specversion": "1.0", "ce-source": "order-service", "ce-partitionkey": strconv.FormatInt(o.OrderID, 10)} {
+				if got := m.Header.Get(h); got != want {
+					t.Errorf("header %s = %q, want %q", h, got, want)
+				}
+			}
+			if m.Header.Get("ce-id") == "" || m.Header.Get("Nats-Msg-Id") != m.Header.Get("ce-id") {
+				t.Errorf("ce-id %q, Nats-Msg-Id %q: want the same, non-empty", m.Header.Get("ce-id"), m.Header.Get("Nats-Msg-Id"))
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no OrderCreated on the broker within 10s")
+		}
+		eventually(t, 10*time.Second, "notification for the order", func() error {
+			r := alice.do("GET", "/api/notifications", nil)
+			var page struct {
+				Items []struct {
+					OrderID int64  `json:"orderId"`
+					Event   string `json:"event"`
+				} `json:"items"`
+			}
+			r.decode(t, &page)
+			for _, n := range page.Items {
+				if n.OrderID == o.OrderID && n.Event == "OrderCreated" {
+					return nil
+				}
+			}
+			return fmt.Errorf("notifications: %d %s", r.Status, r.Body)
+		})
 	})
 
 	t.Run("a killed order-service is restarted and the order is still there", func(t *testing.T) {

@@ -30,12 +30,13 @@ type serveConfig struct {
 	LogLevel     slog.Level
 	TokenTTL     time.Duration
 	BrokerAddr   string
+	BrokerURL    string
 	BrokerSync   bool
 	logLevelText string
 }
 
 // services are the names `junction serve` accepts.
-var services = []string{"registry", "broker", "user-service", "inventory-service", "order-service", "gateway"}
+var services = []string{"registry", "broker", "user-service", "inventory-service", "order-service", "notification-service", "gateway"}
 
 func (c *serveConfig) flags(fs *pflag.FlagSet, getenv func(string) string) {
 	env := func(key, def string) string {
@@ -54,6 +55,7 @@ func (c *serveConfig) flags(fs *pflag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.logLevelText, "log-level", env("JUNCTION_LOG_LEVEL", "info"), "debug, info, warn or error [JUNCTION_LOG_LEVEL]")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", envDuration(getenv, "JUNCTION_TOKEN_TTL", 15*time.Minute), "lifetime of access tokens (user-service) [JUNCTION_TOKEN_TTL]")
 	fs.StringVar(&c.BrokerAddr, "broker-addr", env("JUNCTION_BROKER_ADDR", "127.0.0.1:0"), "NATS client listen address (broker) [JUNCTION_BROKER_ADDR]")
+	fs.StringVar(&c.BrokerURL, "broker", env("JUNCTION_BROKER", ""), "broker URL, e.g. nats://127.0.0.1:4222 (default: the broker found in the registry) [JUNCTION_BROKER]")
 	fs.BoolVar(&c.BrokerSync, "broker-sync-always", env("JUNCTION_BROKER_SYNC_ALWAYS", "false") == "true", "fsync every broker write (broker) [JUNCTION_BROKER_SYNC_ALWAYS]")
 	c.ListenFD, _ = strconv.Atoi(getenv("JUNCTION_LISTEN_FD"))
 }
@@ -102,8 +104,8 @@ func (c *serveConfig) finish() error {
 func (c *serveConfig) String() string {
 	s := fmt.Sprintf("service=%s instance=%s registry=%s", c.Service, c.InstanceID, c.RegistryURL)
 	switch c.Service {
-	case "user-service", "inventory-service", "order-service":
-		s += " database=" + sqldb.Redact(c.DatabaseURL)
+	case "user-service", "inventory-service", "order-service", "notification-service":
+		s += " database=" + sqldb.Redact(c.DatabaseURL) + " broker=" + sqldb.Redact(c.BrokerURL)
 	case "broker":
 		s += fmt.Sprintf(" nats=%s sync_always=%t", c.BrokerAddr, c.BrokerSync)
 	}

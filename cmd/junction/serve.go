@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/auth/grpcauth"
+	"github.com/junction-go/junction/bus/natsbus"
 	"github.com/junction-go/junction/discovery"
 	"github.com/junction-go/junction/discovery/grpcresolve"
 	"github.com/junction-go/junction/internal/gateway"
@@ -26,6 +28,10 @@ import (
 	"github.com/junction-go/junction/internal/inventory"
 	inventoryhttp "github.com/junction-go/junction/internal/inventory/httpapi"
 	inventorystore "github.com/junction-go/junction/internal/inventory/store"
+	"github.com/junction-go/junction/internal/notification"
+	notificationhttp "github.com/junction-go/junction/internal/notification/httpapi"
+	notificationmsg "github.com/junction-go/junction/internal/notification/msg"
+	notificationstore "github.com/junction-go/junction/internal/notification/store"
 	"github.com/junction-go/junction/internal/order"
 	"github.com/junction-go/junction/internal/order/clients"
 	orderhttp "github.com/junction-go/junction/internal/order/httpapi"
@@ -36,6 +42,7 @@ import (
 	usergrpc "github.com/junction-go/junction/internal/user/grpcapi"
 	userhttp "github.com/junction-go/junction/internal/user/httpapi"
 	userstore "github.com/junction-go/junction/internal/user/store"
+	"github.com/junction-go/junction/outbox"
 	"github.com/junction-go/junction/rest"
 	"github.com/junction-go/junction/sqldb"
 	"github.com/junction-go/junction/telemetry"
@@ -80,6 +87,8 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		return serveInventory(ctx, cfg, log)
 	case "order-service":
 		return serveOrders(ctx, cfg, log)
+	case "notification-service":
+		return serveNotifications(ctx, cfg, log)
 	case "gateway":
 		return serveGateway(ctx, cfg, log)
 	}
@@ -242,11 +251,85 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		return fmt.Errorf("user-service client: %w", err)
 	}
 	defer conn.Close()
+	b, err := connectBus(ctx, cfg, resolver, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	relay := outbox.NewRelay(st.Outbox(), b, outbox.RelayConfig{Holder: cfg.InstanceID}, log)
+	relayCtx, stopRelay := context.WithCancel(ctx)
+	relayDone := make(chan struct{})
+	go func() { defer close(relayDone); _ = relay.Run(relayCtx) }()
+	defer func() { stopRelay(); <-relayDone }()
+
 	svc := order.NewService(st, clients.NewUsers(conn, 2*time.Second), nil)
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
 		HTTP:  orderhttp.Handler(svc, jwksVerifier(resolver), log),
 		Ready: st.Ping,
 	})
+}
+
+func serveNotifications(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	db, err := sqldb.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	st, err := notificationstore.New(ctx, db)
+	if err != nil {
+		return err
+	}
+	resolver := discovery.NewResolver(discovery.NewClient(cfg.RegistryURL, nil))
+	defer resolver.Close()
+	b, err := connectBus(ctx, cfg, resolver, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	subs, err := notificationmsg.Subscribe(ctx, b, b, st, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, s := range subs {
+			_ = s.Close()
+		}
+	}()
+	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
+		HTTP:  notificationhttp.Handler(notification.NewService(st), jwksVerifier(resolver), log),
+		Ready: st.Ping,
+	})
+}
+
+// connectBus connects to the broker: the one cfg names, or else the one
+// registered as "broker" (waiting up to 30 s for it to appear).
+func connectBus(ctx context.Context, cfg serveConfig, r *discovery.Resolver, log *slog.Logger) (*natsbus.Bus, error) {
+	url := cfg.BrokerURL
+	if url == "" {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		for {
+			addr, err := r.Pick(wctx, "broker", discovery.EndpointNATS)
+			if err == nil {
+				url = "nats://" + addr
+				break
+			}
+			select {
+			case <-wctx.Done():
+				return nil, fmt.Errorf("no broker: set --broker or register one: %w", err)
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	if !strings.HasPrefix(url, "nats://") {
+		return nil, fmt.Errorf("broker %q: this build speaks NATS (nats://); other brokers are not wired into the services yet", sqldb.Redact(url))
+	}
+	b, err := natsbus.Connect(url, natsbus.Config{Name: cfg.InstanceID})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("connected to the broker", "url", sqldb.Redact(url))
+	return b, nil
 }
 
 func serveGateway(ctx context.Context, cfg serveConfig, log *slog.Logger) error {

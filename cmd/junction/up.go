@@ -35,11 +35,15 @@ type upConfig struct {
 	DemoPassword string
 	LogLevel     string
 	ReadyTimeout time.Duration
+	Broker       string
 }
 
 // scaled are the services `--replicas` may scale; the registry and the
 // broker run once.
-var scaled = []string{"user-service", "inventory-service", "order-service", "gateway"}
+var scaled = []string{"user-service", "inventory-service", "notification-service", "order-service", "gateway"}
+
+// tiers order the stop: the gateway first, the registry last.
+var tiers = map[string]int{"registry": 0, "broker": 1, "user-service": 2, "inventory-service": 2, "notification-service": 3, "order-service": 3, "gateway": 4}
 
 func newUpCommand(getenv func(string) string, stdout io.Writer) *cobra.Command {
 	var cfg upConfig
@@ -66,6 +70,7 @@ with the password given by --demo-password, and a small catalogue.`,
 	fs.StringVar(&cfg.DemoPassword, "demo-password", "junction", "password of the demo accounts when they are created")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level of every service")
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", 60*time.Second, "how long to wait for every service to be ready")
+	fs.StringVar(&cfg.Broker, "broker", "", "use this NATS server (nats://host:port) instead of starting the embedded broker")
 	return cmd
 }
 
@@ -140,6 +145,15 @@ func up(ctx context.Context, cfg upConfig, getenv func(string) string, stdout io
 	defer gwFile.Close()
 	registryURL := "http://" + regLn.Addr().String()
 	gatewayURL := "http://" + gwAddr
+	brokerURL, brokerAddr := cfg.Broker, ""
+	if brokerURL == "" {
+		// A port fixed for this run, so clients reconnect to a restarted
+		// broker where they left it. Never NATS's usual 4222.
+		if brokerAddr, err = freePort(); err != nil {
+			return fmt.Errorf("broker port: %w", err)
+		}
+		brokerURL = "nats://" + brokerAddr
+	}
 
 	exe, err := os.Executable()
 	if err != nil {
@@ -149,11 +163,12 @@ func up(ctx context.Context, cfg upConfig, getenv func(string) string, stdout io
 		"JUNCTION_REGISTRY_URL="+registryURL,
 		"JUNCTION_DATA="+data,
 		"JUNCTION_LOG_LEVEL="+cfg.LogLevel,
+		"JUNCTION_BROKER="+brokerURL,
 	)
-	spec := func(service string, i, tier int, listener *os.File) supervisor.Spec {
+	spec := func(service string, i int, listener *os.File) supervisor.Spec {
 		id := fmt.Sprintf("%s-%d", service, i)
-		env := append(slices.Clip(base), "JUNCTION_INSTANCE_ID="+id)
-		s := supervisor.Spec{Name: id, Path: exe, Args: []string{"serve", service}, Tier: tier}
+		env := append(slices.Clip(base), "JUNCTION_INSTANCE_ID="+id, "JUNCTION_BROKER_ADDR="+brokerAddr)
+		s := supervisor.Spec{Name: id, Path: exe, Args: []string{"serve", service}, Tier: tiers[service]}
 		if listener != nil {
 			s.ExtraFiles = []*os.File{listener}
 			env = append(env, "JUNCTION_LISTEN_FD=3")
@@ -161,14 +176,17 @@ func up(ctx context.Context, cfg upConfig, getenv func(string) string, stdout io
 		s.Env = env
 		return s
 	}
-	specs := []supervisor.Spec{spec("registry", 1, 0, regFile), spec("broker", 1, 1, nil)}
-	for tier, svc := range []string{"user-service", "inventory-service", "order-service", "gateway"} {
+	specs := []supervisor.Spec{spec("registry", 1, regFile)}
+	if cfg.Broker == "" {
+		specs = append(specs, spec("broker", 1, nil))
+	}
+	for _, svc := range scaled {
 		for i := 1; i <= replicas[svc]; i++ {
 			var ln *os.File
 			if svc == "gateway" {
 				ln = gwFile
 			}
-			specs = append(specs, spec(svc, i, tier+2, ln))
+			specs = append(specs, spec(svc, i, ln))
 		}
 	}
 
@@ -190,11 +208,14 @@ func up(ctx context.Context, cfg upConfig, getenv func(string) string, stdout io
 	done := make(chan error, 1)
 	go func() { done <- sup.Run(runCtx, specs) }()
 
-	want := map[string]int{"broker": 1}
+	want := map[string]int{}
+	if cfg.Broker == "" {
+		want["broker"] = 1
+	}
 	for _, s := range scaled {
 		want[s] = replicas[s]
 	}
-	brokerURL, err := waitReady(ctx, reg, gatewayURL, want, cfg.ReadyTimeout)
+	err = waitReady(ctx, reg, gatewayURL, want, cfg.ReadyTimeout)
 	switch {
 	case err == nil:
 		fmt.Fprintf(stdout, "\njunction is ready in %.1fs\n", time.Since(started).Seconds())
@@ -215,8 +236,8 @@ func up(ctx context.Context, cfg upConfig, getenv func(string) string, stdout io
 }
 
 // waitReady waits until every service has its instances registered and the
-// gateway answers /readyz, and returns the broker's URL.
-func waitReady(ctx context.Context, reg *discovery.Client, gatewayURL string, want map[string]int, timeout time.Duration) (string, error) {
+// gateway answers /readyz.
+func waitReady(ctx context.Context, reg *discovery.Client, gatewayURL string, want map[string]int, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	hc := &http.Client{Timeout: time.Second}
@@ -224,12 +245,8 @@ func waitReady(ctx context.Context, reg *discovery.Client, gatewayURL string, wa
 	for {
 		if cat, err := reg.Catalog(ctx); err == nil {
 			have := map[string]int{}
-			brokerURL := ""
 			for _, v := range cat.Services {
 				have[v.Service] = len(v.Instances)
-				if v.Service == "broker" && len(v.Instances) > 0 {
-					brokerURL = "nats://" + v.Instances[0].Endpoints[discovery.EndpointNATS]
-				}
 			}
 			missing = ""
 			for svc, n := range want {
@@ -242,7 +259,7 @@ func waitReady(ctx context.Context, reg *discovery.Client, gatewayURL string, wa
 				if err == nil {
 					resp.Body.Close()
 					if resp.StatusCode == http.StatusOK {
-						return brokerURL, nil
+						return nil
 					}
 				}
 				missing = "gateway readiness"
@@ -250,7 +267,7 @@ func waitReady(ctx context.Context, reg *discovery.Client, gatewayURL string, wa
 		}
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("waiting for%s", missing)
+			return fmt.Errorf("waiting for%s", missing)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -312,6 +329,17 @@ func seed(ctx context.Context, data, password string, logf func(string, ...any))
 	defer odb.Close()
 	_, err = orderstore.New(ctx, odb)
 	return err
+}
+
+// freePort returns a loopback address with a port that was free a moment
+// ago.
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
 
 // lockDir takes an exclusive lock on the data folder, so two `up`s never

@@ -9,9 +9,10 @@ import (
 
 // Services the gateway routes to, by registry name.
 const (
-	UserService      = "user-service"
-	OrderService     = "order-service"
-	InventoryService = "inventory-service"
+	UserService         = "user-service"
+	OrderService        = "order-service"
+	InventoryService    = "inventory-service"
+	NotificationService = "notification-service"
 )
 
 // Handler returns every public route. Routes marked public need no token;
@@ -32,6 +33,7 @@ func (g *Gateway) Handler() http.Handler {
 	mux.Handle("/api/users/", authn(g.forward(UserService)))
 	mux.Handle("/api/orders", authn(g.forward(OrderService)))
 	mux.Handle("/api/orders/", authn(g.forward(OrderService)))
+	mux.Handle("/api/notifications", authn(g.forward(NotificationService)))
 
 	mux.HandleFunc("GET /{$}", index)
 	mux.HandleFunc("/", rest.NotFound)

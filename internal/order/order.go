@@ -6,13 +6,16 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/junction-go/junction/api/events"
 	"github.com/junction-go/junction/auth"
+	"github.com/junction-go/junction/bus"
 	"github.com/junction-go/junction/fault"
 )
 
@@ -69,7 +72,9 @@ type Store interface {
 	// when key is not empty. If the key was used before, it stores nothing
 	// and returns the order made then and created=false; if that order came
 	// from another request (a different hash), it returns fault.Conflict.
-	Create(ctx context.Context, o Order, key, requestHash string) (saved Order, created bool, err error)
+	// The messages events returns for the saved order (with its id) are
+	// written in the same transaction, through the outbox.
+	Create(ctx context.Context, o Order, key, requestHash string, events func(Order) ([]*bus.Message, error)) (saved Order, created bool, err error)
 	// ByIdempotencyKey returns the order made under (userID, key) and the
 	// hash of its request, or fault.NotFound.
 	ByIdempotencyKey(ctx context.Context, userID int64, key string) (Order, string, error)
@@ -135,11 +140,33 @@ func (s *Service) Place(ctx context.Context, caller auth.Principal, items []Item
 	}
 	now := s.now().UTC().Truncate(time.Millisecond)
 	o := Order{UserID: caller.UserID, Status: StatusPending, Items: items, CreatedAt: now, UpdatedAt: now}
-	saved, created, err := s.store.Create(ctx, o, key, hash)
+	saved, created, err := s.store.Create(ctx, o, key, hash, orderCreated)
 	if err != nil {
 		return Placed{}, fmt.Errorf("place order: %w", err)
 	}
 	return Placed{Order: saved, Replayed: !created}, nil
+}
+
+// orderCreated is the event a new order publishes.
+func orderCreated(o Order) ([]*bus.Message, error) {
+	e := events.OrderCreated{Event: events.TypeOrderCreated, OrderID: o.ID, UserID: o.UserID, CreatedAt: o.CreatedAt}
+	for _, it := range o.Items {
+		e.Items = append(e.Items, events.Item{SKU: it.SKU, Quantity: it.Quantity})
+	}
+	body, err := json.Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	id := strconv.FormatInt(o.ID, 10)
+	return []*bus.Message{{
+		ID:            "order-" + id + "-created",
+		Type:          events.TypeOrderCreated,
+		Source:        events.SourceOrderService,
+		Time:          o.CreatedAt,
+		Key:           id,
+		CorrelationID: id,
+		Body:          body,
+	}}, nil
 }
 
 // Get returns order id if caller may see it: its owner or an administrator.

@@ -10,8 +10,11 @@ import (
 	"strings"
 	"time"
 
+	orderevents "github.com/junction-go/junction/api/events"
+	"github.com/junction-go/junction/bus"
 	"github.com/junction-go/junction/fault"
 	"github.com/junction-go/junction/internal/order"
+	"github.com/junction-go/junction/outbox"
 	"github.com/junction-go/junction/sqldb"
 )
 
@@ -19,17 +22,28 @@ import (
 var migrations embed.FS
 
 // Store implements order.Store. It is safe for concurrent use.
-type Store struct{ db *sqldb.DB }
+type Store struct {
+	db     *sqldb.DB
+	outbox *outbox.Outbox
+}
 
 var _ order.Store = (*Store)(nil)
 
-// New migrates db to the current schema and returns a store over it.
+// New migrates db to the current schema (with the outbox's tables) and
+// returns a store over it.
 func New(ctx context.Context, db *sqldb.DB) (*Store, error) {
 	if err := db.Migrate(ctx, sqldb.MigrationsFS(migrations, "migrations")); err != nil {
 		return nil, err
 	}
-	return &Store{db: db}, nil
+	ob, err := outbox.New(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{db: db, outbox: ob}, nil
 }
+
+// Outbox returns the outbox the store writes events to, for its relay.
+func (s *Store) Outbox() *outbox.Outbox { return s.outbox }
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
@@ -39,7 +53,7 @@ type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-func (s *Store) Create(ctx context.Context, o order.Order, key, hash string) (order.Order, bool, error) {
+func (s *Store) Create(ctx context.Context, o order.Order, key, hash string, events func(order.Order) ([]*bus.Message, error)) (order.Order, bool, error) {
 	var saved order.Order
 	created := false
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
@@ -74,9 +88,19 @@ func (s *Store) Create(ctx context.Context, o order.Order, key, hash string) (or
 				return fmt.Errorf("insert idempotency key: %w", err)
 			}
 		}
+		msgs, err := events(o)
+		if err != nil {
+			return fmt.Errorf("order events: %w", err)
+		}
+		if err := s.outbox.Add(ctx, tx, orderevents.TopicOrders, msgs...); err != nil {
+			return err
+		}
 		saved, created = o, true
 		return nil
 	})
+	if err == nil && created {
+		s.outbox.Notify()
+	}
 	if err != nil && key != "" && s.db.Dialect.IsUniqueViolation(err) {
 		// Another request with the same key committed first.
 		prev, prevHash, kerr := s.ByIdempotencyKey(ctx, o.UserID, key)
