@@ -48,8 +48,7 @@ type Bus struct {
 
 	mu     sync.Mutex
 	topics map[string]bool
-	subs   map[*subscription]struct{}
-	closed bool
+	subs   bus.Subscriptions
 }
 
 // Connect returns a bus on the brokers of cfg.
@@ -67,7 +66,7 @@ func Connect(cfg Config) (*Bus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafkabus: %w", err)
 	}
-	return &Bus{cfg: cfg, producer: p, admin: kadm.NewClient(p), topics: map[string]bool{}, subs: map[*subscription]struct{}{}}, nil
+	return &Bus{cfg: cfg, producer: p, admin: kadm.NewClient(p), topics: map[string]bool{}}, nil
 }
 
 // ensureTopic creates topic when it does not exist yet.
@@ -98,7 +97,7 @@ func (b *Bus) Publish(ctx context.Context, topic string, msgs ...*bus.Message) e
 			return err
 		}
 	}
-	if b.isClosed() {
+	if b.subs.Closed() {
 		return bus.ErrClosed
 	}
 	if err := b.ensureTopic(ctx, topic); err != nil {
@@ -133,7 +132,7 @@ type subscription struct {
 // this member its partitions. A group with more members than the topic has
 // partitions leaves some without any; Subscribe fails for those after 30 s.
 func (b *Bus) Subscribe(ctx context.Context, topic, group string, h bus.Handler) (bus.Subscription, error) {
-	if b.isClosed() {
+	if b.subs.Closed() {
 		return nil, bus.ErrClosed
 	}
 	if err := b.ensureTopic(ctx, topic); err != nil {
@@ -158,9 +157,11 @@ func (b *Bus) Subscribe(ctx context.Context, topic, group string, h bus.Handler)
 	}
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s := &subscription{b: b, cl: cl, cancel: cancel, done: make(chan struct{})}
-	b.mu.Lock()
-	b.subs[s] = struct{}{}
-	b.mu.Unlock()
+	if err := b.subs.Add(s); err != nil {
+		cancel()
+		cl.Close()
+		return nil, err
+	}
 	go s.run(hctx, h)
 	// In place means joined: wait for the group to give this member its
 	// partitions (a rebalance when others are already in the group).
@@ -254,35 +255,15 @@ func (s *subscription) Close() error {
 		s.cancel()
 		<-s.done
 		s.cl.CloseAllowingRebalance()
-		s.b.mu.Lock()
-		delete(s.b.subs, s)
-		s.b.mu.Unlock()
+		s.b.subs.Remove(s)
 	})
 	return nil
 }
 
-func (b *Bus) isClosed() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.closed
-}
-
-// Close closes every subscription and the producer.
+// Close closes every subscription, then the connection.
 func (b *Bus) Close() error {
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		return nil
+	if b.subs.Close() {
+		b.producer.Close()
 	}
-	b.closed = true
-	subs := make([]*subscription, 0, len(b.subs))
-	for s := range b.subs {
-		subs = append(subs, s)
-	}
-	b.mu.Unlock()
-	for _, s := range subs {
-		_ = s.Close()
-	}
-	b.producer.Close()
 	return nil
 }

@@ -58,8 +58,7 @@ type Bus struct {
 
 	mu      sync.Mutex
 	streams map[string]jetstream.Stream
-	subs    map[*subscription]struct{}
-	closed  bool
+	subs    bus.Subscriptions
 }
 
 // Connect connects to the NATS server(s) at url.
@@ -88,7 +87,7 @@ func Connect(url string, cfg Config) (*Bus, error) {
 		nc.Close()
 		return nil, fmt.Errorf("natsbus: %w", err)
 	}
-	return &Bus{cfg: cfg, nc: nc, js: js, streams: map[string]jetstream.Stream{}, subs: map[*subscription]struct{}{}}, nil
+	return &Bus{cfg: cfg, nc: nc, js: js, streams: map[string]jetstream.Stream{}}, nil
 }
 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_-]`)
@@ -134,7 +133,7 @@ func (b *Bus) Publish(ctx context.Context, topic string, msgs ...*bus.Message) e
 			return err
 		}
 	}
-	if b.isClosed() {
+	if b.subs.Closed() {
 		return bus.ErrClosed
 	}
 	if _, err := b.stream(ctx, topic); err != nil {
@@ -205,7 +204,7 @@ type subscription struct {
 
 // Subscribe joins group (a durable consumer) on topic.
 func (b *Bus) Subscribe(ctx context.Context, topic, group string, h bus.Handler) (bus.Subscription, error) {
-	if b.isClosed() {
+	if b.subs.Closed() {
 		return nil, bus.ErrClosed
 	}
 	s, err := b.stream(ctx, topic)
@@ -230,9 +229,11 @@ func (b *Bus) Subscribe(ctx context.Context, topic, group string, h bus.Handler)
 	}
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	sub := &subscription{b: b, cancel: cancel, iter: iter, done: make(chan struct{})}
-	b.mu.Lock()
-	b.subs[sub] = struct{}{}
-	b.mu.Unlock()
+	if err := b.subs.Add(sub); err != nil {
+		iter.Stop()
+		cancel()
+		return nil, err
+	}
 
 	lanes := bus.NewLanes(hctx, b.cfg.Concurrency, 2, h)
 	go func() {
@@ -293,36 +294,16 @@ func (s *subscription) Close() error {
 		s.iter.Stop()
 		s.cancel()
 		<-s.done
-		s.b.mu.Lock()
-		delete(s.b.subs, s)
-		s.b.mu.Unlock()
+		s.b.subs.Remove(s)
 	})
 	return nil
 }
 
-func (b *Bus) isClosed() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.closed
-}
-
 // Close closes every subscription, then the connection.
 func (b *Bus) Close() error {
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		return nil
+	if b.subs.Close() {
+		b.nc.Close()
 	}
-	b.closed = true
-	subs := make([]*subscription, 0, len(b.subs))
-	for s := range b.subs {
-		subs = append(subs, s)
-	}
-	b.mu.Unlock()
-	for _, s := range subs {
-		_ = s.Close()
-	}
-	b.nc.Close()
 	return nil
 }
 

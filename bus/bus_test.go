@@ -1,0 +1,74 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/junction-go/junction/bus"
+)
+
+func TestHeadersRoundTrip(t *testing.T) {
+	m := &bus.Message{
+		ID: "id-1", Type: "OrderCreated", Source: "order-service", Time: time.Date(2026, 11, 28, 1, 2, 3, 456000000, time.UTC),
+		Key: "123", CorrelationID: "123", CausationID: "cmd-9",
+		Headers: map[string]string{"traceparent": "00-abc-def-01"}, Body: []byte(`{"event":"OrderCreated"}`),
+	}
+	h := bus.ToHeaders(m)
+	if h["ce-specversion"] != "1.0" || h["ce-id"] != "id-1" || h["ce-type"] != "OrderCreated" || h["ce-partitionkey"] != "123" {
+		t.Errorf("ToHeaders = %v, want CloudEvents binary-mode attributes", h)
+	}
+	// Transports may change the case of header names.
+	upper := map[string]string{}
+	for k, v := range h {
+		upper[canonical(k)] = v
+	}
+	if diff := cmp.Diff(m, bus.FromHeaders(upper, m.Body)); diff != "" {
+		t.Errorf("FromHeaders(ToHeaders(m)) differs (-want +got):\n%s", diff)
+	}
+}
+
+// canonical canonicalises a header name the way net/http and NATS do.
+func canonical(k string) string {
+	b := []byte(k)
+	up := true
+	for i, c := range b {
+		if up && c >= 'a' && c <= 'z' {
+			b[i] = c - 32
+		}
+		up = c == '-'
+	}
+	return string(b)
+}
+
+func TestRetryStopsAtPermanentAndAtTheLimit(t *testing.T) {
+	calls := 0
+	transient := bus.Chain(func(context.Context, *bus.Message) error { calls++; return errors.New("busy") }, bus.Retry(3, time.Microsecond, time.Millisecond))
+	if err := transient(context.Background(), &bus.Message{}); err == nil || calls != 3 {
+		t.Errorf("transient: err %v after %d calls, want an error after 3", err, calls)
+	}
+	calls = 0
+	permanent := bus.Chain(func(context.Context, *bus.Message) error { calls++; return bus.Permanent(errors.New("bad")) }, bus.Retry(3, time.Microsecond, time.Millisecond))
+	if err := permanent(context.Background(), &bus.Message{}); !bus.IsPermanent(err) || calls != 1 {
+		t.Errorf("permanent: err %v after %d calls, want it at once", err, calls)
+	}
+}
+
+func TestRecoverMakesAPanicPermanent(t *testing.T) {
+	h := bus.Chain(func(context.Context, *bus.Message) error { panic("boom") }, bus.Recover())
+	if err := h(context.Background(), &bus.Message{}); !bus.IsPermanent(err) {
+		t.Errorf("after a panic: %v, want a permanent error", err)
+	}
+}
+
+func TestSkipExpired(t *testing.T) {
+	called := false
+	h := bus.Chain(func(context.Context, *bus.Message) error { called = true; return nil }, bus.SkipExpired())
+	old := &bus.Message{Headers: map[string]string{bus.HeaderDeadline: "1"}}
+	if err := h(context.Background(), old); err != nil || called {
+		t.Errorf("expired message: err %v, handler called %v; want it dropped", err, called)
+	}
+}

@@ -1,0 +1,62 @@
+package bus
+
+import "sync"
+
+// Subscriptions is what an adapter needs to close everything it opened: the
+// set of its live subscriptions and whether it is closed. The zero value is
+// ready; it is safe for concurrent use.
+type Subscriptions struct {
+	mu     sync.Mutex
+	subs   map[Subscription]struct{}
+	closed bool
+}
+
+// Add records s; it returns ErrClosed (and records nothing) once Close has
+// begun.
+func (c *Subscriptions) Add(s Subscription) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	if c.subs == nil {
+		c.subs = map[Subscription]struct{}{}
+	}
+	c.subs[s] = struct{}{}
+	return nil
+}
+
+// Remove forgets s (it closed on its own).
+func (c *Subscriptions) Remove(s Subscription) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.subs, s)
+}
+
+// Closed reports whether Close has begun.
+func (c *Subscriptions) Closed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// Close marks the set closed and closes every subscription in it. It
+// reports false when it was closed before, so the adapter closes its
+// connection once.
+func (c *Subscriptions) Close() bool {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return false
+	}
+	c.closed = true
+	subs := make([]Subscription, 0, len(c.subs))
+	for s := range c.subs {
+		subs = append(subs, s)
+	}
+	c.mu.Unlock()
+	for _, s := range subs {
+		_ = s.Close()
+	}
+	return true
+}
