@@ -2,6 +2,7 @@ package order_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -50,6 +51,11 @@ var (
 // newService returns the service over a real SQLite store in a temporary
 // folder.
 func newService(t *testing.T) (*order.Service, *users) {
+	svc, u, _ := newServiceDB(t)
+	return svc, u
+}
+
+func newServiceDB(t *testing.T) (*order.Service, *users, *sqldb.DB) {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "orders.db"))
@@ -62,7 +68,49 @@ func newService(t *testing.T) (*order.Service, *users) {
 		t.Fatal(err)
 	}
 	u := &users{known: map[int64]bool{1: true, 2: true, 3: true}}
-	return order.NewService(st, u, clock), u
+	return order.NewService(st, u, clock), u, db
+}
+
+// TestPlaceWritesOrderCreatedToTheOutbox: the event is written with the
+// order, once per order (not again on an idempotent replay), in the
+// tutorial's shape.
+func TestPlaceWritesOrderCreatedToTheOutbox(t *testing.T) {
+	svc, _, db := newServiceDB(t)
+	ctx := context.Background()
+	p, err := svc.Place(ctx, alice, mug, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Place(ctx, alice, mug, "k"); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.QueryContext(ctx, `SELECT topic, headers, body FROM outbox`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		n++
+		var topic, headers string
+		var body []byte
+		if err := rows.Scan(&topic, &headers, &body); err != nil {
+			t.Fatal(err)
+		}
+		var h map[string]string
+		var e map[string]any
+		_ = json.Unmarshal([]byte(headers), &h)
+		_ = json.Unmarshal(body, &e)
+		if topic != "orders" || h["ce-type"] != "OrderCreated" || h["ce-partitionkey"] != fmt.Sprint(p.Order.ID) {
+			t.Errorf("outbox row: topic %q headers %v", topic, h)
+		}
+		if e["event"] != "OrderCreated" || e["orderId"] != float64(p.Order.ID) || e["userId"] != float64(alice.UserID) {
+			t.Errorf("OrderCreated body = %s", body)
+		}
+	}
+	if n != 1 {
+		t.Errorf("outbox rows = %d, want 1 (one order, one event)", n)
+	}
 }
 
 var mug = []order.Item{{SKU: "JX-MUG", Quantity: 2}}
