@@ -33,7 +33,7 @@ type env struct {
 
 // newEnv returns an outbox on a real SQLite file and a bus on an embedded
 // NATS server.
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "svc.db"))
