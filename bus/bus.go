@@ -76,10 +76,12 @@ type Handler func(ctx context.Context, msg *Message) error
 
 // Subscriber delivers messages to handlers.
 type Subscriber interface {
-	// Subscribe delivers the messages of topic to h as a member of group,
-	// from when the group was first created: every group gets every
-	// message (fan-out); the members of one group share them (competing
-	// consumers). It returns once the subscription is in place. Delivery
+	// Subscribe delivers the messages of topic to h as a member of group:
+	// every group gets every message (fan-out); the members of one group
+	// share them (competing consumers). A new group starts at the oldest
+	// message the broker keeps for topic where it keeps history (NATS,
+	// Kafka), and at its own creation where it does not (RabbitMQ,
+	// ActiveMQ). It returns once the subscription is in place. Delivery
 	// stops at ctx's end or the subscription's Close. h may be called
 	// concurrently for messages with different keys, never for two
 	// messages with the same key.

@@ -28,6 +28,10 @@ type Features struct {
 	// SharesWork: two members of a group both receive messages (Kafka
 	// shares by partition, so a one-partition topic goes to one member).
 	SharesWork bool
+	// Replay: a group created after messages were published reads them
+	// (the broker keeps a topic's history: NATS streams, Kafka logs), not
+	// only those published after it joined (RabbitMQ, ActiveMQ queues).
+	Replay bool
 }
 
 // Setup connects the suite to a broker.
@@ -430,12 +434,17 @@ func testRequestReply(t *testing.T, s Setup) {
 	}
 	short, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel2()
-	if _, err := r.Request(short, "nobody-listens-"+topic, msg(9, "")); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Request with no responder = %v, want the deadline", err)
+	// With nobody to answer, the request fails: at its deadline, or at once
+	// where the broker refuses a message no one would receive.
+	if _, err := r.Request(short, "nobody-listens-"+topic, msg(9, "")); err == nil {
+		t.Error("Request with no responder succeeded")
 	}
 }
 
 func testNewGroupFromStart(t *testing.T, s Setup) {
+	if !s.Features.Replay {
+		t.Skip("the broker keeps no history for new groups; a group reads what is published after it joined")
+	}
 	pub, sub := open(t, s)
 	topic := uniqueTopic(t)
 	early := newCollector()

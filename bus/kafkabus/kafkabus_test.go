@@ -19,7 +19,7 @@ func TestContract(t *testing.T) {
 	}
 	t.Cleanup(c.Close)
 	bustest.Run(t, bustest.Setup{
-		Features:        bustest.Features{SharesWork: true},
+		Features:        bustest.Features{SharesWork: true, Replay: true},
 		InProcessBroker: []string{"github.com/twmb/franz-go/pkg/kfake"},
 		New: func(t *testing.T) (bus.Publisher, bus.Subscriber) {
 			pub, err := kafkabus.Connect(kafkabus.Config{Brokers: c.ListenAddrs(), Partitions: 3})

@@ -14,7 +14,7 @@ func TestContract(t *testing.T) {
 	b := membus.New()
 	t.Cleanup(func() { _ = b.Close() })
 	bustest.Run(t, bustest.Setup{
-		Features: bustest.Features{SharesWork: true},
+		Features: bustest.Features{SharesWork: true, Replay: true},
 		New: func(t *testing.T) (bus.Publisher, bus.Subscriber) {
 			return view{b}, view{b}
 		},

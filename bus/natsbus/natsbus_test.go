@@ -13,7 +13,7 @@ import (
 func TestContract(t *testing.T) {
 	ns := natstest.Start(t, t.TempDir())
 	bustest.Run(t, bustest.Setup{
-		Features:        bustest.Features{PublishDedupe: true, SharesWork: true},
+		Features:        bustest.Features{PublishDedupe: true, SharesWork: true, Replay: true},
 		InProcessBroker: []string{"github.com/nats-io/nats-server/v2/"},
 		New: func(t *testing.T) (bus.Publisher, bus.Subscriber) {
 			pub, err := natsbus.Connect(ns.ClientURL(), natsbus.Config{Name: "bustest-pub"})

@@ -1,0 +1,65 @@
+package rabbitbus_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/junction-go/junction/bus"
+	"github.com/junction-go/junction/bus/bustest"
+	"github.com/junction-go/junction/bus/rabbitbus"
+)
+
+// url returns the RabbitMQ to test against: JUNCTION_TEST_AMQP_URL, or the
+// machine's own on 127.0.0.1:5672. Without one the test skips, or fails
+// when JUNCTION_REQUIRE_ALL=1.
+func url(t *testing.T) string {
+	u := os.Getenv("JUNCTION_TEST_AMQP_URL")
+	if u == "" {
+		u = "amqp://guest:guest@127.0.0.1:5672/"
+	}
+	c, err := net.DialTimeout("tcp", "127.0.0.1:5672", time.Second)
+	if err == nil {
+		c.Close()
+		return u
+	}
+	if os.Getenv("JUNCTION_REQUIRE_ALL") == "1" {
+		t.Fatalf("RabbitMQ is required (JUNCTION_REQUIRE_ALL=1) but not reachable at 127.0.0.1:5672: %v", err)
+	}
+	t.Skipf("no RabbitMQ at 127.0.0.1:5672 (%v); set JUNCTION_TEST_AMQP_URL or start one", err)
+	return ""
+}
+
+func TestContract(t *testing.T) {
+	u := url(t)
+	bustest.Run(t, bustest.Setup{
+		Features: bustest.Features{SharesWork: true},
+		New: func(t *testing.T) (bus.Publisher, bus.Subscriber) {
+			// Test queues go away a minute after their last consumer.
+			pub, err := rabbitbus.Connect(rabbitbus.Config{URL: u, QueueExpiry: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sub, err := rabbitbus.Connect(rabbitbus.Config{URL: u, QueueExpiry: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return pub, sub
+		},
+	})
+}
+
+func TestUnroutableIsAnError(t *testing.T) {
+	b, err := rabbitbus.Connect(rabbitbus.Config{URL: url(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	err = b.Publish(context.Background(), "nobody-listens-"+bus.NewID()[:8], &bus.Message{ID: bus.NewID(), Type: "X"})
+	if !errors.Is(err, rabbitbus.ErrUnroutable) {
+		t.Errorf("publish to a topic no group subscribes to = %v, want ErrUnroutable", err)
+	}
+}
