@@ -1,0 +1,50 @@
+package stompbus_test
+
+import (
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/junction-go/junction/bus"
+	"github.com/junction-go/junction/bus/bustest"
+	"github.com/junction-go/junction/bus/stompbus"
+)
+
+// addr returns the ActiveMQ STOMP address to test against:
+// JUNCTION_TEST_STOMP_ADDR, or 127.0.0.1:61623 as scripts/activemq starts
+// it. Without a broker the test skips, or fails when JUNCTION_REQUIRE_ALL=1.
+func addr(t *testing.T) string {
+	a := os.Getenv("JUNCTION_TEST_STOMP_ADDR")
+	if a == "" {
+		a = "127.0.0.1:61623"
+	}
+	c, err := net.DialTimeout("tcp", a, time.Second)
+	if err == nil {
+		c.Close()
+		return a
+	}
+	if os.Getenv("JUNCTION_REQUIRE_ALL") == "1" {
+		t.Fatalf("ActiveMQ is required (JUNCTION_REQUIRE_ALL=1) but its STOMP port %s does not answer: %v", a, err)
+	}
+	t.Skipf("no ActiveMQ STOMP at %s (%v); run scripts/activemq start", a, err)
+	return ""
+}
+
+func TestContract(t *testing.T) {
+	a := addr(t)
+	bustest.Run(t, bustest.Setup{
+		Features: bustest.Features{SharesWork: true},
+		New: func(t *testing.T) (bus.Publisher, bus.Subscriber) {
+			pub, err := stompbus.Connect(stompbus.Config{Addr: a})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sub, err := stompbus.Connect(stompbus.Config{Addr: a})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return pub, sub
+		},
+	})
+}
