@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,7 +21,11 @@ import (
 
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/auth/grpcauth"
+	"github.com/junction-go/junction/bus"
+	"github.com/junction-go/junction/bus/kafkabus"
 	"github.com/junction-go/junction/bus/natsbus"
+	"github.com/junction-go/junction/bus/rabbitbus"
+	"github.com/junction-go/junction/bus/stompbus"
 	"github.com/junction-go/junction/discovery"
 	"github.com/junction-go/junction/discovery/grpcresolve"
 	"github.com/junction-go/junction/internal/gateway"
@@ -301,9 +306,16 @@ func serveNotifications(ctx context.Context, cfg serveConfig, log *slog.Logger) 
 	})
 }
 
+// messageBus is a connection to a broker that both publishes and
+// subscribes.
+type messageBus interface {
+	bus.Publisher
+	bus.Subscriber
+}
+
 // connectBus connects to the broker: the one cfg names, or else the one
 // registered as "broker" (waiting up to 30 s for it to appear).
-func connectBus(ctx context.Context, cfg serveConfig, r *discovery.Resolver, log *slog.Logger) (*natsbus.Bus, error) {
+func connectBus(ctx context.Context, cfg serveConfig, r *discovery.Resolver, log *slog.Logger) (messageBus, error) {
 	url := cfg.BrokerURL
 	if url == "" {
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -321,15 +333,42 @@ func connectBus(ctx context.Context, cfg serveConfig, r *discovery.Resolver, log
 			}
 		}
 	}
-	if !strings.HasPrefix(url, "nats://") {
-		return nil, fmt.Errorf("broker %q: this build speaks NATS (nats://); other brokers are not wired into the services yet", sqldb.Redact(url))
-	}
-	b, err := natsbus.Connect(url, natsbus.Config{Name: cfg.InstanceID})
+	b, err := openBus(url, cfg.InstanceID)
 	if err != nil {
 		return nil, err
 	}
 	log.Info("connected to the broker", "url", sqldb.Redact(url))
 	return b, nil
+}
+
+// openBus picks the adapter by the URL's scheme:
+//
+//	nats://host:port[,host:port]   NATS JetStream
+//	kafka://host:port[,host:port]  Kafka
+//	amqp://user:pass@host:port/vh  RabbitMQ
+//	stomp://[user:pass@]host:port  ActiveMQ (STOMP 1.2)
+func openBus(rawURL, name string) (messageBus, error) {
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return nil, fmt.Errorf("broker %q: want scheme://address", sqldb.Redact(rawURL))
+	}
+	switch scheme {
+	case "nats":
+		return natsbus.Connect(rawURL, natsbus.Config{Name: name})
+	case "kafka":
+		return kafkabus.Connect(kafkabus.Config{Brokers: strings.Split(rest, ",")})
+	case "amqp", "amqps":
+		return rabbitbus.Connect(rabbitbus.Config{URL: rawURL})
+	case "stomp":
+		u, err := url.Parse(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("broker url: %w", err)
+		}
+		pass, _ := u.User.Password()
+		return stompbus.Connect(stompbus.Config{Addr: u.Host, Login: u.User.Username(), Passcode: pass})
+	default:
+		return nil, fmt.Errorf("broker %q: unknown scheme %q; one of nats, kafka, amqp, stomp", sqldb.Redact(rawURL), scheme)
+	}
 }
 
 func serveGateway(ctx context.Context, cfg serveConfig, log *slog.Logger) error {

@@ -221,7 +221,7 @@ func up(ctx context.Context, cfg upConfig, getenv func(string) string, stdout io
 		fmt.Fprintf(stdout, "\njunction is ready in %.1fs\n", time.Since(started).Seconds())
 		fmt.Fprintf(stdout, "  gateway:  %s\n", gatewayURL)
 		fmt.Fprintf(stdout, "  registry: %s\n", registryURL)
-		fmt.Fprintf(stdout, "  broker:   %s\n", brokerURL)
+		fmt.Fprintf(stdout, "  broker:   %s\n", sqldb.Redact(brokerURL))
 		fmt.Fprintf(stdout, "  data:     %s\n", data)
 		fmt.Fprintf(stdout, "  log in as alice or bob (customers) or admin, password %q; Ctrl-C stops.\n\n", cfg.DemoPassword)
 	case ctx.Err() == nil:
