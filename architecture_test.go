@@ -13,11 +13,11 @@ const module = "github.com/junction-go/junction"
 
 // services are the folders under internal/ that are services: none may
 // import another.
-var services = []string{"user", "order", "inventory", "payment", "shipping", "notification", "gateway", "registry", "paymentsim"}
+var services = []string{"user", "order", "inventory", "payment", "shipping", "notification", "deadletter", "gateway", "registry", "paymentsim"}
 
 // domains are the services whose root package holds the domain and must not
 // touch a driver or transport; their sub-packages adapt one technology each.
-var domains = []string{"user", "order", "inventory", "payment", "shipping", "notification"}
+var domains = []string{"user", "order", "inventory", "payment", "shipping", "notification", "deadletter"}
 
 // toolkit are the importable packages beneath the services.
 var toolkit = []string{"bus", "outbox", "saga", "discovery", "resilience", "auth", "telemetry", "rest", "fault", "sqldb"}

@@ -25,12 +25,27 @@ const (
 
 // Dead-letter headers, added to a message moved to a dead-letter topic.
 const (
+	HeaderDLQID       = "dlq-id" // the id the message had before it died
 	HeaderDLQReason   = "dlq-reason"
 	HeaderDLQTopic    = "dlq-topic"
 	HeaderDLQGroup    = "dlq-group"
 	HeaderDLQAttempts = "dlq-attempts"
 	HeaderDLQTime     = "dlq-time"
+	// HeaderRedrive marks (with a value unique to each redrive) a dead
+	// letter sent back to its topic under its original id, so consumers'
+	// inboxes still recognise it while a broker's publish dedupe does not
+	// drop it as a repeat.
+	HeaderRedrive = "dlq-redrive"
 )
+
+// DedupeID is the id a broker should deduplicate m by: its id, or for a
+// redriven message its id and redrive mark.
+func DedupeID(m *Message) string {
+	if n := m.Headers[HeaderRedrive]; n != "" {
+		return m.ID + "/redrive-" + n
+	}
+	return m.ID
+}
 
 // ToHeaders returns m's attributes and headers as one flat map of transport
 // headers, CloudEvents binary mode.

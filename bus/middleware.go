@@ -80,14 +80,15 @@ func DeadLetter(pub Publisher, group string, maxDeliveries int, onDead func(m *M
 			for k, v := range m.Headers {
 				dead.Headers[k] = v
 			}
+			dead.Headers[HeaderDLQID] = m.ID
 			dead.Headers[HeaderDLQReason] = truncate(err.Error(), 1024)
 			dead.Headers[HeaderDLQTopic] = m.Topic
 			dead.Headers[HeaderDLQGroup] = group
 			dead.Headers[HeaderDLQAttempts] = strconv.Itoa(m.Attempt)
 			dead.Headers[HeaderDLQTime] = time.Now().UTC().Format(time.RFC3339Nano)
-			// A new id: the same message may die in several groups, and each
-			// death is a dead letter of its own.
-			dead.ID = m.ID + ":" + group
+			// A new id: the same message may die in several groups, and again
+			// after a redrive, and each death is a dead letter of its own.
+			dead.ID = DedupeID(m) + ":" + group
 			if perr := pub.Publish(ctx, DeadLetterTopic, &dead); perr != nil {
 				return fmt.Errorf("%w (and moving it to %s failed: %v)", err, DeadLetterTopic, perr)
 			}

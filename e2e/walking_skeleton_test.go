@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -327,4 +328,101 @@ func flip(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// TestDeadLetters: a message notification-service can never handle is
+// dead-lettered with its reason, listed and shown by `junction
+// deadletters` (administrators only), and redriven back to its consumer,
+// where it dies again (it is still malformed) as a new dead letter.
+func TestDeadLetters(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the whole system; skipped with -short")
+	}
+	sys := startSystem(t, t.TempDir())
+	nc, err := nats.Connect(sys.Broker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	poison := nats.NewMsg("orders")
+	poison.Header.Set("ce-id", "poison-1")
+	poison.Header.Set("ce-type", "OrderCreated")
+	poison.Header.Set("ce-specversion", "1.0")
+	poison.Header.Set("Nats-Msg-Id", "poison-1")
+	poison.Data = []byte("this is not json")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// The stream exists once order-service or notification-service has
+	// used it; wait for that.
+	eventually(t, 10*time.Second, "publish the poison message", func() error {
+		_, err := js.PublishMsg(ctx, poison)
+		return err
+	})
+
+	cli := func(args ...string) (string, error) {
+		out, err := exec.Command(binary, append([]string{"deadletters", "--gateway", sys.Gateway}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	type letter struct {
+		ID        int64  `json:"id"`
+		MessageID string `json:"messageId"`
+		Topic     string `json:"topic"`
+		Group     string `json:"group"`
+		Reason    string `json:"reason"`
+		Status    string `json:"status"`
+		Redrives  int    `json:"redrives"`
+		Body      string `json:"body"`
+	}
+	list := func() []letter {
+		out, err := cli("list", "--json")
+		if err != nil {
+			t.Fatalf("deadletters list: %v\n%s", err, out)
+		}
+		var page struct {
+			Items []letter `json:"items"`
+		}
+		if err := json.Unmarshal([]byte(out), &page); err != nil {
+			t.Fatalf("deadletters list --json: %v\n%s", err, out)
+		}
+		return page.Items
+	}
+	var dead letter
+	eventually(t, 15*time.Second, "the poison message dead-lettered", func() error {
+		for _, l := range list() {
+			if l.MessageID == "poison-1" {
+				dead = l
+				return nil
+			}
+		}
+		return fmt.Errorf("not listed yet")
+	})
+	if dead.Topic != "orders" || dead.Group != "notification-service" || !strings.Contains(dead.Reason, "decode") {
+		t.Errorf("dead letter = %+v, want orders / notification-service / a decode reason", dead)
+	}
+	out, err := cli("show", strconv.FormatInt(dead.ID, 10))
+	if err != nil || !strings.Contains(out, "this is not json") {
+		t.Errorf("deadletters show = %v\n%s\nwant the body", err, out)
+	}
+	if out, err := cli("list", "--username", "alice"); err == nil || !strings.Contains(out, "403") {
+		t.Errorf("deadletters list as a customer = %v\n%s\nwant 403", err, out)
+	}
+	if out, err := cli("redrive", strconv.FormatInt(dead.ID, 10)); err != nil || !strings.Contains(out, "redriven 1 time") {
+		t.Fatalf("deadletters redrive = %v\n%s", err, out)
+	}
+	eventually(t, 15*time.Second, "the redriven message dead again", func() error {
+		n := 0
+		for _, l := range list() {
+			if l.MessageID == "poison-1" {
+				n++
+			}
+		}
+		if n < 2 {
+			return fmt.Errorf("%d dead letters of poison-1", n)
+		}
+		return nil
+	})
 }

@@ -21,6 +21,9 @@ const (
 const (
 	// GroupNotifications is notification-service on TopicOrders.
 	GroupNotifications = "notification-service"
+	// GroupDeadLetters is deadletter-service on bus.DeadLetterTopic
+	// ("deadletter"), where every group's given-up messages go.
+	GroupDeadLetters = "deadletter-service"
 )
 
 // Event types (ce-type).

@@ -173,7 +173,7 @@ func toNATS(topic string, m *bus.Message) *nats.Msg {
 	for k, v := range bus.ToHeaders(m) {
 		nm.Header.Set(k, v)
 	}
-	nm.Header.Set(jetstream.MsgIDHeader, m.ID)
+	nm.Header.Set(jetstream.MsgIDHeader, bus.DedupeID(m))
 	nm.Data = m.Body
 	return nm
 }

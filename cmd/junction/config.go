@@ -36,7 +36,7 @@ type serveConfig struct {
 }
 
 // services are the names `junction serve` accepts.
-var services = []string{"registry", "broker", "user-service", "inventory-service", "order-service", "notification-service", "gateway"}
+var services = []string{"registry", "broker", "user-service", "inventory-service", "order-service", "notification-service", "deadletter-service", "gateway"}
 
 func (c *serveConfig) flags(fs *pflag.FlagSet, getenv func(string) string) {
 	env := func(key, def string) string {
@@ -104,7 +104,7 @@ func (c *serveConfig) finish() error {
 func (c *serveConfig) String() string {
 	s := fmt.Sprintf("service=%s instance=%s registry=%s", c.Service, c.InstanceID, c.RegistryURL)
 	switch c.Service {
-	case "user-service", "inventory-service", "order-service", "notification-service":
+	case "user-service", "inventory-service", "order-service", "notification-service", "deadletter-service":
 		s += " database=" + sqldb.Redact(c.DatabaseURL) + " broker=" + sqldb.Redact(c.BrokerURL)
 	case "broker":
 		s += fmt.Sprintf(" nats=%s sync_always=%t", c.BrokerAddr, c.BrokerSync)

@@ -24,6 +24,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		newUpCommand(getenv, stdout),
 		newServeCommand(getenv, stderr),
 		newVersionCommand(stdout),
+		newDeadLettersCommand(getenv, stdout),
 	)
 	return root.ExecuteContext(ctx)
 }

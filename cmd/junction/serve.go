@@ -28,6 +28,10 @@ import (
 	"github.com/junction-go/junction/bus/stompbus"
 	"github.com/junction-go/junction/discovery"
 	"github.com/junction-go/junction/discovery/grpcresolve"
+	"github.com/junction-go/junction/internal/deadletter"
+	deadletterhttp "github.com/junction-go/junction/internal/deadletter/httpapi"
+	deadlettermsg "github.com/junction-go/junction/internal/deadletter/msg"
+	deadletterstore "github.com/junction-go/junction/internal/deadletter/store"
 	"github.com/junction-go/junction/internal/gateway"
 	"github.com/junction-go/junction/internal/instance"
 	"github.com/junction-go/junction/internal/inventory"
@@ -94,6 +98,8 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		return serveOrders(ctx, cfg, log)
 	case "notification-service":
 		return serveNotifications(ctx, cfg, log)
+	case "deadletter-service":
+		return serveDeadLetters(ctx, cfg, log)
 	case "gateway":
 		return serveGateway(ctx, cfg, log)
 	}
@@ -302,6 +308,34 @@ func serveNotifications(ctx context.Context, cfg serveConfig, log *slog.Logger) 
 	}()
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
 		HTTP:  notificationhttp.Handler(notification.NewService(st), jwksVerifier(resolver), log),
+		Ready: st.Ping,
+	})
+}
+
+func serveDeadLetters(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	db, err := sqldb.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	st, err := deadletterstore.New(ctx, db)
+	if err != nil {
+		return err
+	}
+	resolver := discovery.NewResolver(discovery.NewClient(cfg.RegistryURL, nil))
+	defer resolver.Close()
+	b, err := connectBus(ctx, cfg, resolver, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	sub, err := deadlettermsg.Subscribe(ctx, b, st, log)
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
+		HTTP:  deadletterhttp.Handler(deadletter.NewService(st, b), jwksVerifier(resolver), log),
 		Ready: st.Ping,
 	})
 }

@@ -40,10 +40,10 @@ type upConfig struct {
 
 // scaled are the services `--replicas` may scale; the registry and the
 // broker run once.
-var scaled = []string{"user-service", "inventory-service", "notification-service", "order-service", "gateway"}
+var scaled = []string{"user-service", "inventory-service", "deadletter-service", "notification-service", "order-service", "gateway"}
 
 // tiers order the stop: the gateway first, the registry last.
-var tiers = map[string]int{"registry": 0, "broker": 1, "user-service": 2, "inventory-service": 2, "notification-service": 3, "order-service": 3, "gateway": 4}
+var tiers = map[string]int{"registry": 0, "broker": 1, "user-service": 2, "inventory-service": 2, "deadletter-service": 2, "notification-service": 3, "order-service": 3, "gateway": 4}
 
 func newUpCommand(getenv func(string) string, stdout io.Writer) *cobra.Command {
 	var cfg upConfig

@@ -13,6 +13,7 @@ const (
 	OrderService        = "order-service"
 	InventoryService    = "inventory-service"
 	NotificationService = "notification-service"
+	DeadLetterService   = "deadletter-service"
 )
 
 // Handler returns every public route. Routes marked public need no token;
@@ -34,6 +35,8 @@ func (g *Gateway) Handler() http.Handler {
 	mux.Handle("/api/orders", authn(g.forward(OrderService)))
 	mux.Handle("/api/orders/", authn(g.forward(OrderService)))
 	mux.Handle("/api/notifications", authn(g.forward(NotificationService)))
+	mux.Handle("/api/admin/deadletters", authn(g.forward(DeadLetterService)))
+	mux.Handle("/api/admin/deadletters/", authn(g.forward(DeadLetterService)))
 
 	mux.HandleFunc("GET /{$}", index)
 	mux.HandleFunc("/", rest.NotFound)

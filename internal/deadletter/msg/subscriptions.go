@@ -1,0 +1,34 @@
+// Package msg connects deadletter-service to the broker:
+//
+//	topic        group                handles
+//	deadletter   deadletter-service   every dead letter
+package msg
+
+import (
+	"context"
+	"database/sql"
+	"log/slog"
+	"time"
+
+	"github.com/junction-go/junction/api/events"
+	"github.com/junction-go/junction/bus"
+	"github.com/junction-go/junction/internal/deadletter"
+	"github.com/junction-go/junction/internal/deadletter/store"
+	"github.com/junction-go/junction/outbox"
+)
+
+// Subscribe records every dead letter once. A dead letter that cannot be
+// recorded is retried; one that is malformed is logged and dropped (it
+// cannot die twice).
+func Subscribe(ctx context.Context, sub bus.Subscriber, st *store.Store, log *slog.Logger) (bus.Subscription, error) {
+	record := outbox.Idempotent(st.DB(), events.GroupDeadLetters, func(ctx context.Context, tx *sql.Tx, m *bus.Message) error {
+		l, err := deadletter.FromMessage(m)
+		if err != nil {
+			log.ErrorContext(ctx, "malformed dead letter dropped", "id", m.ID, "err", err)
+			return nil
+		}
+		log.WarnContext(ctx, "dead letter", "topic", l.Topic, "group", l.Group, "message", l.MessageID, "type", l.Type, "reason", l.Reason, "attempts", l.Attempts)
+		return st.AddTx(ctx, tx, l)
+	})
+	return sub.Subscribe(ctx, bus.DeadLetterTopic, events.GroupDeadLetters, bus.Chain(record, bus.Recover(), bus.Retry(5, 100*time.Millisecond, 5*time.Second)))
+}
