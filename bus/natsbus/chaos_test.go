@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/junction-go/junction/bus"
 	"github.com/junction-go/junction/bus/bustest"
 	"github.com/junction-go/junction/bus/natsbus"
+	"github.com/junction-go/junction/bus/natsbus/natstest"
 )
 
 // TestMain doubles as a NATS server process for the kill -9 test: with
@@ -262,5 +264,91 @@ func TestKill9Broker(t *testing.T) {
 	t.Logf("BRK-KILL9-BROKER seed %d, %d kills: %s", seed, kills, r)
 	if r.Lost != 0 || r.Unexpected != 0 {
 		t.Errorf("lost %d (e.g. %v), unexpected %d; want 0 and 0", r.Lost, r.LostIDs, r.Unexpected)
+	}
+}
+
+// TestPoisonGoesToDeadLetters is BRK-POISON-DLQ: one message in 1,000
+// always fails; it is dead-lettered after 5 deliveries, the other 999 are
+// handled, and the good messages' latency is reported next to a run
+// without poison in the same test.
+func TestPoisonGoesToDeadLetters(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped with -short")
+	}
+	ns := natstest.Start(t, t.TempDir())
+	b, err := natsbus.Connect(ns.ClientURL(), natsbus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+
+	run := func(topic string, poisonAt int) (good int, dead int, p99 time.Duration) {
+		var mu sync.Mutex
+		var lat []time.Duration
+		deadc := 0
+		dsub, err := b.Subscribe(ctx, bus.DeadLetterTopic, "dlq-"+topic, func(_ context.Context, m *bus.Message) error {
+			if m.Headers[bus.HeaderDLQTopic] == topic {
+				mu.Lock()
+				deadc++
+				mu.Unlock()
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dsub.Close()
+		h := bus.Chain(func(_ context.Context, m *bus.Message) error {
+			if m.Type == "Poison" {
+				return errors.New("cannot handle")
+			}
+			sent, _ := time.Parse(time.RFC3339Nano, string(m.Body))
+			mu.Lock()
+			lat = append(lat, time.Since(sent))
+			mu.Unlock()
+			return nil
+		}, bus.DeadLetter(b, "g", 5, nil))
+		sub, err := b.Subscribe(ctx, topic, "g", h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		for i := range 1000 {
+			m := &bus.Message{ID: fmt.Sprintf("%s-%d", topic, i), Type: "Good", Key: strconv.Itoa(i % 16), Body: []byte(time.Now().Format(time.RFC3339Nano))}
+			if i == poisonAt {
+				m.Type = "Poison"
+			}
+			if err := b.Publish(ctx, topic, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := 1000
+		if poisonAt >= 0 {
+			want = 999
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			mu.Lock()
+			good, dead = len(lat), deadc
+			mu.Unlock()
+			if (good >= want && (poisonAt < 0 || dead >= 1)) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		if len(lat) > 0 {
+			p99 = lat[len(lat)*99/100]
+		}
+		return good, dead, p99
+	}
+	cleanGood, _, cleanP99 := run("clean", -1)
+	good, dead, p99 := run("poisoned", 100)
+	t.Logf("BRK-POISON-DLQ: good handled %d of 999, dead letters %d; p99 publish-to-handled %v with the poison, %v without", good, dead, p99, cleanP99)
+	if cleanGood != 1000 || good != 999 || dead != 1 {
+		t.Errorf("clean run handled %d of 1000; poisoned run handled %d of 999 with %d dead letters; want all and exactly 1", cleanGood, good, dead)
 	}
 }
