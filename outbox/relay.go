@@ -28,6 +28,10 @@ type RelayConfig struct {
 	// Retention is how long sent messages are kept (for audits and
 	// re-publishing after a broker loses data); 1 h when zero.
 	Retention time.Duration
+	// Failpoint, when set, is called at named points of a round
+	// ("relay.afterPublish": published, not yet marked), so fault tests
+	// can crash the process exactly there. Nil in production.
+	Failpoint func(point string)
 }
 
 // Relay publishes an outbox's messages. Several relays may run on one
@@ -135,6 +139,9 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 			return done, fmt.Errorf("publish to %s: %w", rows[done].topic, perr)
 		}
 		done = end
+	}
+	if r.cfg.Failpoint != nil {
+		r.cfg.Failpoint("relay.afterPublish")
 	}
 	if err := r.markSent(ctx, rows); err != nil {
 		return 0, err
