@@ -283,9 +283,10 @@ func TestPausedRelayIsFencedOut(t *testing.T) {
 	}
 }
 
-// TestIdempotentAppliesEachMessageOnce feeds duplicates and reorderings of
-// 2,000 messages to an idempotent handler and compares the effects with
-// applying each unique message once.
+// TestIdempotentAppliesEachMessageOnce is IDC-DUP-AND-REORDER: it feeds
+// 5,000 messages, each 1 to 3 times and shuffled within windows of 50, to
+// an idempotent handler, and compares the effects with applying each
+// unique message once.
 func TestIdempotentAppliesEachMessageOnce(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -302,7 +303,7 @@ func TestIdempotentAppliesEachMessageOnce(t *testing.T) {
 		}
 		return err
 	})
-	const unique = 2000
+	const unique = 5000
 	var stream []*bus.Message
 	for i := range unique {
 		for range 1 + i%3 { // each message 1 to 3 times
@@ -330,7 +331,7 @@ func TestIdempotentAppliesEachMessageOnce(t *testing.T) {
 	}
 	var rows, total, dup int
 	_ = e.db.QueryRowContext(ctx, `SELECT COUNT(*), SUM(n), SUM(CASE WHEN n > 1 THEN 1 ELSE 0 END) FROM effects`).Scan(&rows, &total, &dup)
-	t.Logf("deliveries %d, unique %d, effects %d, duplicate effects %d", len(stream), unique, total, dup)
+	t.Logf("IDC-DUP-AND-REORDER: deliveries %d, unique %d, effects %d, duplicate effects %d, injected failures %d", len(stream), unique, total, dup, failures)
 	if rows != unique || total != unique || dup != 0 {
 		t.Errorf("effects: %d rows, %d applications, %d duplicated; want %d, %d, 0", rows, total, dup, unique, unique)
 	}
