@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -21,6 +20,7 @@ import (
 	"github.com/junction-go/junction/bus/natsbus/natstest"
 	"github.com/junction-go/junction/outbox"
 	"github.com/junction-go/junction/sqldb"
+	"github.com/junction-go/junction/sqldb/sqldbtest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -33,14 +33,19 @@ type env struct {
 
 // newEnv returns an outbox on a real SQLite file and a bus on an embedded
 // NATS server.
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB) *env { return newEnvOn(t, sqldbtest.SQLite(t)) }
+
+// forEachDB runs fn once per database kind (SQLite, PostgreSQL), each with
+// an outbox on a fresh database and a bus on an embedded NATS server.
+func forEachDB(t *testing.T, fn func(t *testing.T, e *env)) {
+	for _, b := range sqldbtest.Backends {
+		t.Run(b.Name, func(t *testing.T) { fn(t, newEnvOn(t, b.Open(t))) })
+	}
+}
+
+func newEnvOn(t testing.TB, db *sqldb.DB) *env {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "svc.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
 	if _, err := db.ExecContext(ctx, `CREATE TABLE effects (id TEXT PRIMARY KEY, n INTEGER NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
@@ -109,51 +114,52 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestCommittedMessagesArePublishedInOrderAndRolledBackOnesNever(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	e.write(t, "counts", 0, 300, 7)
-	rolledBack := errors.New("changed my mind")
-	err := e.db.InTx(ctx, func(tx *sql.Tx) error {
-		if err := e.ob.Add(ctx, tx, "counts", event(999, "key-0")); err != nil {
-			return err
+	forEachDB(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		e.write(t, "counts", 0, 300, 7)
+		rolledBack := errors.New("changed my mind")
+		err := e.db.InTx(ctx, func(tx *sql.Tx) error {
+			if err := e.ob.Add(ctx, tx, "counts", event(999, "key-0")); err != nil {
+				return err
+			}
+			return rolledBack
+		})
+		if !errors.Is(err, rolledBack) {
+			t.Fatal(err)
 		}
-		return rolledBack
-	})
-	if !errors.Is(err, rolledBack) {
-		t.Fatal(err)
-	}
 
-	var mu sync.Mutex
-	got := map[string]int{}
-	last := map[string]int{}
-	disorder := 0
-	sub, err := e.bus.Subscribe(ctx, "counts", "checker", func(_ context.Context, m *bus.Message) error {
-		n, _ := strconv.Atoi(string(m.Body))
+		var mu sync.Mutex
+		got := map[string]int{}
+		last := map[string]int{}
+		disorder := 0
+		sub, err := e.bus.Subscribe(ctx, "counts", "checker", func(_ context.Context, m *bus.Message) error {
+			n, _ := strconv.Atoi(string(m.Body))
+			mu.Lock()
+			defer mu.Unlock()
+			if prev, ok := last[m.Key]; ok && n < prev {
+				disorder++
+			}
+			last[m.Key] = n
+			got[m.ID]++
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		stop := runRelay(t, outbox.NewRelay(e.ob, e.bus, outbox.RelayConfig{Batch: 64}, quiet))
+		defer stop()
+		waitFor(t, "300 messages consumed", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 300 })
+		waitFor(t, "backlog drained", func() bool { b, _ := e.ob.Backlog(ctx); return b.Unsent == 0 })
 		mu.Lock()
 		defer mu.Unlock()
-		if prev, ok := last[m.Key]; ok && n < prev {
-			disorder++
+		if got["evt-00999"] != 0 {
+			t.Error("a message from a rolled-back transaction was published")
 		}
-		last[m.Key] = n
-		got[m.ID]++
-		return nil
+		if disorder != 0 {
+			t.Errorf("%d messages handled before an earlier one of the same key", disorder)
+		}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	stop := runRelay(t, outbox.NewRelay(e.ob, e.bus, outbox.RelayConfig{Batch: 64}, quiet))
-	defer stop()
-	waitFor(t, "300 messages consumed", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 300 })
-	waitFor(t, "backlog drained", func() bool { b, _ := e.ob.Backlog(ctx); return b.Unsent == 0 })
-	mu.Lock()
-	defer mu.Unlock()
-	if got["evt-00999"] != 0 {
-		t.Error("a message from a rolled-back transaction was published")
-	}
-	if disorder != 0 {
-		t.Errorf("%d messages handled before an earlier one of the same key", disorder)
-	}
 }
 
 // flaky publishes through the real bus but fails some calls: before
@@ -185,52 +191,54 @@ func (f *flaky) Publish(ctx context.Context, topic string, msgs ...*bus.Message)
 // before storing and after storing (lost acks), every message ends in the
 // stream exactly once (dedupe by message id) and every row is marked.
 func TestFailuresLoseNothingAndStoreNoDuplicate(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	const n = 500
-	e.write(t, "flaky", 0, n, 10)
-	pub := &flaky{Publisher: e.bus, failBefore: func(n int64) bool { return n%3 == 0 }, failAfter: func(n int64) bool { return n%4 == 1 }}
-	r := outbox.NewRelay(e.ob, pub, outbox.RelayConfig{Batch: 32, Poll: 5 * time.Millisecond}, quiet)
-	stop := runRelay(t, r)
-	defer stop()
-	waitFor(t, "backlog drained", func() bool { b, _ := e.ob.Backlog(ctx); return b.Unsent == 0 })
-	if got := e.streamCount(t, "flaky"); got != n {
-		t.Errorf("stream holds %d messages, want %d (lost or duplicated)", got, n)
-	}
-	if pub.failedAfter.Load() == 0 {
-		t.Error("no lost ack was injected; the test proves nothing")
-	}
-	t.Logf("sent %d, lost acks %d, publish calls %d, stored %d", n, pub.failedAfter.Load(), pub.calls.Load(), e.streamCount(t, "flaky"))
+	forEachDB(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		const n = 500
+		e.write(t, "flaky", 0, n, 10)
+		pub := &flaky{Publisher: e.bus, failBefore: func(n int64) bool { return n%3 == 0 }, failAfter: func(n int64) bool { return n%4 == 1 }}
+		r := outbox.NewRelay(e.ob, pub, outbox.RelayConfig{Batch: 32, Poll: 5 * time.Millisecond}, quiet)
+		stop := runRelay(t, r)
+		defer stop()
+		waitFor(t, "backlog drained", func() bool { b, _ := e.ob.Backlog(ctx); return b.Unsent == 0 })
+		if got := e.streamCount(t, "flaky"); got != n {
+			t.Errorf("stream holds %d messages, want %d (lost or duplicated)", got, n)
+		}
+		if pub.failedAfter.Load() == 0 {
+			t.Error("no lost ack was injected; the test proves nothing")
+		}
+		t.Logf("sent %d, lost acks %d, publish calls %d, stored %d", n, pub.failedAfter.Load(), pub.calls.Load(), e.streamCount(t, "flaky"))
+	})
 }
 
 // TestConcurrentRelaysPublishEachOnceAndFence: two relays on one outbox
 // publish everything exactly once between them (by id), and a relay that
 // lost its lease cannot mark rows.
 func TestConcurrentRelaysPublishEachOnceAndFence(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	const n = 1000
-	e.write(t, "shared", 0, n, 50)
-	a := outbox.NewRelay(e.ob, e.bus, outbox.RelayConfig{Holder: "a", Batch: 50, Poll: 5 * time.Millisecond, Lease: 300 * time.Millisecond}, quiet)
-	b := outbox.NewRelay(e.ob, e.bus, outbox.RelayConfig{Holder: "b", Batch: 50, Poll: 5 * time.Millisecond, Lease: 300 * time.Millisecond}, quiet)
-	stopA, stopB := runRelay(t, a), runRelay(t, b)
-	defer stopB()
-	waitFor(t, "some rows sent", func() bool {
-		var sent int
-		_ = e.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL`).Scan(&sent)
-		return sent > 0
-	})
-	stopA() // whoever holds the lease, one relay stops mid-stream; the other takes over
-	waitFor(t, "backlog drained", func() bool {
-		bl, _ := e.ob.Backlog(ctx)
-		var total int
-		_ = e.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox`).Scan(&total)
-		return bl.Unsent == 0 && total == n
-	})
-	if got := e.streamCount(t, "shared"); got != n {
-		t.Errorf("stream holds %d messages, want %d", got, n)
-	}
+	forEachDB(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		const n = 1000
+		e.write(t, "shared", 0, n, 50)
+		a := outbox.NewRelay(e.ob, e.bus, outbox.RelayConfig{Holder: "a", Batch: 50, Poll: 5 * time.Millisecond, Lease: 300 * time.Millisecond}, quiet)
+		b := outbox.NewRelay(e.ob, e.bus, outbox.RelayConfig{Holder: "b", Batch: 50, Poll: 5 * time.Millisecond, Lease: 300 * time.Millisecond}, quiet)
+		stopA, stopB := runRelay(t, a), runRelay(t, b)
+		defer stopB()
+		waitFor(t, "some rows sent", func() bool {
+			var sent int
+			_ = e.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL`).Scan(&sent)
+			return sent > 0
+		})
+		stopA() // whoever holds the lease, one relay stops mid-stream; the other takes over
+		waitFor(t, "backlog drained", func() bool {
+			bl, _ := e.ob.Backlog(ctx)
+			var total int
+			_ = e.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox`).Scan(&total)
+			return bl.Unsent == 0 && total == n
+		})
+		if got := e.streamCount(t, "shared"); got != n {
+			t.Errorf("stream holds %d messages, want %d", got, n)
+		}
 
+	})
 }
 
 // pausing publishes through the real bus, but before its first publish it
@@ -252,35 +260,36 @@ func (p *pausing) Publish(ctx context.Context, topic string, msgs ...*bus.Messag
 // publishes, its marks are refused (fencing token), and no message is
 // stored twice.
 func TestPausedRelayIsFencedOut(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	e.write(t, "fenced", 0, 20, 2)
-	b := outbox.NewRelay(e.ob, e.bus, outbox.RelayConfig{Holder: "b"}, quiet)
-	var bErr error
-	pub := &pausing{Publisher: e.bus, pause: func() {
-		// a's lease lapses while it is stopped; b takes over.
-		if _, err := e.db.ExecContext(ctx, `UPDATE outbox_lease SET expires_at = 0`); err != nil {
-			t.Error(err)
+	forEachDB(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		e.write(t, "fenced", 0, 20, 2)
+		b := outbox.NewRelay(e.ob, e.bus, outbox.RelayConfig{Holder: "b"}, quiet)
+		var bErr error
+		pub := &pausing{Publisher: e.bus, pause: func() {
+			// a's lease lapses while it is stopped; b takes over.
+			if _, err := e.db.ExecContext(ctx, `UPDATE outbox_lease SET expires_at = 0`); err != nil {
+				t.Error(err)
+			}
+			_, bErr = b.Once(ctx)
+		}}
+		a := outbox.NewRelay(e.ob, pub, outbox.RelayConfig{Holder: "a"}, quiet)
+		_, err := a.Once(ctx)
+		if bErr != nil {
+			t.Fatalf("b.Once = %v", bErr)
 		}
-		_, bErr = b.Once(ctx)
-	}}
-	a := outbox.NewRelay(e.ob, pub, outbox.RelayConfig{Holder: "a"}, quiet)
-	_, err := a.Once(ctx)
-	if bErr != nil {
-		t.Fatalf("b.Once = %v", bErr)
-	}
-	if !errors.Is(err, outbox.ErrLeaseLost) {
-		t.Errorf("a.Once after losing its lease = %v, want ErrLeaseLost", err)
-	}
-	if got := e.streamCount(t, "fenced"); got != 20 {
-		t.Errorf("stream holds %d messages, want 20 (a's late publish deduplicated by id)", got)
-	}
-	var token int64
-	var holder string
-	_ = e.db.QueryRowContext(ctx, `SELECT holder, token FROM outbox_lease`).Scan(&holder, &token)
-	if holder != "b" || token != 2 {
-		t.Errorf("lease = %s/%d, want b/2", holder, token)
-	}
+		if !errors.Is(err, outbox.ErrLeaseLost) {
+			t.Errorf("a.Once after losing its lease = %v, want ErrLeaseLost", err)
+		}
+		if got := e.streamCount(t, "fenced"); got != 20 {
+			t.Errorf("stream holds %d messages, want 20 (a's late publish deduplicated by id)", got)
+		}
+		var token int64
+		var holder string
+		_ = e.db.QueryRowContext(ctx, `SELECT holder, token FROM outbox_lease`).Scan(&holder, &token)
+		if holder != "b" || token != 2 {
+			t.Errorf("lease = %s/%d, want b/2", holder, token)
+		}
+	})
 }
 
 // TestIdempotentAppliesEachMessageOnce is IDC-DUP-AND-REORDER: it feeds
@@ -288,51 +297,52 @@ func TestPausedRelayIsFencedOut(t *testing.T) {
 // an idempotent handler, and compares the effects with applying each
 // unique message once.
 func TestIdempotentAppliesEachMessageOnce(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	// The first delivery of one message fails after writing its effect:
-	// the effect and the inbox record must roll back together, and a later
-	// delivery apply it.
-	failFirst := map[string]bool{"evt-00007": true}
-	injected := errors.New("effect failed")
-	apply := outbox.Idempotent(e.db, "counter", func(ctx context.Context, tx *sql.Tx, m *bus.Message) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO effects (id, n) VALUES (?, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1`, m.ID)
-		if err == nil && failFirst[m.ID] {
-			failFirst[m.ID] = false
-			return injected
+	forEachDB(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		// The first delivery of one message fails after writing its effect:
+		// the effect and the inbox record must roll back together, and a later
+		// delivery apply it.
+		failFirst := map[string]bool{"evt-00007": true}
+		injected := errors.New("effect failed")
+		apply := outbox.Idempotent(e.db, "counter", func(ctx context.Context, tx *sql.Tx, m *bus.Message) error {
+			_, err := tx.ExecContext(ctx, e.db.Dialect.Rebind(`INSERT INTO effects (id, n) VALUES (?, 1) ON CONFLICT (id) DO UPDATE SET n = effects.n + 1`), m.ID)
+			if err == nil && failFirst[m.ID] {
+				failFirst[m.ID] = false
+				return injected
+			}
+			return err
+		})
+		const unique = 5000
+		var stream []*bus.Message
+		for i := range unique {
+			for range 1 + i%3 { // each message 1 to 3 times
+				stream = append(stream, event(i, ""))
+			}
 		}
-		return err
+		// Shuffle within windows of 50, deterministically.
+		for i := 0; i+50 <= len(stream); i += 50 {
+			w := stream[i : i+50]
+			for j := range w {
+				k := (j*31 + i) % len(w)
+				w[j], w[k] = w[k], w[j]
+			}
+		}
+		failures := 0
+		for _, m := range stream {
+			if err := apply(ctx, m); errors.Is(err, injected) {
+				failures++
+			} else if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if failures != 1 {
+			t.Fatalf("injected failures = %d, want 1", failures)
+		}
+		var rows, total, dup int
+		_ = e.db.QueryRowContext(ctx, `SELECT COUNT(*), SUM(n), SUM(CASE WHEN n > 1 THEN 1 ELSE 0 END) FROM effects`).Scan(&rows, &total, &dup)
+		t.Logf("IDC-DUP-AND-REORDER: deliveries %d, unique %d, effects %d, duplicate effects %d, injected failures %d", len(stream), unique, total, dup, failures)
+		if rows != unique || total != unique || dup != 0 {
+			t.Errorf("effects: %d rows, %d applications, %d duplicated; want %d, %d, 0", rows, total, dup, unique, unique)
+		}
 	})
-	const unique = 5000
-	var stream []*bus.Message
-	for i := range unique {
-		for range 1 + i%3 { // each message 1 to 3 times
-			stream = append(stream, event(i, ""))
-		}
-	}
-	// Shuffle within windows of 50, deterministically.
-	for i := 0; i+50 <= len(stream); i += 50 {
-		w := stream[i : i+50]
-		for j := range w {
-			k := (j*31 + i) % len(w)
-			w[j], w[k] = w[k], w[j]
-		}
-	}
-	failures := 0
-	for _, m := range stream {
-		if err := apply(ctx, m); errors.Is(err, injected) {
-			failures++
-		} else if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if failures != 1 {
-		t.Fatalf("injected failures = %d, want 1", failures)
-	}
-	var rows, total, dup int
-	_ = e.db.QueryRowContext(ctx, `SELECT COUNT(*), SUM(n), SUM(CASE WHEN n > 1 THEN 1 ELSE 0 END) FROM effects`).Scan(&rows, &total, &dup)
-	t.Logf("IDC-DUP-AND-REORDER: deliveries %d, unique %d, effects %d, duplicate effects %d, injected failures %d", len(stream), unique, total, dup, failures)
-	if rows != unique || total != unique || dup != 0 {
-		t.Errorf("effects: %d rows, %d applications, %d duplicated; want %d, %d, 0", rows, total, dup, unique, unique)
-	}
 }

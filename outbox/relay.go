@@ -227,27 +227,37 @@ func (r *Relay) acquire(ctx context.Context) (bool, error) {
 		var holder string
 		var token, until int64
 		err := tx.QueryRowContext(ctx, `SELECT holder, token, expires_at FROM outbox_lease WHERE name = 'relay'`).Scan(&holder, &token, &until)
+		// Every write below is conditional on what was read, so two relays
+		// racing (on a database that does not serialise them) cannot both
+		// win: the loser changes no row and does not hold the lease.
+		var res sql.Result
+		next := r.token
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
-			_, err = tx.ExecContext(ctx, r.o.db.Dialect.Rebind(`INSERT INTO outbox_lease (name, holder, token, expires_at) VALUES ('relay', ?, 1, ?)`), r.cfg.Holder, expires)
-			r.token, held = 1, true
-			return err
+			res, err = tx.ExecContext(ctx, r.o.db.Dialect.Rebind(`INSERT INTO outbox_lease (name, holder, token, expires_at) VALUES ('relay', ?, 1, ?) ON CONFLICT (name) DO NOTHING`), r.cfg.Holder, expires)
+			next = 1
 		case err != nil:
 			return err
 		case holder == r.cfg.Holder && token == r.token:
-			_, err = tx.ExecContext(ctx, r.o.db.Dialect.Rebind(`UPDATE outbox_lease SET expires_at = ? WHERE name = 'relay' AND token = ?`), expires, token)
-			held = true
-			return err
+			res, err = tx.ExecContext(ctx, r.o.db.Dialect.Rebind(`UPDATE outbox_lease SET expires_at = ? WHERE name = 'relay' AND token = ?`), expires, token)
 		case until < now || holder == r.cfg.Holder:
 			// Lapsed, or held by an earlier run of this same instance,
 			// which is gone: take it over under a new token.
-			_, err = tx.ExecContext(ctx, r.o.db.Dialect.Rebind(`UPDATE outbox_lease SET holder = ?, token = ?, expires_at = ? WHERE name = 'relay' AND token = ?`), r.cfg.Holder, token+1, expires, token)
-			r.token, held = token+1, true
-			return err
+			res, err = tx.ExecContext(ctx, r.o.db.Dialect.Rebind(`UPDATE outbox_lease SET holder = ?, token = ?, expires_at = ? WHERE name = 'relay' AND token = ?`), r.cfg.Holder, token+1, expires, token)
+			next = token + 1
 		default:
 			r.token = 0 // another relay holds it
 			return nil
 		}
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			r.token, held = next, true
+		} else {
+			r.token = 0
+		}
+		return nil
 	})
 	if err != nil {
 		return false, fmt.Errorf("outbox: lease: %w", err)

@@ -46,10 +46,13 @@ type DB struct {
 // of the process; an operating-system crash or power loss may lose the last
 // few. Every transaction takes the write lock when it begins, so concurrent
 // writers wait (up to 5 s) instead of failing on lock upgrades.
+//
+// or PostgreSQL with postgres://user:pass@host:port/db?sslmode=…
+// (search_path may be given as a parameter).
 func Open(ctx context.Context, url string) (*DB, error) {
 	switch {
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
-		return nil, errors.New("sqldb: PostgreSQL is not supported by this build yet; use a SQLite path")
+		return openPostgres(ctx, url)
 	case strings.Contains(url, "://") && !strings.HasPrefix(url, "sqlite://"):
 		return nil, fmt.Errorf("sqldb: unsupported database url %q", Redact(url))
 	}
@@ -90,7 +93,11 @@ func (db *DB) MigrateAs(ctx context.Context, fsys fs.FS, versionTable string) er
 	if err != nil {
 		return fmt.Errorf("sqldb: migrations for %s: %w", db.Dialect.Name(), err)
 	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, db.DB, sub, goose.WithDisableGlobalRegistry(true), goose.WithTableName(versionTable))
+	dialect := goose.DialectSQLite3
+	if db.Dialect.Name() == "postgres" {
+		dialect = goose.DialectPostgres
+	}
+	p, err := goose.NewProvider(dialect, db.DB, sub, goose.WithDisableGlobalRegistry(true), goose.WithTableName(versionTable))
 	if err != nil {
 		return fmt.Errorf("sqldb: migrations: %w", err)
 	}

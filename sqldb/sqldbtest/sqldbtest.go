@@ -1,0 +1,77 @@
+// Package sqldbtest gives tests a fresh database of each kind Junction runs
+// on: a SQLite file in a temporary folder, and a schema of its own on the
+// machine's PostgreSQL (JUNCTION_TEST_POSTGRES_URL, or
+// postgres://postgres@127.0.0.1:5432/test). A PostgreSQL that does not
+// answer skips the test, or fails it when JUNCTION_REQUIRE_ALL=1.
+package sqldbtest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/junction-go/junction/sqldb"
+)
+
+// Backend opens a fresh, empty database for one test.
+type Backend struct {
+	Name string
+	Open func(t testing.TB) *sqldb.DB
+}
+
+// Backends are every database Junction supports.
+var Backends = []Backend{{"sqlite", SQLite}, {"postgres", Postgres}}
+
+// SQLite returns a database in a new file, closed at the end of the test.
+func SQLite(t testing.TB) *sqldb.DB {
+	t.Helper()
+	db, err := sqldb.Open(context.Background(), filepath.Join(t.TempDir(), "test.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// Postgres returns a database whose search path is a new schema, dropped
+// at the end of the test.
+func Postgres(t testing.TB) *sqldb.DB {
+	t.Helper()
+	base := os.Getenv("JUNCTION_TEST_POSTGRES_URL")
+	if base == "" {
+		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	admin, err := sqldb.Open(ctx, base)
+	if err != nil {
+		if os.Getenv("JUNCTION_REQUIRE_ALL") == "1" {
+			t.Fatalf("PostgreSQL is required (JUNCTION_REQUIRE_ALL=1) but did not answer: %v", err)
+		}
+		t.Skipf("no PostgreSQL (%v); set JUNCTION_TEST_POSTGRES_URL or start one", err)
+	}
+	schema := fmt.Sprintf("t_%d", time.Now().UnixNano())
+	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		admin.Close()
+		t.Fatal(err)
+	}
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	db, err := sqldb.Open(ctx, base+sep+"search_path="+schema)
+	if err != nil {
+		admin.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		db.Close()
+		_, _ = admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+		admin.Close()
+	})
+	return db
+}
