@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -62,4 +63,57 @@ func TestUnroutableIsAnError(t *testing.T) {
 	if !errors.Is(err, rabbitbus.ErrUnroutable) {
 		t.Errorf("publish to a topic no group subscribes to = %v, want ErrUnroutable", err)
 	}
+}
+
+// TestResumesAfterTheConnectionIsLost: the broker closes every client
+// connection (as on a restart or a network cut); the subscription consumes
+// again on a new connection and the publisher dials again.
+func TestResumesAfterTheConnectionIsLost(t *testing.T) {
+	u := url(t)
+	ctl, err := exec.LookPath("rabbitmqctl")
+	if err != nil {
+		t.Skip("rabbitmqctl is not on this machine; cannot close connections from the broker side")
+	}
+	b, err := rabbitbus.Connect(rabbitbus.Config{URL: u, QueueExpiry: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	topic := "reconnect-" + bus.NewID()[:8]
+	got := make(chan string, 16)
+	sub, err := b.Subscribe(context.Background(), topic, "g", func(_ context.Context, m *bus.Message) error { got <- m.ID; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	publish := func(id string) {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			err := b.Publish(context.Background(), topic, &bus.Message{ID: id, Type: "T"})
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("publish %s: %v", id, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	expect := func(id string) {
+		select {
+		case g := <-got:
+			if g != id {
+				t.Fatalf("got %s, want %s", g, id)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s not delivered", id)
+		}
+	}
+	publish("before")
+	expect("before")
+	if out, err := exec.Command(ctl, "close_all_connections", "test: connection lost").CombinedOutput(); err != nil {
+		t.Fatalf("rabbitmqctl close_all_connections: %v\n%s", err, out)
+	}
+	publish("after")
+	expect("after")
 }
