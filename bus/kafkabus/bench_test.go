@@ -2,7 +2,6 @@ package kafkabus_test
 
 import (
 	"context"
-	"strconv"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -56,7 +55,7 @@ func benchPublish(b *testing.B, batch int) {
 	_, kb, raw := benchCluster(b)
 	ctx := context.Background()
 	b.Run("raw", func(b *testing.B) {
-		topic := "raw" + strconv.Itoa(b.N)
+		topic := "raw" + bus.NewID()[:8]
 		rawTopic(b, raw, topic)
 		lat := bustest.NewLatency()
 		b.ResetTimer()
@@ -72,7 +71,7 @@ func benchPublish(b *testing.B, batch int) {
 		b.StopTimer()
 		lat.Report(b, b.N)
 	})
-	b.Run("bus", func(b *testing.B) { bustest.BenchPublish(b, kb, "bus"+strconv.Itoa(b.N), batch) })
+	b.Run("bus", func(b *testing.B) { bustest.BenchPublish(b, kb, "bus"+bus.NewID()[:8], batch) })
 }
 
 func BenchmarkPublishSync(b *testing.B)  { benchPublish(b, 1) }
@@ -94,7 +93,7 @@ func BenchmarkConsume(b *testing.B) {
 		}
 	}
 	b.Run("raw", func(b *testing.B) {
-		topic := "rawc" + strconv.Itoa(b.N)
+		topic := "rawc" + bus.NewID()[:8]
 		fill(b, topic)
 		cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumerGroup("raw"), kgo.ConsumeTopics(topic),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
@@ -115,7 +114,7 @@ func BenchmarkConsume(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	})
 	b.Run("bus", func(b *testing.B) {
-		topic := "busc" + strconv.Itoa(b.N)
+		topic := "busc" + bus.NewID()[:8]
 		fill(b, topic)
 		bustest.BenchConsume(b, kb, topic, "bus")
 	})

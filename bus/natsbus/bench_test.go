@@ -2,7 +2,6 @@ package natsbus_test
 
 import (
 	"context"
-	"strconv"
 	"testing"
 	"time"
 
@@ -60,7 +59,7 @@ func benchPublish(b *testing.B, batch int) {
 	js, bb := benchEnv(b)
 	ctx := context.Background()
 	b.Run("raw", func(b *testing.B) {
-		topic := "raw" + strconv.Itoa(b.N)
+		topic := "raw" + bus.NewID()[:8]
 		rawStream(b, js, topic)
 		lat := bustest.NewLatency()
 		b.ResetTimer()
@@ -94,7 +93,7 @@ func benchPublish(b *testing.B, batch int) {
 		b.StopTimer()
 		lat.Report(b, b.N)
 	})
-	b.Run("bus", func(b *testing.B) { bustest.BenchPublish(b, bb, "bus"+strconv.Itoa(b.N), batch) })
+	b.Run("bus", func(b *testing.B) { bustest.BenchPublish(b, bb, "bus"+bus.NewID()[:8], batch) })
 }
 
 // BenchmarkPublishSync: one message at a time, waiting for each PubAck.
@@ -121,7 +120,7 @@ func BenchmarkConsume(b *testing.B) {
 		}
 	}
 	b.Run("raw", func(b *testing.B) {
-		topic := "rawc" + strconv.Itoa(b.N)
+		topic := "rawc" + bus.NewID()[:8]
 		fill(b, topic)
 		s, _ := js.Stream(ctx, natsbus.StreamName(topic))
 		c, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "raw", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 1000})
@@ -129,7 +128,7 @@ func BenchmarkConsume(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ResetTimer()
-		it, err := c.Messages(jetstream.PullMaxMessages(16))
+		it, err := c.Messages(jetstream.PullMaxMessages(128)) // the bus's prefetch
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -145,7 +144,7 @@ func BenchmarkConsume(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	})
 	b.Run("bus", func(b *testing.B) {
-		topic := "busc" + strconv.Itoa(b.N)
+		topic := "busc" + bus.NewID()[:8]
 		fill(b, topic)
 		bustest.BenchConsume(b, bb, topic, "bus")
 	})

@@ -223,7 +223,7 @@ func (b *Bus) Subscribe(ctx context.Context, topic, group string, h bus.Handler)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: consumer %s on %s: %w", group, topic, err)
 	}
-	iter, err := cons.Messages(jetstream.PullMaxMessages(2 * b.cfg.Concurrency))
+	iter, err := cons.Messages(jetstream.PullMaxMessages(max(128, 2*b.cfg.Concurrency)))
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: consume %s on %s: %w", group, topic, err)
 	}
