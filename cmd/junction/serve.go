@@ -201,13 +201,51 @@ func serveBroker(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	})
 }
 
-func serveUsers(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+// deps are what a service opens before it serves; close releases them in
+// reverse order.
+type deps struct {
+	db       *sqldb.DB
+	resolver *discovery.Resolver // nil unless opened with the broker
+	bus      messageBus          // nil unless opened with the broker
+	closers  []func()
+}
+
+func (d *deps) close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+}
+
+// openDeps opens the service's database and, with broker set, a resolver
+// over the registry and a connection to the broker.
+func openDeps(ctx context.Context, cfg serveConfig, log *slog.Logger, broker bool) (*deps, error) {
+	d := &deps{}
 	db, err := sqldb.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	d.db = db
+	d.closers = append(d.closers, func() { db.Close() })
+	if !broker {
+		return d, nil
+	}
+	d.resolver = discovery.NewResolver(discovery.NewClient(cfg.RegistryURL, nil))
+	d.closers = append(d.closers, d.resolver.Close)
+	if d.bus, err = connectBus(ctx, cfg, d.resolver, log); err != nil {
+		d.close()
+		return nil, err
+	}
+	d.closers = append(d.closers, func() { d.bus.Close() })
+	return d, nil
+}
+
+func serveUsers(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	d, err := openDeps(ctx, cfg, log, false)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	st, err := userstore.New(ctx, db)
+	defer d.close()
+	st, err := userstore.New(ctx, d.db)
 	if err != nil {
 		return err
 	}
@@ -224,36 +262,33 @@ func serveUsers(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 }
 
 func serveInventory(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
-	db, err := sqldb.Open(ctx, cfg.DatabaseURL)
+	d, err := openDeps(ctx, cfg, log, false)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	st, err := inventorystore.New(ctx, db)
+	defer d.close()
+	st, err := inventorystore.New(ctx, d.db)
 	if err != nil {
 		return err
 	}
-	svc := inventory.NewService(st)
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
-		HTTP:  inventoryhttp.Handler(svc, log),
+		HTTP:  inventoryhttp.Handler(inventory.NewService(st), log),
 		Ready: st.Ping,
 	})
 }
 
 func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
-	db, err := sqldb.Open(ctx, cfg.DatabaseURL)
+	d, err := openDeps(ctx, cfg, log, true)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	st, err := orderstore.New(ctx, db)
+	defer d.close()
+	st, err := orderstore.New(ctx, d.db)
 	if err != nil {
 		return err
 	}
-	resolver := discovery.NewResolver(discovery.NewClient(cfg.RegistryURL, nil))
-	defer resolver.Close()
 	conn, err := grpc.NewClient(grpcresolve.Target(gateway.UserService),
-		grpc.WithResolvers(grpcresolve.NewBuilder(resolver)),
+		grpc.WithResolvers(grpcresolve.NewBuilder(d.resolver)),
 		grpc.WithDefaultServiceConfig(grpcresolve.ServiceConfig),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpcauth.ForwardToken(),
@@ -262,12 +297,7 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		return fmt.Errorf("user-service client: %w", err)
 	}
 	defer conn.Close()
-	b, err := connectBus(ctx, cfg, resolver, log)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	relay := outbox.NewRelay(st.Outbox(), b, outbox.RelayConfig{Holder: cfg.InstanceID}, log)
+	relay := outbox.NewRelay(st.Outbox(), d.bus, outbox.RelayConfig{Holder: cfg.InstanceID}, log)
 	relayCtx, stopRelay := context.WithCancel(ctx)
 	relayDone := make(chan struct{})
 	go func() { defer close(relayDone); _ = relay.Run(relayCtx) }()
@@ -275,29 +305,22 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 
 	svc := order.NewService(st, clients.NewUsers(conn, 2*time.Second), nil)
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
-		HTTP:  orderhttp.Handler(svc, jwksVerifier(resolver), log),
+		HTTP:  orderhttp.Handler(svc, jwksVerifier(d.resolver), log),
 		Ready: st.Ping,
 	})
 }
 
 func serveNotifications(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
-	db, err := sqldb.Open(ctx, cfg.DatabaseURL)
+	d, err := openDeps(ctx, cfg, log, true)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	st, err := notificationstore.New(ctx, db)
+	defer d.close()
+	st, err := notificationstore.New(ctx, d.db)
 	if err != nil {
 		return err
 	}
-	resolver := discovery.NewResolver(discovery.NewClient(cfg.RegistryURL, nil))
-	defer resolver.Close()
-	b, err := connectBus(ctx, cfg, resolver, log)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	subs, err := notificationmsg.Subscribe(ctx, b, b, st, log)
+	subs, err := notificationmsg.Subscribe(ctx, d.bus, d.bus, st, log)
 	if err != nil {
 		return err
 	}
@@ -307,35 +330,28 @@ func serveNotifications(ctx context.Context, cfg serveConfig, log *slog.Logger) 
 		}
 	}()
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
-		HTTP:  notificationhttp.Handler(notification.NewService(st), jwksVerifier(resolver), log),
+		HTTP:  notificationhttp.Handler(notification.NewService(st), jwksVerifier(d.resolver), log),
 		Ready: st.Ping,
 	})
 }
 
 func serveDeadLetters(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
-	db, err := sqldb.Open(ctx, cfg.DatabaseURL)
+	d, err := openDeps(ctx, cfg, log, true)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	st, err := deadletterstore.New(ctx, db)
+	defer d.close()
+	st, err := deadletterstore.New(ctx, d.db)
 	if err != nil {
 		return err
 	}
-	resolver := discovery.NewResolver(discovery.NewClient(cfg.RegistryURL, nil))
-	defer resolver.Close()
-	b, err := connectBus(ctx, cfg, resolver, log)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	sub, err := deadlettermsg.Subscribe(ctx, b, st, log)
+	sub, err := deadlettermsg.Subscribe(ctx, d.bus, st, log)
 	if err != nil {
 		return err
 	}
 	defer sub.Close()
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
-		HTTP:  deadletterhttp.Handler(deadletter.NewService(st, b), jwksVerifier(resolver), log),
+		HTTP:  deadletterhttp.Handler(deadletter.NewService(st, d.bus), jwksVerifier(d.resolver), log),
 		Ready: st.Ping,
 	})
 }
