@@ -255,6 +255,23 @@ func TestWalkingSkeleton(t *testing.T) {
 		})
 	})
 
+	t.Run("junction bench drives the read scenario at its rate", func(t *testing.T) {
+		out, err := exec.Command(binary, "bench", "read", "--target", sys.Gateway, "--rate", "100", "--duration", "1s", "--warmup", "0s", "--json").Output()
+		if err != nil {
+			t.Fatalf("junction bench read: %v\n%s", err, out)
+		}
+		var r struct {
+			Planned, OK, Errors int
+			Latency             struct{ P50, P99 float64 } `json:"latencyMs"`
+		}
+		if err := json.Unmarshal(out, &r); err != nil {
+			t.Fatalf("bench --json: %v\n%s", err, out)
+		}
+		if r.Planned != 100 || r.OK != 100 || r.Errors != 0 || r.Latency.P50 <= 0 || r.Latency.P99 < r.Latency.P50 {
+			t.Errorf("bench read = %+v, want 100 planned, 100 ok, 0 errors and sane percentiles", r)
+		}
+	})
+
 	t.Run("a killed order-service is restarted and the order is still there", func(t *testing.T) {
 		ctx := context.Background()
 		reg := discovery.NewClient(sys.Registry, nil)

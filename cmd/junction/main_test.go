@@ -31,6 +31,10 @@ func TestRunRejectsBadInvocations(t *testing.T) {
 		{[]string{"up", "--replicas", "registry=2"}, nil, "cannot be scaled"},
 		{[]string{"up", "--replicas", "gateway=100"}, nil, "want service=N"},
 		{[]string{"up", "--port", "70000"}, nil, "not a port"},
+		{[]string{"bench", "kitchen"}, nil, "unknown scenario"},
+		{[]string{"bench", "read", "--rate", "0"}, nil, "--rate must be"},
+		{[]string{"bench", "grpc"}, nil, "--registry is needed"},
+		{[]string{"deadletters", "show", "x"}, nil, "want a positive number"},
 	}
 	for _, tt := range tests {
 		var out, errOut bytes.Buffer

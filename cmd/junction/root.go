@@ -25,6 +25,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		newServeCommand(getenv, stderr),
 		newVersionCommand(stdout),
 		newDeadLettersCommand(getenv, stdout),
+		newBenchCommand(getenv, stdout, stderr),
 	)
 	return root.ExecuteContext(ctx)
 }

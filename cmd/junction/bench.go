@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	userv1 "github.com/junction-go/junction/api/gen/user/v1"
+	"github.com/junction-go/junction/bus"
+	"github.com/junction-go/junction/discovery"
+	"github.com/junction-go/junction/internal/loadgen"
+)
+
+type benchConfig struct {
+	target, registry, broker string
+	username, password       string
+	rate                     float64
+	duration, warmup         time.Duration
+	concurrency              int
+	asJSON                   bool
+}
+
+func newBenchCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
+	var cfg benchConfig
+	cmd := &cobra.Command{
+		Use:   "bench <read|grpc|bus>",
+		Short: "Load a running system at a constant rate and report latency percentiles",
+		Long: `Load a running Junction (by default the local 'junction up') at a constant
+arrival rate (open loop) and report what it sustained, with latency measured
+from each call's planned start into an HdrHistogram, so queueing behind a
+stall is counted (no coordinated omission).
+
+  read   GET /api/orders/{id} through the gateway, as alice, on one order
+  grpc   user.v1.UserService/GetUser straight to user-service (found via --registry)
+  bus    publish to the broker (--broker, or the one in --registry) and wait for the ack`,
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"read", "grpc", "bus"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return bench(cmd.Context(), args[0], cfg, stdout, stderr)
+		},
+	}
+	env := func(k, def string) string {
+		if v := getenv(k); v != "" {
+			return v
+		}
+		return def
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&cfg.target, "target", env("JUNCTION_GATEWAY", "http://127.0.0.1:8080"), "gateway URL [JUNCTION_GATEWAY]")
+	fs.StringVar(&cfg.registry, "registry", env("JUNCTION_REGISTRY_URL", ""), "registry URL, for grpc and bus [JUNCTION_REGISTRY_URL]")
+	fs.StringVar(&cfg.broker, "broker", env("JUNCTION_BROKER", ""), "broker URL, for bus [JUNCTION_BROKER]")
+	fs.StringVar(&cfg.username, "username", "alice", "customer to act as")
+	fs.StringVar(&cfg.password, "password", env("JUNCTION_PASSWORD", "junction"), "its password [JUNCTION_PASSWORD]")
+	fs.Float64Var(&cfg.rate, "rate", 200, "planned calls per second")
+	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "measured time")
+	fs.DurationVar(&cfg.warmup, "warmup", 2*time.Second, "unmeasured time before it")
+	fs.IntVar(&cfg.concurrency, "concurrency", 64, "most calls in flight")
+	fs.BoolVar(&cfg.asJSON, "json", false, "print the figures as JSON")
+	return cmd
+}
+
+func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr io.Writer) error {
+	if cfg.rate <= 0 || cfg.rate > 100000 || cfg.duration <= 0 || cfg.concurrency < 1 || cfg.concurrency > 10000 {
+		return fmt.Errorf("bench: --rate must be in (0, 100000], --duration positive, --concurrency in [1, 10000]")
+	}
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.concurrency}, Timeout: 10 * time.Second}
+	var op loadgen.Op
+	switch scenario {
+	case "read":
+		token, err := benchLogin(ctx, hc, cfg)
+		if err != nil {
+			return err
+		}
+		id, err := benchOrder(ctx, hc, cfg, token)
+		if err != nil {
+			return err
+		}
+		url := fmt.Sprintf("%s/api/orders/%d", strings.TrimSuffix(cfg.target, "/"), id)
+		op = func(ctx context.Context) error {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := hc.Do(req)
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("status %d", resp.StatusCode)
+			}
+			return nil
+		}
+	case "grpc":
+		if cfg.registry == "" {
+			return fmt.Errorf("bench grpc: --registry is needed to find user-service ('junction up' prints it)")
+		}
+		token, err := benchLogin(ctx, hc, cfg)
+		if err != nil {
+			return err
+		}
+		view, err := discovery.NewClient(cfg.registry, nil).Lookup(ctx, "user-service")
+		if err != nil || len(view.Instances) == 0 {
+			return fmt.Errorf("bench grpc: no user-service in the registry: %v", err)
+		}
+		conn, err := grpc.NewClient(view.Instances[0].Endpoints[discovery.EndpointGRPC], grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		client := userv1.NewUserServiceClient(conn)
+		me, err := benchMe(ctx, hc, cfg, token)
+		if err != nil {
+			return err
+		}
+		op = func(ctx context.Context) error {
+			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+			_, err := client.GetUser(ctx, &userv1.UserRequest{UserId: me})
+			return err
+		}
+	case "bus":
+		url := cfg.broker
+		if url == "" {
+			if cfg.registry == "" {
+				return fmt.Errorf("bench bus: --broker or --registry is needed")
+			}
+			view, err := discovery.NewClient(cfg.registry, nil).Lookup(ctx, "broker")
+			if err != nil || len(view.Instances) == 0 {
+				return fmt.Errorf("bench bus: no broker in the registry: %v", err)
+			}
+			url = "nats://" + view.Instances[0].Endpoints[discovery.EndpointNATS]
+		}
+		b, err := openBus(url, "junction-bench")
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		topic := "bench"
+		// A group, so brokers that need a receiver (RabbitMQ) route the messages.
+		sub, err := b.Subscribe(ctx, topic, "bench", func(context.Context, *bus.Message) error { return nil })
+		if err != nil {
+			return err
+		}
+		defer sub.Close()
+		var n atomic.Int64
+		run := bus.NewID()[:8]
+		op = func(ctx context.Context) error {
+			id := fmt.Sprintf("bench-%s-%d", run, n.Add(1))
+			return b.Publish(ctx, topic, &bus.Message{ID: id, Type: "BenchEvent", Key: id, Body: []byte(`{"event":"BenchEvent"}`)})
+		}
+	default:
+		return fmt.Errorf("bench: unknown scenario %q; one of read, grpc, bus", scenario)
+	}
+
+	lcfg := loadgen.Config{Rate: cfg.rate, Duration: cfg.duration, Warmup: cfg.warmup, Concurrency: cfg.concurrency}
+	if isTerminal(stderr) {
+		total := int64(float64(cfg.warmup+cfg.duration) * cfg.rate / float64(time.Second))
+		lcfg.Progress = func(done, planned int64) {
+			pct := 100 * done / max(total, 1)
+			bar := strings.Repeat("=", int(pct/5)) + strings.Repeat(" ", 20-int(pct/5))
+			fmt.Fprintf(stderr, "\r[%s] %3d%%  %d done, %d planned", bar, pct, done, planned)
+		}
+	}
+	r, err := loadgen.Run(ctx, lcfg, op)
+	if lcfg.Progress != nil {
+		fmt.Fprintln(stderr)
+	}
+	if err != nil {
+		return err
+	}
+	if cfg.asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Scenario string  `json:"scenario"`
+			Rate     float64 `json:"rate"`
+			loadgen.Result
+		}{scenario, cfg.rate, r})
+	}
+	_, err = fmt.Fprintln(stdout, r.Summary("bench "+scenario, cfg.rate))
+	if len(r.ErrorKind) > 0 {
+		fmt.Fprintf(stdout, "  errors by kind: %v\n", r.ErrorKind)
+	}
+	return err
+}
+
+func benchCall(ctx context.Context, hc *http.Client, method, url, token string, body any, out any) error {
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, r)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, bytes.TrimSpace(raw))
+	}
+	return json.Unmarshal(raw, out)
+}
+
+func benchLogin(ctx context.Context, hc *http.Client, cfg benchConfig) (string, error) {
+	var tok struct {
+		AccessToken string `json:"accessToken"`
+	}
+	err := benchCall(ctx, hc, http.MethodPost, strings.TrimSuffix(cfg.target, "/")+"/api/auth/login", "", map[string]string{"username": cfg.username, "password": cfg.password}, &tok)
+	if err != nil {
+		return "", fmt.Errorf("bench: log in as %s: %w", cfg.username, err)
+	}
+	return tok.AccessToken, nil
+}
+
+func benchOrder(ctx context.Context, hc *http.Client, cfg benchConfig, token string) (int64, error) {
+	var o struct {
+		OrderID int64 `json:"orderId"`
+	}
+	err := benchCall(ctx, hc, http.MethodPost, strings.TrimSuffix(cfg.target, "/")+"/api/orders", token, map[string]any{"items": []map[string]any{{"sku": "JX-MUG", "quantity": 1}}}, &o)
+	if err != nil {
+		return 0, fmt.Errorf("bench: place the order to read: %w", err)
+	}
+	return o.OrderID, nil
+}
+
+func benchMe(ctx context.Context, hc *http.Client, cfg benchConfig, token string) (int64, error) {
+	var me struct {
+		UserID int64 `json:"userId"`
+	}
+	if err := benchCall(ctx, hc, http.MethodGet, strings.TrimSuffix(cfg.target, "/")+"/api/users/me", token, nil, &me); err != nil {
+		return 0, fmt.Errorf("bench: who am I: %w", err)
+	}
+	return me.UserID, nil
+}
