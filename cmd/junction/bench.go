@@ -24,6 +24,9 @@ import (
 
 type benchConfig struct {
 	target, registry, broker string
+	url                      string
+	findMax                  bool
+	p99                      time.Duration
 	username, password       string
 	rate                     float64
 	duration, warmup         time.Duration
@@ -34,7 +37,7 @@ type benchConfig struct {
 func newBenchCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
 	var cfg benchConfig
 	cmd := &cobra.Command{
-		Use:   "bench <read|grpc|bus>",
+		Use:   "bench <read|grpc|bus|http>",
 		Short: "Load a running system at a constant rate and report latency percentiles",
 		Long: `Load a running Junction (by default the local 'junction up') at a constant
 arrival rate (open loop) and report what it sustained, with latency measured
@@ -43,9 +46,13 @@ stall is counted (no coordinated omission).
 
   read   GET /api/orders/{id} through the gateway, as alice, on one order
   grpc   user.v1.UserService/GetUser straight to user-service (found via --registry)
-  bus    publish to the broker (--broker, or the one in --registry) and wait for the ack`,
+  bus    publish to the broker (--broker, or the one in --registry) and wait for the ack
+  http   GET --url, any HTTP endpoint (to compare the gateway with a direct call or another proxy)
+
+With --find-max it searches for the highest rate whose p99 stays within --p99
+and that is achieved (99% of the offered rate), running --duration at each.`,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"read", "grpc", "bus"},
+		ValidArgs: []string{"read", "grpc", "bus", "http"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return bench(cmd.Context(), args[0], cfg, stdout, stderr)
 		},
@@ -67,6 +74,9 @@ stall is counted (no coordinated omission).
 	fs.DurationVar(&cfg.warmup, "warmup", 2*time.Second, "unmeasured time before it")
 	fs.IntVar(&cfg.concurrency, "concurrency", 64, "most calls in flight")
 	fs.BoolVar(&cfg.asJSON, "json", false, "print the figures as JSON")
+	fs.StringVar(&cfg.url, "url", "", "URL to GET, for http")
+	fs.BoolVar(&cfg.findMax, "find-max", false, "search for the highest rate that holds --p99")
+	fs.DurationVar(&cfg.p99, "p99", 50*time.Millisecond, "p99 target of --find-max")
 	return cmd
 }
 
@@ -158,8 +168,31 @@ func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr
 			id := fmt.Sprintf("bench-%s-%d", run, n.Add(1))
 			return b.Publish(ctx, topic, &bus.Message{ID: id, Type: "BenchEvent", Key: id, Body: []byte(`{"event":"BenchEvent"}`)})
 		}
+	case "http":
+		if cfg.url == "" {
+			return fmt.Errorf("bench http: --url is needed")
+		}
+		op = func(ctx context.Context) error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, cfg.url, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode >= 300 {
+				return fmt.Errorf("status %d", resp.StatusCode)
+			}
+			return nil
+		}
 	default:
-		return fmt.Errorf("bench: unknown scenario %q; one of read, grpc, bus", scenario)
+		return fmt.Errorf("bench: unknown scenario %q; one of read, grpc, bus, http", scenario)
+	}
+	if cfg.findMax {
+		return findMax(ctx, scenario, cfg, op, stdout, stderr)
 	}
 
 	lcfg := loadgen.Config{Rate: cfg.rate, Duration: cfg.duration, Warmup: cfg.warmup, Concurrency: cfg.concurrency}
@@ -250,4 +283,67 @@ func benchMe(ctx context.Context, hc *http.Client, cfg benchConfig, token string
 		return 0, fmt.Errorf("bench: who am I: %w", err)
 	}
 	return me.UserID, nil
+}
+
+// findMax searches for the highest rate that holds: achieved at least 99%
+// of the offered rate, no errors, and p99 within the target. It doubles
+// from --rate until a rate fails, then bisects six times.
+func findMax(ctx context.Context, scenario string, cfg benchConfig, op loadgen.Op, stdout, stderr io.Writer) error {
+	type step struct {
+		Rate   float64        `json:"rate"`
+		Holds  bool           `json:"holds"`
+		Result loadgen.Result `json:"result"`
+	}
+	var steps []step
+	try := func(rate float64) (bool, error) {
+		r, err := loadgen.Run(ctx, loadgen.Config{Rate: rate, Duration: cfg.duration, Warmup: cfg.warmup, Concurrency: cfg.concurrency}, op)
+		if err != nil {
+			return false, err
+		}
+		holds := r.Errors == 0 && r.Achieved >= 0.99*rate && time.Duration(r.Latency.P99*float64(time.Millisecond)) <= cfg.p99
+		steps = append(steps, step{rate, holds, r})
+		fmt.Fprintf(stderr, "%8.0f/s: achieved %8.1f/s, p99 %8.3f ms, errors %d -> %v\n", rate, r.Achieved, r.Latency.P99, r.Errors, map[bool]string{true: "holds", false: "fails"}[holds])
+		return holds, nil
+	}
+	lo, hi := 0.0, cfg.rate
+	for {
+		ok, err := try(hi)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		lo, hi = hi, hi*2
+		if hi > 100000 {
+			break
+		}
+	}
+	for range 6 {
+		if lo == 0 && hi <= 1 {
+			break
+		}
+		mid := (lo + hi) / 2
+		ok, err := try(mid)
+		if err != nil {
+			return err
+		}
+		if ok {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	if cfg.asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Scenario string  `json:"scenario"`
+			P99MsMax float64 `json:"p99TargetMs"`
+			MaxRate  float64 `json:"maxRate"`
+			Steps    []step  `json:"steps"`
+		}{Scenario: scenario, P99MsMax: float64(cfg.p99) / float64(time.Millisecond), MaxRate: lo, Steps: steps})
+	}
+	_, err := fmt.Fprintf(stdout, "bench %s: highest rate holding p99 <= %v: %.0f/s\n", scenario, cfg.p99, lo)
+	return err
 }
