@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,7 @@ type benchConfig struct {
 	target, registry, broker string
 	url                      string
 	findMax                  bool
+	svg                      string
 	p99                      time.Duration
 	username, password       string
 	rate                     float64
@@ -76,6 +78,7 @@ and that is achieved (99% of the offered rate), running --duration at each.`,
 	fs.BoolVar(&cfg.asJSON, "json", false, "print the figures as JSON")
 	fs.StringVar(&cfg.url, "url", "", "URL to GET, for http")
 	fs.BoolVar(&cfg.findMax, "find-max", false, "search for the highest rate that holds --p99")
+	fs.StringVar(&cfg.svg, "svg", "", "also write the latency-over-time and percentile plots to this SVG file")
 	fs.DurationVar(&cfg.p99, "p99", 50*time.Millisecond, "p99 target of --find-max")
 	return cmd
 }
@@ -210,6 +213,19 @@ func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr
 	}
 	if err != nil {
 		return err
+	}
+	if cfg.svg != "" {
+		f, err := os.Create(cfg.svg)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		err = r.SVG(f, fmt.Sprintf("junction bench %s at %.0f/s for %v", scenario, cfg.rate, cfg.duration))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("bench: write %s: %w", cfg.svg, err)
+		}
 	}
 	if cfg.asJSON {
 		enc := json.NewEncoder(stdout)

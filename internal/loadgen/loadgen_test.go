@@ -2,10 +2,12 @@ package loadgen_test
 
 import (
 	"context"
+	"encoding/xml"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -91,5 +93,37 @@ func countBelow(r loadgen.Result, d time.Duration) int64 {
 func TestRejectsNonsense(t *testing.T) {
 	if _, err := loadgen.Run(context.Background(), loadgen.Config{}, func(context.Context) error { return nil }); err == nil {
 		t.Error("Run with a zero config succeeded")
+	}
+}
+
+func TestSVGIsWellFormed(t *testing.T) {
+	r, err := loadgen.Run(context.Background(), loadgen.Config{Rate: 200, Duration: 2 * time.Second, Concurrency: 2}, func(context.Context) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := r.SVG(&b, "test <run>"); err != nil {
+		t.Fatal(err)
+	}
+	dec := xml.NewDecoder(strings.NewReader(b.String()))
+	polylines := 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("SVG is not well-formed XML: %v", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "polyline" {
+			for _, a := range se.Attr {
+				if a.Name.Local == "points" && strings.Count(a.Value, ",") >= 2 {
+					polylines++
+				}
+			}
+		}
+	}
+	if polylines != 2 {
+		t.Errorf("plots with at least two points = %d, want 2 (p99 over time, percentiles)", polylines)
 	}
 }
