@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/junction-go/junction/internal/gateway"
 	"github.com/junction-go/junction/sqldb"
 )
 
@@ -31,6 +32,7 @@ type serveConfig struct {
 	TokenTTL     time.Duration
 	BrokerAddr   string
 	BrokerURL    string
+	Limits       gateway.Limits
 	BrokerSync   bool
 	logLevelText string
 }
@@ -57,7 +59,18 @@ func (c *serveConfig) flags(fs *pflag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.BrokerAddr, "broker-addr", env("JUNCTION_BROKER_ADDR", "127.0.0.1:0"), "NATS client listen address (broker) [JUNCTION_BROKER_ADDR]")
 	fs.StringVar(&c.BrokerURL, "broker", env("JUNCTION_BROKER", ""), "broker URL, e.g. nats://127.0.0.1:4222 (default: the broker found in the registry) [JUNCTION_BROKER]")
 	fs.BoolVar(&c.BrokerSync, "broker-sync-always", env("JUNCTION_BROKER_SYNC_ALWAYS", "false") == "true", "fsync every broker write (broker) [JUNCTION_BROKER_SYNC_ALWAYS]")
+	c.Limits = gateway.DefaultLimits
+	fs.Float64Var(&c.Limits.PerAddress, "rate-per-address", envFloat(getenv, "JUNCTION_RATE_PER_ADDRESS", c.Limits.PerAddress), "gateway: requests/s per client address, 0 for no limit [JUNCTION_RATE_PER_ADDRESS]")
+	fs.Float64Var(&c.Limits.PerUser, "rate-per-user", envFloat(getenv, "JUNCTION_RATE_PER_USER", c.Limits.PerUser), "gateway: requests/s per signed-in user, 0 for no limit [JUNCTION_RATE_PER_USER]")
+	fs.Int64Var(&c.Limits.MaxInFlight, "max-in-flight", int64(envFloat(getenv, "JUNCTION_MAX_IN_FLIGHT", float64(c.Limits.MaxInFlight))), "gateway: requests at once before shedding, 0 for no limit [JUNCTION_MAX_IN_FLIGHT]")
 	c.ListenFD, _ = strconv.Atoi(getenv("JUNCTION_LISTEN_FD"))
+}
+
+func envFloat(getenv func(string) string, key string, def float64) float64 {
+	if f, err := strconv.ParseFloat(getenv(key), 64); err == nil {
+		return f
+	}
+	return def
 }
 
 func envDuration(getenv func(string) string, key string, def time.Duration) time.Duration {
@@ -94,6 +107,12 @@ func (c *serveConfig) finish() error {
 			return fmt.Errorf("listen address %q: %w", a, err)
 		}
 	}
+	if c.Limits.PerAddress < 0 || c.Limits.PerUser < 0 || c.Limits.MaxInFlight < 0 {
+		return fmt.Errorf("gateway limits must not be negative")
+	}
+	// Bursts follow the rates: a second's worth.
+	c.Limits.AddressBurst = max(1, int(c.Limits.PerAddress))
+	c.Limits.UserBurst = max(1, int(c.Limits.PerUser))
 	if c.TokenTTL < time.Minute || c.TokenTTL > 24*time.Hour {
 		return fmt.Errorf("token ttl %v must be between 1m and 24h", c.TokenTTL)
 	}

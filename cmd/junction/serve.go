@@ -428,7 +428,7 @@ func serveGateway(ctx context.Context, cfg serveConfig, log *slog.Logger) error 
 	}
 	resolver := discovery.NewResolver(discovery.NewClient(cfg.RegistryURL, nil))
 	defer resolver.Close()
-	gw := gateway.New(resolver, jwksVerifier(resolver), log)
+	gw := gateway.New(resolver, jwksVerifier(resolver), cfg.Limits, log)
 	icfg := instanceConfig(cfg)
 	icfg.HTTPListener = ln
 	return instance.Run(ctx, icfg, log, instance.Parts{HTTP: gw.Handler()})

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"sync/atomic"
 	"time"
 
 	"github.com/junction-go/junction/auth"
@@ -31,16 +32,32 @@ const (
 type Gateway struct {
 	resolver *discovery.Resolver
 	verifier *auth.Verifier
+	limits   Limits
 	log      *slog.Logger
 	proxy    *httputil.ReverseProxy
+
+	inFlight    atomic.Int64
+	rateLimited atomic.Int64
+	shed        atomic.Int64
+}
+
+// Stats counts the gateway's policy actions.
+type Stats struct {
+	RateLimited int64 // answered 429
+	Shed        int64 // answered 503 for load
+}
+
+// Stats returns the counts so far.
+func (g *Gateway) Stats() Stats {
+	return Stats{RateLimited: g.rateLimited.Load(), Shed: g.shed.Load()}
 }
 
 type targetKey struct{}
 
-// New returns a gateway that finds services through resolver and verifies
-// tokens with verifier.
-func New(resolver *discovery.Resolver, verifier *auth.Verifier, log *slog.Logger) *Gateway {
-	g := &Gateway{resolver: resolver, verifier: verifier, log: log}
+// New returns a gateway that finds services through resolver, verifies
+// tokens with verifier and enforces limits.
+func New(resolver *discovery.Resolver, verifier *auth.Verifier, limits Limits, log *slog.Logger) *Gateway {
+	g := &Gateway{resolver: resolver, verifier: verifier, limits: limits, log: log}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			addr := pr.In.Context().Value(targetKey{}).(string)

@@ -18,9 +18,13 @@ const (
 
 // Handler returns every public route. Routes marked public need no token;
 // every other one is refused with 401 before it reaches a service, which
-// checks the token again (no service trusts the network).
+// checks the token again (no service trusts the network). Every request
+// counts against its address's rate and, signed in, its user's; past
+// Limits.MaxInFlight requests at once, more are shed with 503.
 func (g *Gateway) Handler() http.Handler {
 	authn := auth.Require(g.verifier, g.log)
+	perUser := limitUser(g.limits, g.log, &g.rateLimited)
+	signedIn := func(h http.Handler) http.Handler { return authn(perUser(h)) }
 	mux := http.NewServeMux()
 
 	// Public.
@@ -31,16 +35,18 @@ func (g *Gateway) Handler() http.Handler {
 	mux.Handle("GET /api/products/", g.forward(InventoryService))
 
 	// Signed in.
-	mux.Handle("/api/users/", authn(g.forward(UserService)))
-	mux.Handle("/api/orders", authn(g.forward(OrderService)))
-	mux.Handle("/api/orders/", authn(g.forward(OrderService)))
-	mux.Handle("/api/notifications", authn(g.forward(NotificationService)))
-	mux.Handle("/api/admin/deadletters", authn(g.forward(DeadLetterService)))
-	mux.Handle("/api/admin/deadletters/", authn(g.forward(DeadLetterService)))
+	mux.Handle("/api/users/", signedIn(g.forward(UserService)))
+	mux.Handle("/api/orders", signedIn(g.forward(OrderService)))
+	mux.Handle("/api/orders/", signedIn(g.forward(OrderService)))
+	mux.Handle("/api/notifications", signedIn(g.forward(NotificationService)))
+	mux.Handle("/api/admin/deadletters", signedIn(g.forward(DeadLetterService)))
+	mux.Handle("/api/admin/deadletters/", signedIn(g.forward(DeadLetterService)))
 
 	mux.HandleFunc("GET /{$}", index)
 	mux.HandleFunc("/", rest.NotFound)
-	return rest.Chain(mux, rest.RequestID, rest.AccessLog(g.log), rest.Recover(g.log))
+	return rest.Chain(mux, rest.RequestID, rest.AccessLog(g.log), rest.Recover(g.log),
+		shed(g.limits.MaxInFlight, g.log, &g.inFlight, &g.shed),
+		limitAddress(g.limits, g.log, &g.rateLimited))
 }
 
 func index(w http.ResponseWriter, _ *http.Request) {

@@ -1,0 +1,149 @@
+package gateway
+
+import (
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/junction-go/junction/auth"
+	"github.com/junction-go/junction/rest"
+)
+
+// Limits protect the gateway and what is behind it. A zero rate turns that
+// limit off.
+type Limits struct {
+	// PerAddress is the requests per second each client address may send,
+	// with bursts of AddressBurst.
+	PerAddress   float64
+	AddressBurst int
+	// PerUser is the requests per second each signed-in user may send, with
+	// bursts of UserBurst.
+	PerUser   float64
+	UserBurst int
+	// MaxInFlight is the most requests the gateway works on at once; more
+	// are shed with 503. Zero means no limit.
+	MaxInFlight int64
+}
+
+// DefaultLimits are generous: they stop a runaway client, not a busy shop.
+var DefaultLimits = Limits{PerAddress: 5000, AddressBurst: 5000, PerUser: 2000, UserBurst: 2000, MaxInFlight: 2048}
+
+// keyedLimiter is a token bucket per key. Idle buckets are dropped when the
+// map grows past its cap, so memory stays bounded whatever the clients.
+type keyedLimiter struct {
+	rate  rate.Limit
+	burst int
+	cap   int
+
+	mu sync.Mutex
+	m  map[string]*rate.Limiter
+}
+
+func newKeyedLimiter(perSecond float64, burst int) *keyedLimiter {
+	return &keyedLimiter{rate: rate.Limit(perSecond), burst: max(burst, 1), cap: 10000, m: map[string]*rate.Limiter{}}
+}
+
+// wait returns 0 when key may go now, or how long it should wait.
+func (k *keyedLimiter) wait(key string, now time.Time) time.Duration {
+	k.mu.Lock()
+	lim, ok := k.m[key]
+	if !ok {
+		if len(k.m) >= k.cap {
+			for key, l := range k.m {
+				if l.TokensAt(now) >= float64(k.burst) {
+					delete(k.m, key) // full again: forgetting it changes nothing
+				}
+			}
+		}
+		lim = rate.NewLimiter(k.rate, k.burst)
+		k.m[key] = lim
+	}
+	k.mu.Unlock()
+	r := lim.ReserveN(now, 1)
+	d := r.DelayFrom(now)
+	if d > 0 {
+		r.CancelAt(now)
+	}
+	return d
+}
+
+// retryAfter writes a Retry-After of whole seconds, at least 1.
+func retryAfter(w http.ResponseWriter, d time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(d.Seconds())))))
+}
+
+// limitAddress answers 429 to a client address over its rate.
+func limitAddress(l Limits, log *slog.Logger, counter *atomic.Int64) rest.Middleware {
+	if l.PerAddress <= 0 {
+		return func(next http.Handler) http.Handler { return next }
+	}
+	k := newKeyedLimiter(l.PerAddress, l.AddressBurst)
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			host, _, err := net.SplitHostPort(r.RemoteAddr)
+			if err != nil {
+				host = r.RemoteAddr
+			}
+			if d := k.wait("addr:"+host, time.Now()); d > 0 {
+				counter.Add(1)
+				log.InfoContext(r.Context(), "rate limited", "limit", "address", "address", host)
+				retryAfter(w, d)
+				rest.WriteProblem(w, r, http.StatusTooManyRequests, "rate_limited", "too many requests from this address; retry later")
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// limitUser answers 429 to a signed-in user over their rate. It runs after
+// the token check, which put the principal in the context.
+func limitUser(l Limits, log *slog.Logger, counter *atomic.Int64) rest.Middleware {
+	if l.PerUser <= 0 {
+		return func(next http.Handler) http.Handler { return next }
+	}
+	k := newKeyedLimiter(l.PerUser, l.UserBurst)
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if p, ok := auth.FromContext(r.Context()); ok {
+				if d := k.wait("user:"+strconv.FormatInt(p.UserID, 10), time.Now()); d > 0 {
+					counter.Add(1)
+					log.InfoContext(r.Context(), "rate limited", "limit", "user", "user_id", p.UserID)
+					retryAfter(w, d)
+					rest.WriteProblem(w, r, http.StatusTooManyRequests, "rate_limited", "too many requests from your account; retry later")
+					return
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// shed answers 503 when more than max requests are in flight: a gateway
+// that queues without bound answers everyone late instead of most on time.
+func shed(max int64, log *slog.Logger, inFlight, counter *atomic.Int64) rest.Middleware {
+	if max <= 0 {
+		return func(next http.Handler) http.Handler { return next }
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n := inFlight.Add(1)
+			defer inFlight.Add(-1)
+			if n > max {
+				counter.Add(1)
+				log.WarnContext(r.Context(), "request shed", "in_flight", n, "max", max)
+				retryAfter(w, time.Second)
+				rest.WriteProblem(w, r, http.StatusServiceUnavailable, "overloaded", "the shop is busy; retry in a moment")
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}

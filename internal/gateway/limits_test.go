@@ -1,0 +1,138 @@
+package gateway
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/junction-go/junction/auth"
+	"github.com/junction-go/junction/rest"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func ok(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }
+
+func get(t *testing.T, url string, header ...string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+func checkProblem(t *testing.T, resp *http.Response, status int) {
+	t.Helper()
+	if resp.StatusCode != status {
+		t.Fatalf("status = %d, want %d", resp.StatusCode, status)
+	}
+	if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || ra < 1 {
+		t.Errorf("Retry-After = %q, want whole seconds >= 1", resp.Header.Get("Retry-After"))
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Errorf("Content-Type = %q, want a problem document", ct)
+	}
+}
+
+func TestAddressRateLimit(t *testing.T) {
+	var limited atomic.Int64
+	h := limitAddress(Limits{PerAddress: 5, AddressBurst: 5}, quiet, &limited)(http.HandlerFunc(ok))
+	srv := httptest.NewServer(rest.Chain(h, rest.RequestID))
+	defer srv.Close()
+	for i := range 5 {
+		if resp := get(t, srv.URL); resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("request %d within the burst = %d", i, resp.StatusCode)
+		}
+	}
+	checkProblem(t, get(t, srv.URL), http.StatusTooManyRequests)
+	if limited.Load() != 1 {
+		t.Errorf("rate-limited count = %d, want 1", limited.Load())
+	}
+}
+
+func TestUserRateLimitIsPerUser(t *testing.T) {
+	var limited atomic.Int64
+	limit := limitUser(Limits{PerUser: 1, UserBurst: 3}, quiet, &limited)(http.HandlerFunc(ok))
+	// Stands in for the token check: the user id comes in a header.
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, _ := strconv.ParseInt(r.Header.Get("X-Test-User"), 10, 64)
+		limit.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), auth.Principal{UserID: id, Role: auth.RoleCustomer})))
+	})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	for range 3 {
+		if resp := get(t, srv.URL, "X-Test-User", "1"); resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("user 1 within the burst = %d", resp.StatusCode)
+		}
+	}
+	checkProblem(t, get(t, srv.URL, "X-Test-User", "1"), http.StatusTooManyRequests)
+	if resp := get(t, srv.URL, "X-Test-User", "2"); resp.StatusCode != http.StatusNoContent {
+		t.Errorf("user 2 after user 1 was limited = %d, want 204", resp.StatusCode)
+	}
+}
+
+func TestShedsBeyondMaxInFlight(t *testing.T) {
+	var inFlight, shedCount atomic.Int64
+	entered := make(chan struct{}, 2)
+	release := make(chan struct{})
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+		w.WriteHeader(http.StatusNoContent)
+	})
+	srv := httptest.NewServer(rest.Chain(slow, rest.RequestID, shed(2, quiet, &inFlight, &shedCount)))
+	defer srv.Close()
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() { defer wg.Done(); get(t, srv.URL) }()
+	}
+	<-entered
+	<-entered // two requests are being worked on
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p rest.Problem
+	_ = json.NewDecoder(resp.Body).Decode(&p)
+	resp.Body.Close()
+	checkProblem(t, resp, http.StatusServiceUnavailable)
+	if p.Code != "overloaded" {
+		t.Errorf("problem code = %q, want overloaded", p.Code)
+	}
+	close(release)
+	wg.Wait()
+	if resp := get(t, srv.URL); resp.StatusCode != http.StatusNoContent {
+		t.Errorf("after the load passed = %d, want 204", resp.StatusCode)
+	}
+	if shedCount.Load() != 1 || inFlight.Load() != 0 {
+		t.Errorf("shed %d, in flight %d; want 1 and 0", shedCount.Load(), inFlight.Load())
+	}
+}
+
+func TestLimiterMemoryIsBounded(t *testing.T) {
+	k := newKeyedLimiter(1e6, 1) // refills at once: every bucket is full again
+	k.cap = 10
+	now := time.Now()
+	for i := range 1000 {
+		k.wait("client-"+strconv.Itoa(i), now.Add(time.Duration(i)*time.Millisecond))
+	}
+	if len(k.m) > k.cap+1 {
+		t.Errorf("buckets kept = %d, want at most %d", len(k.m), k.cap+1)
+	}
+}
+
