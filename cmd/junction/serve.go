@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -143,7 +144,28 @@ func serveRegistry(ctx context.Context, cfg serveConfig, log *slog.Logger) error
 		return err
 	}
 	reg := registry.New(nil)
-	go func() { _ = reg.Run(ctx, 500*time.Millisecond) }()
+	var loops sync.WaitGroup
+	defer loops.Wait()
+	loops.Add(2)
+	go func() { defer loops.Done(); _ = reg.Run(ctx, 500*time.Millisecond) }()
+	go func() {
+		// Readiness probes: an instance that fails two in a row leaves the
+		// lookups before its lease ends, and comes back when one passes.
+		defer loops.Done()
+		check := registry.HTTPCheck(&http.Client{})
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if n := reg.ProbeAll(ctx, check, 500*time.Millisecond, 2); n > 0 {
+					log.Info("instance health changed", "instances", n)
+				}
+			}
+		}
+	}()
 	srv := rest.NewServer(registryhttp.Handler(reg, log))
 	srv.WriteTimeout = registryhttp.MaxWatch + 15*time.Second
 	log.Info("listening", "addr", ln.Addr().String())

@@ -135,4 +135,3 @@ func TestLimiterMemoryIsBounded(t *testing.T) {
 		t.Errorf("buckets kept = %d, want at most %d", len(k.m), k.cap+1)
 	}
 }
-

@@ -45,6 +45,10 @@ type Registry struct {
 type lease struct {
 	inst    discovery.Instance
 	expires time.Time
+	// failures counts consecutive failed probes; an instance at the limit
+	// is unhealthy and left out of lookups until a probe passes.
+	failures  int
+	unhealthy bool
 }
 
 // New returns an empty registry; now is its clock (time.Now when nil).
@@ -94,13 +98,18 @@ func (r *Registry) Register(reg discovery.Registration) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old, ok := r.instances[inst.ID]
-	r.instances[inst.ID] = &lease{inst: inst, expires: r.now().Add(ttl)}
 	switch {
 	case !ok:
+		r.instances[inst.ID] = &lease{inst: inst, expires: r.now().Add(ttl)}
 		r.touch(inst.Service)
 	case !sameInstance(old.inst, inst):
+		// A new process behind the same id: its health is unknown, so it
+		// starts healthy, as a new instance does.
+		r.instances[inst.ID] = &lease{inst: inst, expires: r.now().Add(ttl)}
 		r.touch(old.inst.Service)
 		r.touch(inst.Service)
+	default:
+		old.expires = r.now().Add(ttl) // a renewal keeps what probes found
 	}
 	return nil
 }
@@ -145,6 +154,61 @@ func (r *Registry) Run(ctx context.Context, interval time.Duration) error {
 	}
 }
 
+// Check probes one instance; nil means it can take work.
+type Check func(ctx context.Context, inst discovery.Instance) error
+
+// ProbeAll checks every instance at once (each within timeout) and takes
+// one out of lookups after failures consecutive failed checks, before its
+// lease ends; a passing check puts it back. It returns how many instances
+// changed health.
+func (r *Registry) ProbeAll(ctx context.Context, check Check, timeout time.Duration, failures int) int {
+	r.mu.Lock()
+	insts := make([]discovery.Instance, 0, len(r.instances))
+	for _, l := range r.instances {
+		insts = append(insts, l.inst)
+	}
+	r.mu.Unlock()
+
+	results := make([]error, len(insts))
+	var wg sync.WaitGroup
+	for i, inst := range insts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			results[i] = check(cctx, inst)
+		}()
+	}
+	wg.Wait()
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	changed := 0
+	for i, inst := range insts {
+		l, ok := r.instances[inst.ID]
+		if !ok || !sameInstance(l.inst, inst) {
+			continue // gone or replaced while we probed
+		}
+		if results[i] == nil {
+			l.failures = 0
+			if l.unhealthy {
+				l.unhealthy = false
+				r.touch(inst.Service)
+				changed++
+			}
+			continue
+		}
+		l.failures++
+		if !l.unhealthy && l.failures >= failures {
+			l.unhealthy = true
+			r.touch(inst.Service)
+			changed++
+		}
+	}
+	return changed
+}
+
 // touch records a change of service. r.mu must be held.
 func (r *Registry) touch(service string) {
 	r.rev++
@@ -164,7 +228,7 @@ func (r *Registry) view(service string) discovery.View {
 	v := discovery.View{Service: service, Epoch: r.epoch, Revision: r.services[service], Instances: []discovery.Instance{}}
 	now := r.now()
 	for _, l := range r.instances {
-		if l.inst.Service == service && !now.After(l.expires) {
+		if l.inst.Service == service && !now.After(l.expires) && !l.unhealthy {
 			v.Instances = append(v.Instances, l.inst)
 		}
 	}

@@ -2,6 +2,10 @@ package registry_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,5 +98,58 @@ func TestWatchReturnsAtOnceForAnotherEpoch(t *testing.T) {
 	v := r.Watch(ctx, "svc", "an-old-epoch", 99)
 	if ctx.Err() != nil || v.Epoch == "an-old-epoch" {
 		t.Errorf("Watch with a stale epoch = %+v (ctx %v), want the current view at once", v, ctx.Err())
+	}
+}
+
+func TestProbesTakeOutAnUnhealthyInstanceAndBringItBack(t *testing.T) {
+	var ready atomic.Bool
+	ready.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" || !ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	r := registry.New(nil)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	_ = r.Register(discovery.Registration{Instance: inst("a", "svc", addr), TTLSeconds: 60})
+	check := registry.HTTPCheck(srv.Client())
+	ctx := context.Background()
+
+	if n := r.ProbeAll(ctx, check, time.Second, 2); n != 0 || len(r.Lookup("svc").Instances) != 1 {
+		t.Fatalf("a ready instance: changed %d, listed %d; want 0 and 1", n, len(r.Lookup("svc").Instances))
+	}
+	ready.Store(false)
+	r.ProbeAll(ctx, check, time.Second, 2)
+	if len(r.Lookup("svc").Instances) != 1 {
+		t.Error("taken out after one failed probe; want two")
+	}
+	rev := r.Lookup("svc").Revision
+	r.ProbeAll(ctx, check, time.Second, 2)
+	if v := r.Lookup("svc"); len(v.Instances) != 0 || v.Revision == rev {
+		t.Errorf("after two failed probes: %d listed (revision %d→%d); want none and a change watchers see", len(v.Instances), rev, v.Revision)
+	}
+	// A heartbeat does not put it back; only a passing probe does.
+	_ = r.Register(discovery.Registration{Instance: inst("a", "svc", addr), TTLSeconds: 60})
+	if len(r.Lookup("svc").Instances) != 0 {
+		t.Error("a heartbeat put an unready instance back")
+	}
+	ready.Store(true)
+	r.ProbeAll(ctx, check, time.Second, 2)
+	if len(r.Lookup("svc").Instances) != 1 {
+		t.Error("not back after a passing probe")
+	}
+}
+
+func TestProbeOfAGoneAddressFails(t *testing.T) {
+	r := registry.New(nil)
+	_ = r.Register(discovery.Registration{Instance: inst("a", "svc", "127.0.0.1:1"), TTLSeconds: 60})
+	for range 2 {
+		r.ProbeAll(context.Background(), registry.HTTPCheck(&http.Client{}), 500*time.Millisecond, 2)
+	}
+	if len(r.Lookup("svc").Instances) != 0 {
+		t.Error("an instance nobody answers for is still listed")
 	}
 }
