@@ -53,6 +53,7 @@ import (
 	userhttp "github.com/junction-go/junction/internal/user/httpapi"
 	userstore "github.com/junction-go/junction/internal/user/store"
 	"github.com/junction-go/junction/outbox"
+	"github.com/junction-go/junction/resilience"
 	"github.com/junction-go/junction/rest"
 	"github.com/junction-go/junction/sqldb"
 	"github.com/junction-go/junction/telemetry"
@@ -325,7 +326,7 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	go func() { defer close(relayDone); _ = relay.Run(relayCtx) }()
 	defer func() { stopRelay(); <-relayDone }()
 
-	svc := order.NewService(st, clients.NewUsers(conn, 2*time.Second), nil)
+	svc := order.NewService(st, clients.NewUsers(conn, resilience.New(clients.UserServicePolicy(log))), nil)
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
 		HTTP:  orderhttp.Handler(svc, jwksVerifier(d.resolver), log),
 		Ready: st.Ping,
