@@ -1,10 +1,12 @@
 package rest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/junction-go/junction/telemetry"
@@ -122,3 +124,36 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer (flush,
 // hijack for WebSockets, deadlines).
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// DeadlineHeader carries the time by which the caller needs the answer, as
+// Unix nanoseconds, from the gateway to every service behind it.
+const DeadlineHeader = "X-Request-Deadline"
+
+// SetDeadline writes ctx's deadline, if any, into h.
+func SetDeadline(h http.Header, ctx interface{ Deadline() (time.Time, bool) }) {
+	if d, ok := ctx.Deadline(); ok {
+		h.Set(DeadlineHeader, strconv.FormatInt(d.UnixNano(), 10))
+	}
+}
+
+// Deadline applies the caller's deadline from DeadlineHeader to the
+// request's context (never extending one it has already), so every call
+// made on its behalf inherits it; a request whose deadline has passed is
+// not started and is answered 504. A malformed header is ignored.
+func Deadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ns, err := strconv.ParseInt(r.Header.Get(DeadlineHeader), 10, 64)
+		if err != nil || ns <= 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		d := time.Unix(0, ns)
+		if !time.Now().Before(d) {
+			WriteProblem(w, r, http.StatusGatewayTimeout, "deadline_exceeded", "the request's deadline passed before work began")
+			return
+		}
+		ctx, cancel := context.WithDeadline(r.Context(), d)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}

@@ -1,13 +1,16 @@
 package rest_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/junction-go/junction/fault"
 	"github.com/junction-go/junction/rest"
@@ -108,5 +111,52 @@ func TestRecoverAnswers500(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 	if rec.Code != 500 || strings.Contains(rec.Body.String(), "boom") {
 		t.Errorf("after a panic: %d %s, want a 500 that does not leak the panic", rec.Code, rec.Body)
+	}
+}
+
+func TestDeadlineTravelsAndExpiredWorkIsNotStarted(t *testing.T) {
+	var got time.Time
+	var has, called bool
+	h := rest.Deadline(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		called = true
+		got, has = r.Context().Deadline()
+	}))
+	future := time.Now().Add(time.Minute).Truncate(time.Nanosecond)
+	tests := []struct {
+		name, header string
+		wantCalled   bool
+		wantDeadline bool
+		status       int
+	}{
+		{"none", "", true, false, 200},
+		{"future", strconv.FormatInt(future.UnixNano(), 10), true, true, 200},
+		{"past", strconv.FormatInt(time.Now().Add(-time.Second).UnixNano(), 10), false, false, 504},
+		{"malformed", "soon", true, false, 200},
+	}
+	for _, tt := range tests {
+		called, has = false, false
+		req := httptest.NewRequest("GET", "/", nil)
+		if tt.header != "" {
+			req.Header.Set(rest.DeadlineHeader, tt.header)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if called != tt.wantCalled || has != tt.wantDeadline || rec.Code != tt.status {
+			t.Errorf("%s: called %v, deadline %v, status %d; want %v, %v, %d", tt.name, called, has, rec.Code, tt.wantCalled, tt.wantDeadline, tt.status)
+		}
+		if tt.wantDeadline && !got.Equal(future) {
+			t.Errorf("%s: deadline %v, want %v", tt.name, got, future)
+		}
+	}
+}
+
+func TestSetDeadline(t *testing.T) {
+	h := http.Header{}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rest.SetDeadline(h, ctx)
+	d, _ := ctx.Deadline()
+	if h.Get(rest.DeadlineHeader) != strconv.FormatInt(d.UnixNano(), 10) {
+		t.Errorf("header = %q, want the context's deadline", h.Get(rest.DeadlineHeader))
 	}
 }

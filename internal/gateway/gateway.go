@@ -65,6 +65,8 @@ func New(resolver *discovery.Resolver, verifier *auth.Verifier, limits Limits, l
 			pr.Out.URL.Host = addr
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
+			// The service works within what is left of the gateway's time.
+			rest.SetDeadline(pr.Out.Header, pr.In.Context())
 		},
 		Transport:    NewTransport(),
 		ErrorHandler: g.proxyError,

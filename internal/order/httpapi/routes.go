@@ -22,7 +22,7 @@ func Handler(svc *order.Service, v *auth.Verifier, log *slog.Logger) http.Handle
 	mux.HandleFunc("GET /api/orders", h.list)
 	mux.HandleFunc("GET /api/orders/{id}", h.get)
 	mux.HandleFunc("/", rest.NotFound)
-	return rest.Chain(mux, rest.RequestID, rest.AccessLog(log), rest.Recover(log), auth.Require(v, log))
+	return rest.Chain(mux, rest.RequestID, rest.AccessLog(log), rest.Recover(log), rest.Deadline, auth.Require(v, log))
 }
 
 type handler struct {
