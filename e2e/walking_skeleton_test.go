@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -442,4 +444,102 @@ func TestDeadLetters(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestKillingAReplicaLosesNoRequest: with three order-service instances,
+// one is killed with SIGKILL under a steady stream of reads through the
+// gateway; every read still succeeds (the gateway sends a request that
+// could not reach an instance, or a read cut off by the kill, to another).
+func TestKillingAReplicaLosesNoRequest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the whole system; skipped with -short")
+	}
+	sys := startSystem(t, t.TempDir(), "--replicas", "order-service=3")
+	alice := newClient(t, sys.Gateway)
+	alice.login("alice", "junction")
+	r := alice.do("POST", "/api/orders", map[string]any{"items": []map[string]any{{"sku": "JX-MUG", "quantity": 1}}})
+	var o orderJSON
+	r.decode(t, &o)
+	path := fmt.Sprintf("%s/api/orders/%d", sys.Gateway, o.OrderID)
+
+	reg := discovery.NewClient(sys.Registry, nil)
+	view, err := reg.Lookup(context.Background(), "order-service")
+	if err != nil || len(view.Instances) != 3 {
+		t.Fatalf("order-service instances = %d, %v; want 3", len(view.Instances), err)
+	}
+
+	stop := make(chan struct{})
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	var wg sync.WaitGroup
+	hc := &http.Client{Timeout: 10 * time.Second}
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req, _ := http.NewRequest("GET", path, nil)
+				req.Header.Set("Authorization", "Bearer "+alice.token)
+				code := 0
+				if resp, err := hc.Do(req); err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					code = resp.StatusCode
+				}
+				mu.Lock()
+				statuses[code]++
+				mu.Unlock()
+			}
+		}()
+	}
+	total := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, c := range statuses {
+			n += c
+		}
+		return n
+	}
+	eventually(t, 10*time.Second, "a steady stream", func() error {
+		if total() < 200 {
+			return fmt.Errorf("%d requests so far", total())
+		}
+		return nil
+	})
+	victim, _ := strconv.Atoi(view.Instances[1].Metadata["pid"])
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	before := total()
+	eventually(t, 20*time.Second, "the killed instance back and more requests served", func() error {
+		v, err := reg.Lookup(context.Background(), "order-service")
+		if err != nil {
+			return err
+		}
+		for _, in := range v.Instances {
+			if in.Metadata["pid"] == strconv.Itoa(victim) {
+				return fmt.Errorf("the killed instance is still listed")
+			}
+		}
+		if len(v.Instances) != 3 || total() < before+500 {
+			return fmt.Errorf("%d instances, %d requests after the kill", len(v.Instances), total()-before)
+		}
+		return nil
+	})
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("statuses across the kill: %v", statuses)
+	for code, n := range statuses {
+		if code != http.StatusOK {
+			t.Errorf("%d requests answered %d; want every one 200", n, code)
+		}
+	}
 }

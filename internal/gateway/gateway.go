@@ -7,8 +7,10 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -52,7 +54,7 @@ func (g *Gateway) Stats() Stats {
 	return Stats{RateLimited: g.rateLimited.Load(), Shed: g.shed.Load()}
 }
 
-type targetKey struct{}
+type serviceKey struct{}
 
 // New returns a gateway that finds services through resolver, verifies
 // tokens with verifier and enforces limits.
@@ -60,15 +62,16 @@ func New(resolver *discovery.Resolver, verifier *auth.Verifier, limits Limits, l
 	g := &Gateway{resolver: resolver, verifier: verifier, limits: limits, log: log}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			addr := pr.In.Context().Value(targetKey{}).(string)
+			// The transport puts a live instance's address in place of the
+			// service's name.
 			pr.Out.URL.Scheme = "http"
-			pr.Out.URL.Host = addr
+			pr.Out.URL.Host = pr.In.Context().Value(serviceKey{}).(string)
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
 			// The service works within what is left of the gateway's time.
 			rest.SetDeadline(pr.Out.Header, pr.In.Context())
 		},
-		Transport:    NewTransport(),
+		Transport:    &retryingTransport{base: NewTransport(), resolver: resolver, attempts: 3},
 		ErrorHandler: g.proxyError,
 		ModifyResponse: func(resp *http.Response) error {
 			// The gateway has set the request id on its answer already.
@@ -94,26 +97,89 @@ func NewTransport() *http.Transport {
 	}
 }
 
-// forward sends r to a live instance of service.
+// forward sends r to a live instance of service. A small body is held in
+// memory so the request can be sent again to another instance if the first
+// cannot be reached.
 func (g *Gateway) forward(service string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), UpstreamTimeout)
 		defer cancel()
-		addr, err := g.resolver.Pick(ctx, service, discovery.EndpointHTTP)
-		if err != nil {
-			g.log.WarnContext(ctx, "no upstream", "service", service, "err", err)
-			rest.Error(w, r, g.log, fault.Wrap(fault.Unavailable, err, "%s is unavailable; try again shortly", service))
-			return
-		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
-		g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, targetKey{}, addr)))
+		if r.ContentLength > 0 && r.ContentLength <= replayableBody {
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				g.proxyError(w, r, err)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		}
+		g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, serviceKey{}, service)))
 	})
 }
 
+// replayableBody is the largest body the gateway keeps to send again.
+const replayableBody = 64 << 10
+
+// retryingTransport sends a request to a live instance of its service and,
+// when that instance cannot be reached (it died a moment ago and the
+// registry has not said so yet), to another one. A request that may have
+// reached an instance is sent again only when that is safe: GET or HEAD.
+type retryingTransport struct {
+	base     http.RoundTripper
+	resolver *discovery.Resolver
+	attempts int
+}
+
+func (t *retryingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	service := req.URL.Host
+	var last error
+	for attempt := 0; attempt < t.attempts; attempt++ {
+		if attempt > 0 {
+			if req.GetBody == nil && req.Body != nil && req.Body != http.NoBody {
+				break // the body is gone with the first try
+			}
+			if req.GetBody != nil {
+				body, err := req.GetBody()
+				if err != nil {
+					break
+				}
+				req.Body = body
+			}
+		}
+		addr, err := t.resolver.Pick(req.Context(), service, discovery.EndpointHTTP)
+		if err != nil {
+			return nil, fault.Wrap(fault.Unavailable, err, "%s is unavailable; try again shortly", service)
+		}
+		out := req.Clone(req.Context())
+		out.URL.Host = addr
+		resp, err := t.base.RoundTrip(out)
+		if err == nil {
+			return resp, nil
+		}
+		last = err
+		if req.Context().Err() != nil || !(unreached(err) || req.Method == http.MethodGet || req.Method == http.MethodHead) {
+			break
+		}
+	}
+	return nil, last
+}
+
+// unreached reports whether err means the request never reached the
+// instance (the connection could not be made).
+func unreached(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
 func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	service := r.Context().Value(targetKey{})
+	service := r.Context().Value(serviceKey{})
 	var maxErr *http.MaxBytesError
 	switch {
+	case fault.Is(err, fault.Unavailable):
+		g.log.WarnContext(r.Context(), "no upstream", "service", service, "err", err)
+		w.Header().Set("Retry-After", "1")
+		rest.Error(w, r, g.log, err)
 	case errors.As(err, &maxErr):
 		rest.Error(w, r, g.log, fault.New(fault.TooLarge, "the body is larger than %d bytes", MaxBody))
 	case errors.Is(err, context.DeadlineExceeded):
