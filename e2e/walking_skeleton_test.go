@@ -447,13 +447,21 @@ func TestDeadLetters(t *testing.T) {
 }
 
 // TestKillingAReplicaLosesNoRequest: with three order-service instances,
-// one is killed with SIGKILL under a steady stream of reads through the
-// gateway; every read still succeeds (the gateway sends a request that
-// could not reach an instance, or a read cut off by the kill, to another).
+// one is stopped under a steady stream of reads through the gateway, with
+// SIGTERM (RES-GRACEFUL-SHUTDOWN: it leaves the registry, then finishes what
+// it holds) and with SIGKILL; every read still succeeds (the gateway sends a
+// request that could not reach an instance, or a read cut off by the kill,
+// to another).
 func TestKillingAReplicaLosesNoRequest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole system; skipped with -short")
 	}
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) { stopReplicaUnderLoad(t, sig) })
+	}
+}
+
+func stopReplicaUnderLoad(t *testing.T, sig syscall.Signal) {
 	sys := startSystem(t, t.TempDir(), "--replicas", "order-service=3")
 	alice := newClient(t, sys.Gateway)
 	alice.login("alice", "junction")
@@ -513,11 +521,11 @@ func TestKillingAReplicaLosesNoRequest(t *testing.T) {
 		return nil
 	})
 	victim, _ := strconv.Atoi(view.Instances[1].Metadata["pid"])
-	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+	if err := syscall.Kill(victim, sig); err != nil {
 		t.Fatal(err)
 	}
 	before := total()
-	eventually(t, 20*time.Second, "the killed instance back and more requests served", func() error {
+	eventually(t, 20*time.Second, "the stopped instance back and more requests served", func() error {
 		v, err := reg.Lookup(context.Background(), "order-service")
 		if err != nil {
 			return err
@@ -536,7 +544,7 @@ func TestKillingAReplicaLosesNoRequest(t *testing.T) {
 	wg.Wait()
 	mu.Lock()
 	defer mu.Unlock()
-	t.Logf("statuses across the kill: %v", statuses)
+	t.Logf("statuses across the %v: %v", sig, statuses)
 	for code, n := range statuses {
 		if code != http.StatusOK {
 			t.Errorf("%d requests answered %d; want every one 200", n, code)

@@ -133,6 +133,7 @@ type retryingTransport struct {
 
 func (t *retryingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	service := req.URL.Host
+	tried := map[string]bool{}
 	var last error
 	for attempt := 0; attempt < t.attempts; attempt++ {
 		if attempt > 0 {
@@ -147,10 +148,11 @@ func (t *retryingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 				req.Body = body
 			}
 		}
-		addr, err := t.resolver.Pick(req.Context(), service, discovery.EndpointHTTP)
+		addr, err := t.pick(req.Context(), service, tried)
 		if err != nil {
 			return nil, fault.Wrap(fault.Unavailable, err, "%s is unavailable; try again shortly", service)
 		}
+		tried[addr] = true
 		out := req.Clone(req.Context())
 		out.URL.Host = addr
 		resp, err := t.base.RoundTrip(out)
@@ -163,6 +165,23 @@ func (t *retryingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		}
 	}
 	return nil, last
+}
+
+// pick returns an instance not tried yet for this request when there is
+// one, and any live instance otherwise.
+func (t *retryingTransport) pick(ctx context.Context, service string, tried map[string]bool) (string, error) {
+	var addr string
+	for range 8 {
+		a, err := t.resolver.Pick(ctx, service, discovery.EndpointHTTP)
+		if err != nil {
+			return "", err
+		}
+		if !tried[a] {
+			return a, nil
+		}
+		addr = a
+	}
+	return addr, nil
 }
 
 // unreached reports whether err means the request never reached the
