@@ -551,3 +551,50 @@ func stopReplicaUnderLoad(t *testing.T, sig syscall.Signal) {
 		}
 	}
 }
+
+// TestPausedInstanceLeavesAndReturns is RES-REGISTRY-HEALTH with `junction
+// chaos`: an inventory-service instance paused with SIGSTOP is taken out of
+// lookups by the registry's probes (its lease has not run out), reads of
+// the catalogue keep succeeding on the other instance, and once resumed it
+// is taken back.
+func TestPausedInstanceLeavesAndReturns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the whole system; skipped with -short")
+	}
+	sys := startSystem(t, t.TempDir(), "--replicas", "inventory-service=2")
+	chaos := func(args ...string) string {
+		out, err := exec.Command(binary, append([]string{"chaos", "--registry", sys.Registry}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("junction chaos %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	if out := chaos("list"); !strings.Contains(out, "inventory-service-2") {
+		t.Fatalf("chaos list lacks inventory-service-2:\n%s", out)
+	}
+	reg := discovery.NewClient(sys.Registry, nil)
+	listed := func() (n int) {
+		v, _ := reg.Lookup(context.Background(), "inventory-service")
+		return len(v.Instances)
+	}
+	chaos("pause", "inventory-service-2")
+	eventually(t, 10*time.Second, "the paused instance out of lookups", func() error {
+		if n := listed(); n != 1 {
+			return fmt.Errorf("%d listed", n)
+		}
+		return nil
+	})
+	c := newClient(t, sys.Gateway)
+	for range 20 {
+		if r := c.do("GET", "/api/products", nil); r.Status != http.StatusOK {
+			t.Fatalf("GET /api/products with one instance paused = %d %s", r.Status, r.Body)
+		}
+	}
+	chaos("resume", "inventory-service-2")
+	eventually(t, 10*time.Second, "the resumed instance back", func() error {
+		if n := listed(); n != 2 {
+			return fmt.Errorf("%d listed", n)
+		}
+		return nil
+	})
+}

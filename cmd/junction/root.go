@@ -26,6 +26,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		newVersionCommand(stdout),
 		newDeadLettersCommand(getenv, stdout),
 		newBenchCommand(getenv, stdout, stderr),
+		newChaosCommand(getenv, stdout),
 	)
 	return root.ExecuteContext(ctx)
 }

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/junction-go/junction/discovery"
+)
+
+// newChaosCommand breaks a running local system on purpose: it finds an
+// instance through the registry and signals its process.
+func newChaosCommand(getenv func(string) string, stdout io.Writer) *cobra.Command {
+	var registry string
+	cmd := &cobra.Command{
+		Use:   "chaos",
+		Short: "Kill, pause or resume an instance of a running local system",
+		Long: `Break a running 'junction up' on purpose and watch it cope. Instances are named
+as the registry knows them (junction chaos list); their processes must be on this
+machine.
+
+  kill ID     SIGKILL: the supervisor restarts it; callers go to other instances
+  stop ID     SIGTERM: a graceful stop (it leaves the registry first)
+  pause ID    SIGSTOP: it stops answering; the registry's probes take it out
+  resume ID   SIGCONT: it answers again and is taken back`,
+	}
+	cmd.PersistentFlags().StringVar(&registry, "registry", getenv("JUNCTION_REGISTRY_URL"), "registry URL ('junction up' prints it) [JUNCTION_REGISTRY_URL]")
+	instances := func(ctx context.Context) ([]discovery.Instance, error) {
+		if registry == "" {
+			return nil, fmt.Errorf("chaos: --registry is needed ('junction up' prints it)")
+		}
+		cat, err := discovery.NewClient(registry, nil).Catalog(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("chaos: %w", err)
+		}
+		var out []discovery.Instance
+		for _, v := range cat.Services {
+			out = append(out, v.Instances...)
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+		return out, nil
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use: "list", Short: "List the instances the registry knows, with their processes", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			insts, err := instances(cmd.Context())
+			if err != nil {
+				return err
+			}
+			for _, in := range insts {
+				fmt.Fprintf(stdout, "%-24s %-22s pid %-8s %v\n", in.ID, in.Service, in.Metadata["pid"], in.Endpoints)
+			}
+			return nil
+		},
+	})
+	for _, a := range []struct {
+		name, short string
+		sig         syscall.Signal
+	}{
+		{"kill", "SIGKILL an instance", syscall.SIGKILL},
+		{"stop", "SIGTERM an instance (graceful stop)", syscall.SIGTERM},
+		{"pause", "SIGSTOP an instance (it stops answering)", syscall.SIGSTOP},
+		{"resume", "SIGCONT a paused instance", syscall.SIGCONT},
+	} {
+		cmd.AddCommand(&cobra.Command{
+			Use: a.name + " ID", Short: a.short, Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				pid, err := instancePID(cmd.Context(), instances, args[0])
+				if err != nil {
+					return err
+				}
+				if err := syscall.Kill(pid, a.sig); err != nil {
+					return fmt.Errorf("chaos: %s %s (pid %d): %w", a.name, args[0], pid, err)
+				}
+				_, err = fmt.Fprintf(stdout, "%s: sent %v to pid %d\n", args[0], a.sig, pid)
+				return err
+			},
+		})
+	}
+	return cmd
+}
+
+// instancePID finds id's process: through the registry, or, for an
+// instance the registry no longer lists (a paused one), among this
+// machine's processes by the JUNCTION_INSTANCE_ID 'junction up' gave it. A
+// number is taken as a pid.
+func instancePID(ctx context.Context, instances func(context.Context) ([]discovery.Instance, error), id string) (int, error) {
+	if pid, err := strconv.Atoi(id); err == nil && pid > 1 {
+		return pid, nil
+	}
+	insts, err := instances(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, in := range insts {
+		if in.ID == id {
+			pid, err := strconv.Atoi(in.Metadata["pid"])
+			if err != nil || pid <= 1 {
+				return 0, fmt.Errorf("chaos: %s has no usable pid (%q)", id, in.Metadata["pid"])
+			}
+			return pid, nil
+		}
+	}
+	if pid := localInstancePID(id); pid > 0 {
+		return pid, nil
+	}
+	return 0, fmt.Errorf("chaos: no instance %q in the registry or on this machine (junction chaos list)", id)
+}
+
+func localInstancePID(id string) int {
+	entries, _ := os.ReadDir("/proc")
+	want := []byte("JUNCTION_INSTANCE_ID=" + id + "\x00")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err == nil && bytes.Contains(env, want) {
+			return pid
+		}
+	}
+	return 0
+}
