@@ -41,17 +41,20 @@ type Gateway struct {
 	inFlight    atomic.Int64
 	rateLimited atomic.Int64
 	shed        atomic.Int64
+	fallbacks   atomic.Int64
+	catalogue   *lastGood
 }
 
 // Stats counts the gateway's policy actions.
 type Stats struct {
 	RateLimited int64 // answered 429
 	Shed        int64 // answered 503 for load
+	Fallbacks   int64 // answered from a last good copy
 }
 
 // Stats returns the counts so far.
 func (g *Gateway) Stats() Stats {
-	return Stats{RateLimited: g.rateLimited.Load(), Shed: g.shed.Load()}
+	return Stats{RateLimited: g.rateLimited.Load(), Shed: g.shed.Load(), Fallbacks: g.fallbacks.Load()}
 }
 
 type serviceKey struct{}
@@ -60,6 +63,7 @@ type serviceKey struct{}
 // tokens with verifier and enforces limits.
 func New(resolver *discovery.Resolver, verifier *auth.Verifier, limits Limits, log *slog.Logger) *Gateway {
 	g := &Gateway{resolver: resolver, verifier: verifier, limits: limits, log: log}
+	g.catalogue = &lastGood{counter: &g.fallbacks}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			// The transport puts a live instance's address in place of the

@@ -31,7 +31,8 @@ func (g *Gateway) Handler() http.Handler {
 	mux.Handle("POST /api/auth/login", g.forward(UserService))
 	mux.Handle("GET /api/auth/jwks", g.forward(UserService))
 	mux.Handle("GET /.well-known/jwks.json", g.forward(UserService))
-	mux.Handle("GET /api/products", g.forward(InventoryService))
+	// Fallback: the last good catalogue while inventory-service cannot answer.
+	mux.Handle("GET /api/products", g.catalogue.wrap(g.forward(InventoryService)))
 	mux.Handle("GET /api/products/", g.forward(InventoryService))
 
 	// Signed in.
