@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/junction-go/junction/fault"
@@ -175,4 +176,18 @@ func jsonKind(goKind string) string {
 // NotFound answers every request with a 404 problem document.
 func NotFound(w http.ResponseWriter, r *http.Request) {
 	WriteProblem(w, r, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
+}
+
+// IntQuery returns the whole-number query parameter name of r, or def when
+// it is absent; a malformed one is fault.Invalid.
+func IntQuery(r *http.Request, name string, def int) (int, error) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, fault.New(fault.Invalid, "%s must be a whole number", name)
+	}
+	return n, nil
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	deadletterhttp "github.com/junction-go/junction/internal/deadletter/httpapi"
 )
 
 // adminClient calls the admin API through the gateway as an administrator.
@@ -88,21 +90,7 @@ the group that gave up tries again.`,
 	pf.StringVar(&c.password, "password", env("JUNCTION_PASSWORD", "junction"), "its password [JUNCTION_PASSWORD]")
 	pf.BoolVar(&asJSON, "json", false, "print JSON")
 
-	type letter struct {
-		ID         int64             `json:"id"`
-		MessageID  string            `json:"messageId"`
-		Topic      string            `json:"topic"`
-		Group      string            `json:"group"`
-		Type       string            `json:"type"`
-		Reason     string            `json:"reason"`
-		Attempts   int               `json:"attempts"`
-		DiedAt     string            `json:"diedAt"`
-		Status     string            `json:"status"`
-		Redrives   int               `json:"redrives"`
-		Headers    map[string]string `json:"headers,omitempty"`
-		Body       string            `json:"body,omitempty"`
-		BodyBase64 []byte            `json:"bodyBase64,omitempty"`
-	}
+	type letter = deadletterhttp.LetterJSON
 	printJSON := func(v any) error {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")

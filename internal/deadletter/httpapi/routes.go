@@ -65,14 +65,10 @@ func Handler(svc *deadletter.Service, v *auth.Verifier, log *slog.Logger) http.H
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/admin/deadletters", func(w http.ResponseWriter, r *http.Request) {
-		limit := 50
-		if s := r.URL.Query().Get("limit"); s != "" {
-			n, err := strconv.Atoi(s)
-			if err != nil {
-				rest.Error(w, r, log, fault.New(fault.Invalid, "limit must be a whole number"))
-				return
-			}
-			limit = n
+		limit, err := rest.IntQuery(r, "limit", 50)
+		if err != nil {
+			rest.Error(w, r, log, err)
+			return
 		}
 		p, _ := auth.FromContext(r.Context())
 		ls, err := svc.List(r.Context(), p, limit)

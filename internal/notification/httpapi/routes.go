@@ -5,10 +5,8 @@ package httpapi
 import (
 	"log/slog"
 	"net/http"
-	"strconv"
 
 	"github.com/junction-go/junction/auth"
-	"github.com/junction-go/junction/fault"
 	"github.com/junction-go/junction/internal/notification"
 	"github.com/junction-go/junction/rest"
 )
@@ -17,14 +15,10 @@ import (
 func Handler(svc *notification.Service, v *auth.Verifier, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/notifications", func(w http.ResponseWriter, r *http.Request) {
-		limit := 20
-		if s := r.URL.Query().Get("limit"); s != "" {
-			n, err := strconv.Atoi(s)
-			if err != nil {
-				rest.Error(w, r, log, fault.New(fault.Invalid, "limit must be a whole number"))
-				return
-			}
-			limit = n
+		limit, err := rest.IntQuery(r, "limit", 20)
+		if err != nil {
+			rest.Error(w, r, log, err)
+			return
 		}
 		p, _ := auth.FromContext(r.Context())
 		ns, err := svc.List(r.Context(), p, limit)

@@ -106,14 +106,10 @@ type listJSON struct {
 }
 
 func (h *handler) list(w http.ResponseWriter, r *http.Request) {
-	limit := 20
-	if s := r.URL.Query().Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			rest.Error(w, r, h.log, fault.New(fault.Invalid, "limit must be a whole number"))
-			return
-		}
-		limit = n
+	limit, err := rest.IntQuery(r, "limit", 20)
+	if err != nil {
+		rest.Error(w, r, h.log, err)
+		return
 	}
 	p, _ := auth.FromContext(r.Context())
 	page, err := h.svc.List(r.Context(), p, r.URL.Query().Get("cursor"), limit)
