@@ -298,10 +298,18 @@ func TestWalkingSkeleton(t *testing.T) {
 			}
 			return nil
 		})
-		r := alice.do("GET", fmt.Sprintf("/api/orders/%d", orderID), nil)
-		if r.Status != http.StatusOK {
-			t.Errorf("GET order after restart = %d %s, want 200", r.Status, r.Body)
-		}
+		// The gateway learns of the new instance by its watch, a moment
+		// after the registry; until then it answers 503 with Retry-After.
+		eventually(t, 10*time.Second, "the order served by the restarted instance", func() error {
+			r := alice.do("GET", fmt.Sprintf("/api/orders/%d", orderID), nil)
+			if r.Status != http.StatusOK {
+				if r.Status != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
+					t.Fatalf("GET order while order-service restarts = %d %s, want 200 or a 503 with Retry-After", r.Status, r.Body)
+				}
+				return fmt.Errorf("status %d", r.Status)
+			}
+			return nil
+		})
 	})
 
 	sys.stop(t)
@@ -581,6 +589,23 @@ func TestPausedInstanceLeavesAndReturns(t *testing.T) {
 	eventually(t, 10*time.Second, "the paused instance out of lookups", func() error {
 		if n := listed(); n != 1 {
 			return fmt.Errorf("%d listed", n)
+		}
+		return nil
+	})
+	// The gateway learns of it by its watch, a moment after the registry
+	// (longer on a loaded machine): wait until reads are served, then every
+	// read must be.
+	quick := &http.Client{Timeout: time.Second}
+	eventually(t, 10*time.Second, "reads served with one instance paused", func() error {
+		for range 5 {
+			resp, err := quick.Get(sys.Gateway + "/api/products")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("status %d", resp.StatusCode)
+			}
 		}
 		return nil
 	})
