@@ -3,6 +3,8 @@ package bus_test
 import (
 	"context"
 	"errors"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,5 +72,33 @@ func TestSkipExpired(t *testing.T) {
 	old := &bus.Message{Headers: map[string]string{bus.HeaderDeadline: "1"}}
 	if err := h(context.Background(), old); err != nil || called {
 		t.Errorf("expired message: err %v, handler called %v; want it dropped", err, called)
+	}
+}
+
+// TestLanesKeepKeyOrder: messages of one key are handled one at a time, in
+// the order given, whatever lane they hash to.
+func TestLanesKeepKeyOrder(t *testing.T) {
+	var mu sync.Mutex
+	last := map[string]int{}
+	bad := 0
+	l := bus.NewLanes(context.Background(), 4, 2, func(_ context.Context, m *bus.Message) error {
+		n, _ := strconv.Atoi(m.ID)
+		mu.Lock()
+		defer mu.Unlock()
+		if prev, ok := last[m.Key]; ok && n < prev {
+			bad++
+		}
+		last[m.Key] = n
+		return nil
+	})
+	var wg sync.WaitGroup
+	for i := range 2000 {
+		wg.Add(1)
+		l.Dispatch(&bus.Message{ID: strconv.Itoa(i), Key: "k" + strconv.Itoa(i%7)}, func(error) { wg.Done() })
+	}
+	wg.Wait()
+	l.Close()
+	if bad != 0 || len(last) != 7 {
+		t.Errorf("%d out of order over %d keys; want 0 over 7", bad, len(last))
 	}
 }

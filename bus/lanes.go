@@ -2,7 +2,6 @@ package bus
 
 import (
 	"context"
-	"hash/fnv"
 	"sync"
 )
 
@@ -47,9 +46,18 @@ func (l *Lanes) Dispatch(m *Message, done func(error)) {
 	if k == "" {
 		k = m.ID
 	}
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(k))
-	l.lanes[h.Sum32()%uint32(len(l.lanes))] <- laneItem{m: m, done: done}
+	l.lanes[fnv32a(k)%uint32(len(l.lanes))] <- laneItem{m: m, done: done}
+}
+
+// fnv32a is FNV-1a of s, without the allocations of hash/fnv: it runs once
+// per delivered message.
+func fnv32a(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
 }
 
 // Close lets the lanes finish what they hold and waits for them.

@@ -1,6 +1,9 @@
 package bus
 
-import "sync"
+import (
+	"context"
+	"sync"
+)
 
 // Subscriptions is what an adapter needs to close everything it opened: the
 // set of its live subscriptions and whether it is closed. The zero value is
@@ -59,4 +62,17 @@ func (c *Subscriptions) Close() bool {
 		_ = s.Close()
 	}
 	return true
+}
+
+// CloseWhenDone closes s when ctx ends, unless done closes first (s ended
+// on its own). Adapters call it once per subscription; the goroutine it
+// starts ends with one of the two.
+func CloseWhenDone(ctx context.Context, s Subscription, done <-chan struct{}) {
+	go func() {
+		select {
+		case <-ctx.Done():
+			_ = s.Close()
+		case <-done:
+		}
+	}()
 }

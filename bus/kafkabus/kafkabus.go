@@ -174,13 +174,7 @@ func (b *Bus) Subscribe(ctx context.Context, topic, group string, h bus.Handler)
 		_ = s.Close()
 		return nil, fmt.Errorf("kafkabus: join %s on %s: no partitions assigned within 30s", group, topic)
 	}
-	go func() {
-		select {
-		case <-ctx.Done():
-			_ = s.Close()
-		case <-s.done:
-		}
-	}()
+	bus.CloseWhenDone(ctx, s, s.done)
 	return s, nil
 }
 

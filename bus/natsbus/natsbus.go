@@ -248,13 +248,7 @@ func (b *Bus) Subscribe(ctx context.Context, topic, group string, h bus.Handler)
 			lanes.Dispatch(m, func(err error) { settle(jm, m, err) })
 		}
 	}()
-	go func() {
-		select {
-		case <-ctx.Done():
-			_ = sub.Close()
-		case <-sub.done:
-		}
-	}()
+	bus.CloseWhenDone(ctx, sub, sub.done)
 	return sub, nil
 }
 

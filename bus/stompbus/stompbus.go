@@ -195,13 +195,7 @@ func (b *Bus) Subscribe(ctx context.Context, topic, group string, h bus.Handler)
 		return nil, err
 	}
 	go s.run(hctx, topic, h)
-	go func() {
-		select {
-		case <-ctx.Done():
-			_ = s.Close()
-		case <-s.done:
-		}
-	}()
+	bus.CloseWhenDone(ctx, s, s.done)
 	return s, nil
 }
 

@@ -198,10 +198,6 @@ func errorKind(err error) string {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return "timeout"
 	}
-	var k interface{ Kind() string }
-	if errors.As(err, &k) {
-		return k.Kind()
-	}
 	s := err.Error()
 	if len(s) > 60 {
 		s = s[:60]
