@@ -126,18 +126,25 @@ the group that gave up tries again.`,
 			return tw.Flush()
 		},
 	}
+	// onLetter logs in and calls method on one dead letter's path (suffix
+	// after its id), decoding the letter it answers.
+	onLetter := func(ctx context.Context, args []string, method, suffix string) (letter, error) {
+		var l letter
+		id, err := idArg(args)
+		if err != nil {
+			return l, err
+		}
+		if err := c.login(ctx); err != nil {
+			return l, err
+		}
+		err = c.call(ctx, method, fmt.Sprintf("/api/admin/deadletters/%d%s", id, suffix), nil, &l)
+		return l, err
+	}
 	show := &cobra.Command{
 		Use: "show ID", Short: "Show one dead letter with its headers and body", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := idArg(args)
+			l, err := onLetter(cmd.Context(), args, http.MethodGet, "")
 			if err != nil {
-				return err
-			}
-			if err := c.login(cmd.Context()); err != nil {
-				return err
-			}
-			var l letter
-			if err := c.call(cmd.Context(), http.MethodGet, fmt.Sprintf("/api/admin/deadletters/%d", id), nil, &l); err != nil {
 				return err
 			}
 			return printJSON(l)
@@ -146,15 +153,8 @@ the group that gave up tries again.`,
 	redrive := &cobra.Command{
 		Use: "redrive ID", Short: "Send a dead letter back to its topic for another try", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := idArg(args)
+			l, err := onLetter(cmd.Context(), args, http.MethodPost, "/redrive")
 			if err != nil {
-				return err
-			}
-			if err := c.login(cmd.Context()); err != nil {
-				return err
-			}
-			var l letter
-			if err := c.call(cmd.Context(), http.MethodPost, fmt.Sprintf("/api/admin/deadletters/%d/redrive", id), nil, &l); err != nil {
 				return err
 			}
 			if asJSON {
