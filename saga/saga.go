@@ -153,17 +153,17 @@ type EventKind string
 // Event kinds.
 const (
 	EventStarted     EventKind = "started"
-	EventSent        EventKind = "sent"         // a step's command went out (Detail: attempt)
-	EventSucceeded   EventKind = "succeeded"    // its reply said done
-	EventFailed      EventKind = "failed"       // its reply said no (Detail: reason)
-	EventTimedOut    EventKind = "timed_out"    // no reply within the timeout
-	EventUndoSent    EventKind = "undo_sent"    // a compensation went out
-	EventUndone      EventKind = "undone"       // a compensation was confirmed
-	EventUndoFailed  EventKind = "undo_failed"  // a compensation was refused or timed out; retried
-	EventAborted     EventKind = "aborted"      // Abort was called (Detail: reason)
-	EventIgnored     EventKind = "ignored"      // a duplicate, late or stray reply
-	EventCompleted   EventKind = "completed"    // every step done
-	EventCompensated EventKind = "compensated"  // every done step undone
+	EventSent        EventKind = "sent"        // a step's command went out (Detail: attempt)
+	EventSucceeded   EventKind = "succeeded"   // its reply said done
+	EventFailed      EventKind = "failed"      // its reply said no (Detail: reason)
+	EventTimedOut    EventKind = "timed_out"   // no reply within the timeout
+	EventUndoSent    EventKind = "undo_sent"   // a compensation went out
+	EventUndone      EventKind = "undone"      // a compensation was confirmed
+	EventUndoFailed  EventKind = "undo_failed" // a compensation was refused or timed out; retried
+	EventAborted     EventKind = "aborted"     // Abort was called (Detail: reason)
+	EventIgnored     EventKind = "ignored"     // a duplicate, late or stray reply
+	EventCompleted   EventKind = "completed"   // every step done
+	EventCompensated EventKind = "compensated" // every done step undone
 	EventParked      EventKind = "needs_attention"
 )
 
