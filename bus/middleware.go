@@ -132,3 +132,12 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// Reliable is the stack every consumer of a service uses around its
+// handler h, innermost first: Recover (a panic is permanent), DeadLetter
+// (after maxDeliveries, or at once when permanent; onDead may be nil),
+// and Retry in place (3 tries, 50 ms doubling to 1 s) before the message
+// goes back to the broker.
+func Reliable(h Handler, pub Publisher, group string, maxDeliveries int, onDead func(m *Message, reason error)) Handler {
+	return Chain(h, Recover(), DeadLetter(pub, group, maxDeliveries, onDead), Retry(3, 50*time.Millisecond, time.Second))
+}

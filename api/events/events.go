@@ -15,12 +15,34 @@ const (
 	// TopicOrders carries the order lifecycle: OrderCreated, … Key: the
 	// order id.
 	TopicOrders = "orders"
+	// TopicShipments carries ShipmentDispatched. Key: the order id.
+	TopicShipments = "shipments"
+
+	// Saga commands, sent by order-service's saga (package saga: headers
+	// saga-id, saga-step, saga-dir, saga-key, ce-replyto). Key: the order
+	// id. Participants answer on the topic in ce-replyto.
+	TopicInventoryCommands = "inventory-commands" // ReserveStock, ReleaseStock
+	TopicPaymentCommands   = "payment-commands"   // AuthorizePayment, VoidPayment, CapturePayment
+	TopicShippingCommands  = "shipping-commands"  // ScheduleShipment, CancelShipment
+	// TopicOrderReplies carries every participant's replies to
+	// order-service's saga.
+	TopicOrderReplies = "order-replies"
 )
 
 // Consumer groups.
 const (
 	// GroupNotifications is notification-service on TopicOrders.
 	GroupNotifications = "notification-service"
+	// GroupOrders is order-service on TopicOrderReplies and TopicShipments.
+	GroupOrders = "order-service"
+	// GroupInventory is inventory-service on TopicInventoryCommands and
+	// TopicOrders (OrderConfirmed commits a reservation).
+	GroupInventory = "inventory-service"
+	// GroupPayments is payment-service on TopicPaymentCommands.
+	GroupPayments = "payment-service"
+	// GroupShipping is shipping-service on TopicShippingCommands and
+	// TopicOrders (OrderConfirmed starts the dispatch clock).
+	GroupShipping = "shipping-service"
 	// GroupDeadLetters is deadletter-service on bus.DeadLetterTopic
 	// ("deadletter"), where every group's given-up messages go.
 	GroupDeadLetters = "deadletter-service"
@@ -28,12 +50,32 @@ const (
 
 // Event types (ce-type).
 const (
-	TypeOrderCreated = "OrderCreated"
+	TypeOrderCreated   = "OrderCreated"
+	TypeOrderConfirmed = "OrderConfirmed"
+	TypeOrderRejected  = "OrderRejected"
+	TypeOrderShipped   = "OrderShipped"
+	TypeOrderCancelled = "OrderCancelled"
+
+	TypeShipmentDispatched = "ShipmentDispatched"
+)
+
+// Command types (ce-type); the reply to each is its type + "Reply".
+const (
+	CmdReserveStock     = "ReserveStock"
+	CmdReleaseStock     = "ReleaseStock"
+	CmdAuthorizePayment = "AuthorizePayment"
+	CmdVoidPayment      = "VoidPayment"
+	CmdCapturePayment   = "CapturePayment"
+	CmdScheduleShipment = "ScheduleShipment"
+	CmdCancelShipment   = "CancelShipment"
 )
 
 // Source is the ce-source of events each service publishes.
 const (
-	SourceOrderService = "order-service"
+	SourceOrderService     = "order-service"
+	SourceShippingService  = "shipping-service"
+	SourceInventoryService = "inventory-service"
+	SourcePaymentService   = "payment-service"
 )
 
 // Item is one line of an order.
@@ -50,4 +92,65 @@ type OrderCreated struct {
 	UserID    int64     `json:"userId"`
 	Items     []Item    `json:"items"`
 	CreatedAt time.Time `json:"createdAt"`
+}
+
+// OrderStatusChanged is the body of OrderConfirmed, OrderRejected,
+// OrderShipped and OrderCancelled.
+type OrderStatusChanged struct {
+	Event   string `json:"event"`
+	OrderID int64  `json:"orderId"`
+	UserID  int64  `json:"userId"`
+	Status  string `json:"status"`
+	// Reason says why an order was rejected or cancelled.
+	Reason string    `json:"reason,omitempty"`
+	Items  []Item    `json:"items,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// ShipmentDispatched is published when a shipment leaves the warehouse.
+type ShipmentDispatched struct {
+	Event        string    `json:"event"`
+	OrderID      int64     `json:"orderId"`
+	UserID       int64     `json:"userId"`
+	TrackingCode string    `json:"trackingCode"`
+	DispatchedAt time.Time `json:"dispatchedAt"`
+}
+
+// ReserveStock holds every line of an order, all or none. The reply's
+// data is a StockReserved; a refusal's reason names the SKU short of
+// stock.
+type ReserveStock struct {
+	OrderID int64  `json:"orderId"`
+	Items   []Item `json:"items"`
+}
+
+// StockReserved is ReserveStock's reply data: what the order costs.
+type StockReserved struct {
+	Total    int64  `json:"total"` // minor units
+	Currency string `json:"currency"`
+}
+
+// OrderRef is the body of the commands that need only the order:
+// ReleaseStock, VoidPayment, CapturePayment, CancelShipment.
+type OrderRef struct {
+	OrderID int64 `json:"orderId"`
+}
+
+// AuthorizePayment holds the amount on the customer's card. A declined
+// card is a refusal (reason "card declined").
+type AuthorizePayment struct {
+	OrderID  int64  `json:"orderId"`
+	UserID   int64  `json:"userId"`
+	Amount   int64  `json:"amount"`
+	Currency string `json:"currency"`
+	// Card is the card token the customer paid with.
+	Card string `json:"card"`
+}
+
+// ScheduleShipment books a shipment; it is dispatched once the order is
+// confirmed (OrderConfirmed) and the dispatch delay has passed.
+type ScheduleShipment struct {
+	OrderID int64  `json:"orderId"`
+	UserID  int64  `json:"userId"`
+	Items   []Item `json:"items"`
 }

@@ -78,3 +78,67 @@ func DemoCatalogue() []Product {
 		{SKU: "JX-LAST-ONE", Name: "Signed poster", Description: "Only one was ever made.", Price: 9900, Currency: "EUR", Stock: 1},
 	}
 }
+
+// Line is a quantity of one SKU.
+type Line struct {
+	SKU      string
+	Quantity int64
+}
+
+// ReservationState is where an order's reservation is.
+type ReservationState string
+
+// Reservation states.
+const (
+	// Reserved: the stock is held for the order.
+	Reserved ReservationState = "reserved"
+	// Rejected: there was not enough stock; nothing is held.
+	Rejected ReservationState = "rejected"
+	// Released: the stock went back on the shelf (or a release came
+	// before any reservation, which then holds nothing).
+	Released ReservationState = "released"
+	// Committed: the order was confirmed; the stock has left for good.
+	Committed ReservationState = "committed"
+)
+
+// Reservation is the stock held for one order.
+type Reservation struct {
+	OrderID int64
+	State   ReservationState
+	// Total is what the lines cost, in minor units of Currency.
+	Total    int64
+	Currency string
+	// Reason says why it was rejected.
+	Reason string
+}
+
+// Shortage is a line that cannot be served now.
+type Shortage struct {
+	SKU                  string
+	Requested, Available int64
+	Unknown              bool
+}
+
+// Availability answers whether lines could be served now; it holds
+// nothing.
+func (s *Service) Availability(ctx context.Context, lines []Line) ([]Shortage, error) {
+	if len(lines) == 0 || len(lines) > 100 {
+		return nil, fault.New(fault.Invalid, "ask for 1 to 100 lines")
+	}
+	var short []Shortage
+	for _, l := range lines {
+		if !SKUPattern.MatchString(l.SKU) || l.Quantity < 1 {
+			return nil, fault.New(fault.Invalid, "line %q: a SKU and a positive quantity", l.SKU)
+		}
+		p, err := s.store.Product(ctx, l.SKU)
+		switch {
+		case fault.Is(err, fault.NotFound):
+			short = append(short, Shortage{SKU: l.SKU, Requested: l.Quantity, Unknown: true})
+		case err != nil:
+			return nil, fmt.Errorf("availability: %w", err)
+		case p.Stock < l.Quantity:
+			short = append(short, Shortage{SKU: l.SKU, Requested: l.Quantity, Available: p.Stock})
+		}
+	}
+	return short, nil
+}

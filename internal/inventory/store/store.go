@@ -7,9 +7,11 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/junction-go/junction/fault"
 	"github.com/junction-go/junction/internal/inventory"
+	"github.com/junction-go/junction/outbox"
 	"github.com/junction-go/junction/sqldb"
 )
 
@@ -17,7 +19,10 @@ import (
 var migrations embed.FS
 
 // Store implements inventory.Store. It is safe for concurrent use.
-type Store struct{ db *sqldb.DB }
+type Store struct {
+	db     *sqldb.DB
+	outbox *outbox.Outbox
+}
 
 var _ inventory.Store = (*Store)(nil)
 
@@ -26,8 +31,15 @@ func New(ctx context.Context, db *sqldb.DB) (*Store, error) {
 	if err := db.Migrate(ctx, sqldb.MigrationsFS(migrations, "migrations")); err != nil {
 		return nil, err
 	}
-	return &Store{db: db}, nil
+	ob, err := outbox.New(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{db: db, outbox: ob}, nil
 }
+
+// Outbox returns the outbox replies are written to, for its relay.
+func (s *Store) Outbox() *outbox.Outbox { return s.outbox }
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
@@ -83,4 +95,159 @@ func (s *Store) AddProducts(ctx context.Context, ps []inventory.Product) (int, e
 		return nil
 	})
 	return added, err
+}
+
+// DB returns the database, for the idempotent consumer's inbox.
+func (s *Store) DB() *sqldb.DB { return s.db }
+
+// Reservation returns the reservation of orderID, or fault.NotFound.
+func (s *Store) Reservation(ctx context.Context, q querier, orderID int64) (inventory.Reservation, error) {
+	r := inventory.Reservation{OrderID: orderID}
+	var state string
+	err := q.QueryRowContext(ctx, s.db.Dialect.Rebind(`SELECT state, total, currency, reason FROM reservations WHERE order_id = ?`), orderID).
+		Scan(&state, &r.Total, &r.Currency, &r.Reason)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fault.New(fault.NotFound, "no reservation for order %d", orderID)
+	}
+	if err != nil {
+		return r, fmt.Errorf("reservation %d: %w", orderID, err)
+	}
+	r.State = inventory.ReservationState(state)
+	return r, nil
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Reserve holds lines for orderID in tx, all or none, and returns the
+// reservation. An order reserved before gets its first answer again
+// (reserved, rejected, or released if a release came first); not enough
+// stock of a line is a Rejected reservation naming it. Stock never goes
+// below zero: each line is taken by a conditional update.
+func (s *Store) Reserve(ctx context.Context, tx *sql.Tx, orderID int64, lines []inventory.Line) (inventory.Reservation, error) {
+	if r, err := s.Reservation(ctx, tx, orderID); !fault.Is(err, fault.NotFound) {
+		return r, err
+	}
+	q := s.db.Dialect.Rebind
+	r := inventory.Reservation{OrderID: orderID, State: inventory.Reserved}
+	take := q(`UPDATE products SET stock = stock - ? WHERE sku = ? AND stock >= ?`)
+	var taken []inventory.Line
+	for _, l := range lines {
+		res, err := tx.ExecContext(ctx, take, l.Quantity, l.SKU, l.Quantity)
+		if err != nil {
+			return r, fmt.Errorf("reserve %s: %w", l.SKU, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			r.State, r.Total = inventory.Rejected, 0
+			p, err := s.productTx(ctx, tx, l.SKU)
+			switch {
+			case fault.Is(err, fault.NotFound):
+				r.Reason = fmt.Sprintf("%s is not sold here", l.SKU)
+			case err != nil:
+				return r, err
+			default:
+				r.Reason = fmt.Sprintf("out of stock: %s (%d left, %d wanted)", l.SKU, p.Stock, l.Quantity)
+			}
+			for _, t := range taken { // put back what this order took
+				if _, err := tx.ExecContext(ctx, q(`UPDATE products SET stock = stock + ? WHERE sku = ?`), t.Quantity, t.SKU); err != nil {
+					return r, fmt.Errorf("reserve: put back %s: %w", t.SKU, err)
+				}
+			}
+			taken = nil
+			break
+		}
+		p, err := s.productTx(ctx, tx, l.SKU)
+		if err != nil {
+			return r, err
+		}
+		r.Total += p.Price * l.Quantity
+		r.Currency = p.Currency
+		taken = append(taken, l)
+	}
+	if _, err := tx.ExecContext(ctx, q(`INSERT INTO reservations (order_id, state, total, currency, reason, updated_at) VALUES (?, ?, ?, ?, ?, ?)`),
+		orderID, string(r.State), r.Total, r.Currency, r.Reason, time.Now().UnixMilli()); err != nil {
+		return r, fmt.Errorf("reserve: %w", err)
+	}
+	for _, t := range taken {
+		if _, err := tx.ExecContext(ctx, q(`INSERT INTO reservation_items (order_id, sku, quantity) VALUES (?, ?, ?)`), orderID, t.SKU, t.Quantity); err != nil {
+			return r, fmt.Errorf("reserve: %w", err)
+		}
+	}
+	return r, nil
+}
+
+func (s *Store) productTx(ctx context.Context, tx *sql.Tx, sku string) (inventory.Product, error) {
+	p, err := scan(tx.QueryRowContext(ctx, s.db.Dialect.Rebind(`SELECT `+cols+` FROM products WHERE sku = ?`), sku))
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, fault.New(fault.NotFound, "no product %q", sku)
+	}
+	if err != nil {
+		return p, fmt.Errorf("product %q: %w", sku, err)
+	}
+	return p, nil
+}
+
+// Release puts a reserved order's stock back in tx and returns the
+// reservation. Releasing twice, or a rejected order, changes nothing; a
+// release before any reservation leaves a Released mark so a late Reserve
+// holds nothing. A committed reservation stays committed (its goods are
+// gone).
+func (s *Store) Release(ctx context.Context, tx *sql.Tx, orderID int64) (inventory.Reservation, error) {
+	q := s.db.Dialect.Rebind
+	r, err := s.Reservation(ctx, tx, orderID)
+	if fault.Is(err, fault.NotFound) {
+		r = inventory.Reservation{OrderID: orderID, State: inventory.Released, Reason: "released before it was reserved"}
+		_, err = tx.ExecContext(ctx, q(`INSERT INTO reservations (order_id, state, reason, updated_at) VALUES (?, ?, ?, ?)`),
+			orderID, string(r.State), r.Reason, time.Now().UnixMilli())
+		return r, err
+	}
+	if err != nil || r.State != inventory.Reserved {
+		return r, err
+	}
+	if _, err := tx.ExecContext(ctx, q(`UPDATE products SET stock = stock + (SELECT quantity FROM reservation_items i WHERE i.order_id = ? AND i.sku = products.sku)
+		WHERE sku IN (SELECT sku FROM reservation_items WHERE order_id = ?)`), orderID, orderID); err != nil {
+		return r, fmt.Errorf("release %d: %w", orderID, err)
+	}
+	r.State = inventory.Released
+	_, err = tx.ExecContext(ctx, q(`UPDATE reservations SET state = ?, updated_at = ? WHERE order_id = ?`), string(r.State), time.Now().UnixMilli(), orderID)
+	return r, err
+}
+
+// Commit marks a reserved order's stock as gone for good (the order was
+// confirmed). Anything else is left as it is.
+func (s *Store) Commit(ctx context.Context, tx *sql.Tx, orderID int64) error {
+	_, err := tx.ExecContext(ctx, s.db.Dialect.Rebind(`UPDATE reservations SET state = ?, updated_at = ? WHERE order_id = ? AND state = ?`),
+		string(inventory.Committed), time.Now().UnixMilli(), orderID, string(inventory.Reserved))
+	if err != nil {
+		return fmt.Errorf("commit %d: %w", orderID, err)
+	}
+	return nil
+}
+
+// Held returns, per SKU, the units reserved and committed: with the stock
+// on hand they add up to what there was (the conservation check).
+func (s *Store) Held(ctx context.Context) (map[string][2]int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT i.sku, r.state, SUM(i.quantity) FROM reservation_items i JOIN reservations r ON r.order_id = i.order_id
+		WHERE r.state IN ('reserved', 'committed') GROUP BY i.sku, r.state`)
+	if err != nil {
+		return nil, fmt.Errorf("held stock: %w", err)
+	}
+	defer rows.Close()
+	out := map[string][2]int64{}
+	for rows.Next() {
+		var sku, state string
+		var n int64
+		if err := rows.Scan(&sku, &state, &n); err != nil {
+			return nil, err
+		}
+		h := out[sku]
+		if state == string(inventory.Reserved) {
+			h[0] = n
+		} else {
+			h[1] = n
+		}
+		out[sku] = h
+	}
+	return out, rows.Err()
 }

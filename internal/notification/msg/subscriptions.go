@@ -29,14 +29,10 @@ const MaxDeliveries = 5
 // failures, and dead-lettered after MaxDeliveries or at once if it can
 // never succeed. Close the returned subscriptions to stop.
 func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *store.Store, log *slog.Logger) ([]bus.Subscription, error) {
-	h := bus.Chain(
-		outbox.Idempotent(st.DB(), events.GroupNotifications, orderEvent(st)),
-		bus.Recover(),
-		bus.DeadLetter(pub, events.GroupNotifications, MaxDeliveries, func(m *bus.Message, reason error) {
+	h := bus.Reliable(outbox.Idempotent(st.DB(), events.GroupNotifications, orderEvent(st)), pub, events.GroupNotifications, MaxDeliveries,
+		func(m *bus.Message, reason error) {
 			log.ErrorContext(ctx, "message dead-lettered", "topic", m.Topic, "id", m.ID, "type", m.Type, "reason", reason)
-		}),
-		bus.Retry(3, 50*time.Millisecond, time.Second),
-	)
+		})
 	s, err := sub.Subscribe(ctx, events.TopicOrders, events.GroupNotifications, h)
 	if err != nil {
 		return nil, err

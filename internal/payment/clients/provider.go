@@ -1,0 +1,131 @@
+// Package clients holds payment-service's client of the payment provider.
+package clients
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/junction-go/junction/fault"
+	"github.com/junction-go/junction/internal/payment"
+	"github.com/junction-go/junction/resilience"
+)
+
+// ProviderPolicy protects every call to the payment provider. Every call
+// carries an idempotency key, so every call may be retried.
+//
+//	timeout   2 s per attempt, within the command's own deadline
+//	retry     3 attempts, 100 ms doubling to 1 s with jitter, at most 20% of calls in flight
+//	breaker   open after 5 faults in a row, for 5 s; closed after 2 probes succeed
+//	bulkhead  32 calls at once
+//	fallback  none here: the command fails, the bus redelivers it later,
+//	          and the saga's own step timeout decides when to give up and
+//	          compensate (a provider outage)
+func ProviderPolicy(log *slog.Logger) resilience.Config {
+	return resilience.Config{
+		Name:        "payment-provider",
+		Timeout:     2 * time.Second,
+		MaxAttempts: 3, Backoff: 100 * time.Millisecond, MaxBackoff: time.Second, RetryBudget: 0.2,
+		BreakAfter: 5, BreakFor: 5 * time.Second,
+		MaxConcurrent: 32,
+		Log:           log,
+	}
+}
+
+// Provider calls the payment provider's HTTP API. It is safe for
+// concurrent use.
+type Provider struct {
+	base   string
+	client *http.Client
+	policy *resilience.Policy
+}
+
+var _ payment.Provider = (*Provider)(nil)
+
+// NewProvider returns a client of the provider at base (e.g.
+// "http://payment-provider" with a discovery transport) under policy.
+func NewProvider(base string, client *http.Client, policy *resilience.Policy) *Provider {
+	return &Provider{base: base, client: client, policy: policy}
+}
+
+// Policy returns the policy, for its counts and breaker state.
+func (p *Provider) Policy() *resilience.Policy { return p.policy }
+
+type answer struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+	Reason string `json:"reason"`
+}
+
+func (p *Provider) Authorize(ctx context.Context, key, orderRef string, amount int64, currency, card string) (payment.Authorization, error) {
+	var a answer
+	err := p.call(ctx, "/v1/authorizations", map[string]any{"key": key, "orderRef": orderRef, "amount": amount, "currency": currency, "card": card}, &a)
+	if err != nil {
+		return payment.Authorization{}, err
+	}
+	return payment.Authorization{PaymentID: a.ID, Declined: a.Status == "declined", Reason: a.Reason}, nil
+}
+
+func (p *Provider) Capture(ctx context.Context, key, id string) error { return p.act(ctx, key, id, "capture") }
+func (p *Provider) Void(ctx context.Context, key, id string) error    { return p.act(ctx, key, id, "void") }
+func (p *Provider) Refund(ctx context.Context, key, id string) error  { return p.act(ctx, key, id, "refund") }
+
+func (p *Provider) act(ctx context.Context, key, id, action string) error {
+	return p.call(ctx, "/v1/payments/"+url.PathEscape(id)+"/"+action, map[string]any{"key": key}, nil)
+}
+
+func (p *Provider) call(ctx context.Context, path string, body, out any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	return p.policy.Do(ctx, func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.base+path, bytes.NewReader(b))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := p.client.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return fault.Wrap(fault.Timeout, err, "payment provider timed out")
+			}
+			return fault.Wrap(fault.Unavailable, err, "payment provider unreachable")
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		switch {
+		case resp.StatusCode < 300:
+			if out != nil {
+				if err := json.Unmarshal(data, out); err != nil {
+					return fmt.Errorf("payment provider answer: %w", err)
+				}
+			}
+			return nil
+		case resp.StatusCode == http.StatusConflict:
+			return fault.New(fault.Conflict, "payment provider: %s", detail(data))
+		case resp.StatusCode == http.StatusNotFound:
+			return fault.New(fault.NotFound, "payment provider: %s", detail(data))
+		case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+			return fault.New(fault.Unavailable, "payment provider answered %d", resp.StatusCode)
+		default:
+			return fmt.Errorf("payment provider refused the request (%d): %s", resp.StatusCode, detail(data))
+		}
+	})
+}
+
+func detail(problem []byte) string {
+	var p struct {
+		Detail string `json:"detail"`
+	}
+	if json.Unmarshal(problem, &p) == nil && p.Detail != "" {
+		return p.Detail
+	}
+	return string(problem)
+}
