@@ -34,11 +34,22 @@ type serveConfig struct {
 	BrokerURL    string
 	Limits       gateway.Limits
 	BrokerSync   bool
+	// DispatchDelay is how long after confirmation shipping-service
+	// dispatches a shipment.
+	DispatchDelay time.Duration
+	// RefuseRate is the share of shipments shipping-service refuses, by
+	// order id and Seed (for tests of compensation).
+	RefuseRate float64
+	Seed       uint64
+	// Failpoints are fault-test crash points: name -> probability that
+	// the process kills itself (SIGKILL) there. Empty in production.
+	Failpoints   map[string]float64
 	logLevelText string
+	failText     string
 }
 
 // services are the names `junction serve` accepts.
-var services = []string{"registry", "broker", "user-service", "inventory-service", "order-service", "notification-service", "deadletter-service", "gateway"}
+var services = []string{"registry", "broker", "user-service", "inventory-service", "order-service", "payment-service", "payment-provider", "shipping-service", "notification-service", "deadletter-service", "gateway"}
 
 func (c *serveConfig) flags(fs *pflag.FlagSet, getenv func(string) string) {
 	env := func(key, def string) string {
@@ -63,6 +74,11 @@ func (c *serveConfig) flags(fs *pflag.FlagSet, getenv func(string) string) {
 	fs.Float64Var(&c.Limits.PerAddress, "rate-per-address", envFloat(getenv, "JUNCTION_RATE_PER_ADDRESS", c.Limits.PerAddress), "gateway: requests/s per client address, 0 for no limit [JUNCTION_RATE_PER_ADDRESS]")
 	fs.Float64Var(&c.Limits.PerUser, "rate-per-user", envFloat(getenv, "JUNCTION_RATE_PER_USER", c.Limits.PerUser), "gateway: requests/s per signed-in user, 0 for no limit [JUNCTION_RATE_PER_USER]")
 	fs.Int64Var(&c.Limits.MaxInFlight, "max-in-flight", int64(envFloat(getenv, "JUNCTION_MAX_IN_FLIGHT", float64(c.Limits.MaxInFlight))), "gateway: requests at once before shedding, 0 for no limit [JUNCTION_MAX_IN_FLIGHT]")
+	fs.DurationVar(&c.DispatchDelay, "dispatch-delay", envDuration(getenv, "JUNCTION_DISPATCH_DELAY", 2*time.Second), "shipping-service: time from confirmation to dispatch [JUNCTION_DISPATCH_DELAY]")
+	fs.Float64Var(&c.RefuseRate, "shipping-refuse-rate", envFloat(getenv, "JUNCTION_SHIPPING_REFUSE_RATE", 0), "shipping-service: share of shipments refused, for fault tests [JUNCTION_SHIPPING_REFUSE_RATE]")
+	seed, _ := strconv.ParseUint(getenv("JUNCTION_SEED"), 10, 64)
+	fs.Uint64Var(&c.Seed, "seed", seed, "seed of simulated refusals [JUNCTION_SEED]")
+	fs.StringVar(&c.failText, "failpoints", env("JUNCTION_FAILPOINTS", ""), "fault tests only: name=probability,... where the process kills itself [JUNCTION_FAILPOINTS]")
 	c.ListenFD, _ = strconv.Atoi(getenv("JUNCTION_LISTEN_FD"))
 }
 
@@ -113,6 +129,23 @@ func (c *serveConfig) finish() error {
 	// Bursts follow the rates: a second's worth.
 	c.Limits.AddressBurst = max(1, int(c.Limits.PerAddress))
 	c.Limits.UserBurst = max(1, int(c.Limits.PerUser))
+	if c.RefuseRate < 0 || c.RefuseRate > 1 {
+		return fmt.Errorf("shipping refuse rate %v must be between 0 and 1", c.RefuseRate)
+	}
+	if c.DispatchDelay < 0 {
+		return fmt.Errorf("dispatch delay must not be negative")
+	}
+	if c.failText != "" {
+		c.Failpoints = map[string]float64{}
+		for _, kv := range strings.Split(c.failText, ",") {
+			name, p, ok := strings.Cut(kv, "=")
+			f, err := strconv.ParseFloat(p, 64)
+			if !ok || err != nil || f < 0 || f > 1 || name == "" {
+				return fmt.Errorf("failpoint %q: want name=probability (0 to 1)", kv)
+			}
+			c.Failpoints[name] = f
+		}
+	}
 	if c.TokenTTL < time.Minute || c.TokenTTL > 24*time.Hour {
 		return fmt.Errorf("token ttl %v must be between 1m and 24h", c.TokenTTL)
 	}
@@ -123,10 +156,16 @@ func (c *serveConfig) finish() error {
 func (c *serveConfig) String() string {
 	s := fmt.Sprintf("service=%s instance=%s registry=%s", c.Service, c.InstanceID, c.RegistryURL)
 	switch c.Service {
-	case "user-service", "inventory-service", "order-service", "notification-service", "deadletter-service":
+	case "user-service", "inventory-service", "order-service", "payment-service", "shipping-service", "notification-service", "deadletter-service":
 		s += " database=" + sqldb.Redact(c.DatabaseURL) + " broker=" + sqldb.Redact(c.BrokerURL)
 	case "broker":
 		s += fmt.Sprintf(" nats=%s sync_always=%t", c.BrokerAddr, c.BrokerSync)
+	}
+	if c.Service == "shipping-service" {
+		s += fmt.Sprintf(" dispatch_delay=%v refuse_rate=%v", c.DispatchDelay, c.RefuseRate)
+	}
+	if len(c.Failpoints) > 0 {
+		s += fmt.Sprintf(" failpoints=%v", c.Failpoints)
 	}
 	return s
 }

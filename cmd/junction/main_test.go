@@ -55,9 +55,9 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-// TestServeRegistryAndInventory runs two services in this process the way
+// TestServeRegistryAndUsers runs two services in this process the way
 // `junction serve` does, on free ports, and stops them by cancelling.
-func TestServeRegistryAndInventory(t *testing.T) {
+func TestServeRegistryAndUsers(t *testing.T) {
 	var logs bytes.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -84,30 +84,30 @@ func TestServeRegistryAndInventory(t *testing.T) {
 	invLogs := &lockedWriter{w: &bytes.Buffer{}}
 	invDone := make(chan error, 1)
 	go func() {
-		invDone <- run(ctx, []string{"serve", "inventory-service"}, env(map[string]string{
+		invDone <- run(ctx, []string{"serve", "user-service"}, env(map[string]string{
 			"JUNCTION_REGISTRY_URL": regURL,
 			"JUNCTION_DATA":         t.TempDir(),
-			"JUNCTION_INSTANCE_ID":  "inventory-test",
+			"JUNCTION_INSTANCE_ID":  "user-test",
 		}), invLogs, invLogs)
 	}()
 	reg := discovery.NewClient(regURL, nil)
 	var addr string
 	waitFor(t, func() bool {
-		v, err := reg.Lookup(ctx, "inventory-service")
+		v, err := reg.Lookup(ctx, "user-service")
 		if err != nil || len(v.Instances) != 1 {
 			return false
 		}
 		addr = v.Instances[0].Endpoints["http"]
-		return v.Instances[0].ID == "inventory-test"
+		return v.Instances[0].ID == "user-test"
 	})
-	resp, err := http.Get("http://" + addr + "/api/products")
+	resp, err := http.Get("http://" + addr + "/.well-known/jwks.json")
 	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /api/products = %v, %v", resp, err)
+		t.Fatalf("GET /.well-known/jwks.json = %v, %v", resp, err)
 	}
 	resp.Body.Close()
 
 	cancel()
-	for name, done := range map[string]chan error{"inventory": invDone, "registry": regDone} {
+	for name, done := range map[string]chan error{"user-service": invDone, "registry": regDone} {
 		select {
 		case err := <-done:
 			if err != nil {
@@ -118,7 +118,7 @@ func TestServeRegistryAndInventory(t *testing.T) {
 		}
 	}
 	if !strings.Contains(invLogs.String(), `"msg":"stopped"`) {
-		t.Errorf("inventory logs lack a clean stop:\n%s", invLogs.String())
+		t.Errorf("user-service logs lack a clean stop:\n%s", invLogs.String())
 	}
 }
 

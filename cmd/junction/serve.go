@@ -11,8 +11,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"math/rand/v2"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -37,6 +39,8 @@ import (
 	"github.com/junction-go/junction/internal/instance"
 	"github.com/junction-go/junction/internal/inventory"
 	inventoryhttp "github.com/junction-go/junction/internal/inventory/httpapi"
+	inventorygrpc "github.com/junction-go/junction/internal/inventory/grpcapi"
+	inventorymsg "github.com/junction-go/junction/internal/inventory/msg"
 	inventorystore "github.com/junction-go/junction/internal/inventory/store"
 	"github.com/junction-go/junction/internal/notification"
 	notificationhttp "github.com/junction-go/junction/internal/notification/httpapi"
@@ -45,8 +49,17 @@ import (
 	"github.com/junction-go/junction/internal/order"
 	"github.com/junction-go/junction/internal/order/clients"
 	orderhttp "github.com/junction-go/junction/internal/order/httpapi"
+	ordermsg "github.com/junction-go/junction/internal/order/msg"
 	orderstore "github.com/junction-go/junction/internal/order/store"
+	paymentclients "github.com/junction-go/junction/internal/payment/clients"
+	paymentmsg "github.com/junction-go/junction/internal/payment/msg"
+	paymentstore "github.com/junction-go/junction/internal/payment/store"
+	"github.com/junction-go/junction/internal/paymentsim"
 	"github.com/junction-go/junction/internal/registry"
+	"github.com/junction-go/junction/internal/shipping"
+	shippinghttp "github.com/junction-go/junction/internal/shipping/httpapi"
+	shippingmsg "github.com/junction-go/junction/internal/shipping/msg"
+	shippingstore "github.com/junction-go/junction/internal/shipping/store"
 	registryhttp "github.com/junction-go/junction/internal/registry/httpapi"
 	"github.com/junction-go/junction/internal/user"
 	usergrpc "github.com/junction-go/junction/internal/user/grpcapi"
@@ -55,6 +68,7 @@ import (
 	"github.com/junction-go/junction/outbox"
 	"github.com/junction-go/junction/resilience"
 	"github.com/junction-go/junction/rest"
+	"github.com/junction-go/junction/saga"
 	"github.com/junction-go/junction/sqldb"
 	"github.com/junction-go/junction/telemetry"
 )
@@ -98,6 +112,12 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		return serveInventory(ctx, cfg, log)
 	case "order-service":
 		return serveOrders(ctx, cfg, log)
+	case "payment-service":
+		return servePayments(ctx, cfg, log)
+	case "payment-provider":
+		return servePaymentProvider(ctx, cfg, log)
+	case "shipping-service":
+		return serveShipping(ctx, cfg, log)
 	case "notification-service":
 		return serveNotifications(ctx, cfg, log)
 	case "deadletter-service":
@@ -285,7 +305,7 @@ func serveUsers(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 }
 
 func serveInventory(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
-	d, err := openDeps(ctx, cfg, log, false)
+	d, err := openDeps(ctx, cfg, log, true)
 	if err != nil {
 		return err
 	}
@@ -294,10 +314,83 @@ func serveInventory(ctx context.Context, cfg serveConfig, log *slog.Logger) erro
 	if err != nil {
 		return err
 	}
+	bg := startLoops(ctx)
+	defer bg.stop()
+	bg.relay(st.Outbox(), d.bus, cfg, log)
+	subs, err := inventorymsg.Subscribe(ctx, d.bus, d.bus, st, st.Outbox(), log)
+	if err != nil {
+		return err
+	}
+	defer closeAll(subs)
+	svc := inventory.NewService(st)
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
-		HTTP:  inventoryhttp.Handler(inventory.NewService(st), log),
+		HTTP:  inventoryhttp.Handler(svc, log),
+		GRPC:  inventorygrpc.NewServer(svc, jwksVerifier(d.resolver)),
 		Ready: st.Ping,
 	})
+}
+
+func closeAll(subs []bus.Subscription) {
+	for _, s := range subs {
+		_ = s.Close()
+	}
+}
+
+// loops are a service's background loops (outbox relay, timers); stop
+// cancels them and waits for every one.
+type loops struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func startLoops(ctx context.Context) *loops {
+	l := &loops{}
+	l.ctx, l.cancel = context.WithCancel(ctx)
+	return l
+}
+
+func (l *loops) goRun(fn func(ctx context.Context) error) {
+	l.wg.Add(1)
+	go func() { defer l.wg.Done(); _ = fn(l.ctx) }()
+}
+
+func (l *loops) stop() { l.cancel(); l.wg.Wait() }
+
+// relay runs the outbox relay of ob, publishing with pub.
+func (l *loops) relay(ob *outbox.Outbox, pub bus.Publisher, cfg serveConfig, log *slog.Logger) {
+	l.goRun(outbox.NewRelay(ob, pub, outbox.RelayConfig{Holder: cfg.InstanceID, Failpoint: failpoints(cfg, log)}, log).Run)
+}
+
+// failpoints returns the crash hook of cfg.Failpoints: at a named point,
+// with its probability, the process kills itself as kill -9 would. Nil
+// without failpoints.
+func failpoints(cfg serveConfig, log *slog.Logger) func(string) {
+	if len(cfg.Failpoints) == 0 {
+		return nil
+	}
+	return func(point string) {
+		if p, ok := cfg.Failpoints[point]; ok && rand.Float64() < p {
+			log.Warn("failpoint: killing this process", "point", point)
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // the signal is on its way
+		}
+	}
+}
+
+// grpcClient dials service over client-side discovery, forwarding the
+// caller's token.
+func grpcClient(r *discovery.Resolver, service string) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(grpcresolve.Target(service),
+		grpc.WithResolvers(grpcresolve.NewBuilder(r)),
+		grpc.WithDefaultServiceConfig(grpcresolve.ServiceConfig),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpcauth.ForwardToken(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("%s client: %w", service, err)
+	}
+	return conn, nil
 }
 
 func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
@@ -306,29 +399,89 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		return err
 	}
 	defer d.close()
-	st, err := orderstore.New(ctx, d.db)
+	st, err := orderstore.New(ctx, d.db, saga.Config{Failpoint: failpoints(cfg, log)}, log)
 	if err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(grpcresolve.Target(gateway.UserService),
-		grpc.WithResolvers(grpcresolve.NewBuilder(d.resolver)),
-		grpc.WithDefaultServiceConfig(grpcresolve.ServiceConfig),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpcauth.ForwardToken(),
-	)
+	users, err := grpcClient(d.resolver, gateway.UserService)
 	if err != nil {
-		return fmt.Errorf("user-service client: %w", err)
+		return err
 	}
-	defer conn.Close()
-	relay := outbox.NewRelay(st.Outbox(), d.bus, outbox.RelayConfig{Holder: cfg.InstanceID}, log)
-	relayCtx, stopRelay := context.WithCancel(ctx)
-	relayDone := make(chan struct{})
-	go func() { defer close(relayDone); _ = relay.Run(relayCtx) }()
-	defer func() { stopRelay(); <-relayDone }()
+	defer users.Close()
+	stock, err := grpcClient(d.resolver, gateway.InventoryService)
+	if err != nil {
+		return err
+	}
+	defer stock.Close()
+	bg := startLoops(ctx)
+	defer bg.stop()
+	bg.relay(st.Outbox(), d.bus, cfg, log)
+	bg.goRun(st.Sagas().Run)
+	subs, err := ordermsg.Subscribe(ctx, d.bus, d.bus, st, log)
+	if err != nil {
+		return err
+	}
+	defer closeAll(subs)
 
-	svc := order.NewService(st, clients.NewUsers(conn, resilience.New(clients.UserServicePolicy(log))), nil)
+	svc := order.NewService(st,
+		clients.NewUsers(users, resilience.New(clients.UserServicePolicy(log))),
+		clients.NewInventory(stock, resilience.New(clients.InventoryPolicy(log)), log),
+		nil)
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
 		HTTP:  orderhttp.Handler(svc, jwksVerifier(d.resolver), log),
+		Ready: st.Ping,
+	})
+}
+
+func servePayments(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	d, err := openDeps(ctx, cfg, log, true)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	st, err := paymentstore.New(ctx, d.db)
+	if err != nil {
+		return err
+	}
+	bg := startLoops(ctx)
+	defer bg.stop()
+	bg.relay(st.Outbox(), d.bus, cfg, log)
+	provider := paymentclients.NewProvider("http://"+gateway.PaymentProvider,
+		&http.Client{Transport: &discovery.Transport{Resolver: d.resolver}},
+		resilience.New(paymentclients.ProviderPolicy(log)))
+	sub, err := paymentmsg.Subscribe(ctx, d.bus, d.bus, st, provider, failpoints(cfg, log), log)
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{HTTP: http.NotFoundHandler(), Ready: st.Ping})
+}
+
+func servePaymentProvider(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{HTTP: paymentsim.New(log).Handler()})
+}
+
+func serveShipping(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	d, err := openDeps(ctx, cfg, log, true)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	st, err := shippingstore.New(ctx, d.db)
+	if err != nil {
+		return err
+	}
+	bg := startLoops(ctx)
+	defer bg.stop()
+	bg.relay(st.Outbox(), d.bus, cfg, log)
+	bg.goRun(func(ctx context.Context) error { return st.Run(ctx, 100*time.Millisecond, log) })
+	subs, err := shippingmsg.Subscribe(ctx, d.bus, d.bus, st, shippingmsg.Config{DispatchDelay: cfg.DispatchDelay, RefuseRate: cfg.RefuseRate, Seed: cfg.Seed}, log)
+	if err != nil {
+		return err
+	}
+	defer closeAll(subs)
+	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
+		HTTP:  shippinghttp.Handler(shipping.NewService(st), jwksVerifier(d.resolver), log),
 		Ready: st.Ping,
 	})
 }

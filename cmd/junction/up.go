@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -25,6 +26,7 @@ import (
 	"github.com/junction-go/junction/internal/supervisor"
 	"github.com/junction-go/junction/internal/user"
 	userstore "github.com/junction-go/junction/internal/user/store"
+	"github.com/junction-go/junction/saga"
 	"github.com/junction-go/junction/sqldb"
 )
 
@@ -40,10 +42,10 @@ type upConfig struct {
 
 // scaled are the services `--replicas` may scale; the registry and the
 // broker run once.
-var scaled = []string{"user-service", "inventory-service", "deadletter-service", "notification-service", "order-service", "gateway"}
+var scaled = []string{"user-service", "inventory-service", "payment-provider", "payment-service", "shipping-service", "deadletter-service", "notification-service", "order-service", "gateway"}
 
 // tiers order the stop: the gateway first, the registry last.
-var tiers = map[string]int{"registry": 0, "broker": 1, "user-service": 2, "inventory-service": 2, "deadletter-service": 2, "notification-service": 3, "order-service": 3, "gateway": 4}
+var tiers = map[string]int{"registry": 0, "broker": 1, "payment-provider": 2, "user-service": 2, "inventory-service": 2, "payment-service": 2, "shipping-service": 2, "deadletter-service": 2, "notification-service": 3, "order-service": 3, "gateway": 4}
 
 func newUpCommand(getenv func(string) string, stdout io.Writer) *cobra.Command {
 	var cfg upConfig
@@ -327,7 +329,7 @@ func seed(ctx context.Context, data, password string, logf func(string, ...any))
 		return err
 	}
 	defer odb.Close()
-	_, err = orderstore.New(ctx, odb)
+	_, err = orderstore.New(ctx, odb, saga.Config{}, slog.New(slog.DiscardHandler))
 	return err
 }
 

@@ -14,6 +14,10 @@ const (
 	InventoryService    = "inventory-service"
 	NotificationService = "notification-service"
 	DeadLetterService   = "deadletter-service"
+	ShippingService     = "shipping-service"
+	// PaymentProvider is not routed: it stands for a third party that
+	// only payment-service calls.
+	PaymentProvider = "payment-provider"
 )
 
 // Handler returns every public route. Routes marked public need no token;
@@ -39,6 +43,7 @@ func (g *Gateway) Handler() http.Handler {
 	mux.Handle("/api/users/", signedIn(g.forward(UserService)))
 	mux.Handle("/api/orders", signedIn(g.forward(OrderService)))
 	mux.Handle("/api/orders/", signedIn(g.forward(OrderService)))
+	mux.Handle("/api/shipments/", signedIn(g.forward(ShippingService)))
 	mux.Handle("/api/notifications", signedIn(g.forward(NotificationService)))
 	mux.Handle("/api/admin/deadletters", signedIn(g.forward(DeadLetterService)))
 	mux.Handle("/api/admin/deadletters/", signedIn(g.forward(DeadLetterService)))

@@ -60,3 +60,34 @@ func ForOrderCreated(eventID string, e events.OrderCreated, now time.Time) (Noti
 		CreatedAt: now,
 	}, nil
 }
+
+// ForStatusChange returns the notification of an order's status change
+// (OrderConfirmed, OrderRejected, OrderShipped, OrderCancelled).
+func ForStatusChange(eventID string, e events.OrderStatusChanged, now time.Time) (Notification, error) {
+	if e.OrderID < 1 || e.UserID < 1 {
+		return Notification{}, fault.New(fault.Invalid, "%s without an order or user id", e.Event)
+	}
+	var text string
+	switch e.Event {
+	case events.TypeOrderConfirmed:
+		text = fmt.Sprintf("Your order %d is confirmed and paid. It will leave the warehouse shortly.", e.OrderID)
+	case events.TypeOrderShipped:
+		text = fmt.Sprintf("Your order %d is on its way.", e.OrderID)
+	case events.TypeOrderCancelled:
+		text = fmt.Sprintf("Your order %d is cancelled; any payment was returned.", e.OrderID)
+	case events.TypeOrderRejected:
+		text = fmt.Sprintf("We could not complete your order %d: %s. Nothing was charged.", e.OrderID, e.Reason)
+	default:
+		return Notification{}, fault.New(fault.Invalid, "no notification for %s", e.Event)
+	}
+	return Notification{UserID: e.UserID, OrderID: e.OrderID, Event: e.Event, EventID: eventID, Text: text, CreatedAt: now}, nil
+}
+
+// ForShipmentDispatched returns the notification of a dispatched parcel.
+func ForShipmentDispatched(eventID string, e events.ShipmentDispatched, now time.Time) (Notification, error) {
+	if e.OrderID < 1 || e.UserID < 1 {
+		return Notification{}, fault.New(fault.Invalid, "ShipmentDispatched without an order or user id")
+	}
+	return Notification{UserID: e.UserID, OrderID: e.OrderID, Event: e.Event, EventID: eventID,
+		Text: fmt.Sprintf("Your parcel for order %d left the warehouse; tracking code %s.", e.OrderID, e.TrackingCode), CreatedAt: now}, nil
+}

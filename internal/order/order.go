@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/junction-go/junction/api/events"
@@ -24,11 +25,18 @@ type Status string
 
 // Statuses.
 const (
-	StatusPending   Status = "pending"
-	StatusConfirmed Status = "confirmed"
-	StatusRejected  Status = "rejected"
-	StatusCancelled Status = "cancelled"
+	StatusPending   Status = "pending"   // the saga is running
+	StatusConfirmed Status = "confirmed" // stock held, payment taken, shipment booked
+	StatusShipped   Status = "shipped"   // the parcel has left
+	StatusRejected  Status = "rejected"  // a step failed; everything was undone (Reason)
+	StatusCancelled Status = "cancelled" // the customer cancelled; everything was undone
+	// StatusNeedsAttention: an undo kept failing; staff must finish it.
+	StatusNeedsAttention Status = "needs_attention"
 )
+
+// Terminal reports whether nothing more will happen to an order in s
+// (shipped counts: only a person could change it now).
+func (s Status) Terminal() bool { return s != StatusPending && s != StatusConfirmed }
 
 // Limits on an order.
 const (
@@ -39,12 +47,29 @@ const (
 
 // Order is a customer's order.
 type Order struct {
-	ID        int64
-	UserID    int64
-	Status    Status
-	Items     []Item
+	ID     int64
+	UserID int64
+	Status Status
+	Items  []Item
+	// Reason says why an order was rejected or cancelled, or why a
+	// cancellation was refused.
+	Reason    string
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// Card is the card token the customer pays with; it is kept only in
+	// the saga's data, never in the order.
+	Card string
+	// Steps is the history of the order's sagas, oldest first (from Get).
+	Steps []Step
+}
+
+// Step is one transition of an order's saga.
+type Step struct {
+	Saga   string
+	Step   string
+	Event  string
+	Detail string
+	At     time.Time
 }
 
 // Item is one line of an order.
@@ -68,6 +93,8 @@ type Users interface {
 
 // Store keeps orders. Get of a missing order is fault.NotFound.
 type Store interface {
+	// Create also starts the order's place-order saga in the same
+	// transaction.
 	// Create stores o as a new order under the idempotency key (userID, key)
 	// when key is not empty. If the key was used before, it stores nothing
 	// and returns the order made then and created=false; if that order came
@@ -82,22 +109,54 @@ type Store interface {
 	// List returns up to limit orders of userID with ids below before
 	// (every order when before is 0), newest first.
 	List(ctx context.Context, userID, before int64, limit int) ([]Order, error)
+	// Abort stops the running place-order saga of order id with reason:
+	// what was done is undone. A saga that has ended is fault.Conflict.
+	Abort(ctx context.Context, id int64, reason string) error
+	// StartCancel starts the cancel-order saga of a confirmed order; one
+	// already started is fault.Conflict.
+	StartCancel(ctx context.Context, o Order) error
 }
+
+// Stock tells whether items are in stock now (inventory-service). It
+// holds nothing. Its error is a fault (unavailable, timeout) when it
+// cannot tell.
+type Stock interface {
+	Shortages(ctx context.Context, items []Item) ([]Shortage, error)
+}
+
+// Shortage is an item that cannot be served now.
+type Shortage struct {
+	SKU                  string
+	Requested, Available int64
+	Unknown              bool
+}
+
+// FallbackUncheckedStock names the fallback taken when inventory-service
+// cannot say whether the items are in stock: the order is accepted
+// anyway and the saga's ReserveStock decides.
+const FallbackUncheckedStock = "accept-without-stock-check"
 
 // Service is order-service's use cases. It is safe for concurrent use.
 type Service struct {
 	store Store
 	users Users
+	stock Stock
 	now   func() time.Time
+
+	fallbacks atomic.Int64
 }
 
-// NewService returns the service.
-func NewService(store Store, users Users, now func() time.Time) *Service {
+// NewService returns the service; stock may be nil (no check).
+func NewService(store Store, users Users, stock Stock, now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: store, users: users, now: now}
+	return &Service{store: store, users: users, stock: stock, now: now}
 }
+
+// Fallbacks returns how many orders were accepted without a stock check
+// (FallbackUncheckedStock).
+func (s *Service) Fallbacks() int64 { return s.fallbacks.Load() }
 
 var skuRE = regexp.MustCompile(`^[A-Z0-9][A-Z0-9-]{0,63}$`)
 
@@ -113,9 +172,18 @@ type Placed struct {
 // repeated request returns the first order instead of making another; the
 // same key with different items is fault.Conflict. Bad items are
 // fault.Invalid; a caller unknown to user-service is fault.Forbidden.
-func (s *Service) Place(ctx context.Context, caller auth.Principal, items []Item, key string) (Placed, error) {
+//
+// Before it accepts a new order it asks inventory-service whether the
+// items are in stock: a shortage is fault.Conflict, an unknown SKU
+// fault.Invalid; if inventory-service cannot answer, the order is accepted
+// anyway (FallbackUncheckedStock) and the saga decides. card is the card
+// token to pay with.
+func (s *Service) Place(ctx context.Context, caller auth.Principal, items []Item, key, card string) (Placed, error) {
 	if err := validItems(items); err != nil {
 		return Placed{}, err
+	}
+	if len(card) > 64 {
+		return Placed{}, fault.New(fault.Invalid, "card is at most 64 characters")
 	}
 	if err := validKey(key); err != nil {
 		return Placed{}, err
@@ -138,13 +206,70 @@ func (s *Service) Place(ctx context.Context, caller auth.Principal, items []Item
 		}
 		return Placed{}, fmt.Errorf("place order: check user: %w", err)
 	}
+	if err := s.checkStock(ctx, items); err != nil {
+		return Placed{}, err
+	}
 	now := s.now().UTC().Truncate(time.Millisecond)
-	o := Order{UserID: caller.UserID, Status: StatusPending, Items: items, CreatedAt: now, UpdatedAt: now}
+	o := Order{UserID: caller.UserID, Status: StatusPending, Items: items, CreatedAt: now, UpdatedAt: now, Card: card}
 	saved, created, err := s.store.Create(ctx, o, key, hash, orderCreated)
 	if err != nil {
 		return Placed{}, fmt.Errorf("place order: %w", err)
 	}
 	return Placed{Order: saved, Replayed: !created}, nil
+}
+
+func (s *Service) checkStock(ctx context.Context, items []Item) error {
+	if s.stock == nil {
+		return nil
+	}
+	short, err := s.stock.Shortages(ctx, items)
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("place order: %w", err)
+		}
+		s.fallbacks.Add(1) // FallbackUncheckedStock
+		return nil
+	}
+	for _, sh := range short {
+		if sh.Unknown {
+			return fault.New(fault.Invalid, "%s is not sold here", sh.SKU)
+		}
+	}
+	if len(short) > 0 {
+		var b strings.Builder
+		for i, sh := range short {
+			if i > 0 {
+				b.WriteString("; ")
+			}
+			fmt.Fprintf(&b, "%s: %d wanted, %d in stock", sh.SKU, sh.Requested, sh.Available)
+		}
+		return fault.New(fault.Conflict, "not enough stock: %s", b.String())
+	}
+	return nil
+}
+
+// Cancel cancels the caller's order: a pending one by stopping its saga,
+// a confirmed one by a cancel-order saga (refund, restock), unless its
+// parcel has left. Either way the undoing happens after Cancel returns;
+// the order's status shows the outcome. Any other status is
+// fault.Conflict.
+func (s *Service) Cancel(ctx context.Context, caller auth.Principal, id int64) (Order, error) {
+	o, err := s.Get(ctx, caller, id)
+	if err != nil {
+		return Order{}, err
+	}
+	switch o.Status {
+	case StatusPending:
+		err = s.store.Abort(ctx, id, CancelledByCustomer)
+	case StatusConfirmed:
+		err = s.store.StartCancel(ctx, o)
+	default:
+		return Order{}, fault.New(fault.Conflict, "order %d is %s and can no longer be cancelled", id, o.Status)
+	}
+	if err != nil {
+		return Order{}, fmt.Errorf("cancel order: %w", err)
+	}
+	return s.store.Get(ctx, id)
 }
 
 // orderCreated is the event a new order publishes.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -12,11 +13,13 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/fault"
 	"github.com/junction-go/junction/internal/order"
 	"github.com/junction-go/junction/internal/order/store"
+	"github.com/junction-go/junction/saga"
 	"github.com/junction-go/junction/sqldb"
 )
 
@@ -63,12 +66,12 @@ func newServiceDB(t *testing.T) (*order.Service, *users, *sqldb.DB) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	st, err := store.New(ctx, db)
+	st, err := store.New(ctx, db, saga.Config{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	u := &users{known: map[int64]bool{1: true, 2: true, 3: true}}
-	return order.NewService(st, u, clock), u, db
+	return order.NewService(st, u, nil, clock), u, db
 }
 
 // TestPlaceWritesOrderCreatedToTheOutbox: the event is written with the
@@ -77,14 +80,14 @@ func newServiceDB(t *testing.T) (*order.Service, *users, *sqldb.DB) {
 func TestPlaceWritesOrderCreatedToTheOutbox(t *testing.T) {
 	svc, _, db := newServiceDB(t)
 	ctx := context.Background()
-	p, err := svc.Place(ctx, alice, mug, "k")
+	p, err := svc.Place(ctx, alice, mug, "k", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.Place(ctx, alice, mug, "k"); err != nil {
+	if _, err := svc.Place(ctx, alice, mug, "k", ""); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := db.QueryContext(ctx, `SELECT topic, headers, body FROM outbox`)
+	rows, err := db.QueryContext(ctx, `SELECT topic, headers, body FROM outbox WHERE topic = 'orders'`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +121,7 @@ var mug = []order.Item{{SKU: "JX-MUG", Quantity: 2}}
 func TestPlaceAndGet(t *testing.T) {
 	svc, _ := newService(t)
 	ctx := context.Background()
-	placed, err := svc.Place(ctx, alice, mug, "")
+	placed, err := svc.Place(ctx, alice, mug, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,8 +130,11 @@ func TestPlaceAndGet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
+	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(order.Order{}, "Steps")); diff != "" {
 		t.Errorf("Get after Place (-want +got):\n%s", diff)
+	}
+	if len(got.Steps) != 2 || got.Steps[1].Step != "reserve-stock" {
+		t.Errorf("Get after Place: steps %+v, want the saga started and its first command sent", got.Steps)
 	}
 	if _, err := svc.Get(ctx, bob, placed.Order.ID); !fault.Is(err, fault.NotFound) {
 		t.Errorf("Get of alice's order as bob = %v, want not found", err)
@@ -144,21 +150,21 @@ func TestPlaceAndGet(t *testing.T) {
 func TestPlaceIsIdempotentPerKeyAndUser(t *testing.T) {
 	svc, u := newService(t)
 	ctx := context.Background()
-	first, err := svc.Place(ctx, alice, mug, "key-1")
+	first, err := svc.Place(ctx, alice, mug, "key-1", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := svc.Place(ctx, alice, mug, "key-1")
+	again, err := svc.Place(ctx, alice, mug, "key-1", "")
 	if err != nil || !again.Replayed || again.Order.ID != first.Order.ID {
 		t.Errorf("Place again with the key = %+v, %v; want the first order replayed", again, err)
 	}
 	if u.calls != 1 {
 		t.Errorf("user-service calls = %d, want 1 (a replay asks no one)", u.calls)
 	}
-	if _, err := svc.Place(ctx, alice, []order.Item{{SKU: "JX-MUG", Quantity: 3}}, "key-1"); !fault.Is(err, fault.Conflict) {
+	if _, err := svc.Place(ctx, alice, []order.Item{{SKU: "JX-MUG", Quantity: 3}}, "key-1", ""); !fault.Is(err, fault.Conflict) {
 		t.Errorf("Place with the key and other items = %v, want conflict", err)
 	}
-	other, err := svc.Place(ctx, bob, mug, "key-1")
+	other, err := svc.Place(ctx, bob, mug, "key-1", "")
 	if err != nil || other.Replayed || other.Order.ID == first.Order.ID {
 		t.Errorf("Place by bob with alice's key = %+v, %v; want a new order (keys are per user)", other, err)
 	}
@@ -175,7 +181,7 @@ func TestPlaceConcurrentRetriesMakeOneOrder(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p, err := svc.Place(ctx, alice, mug, "same")
+			p, err := svc.Place(ctx, alice, mug, "same", "")
 			if err != nil {
 				t.Error(err)
 				return
@@ -218,7 +224,7 @@ func TestPlaceRejectsBadInput(t *testing.T) {
 		{"key too long", mug, strings.Repeat("k", order.MaxKeyLen+1)},
 	}
 	for _, tt := range tests {
-		if _, err := svc.Place(context.Background(), alice, tt.items, tt.key); !fault.Is(err, fault.Invalid) {
+		if _, err := svc.Place(context.Background(), alice, tt.items, tt.key, ""); !fault.Is(err, fault.Invalid) {
 			t.Errorf("%s: Place = %v, want invalid", tt.name, err)
 		}
 	}
@@ -228,11 +234,11 @@ func TestPlaceWhenUserServiceFails(t *testing.T) {
 	svc, u := newService(t)
 	ctx := context.Background()
 	u.known = map[int64]bool{}
-	if _, err := svc.Place(ctx, alice, mug, ""); !fault.Is(err, fault.Forbidden) {
+	if _, err := svc.Place(ctx, alice, mug, "", ""); !fault.Is(err, fault.Forbidden) {
 		t.Errorf("Place by a user unknown to user-service = %v, want forbidden", err)
 	}
 	u.err = fault.Wrap(fault.Unavailable, errors.New("connection refused"), "user-service is unavailable")
-	if _, err := svc.Place(ctx, alice, mug, "k"); !fault.Is(err, fault.Unavailable) {
+	if _, err := svc.Place(ctx, alice, mug, "k", ""); !fault.Is(err, fault.Unavailable) {
 		t.Errorf("Place with user-service down = %v, want unavailable", err)
 	}
 	if page, _ := svc.List(ctx, alice, "", 10); len(page.Orders) != 0 {
@@ -245,13 +251,13 @@ func TestListPaginates(t *testing.T) {
 	ctx := context.Background()
 	var ids []int64
 	for range 5 {
-		p, err := svc.Place(ctx, alice, mug, "")
+		p, err := svc.Place(ctx, alice, mug, "", "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, p.Order.ID)
 	}
-	if _, err := svc.Place(ctx, bob, mug, ""); err != nil {
+	if _, err := svc.Place(ctx, bob, mug, "", ""); err != nil {
 		t.Fatal(err)
 	}
 	var got []int64
@@ -283,5 +289,53 @@ func TestListPaginates(t *testing.T) {
 		if _, err := svc.List(ctx, alice, bad.cursor, bad.limit); !fault.Is(err, fault.Invalid) {
 			t.Errorf("List(%q, %d) = %v, want invalid", bad.cursor, bad.limit, err)
 		}
+	}
+}
+
+// stock is a hand-written fake of inventory-service's availability check.
+type stock struct {
+	short []order.Shortage
+	err   error
+}
+
+func (s *stock) Shortages(context.Context, []order.Item) ([]order.Shortage, error) { return s.short, s.err }
+
+func TestTheStockCheckRefusesShortagesAndFallsBackWhenInventoryIsDown(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "orders.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	st, err := store.New(ctx, db, saga.Config{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &stock{}
+	svc := order.NewService(st, &users{known: map[int64]bool{1: true}}, s, clock)
+	mug := []order.Item{{SKU: "JX-MUG", Quantity: 2}}
+
+	s.short = []order.Shortage{{SKU: "JX-MUG", Requested: 2, Available: 1}}
+	if _, err := svc.Place(ctx, alice, mug, "", ""); !fault.Is(err, fault.Conflict) || !strings.Contains(err.Error(), "JX-MUG: 2 wanted, 1 in stock") {
+		t.Errorf("Place with a shortage = %v, want a conflict naming the SKU", err)
+	}
+	s.short = []order.Shortage{{SKU: "JX-MUG", Requested: 2, Unknown: true}}
+	if _, err := svc.Place(ctx, alice, mug, "", ""); !fault.Is(err, fault.Invalid) {
+		t.Errorf("Place of an unknown SKU = %v, want invalid", err)
+	}
+	s.short, s.err = nil, fault.New(fault.Unavailable, "inventory-service is down")
+	p, err := svc.Place(ctx, alice, mug, "", "")
+	if err != nil || p.Order.Status != order.StatusPending {
+		t.Fatalf("Place with inventory down = %+v, %v; want a pending order (the saga decides)", p.Order, err)
+	}
+	if got := svc.Fallbacks(); got != 1 {
+		t.Errorf("Fallbacks() = %d, want 1", got)
+	}
+	got, err := svc.Get(ctx, alice, p.Order.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Steps) < 2 || got.Steps[0].Event != "started" || got.Steps[1].Step != "reserve-stock" || got.Steps[1].Event != "sent" {
+		t.Errorf("steps of a new order = %+v, want the saga started and reserve-stock sent", got.Steps)
 	}
 }

@@ -188,11 +188,11 @@ func (s *Store) productTx(ctx context.Context, tx *sql.Tx, sku string) (inventor
 	return p, nil
 }
 
-// Release puts a reserved order's stock back in tx and returns the
-// reservation. Releasing twice, or a rejected order, changes nothing; a
-// release before any reservation leaves a Released mark so a late Reserve
-// holds nothing. A committed reservation stays committed (its goods are
-// gone).
+// Release puts a reserved or committed order's stock back in tx (the
+// saga undid it, or the customer cancelled a confirmed order) and returns
+// the reservation. Releasing twice, or a rejected order, changes nothing;
+// a release before any reservation leaves a Released mark so a late
+// Reserve holds nothing.
 func (s *Store) Release(ctx context.Context, tx *sql.Tx, orderID int64) (inventory.Reservation, error) {
 	q := s.db.Dialect.Rebind
 	r, err := s.Reservation(ctx, tx, orderID)
@@ -202,7 +202,7 @@ func (s *Store) Release(ctx context.Context, tx *sql.Tx, orderID int64) (invento
 			orderID, string(r.State), r.Reason, time.Now().UnixMilli())
 		return r, err
 	}
-	if err != nil || r.State != inventory.Reserved {
+	if err != nil || (r.State != inventory.Reserved && r.State != inventory.Committed) {
 		return r, err
 	}
 	if _, err := tx.ExecContext(ctx, q(`UPDATE products SET stock = stock + (SELECT quantity FROM reservation_items i WHERE i.order_id = ? AND i.sku = products.sku)

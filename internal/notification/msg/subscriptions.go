@@ -23,7 +23,8 @@ const MaxDeliveries = 5
 // Subscribe starts notification-service's subscriptions:
 //
 //	topic          group                  handles
-//	orders         notification-service   OrderCreated
+//	orders         notification-service   OrderCreated, OrderConfirmed, OrderRejected, OrderShipped, OrderCancelled
+//	shipments      notification-service   ShipmentDispatched
 //
 // Each message is applied once (inbox), retried in place on transient
 // failures, and dead-lettered after MaxDeliveries or at once if it can
@@ -33,11 +34,18 @@ func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *s
 		func(m *bus.Message, reason error) {
 			log.ErrorContext(ctx, "message dead-lettered", "topic", m.Topic, "id", m.ID, "type", m.Type, "reason", reason)
 		})
-	s, err := sub.Subscribe(ctx, events.TopicOrders, events.GroupNotifications, h)
-	if err != nil {
-		return nil, err
+	var subs []bus.Subscription
+	for _, topic := range []string{events.TopicOrders, events.TopicShipments} {
+		s, err := sub.Subscribe(ctx, topic, events.GroupNotifications, h)
+		if err != nil {
+			for _, s := range subs {
+				_ = s.Close()
+			}
+			return nil, err
+		}
+		subs = append(subs, s)
 	}
-	return []bus.Subscription{s}, nil
+	return subs, nil
 }
 
 // orderEvent records the notification an order event causes. Event types
@@ -51,6 +59,26 @@ func orderEvent(st *store.Store) outbox.TxHandler {
 				return bus.Permanent(fmt.Errorf("decode %s: %w", m.Type, err))
 			}
 			n, err := notification.ForOrderCreated(m.ID, e, time.Now().UTC())
+			if err != nil {
+				return bus.Permanent(err)
+			}
+			return st.AddTx(ctx, tx, n)
+		case events.TypeOrderConfirmed, events.TypeOrderRejected, events.TypeOrderShipped, events.TypeOrderCancelled:
+			var e events.OrderStatusChanged
+			if err := json.Unmarshal(m.Body, &e); err != nil {
+				return bus.Permanent(fmt.Errorf("decode %s: %w", m.Type, err))
+			}
+			n, err := notification.ForStatusChange(m.ID, e, time.Now().UTC())
+			if err != nil {
+				return bus.Permanent(err)
+			}
+			return st.AddTx(ctx, tx, n)
+		case events.TypeShipmentDispatched:
+			var e events.ShipmentDispatched
+			if err := json.Unmarshal(m.Body, &e); err != nil {
+				return bus.Permanent(fmt.Errorf("decode %s: %w", m.Type, err))
+			}
+			n, err := notification.ForShipmentDispatched(m.ID, e, time.Now().UTC())
 			if err != nil {
 				return bus.Permanent(err)
 			}

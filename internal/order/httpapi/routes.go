@@ -21,6 +21,7 @@ func Handler(svc *order.Service, v *auth.Verifier, log *slog.Logger) http.Handle
 	mux.HandleFunc("POST /api/orders", h.create)
 	mux.HandleFunc("GET /api/orders", h.list)
 	mux.HandleFunc("GET /api/orders/{id}", h.get)
+	mux.HandleFunc("POST /api/orders/{id}/cancel", h.cancel)
 	mux.HandleFunc("/", rest.NotFound)
 	return rest.Chain(mux, rest.RequestID, rest.AccessLog(log), rest.Recover(log), rest.Deadline, auth.Require(v, log))
 }
@@ -37,6 +38,17 @@ type itemJSON struct {
 
 type createRequest struct {
 	Items []itemJSON `json:"items"`
+	// Card is the card token to pay with; 4000000000000002 is always
+	// declined by the demo payment provider.
+	Card string `json:"card"`
+}
+
+type stepJSON struct {
+	Saga   string `json:"saga"`
+	Step   string `json:"step,omitempty"`
+	Event  string `json:"event"`
+	Detail string `json:"detail,omitempty"`
+	At     string `json:"at"`
 }
 
 type orderJSON struct {
@@ -44,8 +56,11 @@ type orderJSON struct {
 	UserID    int64      `json:"userId"`
 	Status    string     `json:"status"`
 	Items     []itemJSON `json:"items"`
+	Reason    string     `json:"reason,omitempty"`
 	CreatedAt string     `json:"createdAt"`
 	UpdatedAt string     `json:"updatedAt"`
+	// Steps is the saga's history, on GET of one order.
+	Steps []stepJSON `json:"steps,omitempty"`
 }
 
 const timeFormat = "2006-01-02T15:04:05.000Z07:00"
@@ -54,7 +69,11 @@ func toJSON(o order.Order) orderJSON {
 	out := orderJSON{
 		OrderID: o.ID, UserID: o.UserID, Status: string(o.Status),
 		Items:     make([]itemJSON, 0, len(o.Items)),
+		Reason:    o.Reason,
 		CreatedAt: o.CreatedAt.UTC().Format(timeFormat), UpdatedAt: o.UpdatedAt.UTC().Format(timeFormat),
+	}
+	for _, st := range o.Steps {
+		out.Steps = append(out.Steps, stepJSON{Saga: st.Saga, Step: st.Step, Event: st.Event, Detail: st.Detail, At: st.At.UTC().Format(timeFormat)})
 	}
 	for _, it := range o.Items {
 		out.Items = append(out.Items, itemJSON{SKU: it.SKU, Quantity: it.Quantity})
@@ -73,7 +92,7 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request) {
 		items = append(items, order.Item{SKU: it.SKU, Quantity: it.Quantity})
 	}
 	p, _ := auth.FromContext(r.Context())
-	placed, err := h.svc.Place(r.Context(), p, items, r.Header.Get("Idempotency-Key"))
+	placed, err := h.svc.Place(r.Context(), p, items, r.Header.Get("Idempotency-Key"), req.Card)
 	if err != nil {
 		rest.Error(w, r, h.log, err)
 		return
@@ -85,10 +104,36 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request) {
 	rest.JSON(w, http.StatusCreated, toJSON(placed.Order))
 }
 
-func (h *handler) get(w http.ResponseWriter, r *http.Request) {
+func orderID(r *http.Request) (int64, error) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id < 1 {
-		rest.Error(w, r, h.log, fault.New(fault.Invalid, "order id must be a positive integer"))
+		return 0, fault.New(fault.Invalid, "order id must be a positive integer")
+	}
+	return id, nil
+}
+
+// cancel answers 202 Accepted: the undoing runs after the answer; the
+// order's status shows when it is done.
+func (h *handler) cancel(w http.ResponseWriter, r *http.Request) {
+	id, err := orderID(r)
+	if err != nil {
+		rest.Error(w, r, h.log, err)
+		return
+	}
+	p, _ := auth.FromContext(r.Context())
+	o, err := h.svc.Cancel(r.Context(), p, id)
+	if err != nil {
+		rest.Error(w, r, h.log, err)
+		return
+	}
+	w.Header().Set("Location", fmt.Sprintf("/api/orders/%d", id))
+	rest.JSON(w, http.StatusAccepted, toJSON(o))
+}
+
+func (h *handler) get(w http.ResponseWriter, r *http.Request) {
+	id, err := orderID(r)
+	if err != nil {
+		rest.Error(w, r, h.log, err)
 		return
 	}
 	p, _ := auth.FromContext(r.Context())

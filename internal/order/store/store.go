@@ -7,6 +7,8 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/junction-go/junction/fault"
 	"github.com/junction-go/junction/internal/order"
 	"github.com/junction-go/junction/outbox"
+	"github.com/junction-go/junction/saga"
 	"github.com/junction-go/junction/sqldb"
 )
 
@@ -25,13 +28,15 @@ var migrations embed.FS
 type Store struct {
 	db     *sqldb.DB
 	outbox *outbox.Outbox
+	sagas  *saga.Engine
 }
 
 var _ order.Store = (*Store)(nil)
 
-// New migrates db to the current schema (with the outbox's tables) and
-// returns a store over it.
-func New(ctx context.Context, db *sqldb.DB) (*Store, error) {
+// New migrates db to the current schema (with the outbox's and the saga
+// engine's tables) and returns a store over it, with the saga engine that
+// runs the order's sagas (cfg.ReplyTopic is set here).
+func New(ctx context.Context, db *sqldb.DB, cfg saga.Config, log *slog.Logger) (*Store, error) {
 	if err := db.Migrate(ctx, sqldb.MigrationsFS(migrations, "migrations")); err != nil {
 		return nil, err
 	}
@@ -39,7 +44,89 @@ func New(ctx context.Context, db *sqldb.DB) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{db: db, outbox: ob}, nil
+	s := &Store{db: db, outbox: ob}
+	place, cancel := order.PlaceOrderSaga(), order.CancelOrderSaga()
+	place.OnEnd = s.ended(order.PlaceEnded)
+	cancel.OnEnd = s.ended(order.CancelEnded)
+	cfg.ReplyTopic, cfg.Source = orderevents.TopicOrderReplies, orderevents.SourceOrderService
+	if s.sagas, err = saga.New(ctx, db, ob, cfg, log, place, cancel); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Sagas returns the saga engine: its Run fires step timers, its
+// HandleReply takes the participants' replies.
+func (s *Store) Sagas() *saga.Engine { return s.sagas }
+
+// DB returns the database, for the inbox.
+func (s *Store) DB() *sqldb.DB { return s.db }
+
+// ended returns the OnEnd of a saga: it applies fn's change to the order
+// and writes its events, in the saga's ending transaction.
+func (s *Store) ended(fn func(order.Order, *saga.Instance, time.Time) (order.Order, []*bus.Message, error)) func(context.Context, *sql.Tx, *saga.Instance) error {
+	return func(ctx context.Context, tx *sql.Tx, in *saga.Instance) error {
+		id, err := strconv.ParseInt(strings.TrimSuffix(in.ID, "-cancel"), 10, 64)
+		if err != nil {
+			return fmt.Errorf("saga %s: not an order id", in.ID)
+		}
+		return s.apply(ctx, tx, id, func(o order.Order) (order.Order, []*bus.Message, error) {
+			return fn(o, in, time.Now().UTC().Truncate(time.Millisecond))
+		})
+	}
+}
+
+// apply changes order id in tx by fn and writes the events fn returns.
+func (s *Store) apply(ctx context.Context, tx *sql.Tx, id int64, fn func(order.Order) (order.Order, []*bus.Message, error)) error {
+	o, err := s.get(ctx, tx, id)
+	if err != nil {
+		return err
+	}
+	o, msgs, err := fn(o)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, s.db.Dialect.Rebind(`UPDATE orders SET status = ?, reason = ?, updated_at = ? WHERE id = ?`),
+		string(o.Status), o.Reason, o.UpdatedAt.UnixMilli(), id); err != nil {
+		return fmt.Errorf("update order %d: %w", id, err)
+	}
+	return s.outbox.Add(ctx, tx, orderevents.TopicOrders, msgs...)
+}
+
+// Shipped marks a confirmed order shipped in tx (a ShipmentDispatched
+// event), with its OrderShipped event.
+func (s *Store) Shipped(ctx context.Context, tx *sql.Tx, id int64) error {
+	err := s.apply(ctx, tx, id, func(o order.Order) (order.Order, []*bus.Message, error) {
+		return order.Shipped(o, time.Now().UTC().Truncate(time.Millisecond))
+	})
+	if fault.Is(err, fault.NotFound) {
+		return nil // not an order of this shop's database
+	}
+	return err
+}
+
+func (s *Store) Abort(ctx context.Context, id int64, reason string) error {
+	err := s.sagas.Abort(ctx, strconv.FormatInt(id, 10), reason)
+	switch {
+	case errors.Is(err, saga.ErrEnded):
+		return fault.New(fault.Conflict, "order %d has moved on; look again", id)
+	case errors.Is(err, saga.ErrNotFound):
+		return fault.New(fault.NotFound, "no order %d", id)
+	}
+	return err
+}
+
+func (s *Store) StartCancel(ctx context.Context, o order.Order) error {
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		return s.sagas.Start(ctx, tx, order.SagaCancelOrder, order.CancelSagaID(o.ID), order.SagaData(o))
+	})
+	if err != nil && s.db.Dialect.IsUniqueViolation(err) {
+		return fault.New(fault.Conflict, "order %d is being cancelled already", o.ID)
+	}
+	if err == nil {
+		s.outbox.Notify()
+	}
+	return err
 }
 
 // Outbox returns the outbox the store writes events to, for its relay.
@@ -95,6 +182,9 @@ func (s *Store) Create(ctx context.Context, o order.Order, key, hash string, eve
 		if err := s.outbox.Add(ctx, tx, orderevents.TopicOrders, msgs...); err != nil {
 			return err
 		}
+		if err := s.sagas.Start(ctx, tx, order.SagaPlaceOrder, strconv.FormatInt(o.ID, 10), order.SagaData(o)); err != nil {
+			return err
+		}
 		saved, created = o, true
 		return nil
 	})
@@ -133,7 +223,26 @@ func (s *Store) byKey(ctx context.Context, q querier, userID int64, key string) 
 	return o, hash, err
 }
 
-func (s *Store) Get(ctx context.Context, id int64) (order.Order, error) { return s.get(ctx, s.db, id) }
+// Get returns the order with the history of its sagas.
+func (s *Store) Get(ctx context.Context, id int64) (order.Order, error) {
+	o, err := s.get(ctx, s.db, id)
+	if err != nil {
+		return o, err
+	}
+	for _, sid := range []string{strconv.FormatInt(id, 10), order.CancelSagaID(id)} {
+		in, err := s.sagas.Get(ctx, sid)
+		if errors.Is(err, saga.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return o, err
+		}
+		for _, ev := range in.History {
+			o.Steps = append(o.Steps, order.Step{Saga: in.Saga, Step: ev.Step, Event: string(ev.Kind), Detail: ev.Detail, At: ev.Time})
+		}
+	}
+	return o, nil
+}
 
 func (s *Store) get(ctx context.Context, q querier, id int64) (order.Order, error) {
 	os, err := s.query(ctx, q, `WHERE id = ?`, id)
@@ -156,7 +265,7 @@ func (s *Store) List(ctx context.Context, userID, before int64, limit int) ([]or
 // query reads the orders a WHERE clause selects, with their items, in two
 // queries whatever their number.
 func (s *Store) query(ctx context.Context, q querier, where string, args ...any) ([]order.Order, error) {
-	rows, err := q.QueryContext(ctx, s.db.Dialect.Rebind(`SELECT id, user_id, status, created_at, updated_at FROM orders `+where), args...)
+	rows, err := q.QueryContext(ctx, s.db.Dialect.Rebind(`SELECT id, user_id, status, reason, created_at, updated_at FROM orders `+where), args...)
 	if err != nil {
 		return nil, fmt.Errorf("query orders: %w", err)
 	}
@@ -167,7 +276,7 @@ func (s *Store) query(ctx context.Context, q querier, where string, args ...any)
 		var o order.Order
 		var status string
 		var created, updated int64
-		if err := rows.Scan(&o.ID, &o.UserID, &status, &created, &updated); err != nil {
+		if err := rows.Scan(&o.ID, &o.UserID, &status, &o.Reason, &created, &updated); err != nil {
 			return nil, fmt.Errorf("scan order: %w", err)
 		}
 		o.Status = order.Status(status)

@@ -1,0 +1,66 @@
+// Package msg connects order-service to the broker. This file lists every
+// topic it listens to, with its consumer group and handlers. (What it
+// publishes goes through the outbox: OrderCreated, OrderConfirmed,
+// OrderRejected, OrderShipped, OrderCancelled on "orders", and the saga's
+// commands.)
+package msg
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"strconv"
+
+	"github.com/junction-go/junction/api/events"
+	"github.com/junction-go/junction/bus"
+	"github.com/junction-go/junction/internal/order/store"
+	"github.com/junction-go/junction/outbox"
+)
+
+// MaxDeliveries is how often a message is tried before it is dead-lettered.
+const MaxDeliveries = 5
+
+// Subscribe starts order-service's subscriptions:
+//
+//	topic           group          handles
+//	order-replies   order-service  every saga participant's replies (the saga engine)
+//	shipments       order-service  ShipmentDispatched (the order is shipped; choreography)
+//
+// Close the returned subscriptions to stop.
+func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *store.Store, log *slog.Logger) ([]bus.Subscription, error) {
+	onDead := func(m *bus.Message, reason error) {
+		log.ErrorContext(ctx, "message dead-lettered", "topic", m.Topic, "id", m.ID, "type", m.Type, "reason", reason)
+	}
+	shipped := outbox.Idempotent(st.DB(), events.GroupOrders, func(ctx context.Context, tx *sql.Tx, m *bus.Message) error {
+		if m.Type != events.TypeShipmentDispatched {
+			return nil
+		}
+		id, err := strconv.ParseInt(m.Key, 10, 64)
+		if err != nil {
+			return bus.Permanent(fmt.Errorf("%s with key %q: not an order id", m.Type, m.Key))
+		}
+		return st.Shipped(ctx, tx, id)
+	})
+	var subs []bus.Subscription
+	for topic, h := range map[string]bus.Handler{
+		events.TopicOrderReplies: st.Sagas().HandleReply,
+		events.TopicShipments: func(ctx context.Context, m *bus.Message) error {
+			if err := shipped(ctx, m); err != nil {
+				return err
+			}
+			st.Outbox().Notify()
+			return nil
+		},
+	} {
+		s, err := sub.Subscribe(ctx, topic, events.GroupOrders, bus.Reliable(h, pub, events.GroupOrders, MaxDeliveries, onDead))
+		if err != nil {
+			for _, s := range subs {
+				_ = s.Close()
+			}
+			return nil, err
+		}
+		subs = append(subs, s)
+	}
+	return subs, nil
+}
