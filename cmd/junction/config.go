@@ -19,21 +19,21 @@ import (
 // serveConfig is what `junction serve` reads, once, from flags and the
 // JUNCTION_* environment (a flag wins over its variable).
 type serveConfig struct {
-	Service      string
-	InstanceID   string
-	RegistryURL  string
-	DataDir      string
-	DatabaseURL  string
-	HTTPAddr     string
-	GRPCAddr     string
-	Advertise    string
-	ListenFD     int
-	LogLevel     slog.Level
-	TokenTTL     time.Duration
-	BrokerAddr   string
-	BrokerURL    string
-	Limits       gateway.Limits
-	BrokerSync   bool
+	Service     string
+	InstanceID  string
+	RegistryURL string
+	DataDir     string
+	DatabaseURL string
+	HTTPAddr    string
+	GRPCAddr    string
+	Advertise   string
+	ListenFD    int
+	LogLevel    slog.Level
+	TokenTTL    time.Duration
+	BrokerAddr  string
+	BrokerURL   string
+	Limits      gateway.Limits
+	BrokerSync  bool
 	// DispatchDelay is how long after confirmation shipping-service
 	// dispatches a shipment.
 	DispatchDelay time.Duration

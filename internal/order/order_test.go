@@ -298,7 +298,9 @@ type stock struct {
 	err   error
 }
 
-func (s *stock) Shortages(context.Context, []order.Item) ([]order.Shortage, error) { return s.short, s.err }
+func (s *stock) Shortages(context.Context, []order.Item) ([]order.Shortage, error) {
+	return s.short, s.err
+}
 
 func TestTheStockCheckRefusesShortagesAndFallsBackWhenInventoryIsDown(t *testing.T) {
 	ctx := context.Background()

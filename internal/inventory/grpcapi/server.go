@@ -71,4 +71,3 @@ func (s *server) CheckAvailability(ctx context.Context, req *inventoryv1.CheckAv
 	}
 	return resp, nil
 }
-

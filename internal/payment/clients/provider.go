@@ -72,9 +72,15 @@ func (p *Provider) Authorize(ctx context.Context, key, orderRef string, amount i
 	return payment.Authorization{PaymentID: a.ID, Declined: a.Status == "declined", Reason: a.Reason}, nil
 }
 
-func (p *Provider) Capture(ctx context.Context, key, id string) error { return p.act(ctx, key, id, "capture") }
-func (p *Provider) Void(ctx context.Context, key, id string) error    { return p.act(ctx, key, id, "void") }
-func (p *Provider) Refund(ctx context.Context, key, id string) error  { return p.act(ctx, key, id, "refund") }
+func (p *Provider) Capture(ctx context.Context, key, id string) error {
+	return p.act(ctx, key, id, "capture")
+}
+func (p *Provider) Void(ctx context.Context, key, id string) error {
+	return p.act(ctx, key, id, "void")
+}
+func (p *Provider) Refund(ctx context.Context, key, id string) error {
+	return p.act(ctx, key, id, "refund")
+}
 
 func (p *Provider) act(ctx context.Context, key, id, action string) error {
 	return p.call(ctx, "/v1/payments/"+url.PathEscape(id)+"/"+action, map[string]any{"key": key}, nil)
