@@ -83,8 +83,16 @@ func (l *lockedBuffer) String() string {
 // stop it.
 func startSystem(t testing.TB, data string, args ...string) *system {
 	t.Helper()
+	return startSystemEnv(t, data, nil, args...)
+}
+
+// startSystemEnv is startSystem with env (KEY=value) added to the
+// environment every process inherits.
+func startSystemEnv(t testing.TB, data string, env []string, args ...string) *system {
+	t.Helper()
 	start := time.Now()
 	cmd := exec.Command(binary, append([]string{"up", "--data", data, "--port", "0"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
 	s := &system{cmd: cmd, out: &lockedBuffer{}, done: make(chan error, 1), Data: data}
 	cmd.Stdout = io.MultiWriter(s.out, pw)
@@ -131,6 +139,12 @@ func startSystem(t testing.TB, data string, args ...string) *system {
 		}
 		if t.Failed() {
 			t.Logf("junction up output:\n%s", tail(s.out.String(), 200))
+			if dir := os.Getenv("JUNCTION_E2E_LOGS"); dir != "" {
+				name := filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+".log")
+				if err := os.WriteFile(name, []byte(s.out.String()), 0o644); err == nil {
+					t.Logf("full output in %s", name)
+				}
+			}
 		}
 	})
 	return s

@@ -43,7 +43,10 @@ type serveConfig struct {
 	Seed       uint64
 	// Failpoints are fault-test crash points: name -> probability that
 	// the process kills itself (SIGKILL) there. Empty in production.
-	Failpoints   map[string]float64
+	Failpoints map[string]float64
+	// FailpointMax caps the failpoints fired by all processes on one data
+	// folder; 0 for no cap.
+	FailpointMax int
 	logLevelText string
 	failText     string
 }
@@ -79,6 +82,7 @@ func (c *serveConfig) flags(fs *pflag.FlagSet, getenv func(string) string) {
 	seed, _ := strconv.ParseUint(getenv("JUNCTION_SEED"), 10, 64)
 	fs.Uint64Var(&c.Seed, "seed", seed, "seed of simulated refusals [JUNCTION_SEED]")
 	fs.StringVar(&c.failText, "failpoints", env("JUNCTION_FAILPOINTS", ""), "fault tests only: name=probability,... where the process kills itself [JUNCTION_FAILPOINTS]")
+	c.FailpointMax, _ = strconv.Atoi(getenv("JUNCTION_FAILPOINTS_MAX"))
 	c.ListenFD, _ = strconv.Atoi(getenv("JUNCTION_LISTEN_FD"))
 }
 

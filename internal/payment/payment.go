@@ -45,4 +45,13 @@ type Provider interface {
 	Capture(ctx context.Context, key, paymentID string) error
 	Void(ctx context.Context, key, paymentID string) error
 	Refund(ctx context.Context, key, paymentID string) error
+	// Payments lists what the provider holds for an order: how a lost
+	// answer (a crash after the provider acted) is found again.
+	Payments(ctx context.Context, orderRef string) ([]ProviderPayment, error)
+}
+
+// ProviderPayment is a payment as the provider reports it.
+type ProviderPayment struct {
+	ID     string
+	Status string // authorized, captured, voided, refunded, declined
 }

@@ -102,6 +102,7 @@ func New(log *slog.Logger) *Provider {
 //	POST /v1/payments/{id}/capture       {key}
 //	POST /v1/payments/{id}/void          {key}
 //	POST /v1/payments/{id}/refund        {key}
+//	GET  /v1/payments?orderRef=…         the payments of an order
 //	GET  /v1/admin/stats
 //	GET, PUT /v1/admin/faults            Faults
 //	GET /healthz, /readyz
@@ -109,6 +110,7 @@ func (p *Provider) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/authorizations", p.authorize)
 	mux.HandleFunc("POST /v1/payments/{id}/{action}", p.act)
+	mux.HandleFunc("GET /v1/payments", p.find)
 	mux.HandleFunc("GET /v1/admin/stats", func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
@@ -243,6 +245,29 @@ func (p *Provider) declines(key string) bool {
 	h := fnv.New64a()
 	fmt.Fprintf(h, "%d/%s", p.faults.Seed, key)
 	return float64(h.Sum64()%10000)/10000 < p.faults.DeclineRate
+}
+
+// find lists the payments of an order reference: how a client learns of
+// an authorization whose answer it lost.
+func (p *Provider) find(w http.ResponseWriter, r *http.Request) {
+	ref := r.URL.Query().Get("orderRef")
+	if ref == "" {
+		rest.Error(w, r, p.log, fault.New(fault.Invalid, "orderRef is required"))
+		return
+	}
+	if fail, _, err := p.before(r); err != nil || fail {
+		p.unavailable(w, r)
+		return
+	}
+	p.mu.Lock()
+	out := []Payment{}
+	for _, pay := range p.payments {
+		if pay.OrderRef == ref {
+			out = append(out, *pay)
+		}
+	}
+	p.mu.Unlock()
+	rest.JSON(w, http.StatusOK, map[string]any{"items": out})
 }
 
 // transitions: action -> status it needs -> status it makes.

@@ -133,7 +133,9 @@ func (c *child) run() {
 		if c.sup.OnExit != nil {
 			c.sup.OnExit(c.spec, err)
 		}
-		if time.Since(started) > 30*time.Second {
+		// A child that ran a few seconds came up fine: its death is not a
+		// crash loop, so it is restarted at once again.
+		if time.Since(started) > 3*time.Second {
 			backoff = 250 * time.Millisecond
 		}
 		c.sup.Logf("%s exited (%v); restarting in %v", c.spec.Name, err, backoff)

@@ -65,7 +65,7 @@ type answer struct {
 
 func (p *Provider) Authorize(ctx context.Context, key, orderRef string, amount int64, currency, card string) (payment.Authorization, error) {
 	var a answer
-	err := p.call(ctx, "/v1/authorizations", map[string]any{"key": key, "orderRef": orderRef, "amount": amount, "currency": currency, "card": card}, &a)
+	err := p.call(ctx, http.MethodPost, "/v1/authorizations", map[string]any{"key": key, "orderRef": orderRef, "amount": amount, "currency": currency, "card": card}, &a)
 	if err != nil {
 		return payment.Authorization{}, err
 	}
@@ -82,21 +82,40 @@ func (p *Provider) Refund(ctx context.Context, key, id string) error {
 	return p.act(ctx, key, id, "refund")
 }
 
-func (p *Provider) act(ctx context.Context, key, id, action string) error {
-	return p.call(ctx, "/v1/payments/"+url.PathEscape(id)+"/"+action, map[string]any{"key": key}, nil)
+func (p *Provider) Payments(ctx context.Context, orderRef string) ([]payment.ProviderPayment, error) {
+	var out struct {
+		Items []answer `json:"items"`
+	}
+	if err := p.call(ctx, http.MethodGet, "/v1/payments?orderRef="+url.QueryEscape(orderRef), nil, &out); err != nil {
+		return nil, err
+	}
+	ps := make([]payment.ProviderPayment, 0, len(out.Items))
+	for _, a := range out.Items {
+		ps = append(ps, payment.ProviderPayment{ID: a.ID, Status: a.Status})
+	}
+	return ps, nil
 }
 
-func (p *Provider) call(ctx context.Context, path string, body, out any) error {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return err
+func (p *Provider) act(ctx context.Context, key, id, action string) error {
+	return p.call(ctx, http.MethodPost, "/v1/payments/"+url.PathEscape(id)+"/"+action, map[string]any{"key": key}, nil)
+}
+
+func (p *Provider) call(ctx context.Context, method, path string, body, out any) error {
+	var b []byte
+	if body != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
+			return err
+		}
 	}
 	return p.policy.Do(ctx, func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.base+path, bytes.NewReader(b))
+		req, err := http.NewRequestWithContext(ctx, method, p.base+path, bytes.NewReader(b))
 		if err != nil {
 			return err
 		}
-		req.Header.Set("Content-Type", "application/json")
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		resp, err := p.client.Do(req)
 		if err != nil {
 			if ctx.Err() != nil {

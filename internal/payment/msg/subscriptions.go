@@ -47,6 +47,27 @@ type handler struct {
 	failpoint func(string)
 }
 
+// undoUnrecorded voids or refunds every payment the provider holds for
+// an order this service has no record of.
+func (h *handler) undoUnrecorded(ctx context.Context, key string, orderID int64) error {
+	ps, err := h.provider.Payments(ctx, strconv.FormatInt(orderID, 10))
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		switch p.Status {
+		case string(payment.Authorized):
+			err = h.provider.Void(ctx, key+"/"+p.ID, p.ID)
+		case string(payment.Captured):
+			err = h.provider.Refund(ctx, key+"/"+p.ID, p.ID)
+		}
+		if err != nil && !fault.Is(err, fault.Conflict) {
+			return err
+		}
+	}
+	return nil
+}
+
 func (h *handler) handle(ctx context.Context, m *bus.Message) error {
 	c, err := saga.ParseCommand(m)
 	if err != nil {
@@ -90,7 +111,13 @@ func (h *handler) handle(ctx context.Context, m *bus.Message) error {
 	case events.CmdVoidPayment:
 		switch {
 		case !exists:
-			next = payment.Payment{OrderID: ref.OrderID, State: payment.Voided, Reason: "voided before it was authorized"}
+			// Nothing recorded: either nothing was authorized, or the
+			// answer was lost in a crash. Ask the provider, undo what it
+			// holds, and leave a mark so a late authorization is refused.
+			if err := h.undoUnrecorded(ctx, c.Key, ref.OrderID); err != nil {
+				return err
+			}
+			next = payment.Payment{OrderID: ref.OrderID, State: payment.Voided, Reason: "voided before it was recorded"}
 		case prev.State == payment.Authorized:
 			if err := h.provider.Void(ctx, c.Key, prev.PaymentID); err != nil && !fault.Is(err, fault.Conflict) {
 				return err
