@@ -41,6 +41,9 @@ type Config struct {
 	Failpoint func(point string)
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Ended, when set, is told of every instance this engine ended, after
+	// the ending transaction committed (to wake whoever waits for it).
+	Ended func(in *Instance)
 }
 
 // Engine runs the instances of its definitions. It is safe for concurrent
@@ -121,6 +124,7 @@ type txn struct {
 	now    time.Time
 	events []Event
 	insert bool
+	ended  bool
 }
 
 func (t *txn) record(step string, kind EventKind, detail string) {
@@ -271,6 +275,7 @@ func (e *Engine) fire(ctx context.Context, id string) error {
 // transition loads instance id locked, lets fn change it, and saves it,
 // all in one transaction.
 func (e *Engine) transition(ctx context.Context, id, point string, fn func(t *txn) error) error {
+	var done *txn
 	err := e.db.InTx(ctx, func(tx *sql.Tx) error {
 		in, err := e.load(ctx, tx, id, true)
 		if err != nil {
@@ -288,10 +293,14 @@ func (e *Engine) transition(ctx context.Context, id, point string, fn func(t *tx
 			return err
 		}
 		e.failpoint(point + ".beforeCommit")
+		done = t
 		return nil
 	})
 	if err == nil {
 		e.failpoint(point + ".afterCommit")
+		if done.ended && e.cfg.Ended != nil {
+			e.cfg.Ended(done.in)
+		}
 	}
 	return err
 }
@@ -352,6 +361,7 @@ func (e *Engine) backoff(s Step, attempt int) time.Duration {
 }
 
 func (e *Engine) end(t *txn) error {
+	t.ended = true
 	if t.def.OnEnd == nil {
 		return nil
 	}

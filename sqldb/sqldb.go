@@ -35,6 +35,13 @@ type Dialect interface {
 type DB struct {
 	*sql.DB
 	Dialect Dialect
+
+	// writer, for SQLite, lets one InTx of this process write at a time:
+	// SQLite has one write lock per file, and writers that queue in Go
+	// wake the moment it is free, where writers that meet it locked back
+	// off in sleeps of up to 100 ms (busy_timeout) and throughput
+	// collapses under contention. Nil for PostgreSQL.
+	writer chan struct{}
 }
 
 // Open opens the database named by url and checks that it answers:
@@ -76,7 +83,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqldb: open %s: %w", path, err)
 	}
-	return &DB{DB: db, Dialect: sqliteDialect{}}, nil
+	return &DB{DB: db, Dialect: sqliteDialect{}, writer: make(chan struct{}, 1)}, nil
 }
 
 // Migrate applies the migrations in fsys/<dialect name>/*.sql that have not
@@ -110,6 +117,14 @@ func (db *DB) MigrateAs(ctx context.Context, fsys fs.FS, versionTable string) er
 // InTx runs fn in a transaction and commits it when fn returns nil; it rolls
 // back on an error or a panic.
 func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
+	if db.writer != nil {
+		select {
+		case db.writer <- struct{}{}:
+			defer func() { <-db.writer }()
+		case <-ctx.Done():
+			return fmt.Errorf("begin: %w", ctx.Err())
+		}
+	}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)

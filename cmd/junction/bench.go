@@ -39,13 +39,16 @@ type benchConfig struct {
 func newBenchCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
 	var cfg benchConfig
 	cmd := &cobra.Command{
-		Use:   "bench <read|grpc|bus|http>",
+		Use:   "bench <orders|read|grpc|bus|http>",
 		Short: "Load a running system at a constant rate and report latency percentiles",
 		Long: `Load a running Junction (by default the local 'junction up') at a constant
 arrival rate (open loop) and report what it sustained, with latency measured
 from each call's planned start into an HdrHistogram, so queueing behind a
 stall is counted (no coordinated omission).
 
+  orders alice and bob place orders (one JX-PIN each) through the gateway; each
+         call lasts until the order is confirmed or rejected (a long poll:
+         GET /api/orders/{id}?wait=5s)
   read   GET /api/orders/{id} through the gateway, as alice, on one order
   grpc   user.v1.UserService/GetUser straight to user-service (found via --registry)
   bus    publish to the broker (--broker, or the one in --registry) and wait for the ack
@@ -54,7 +57,7 @@ stall is counted (no coordinated omission).
 With --find-max it searches for the highest rate whose p99 stays within --p99
 and that is achieved (99% of the offered rate), running --duration at each.`,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"read", "grpc", "bus", "http"},
+		ValidArgs: []string{"orders", "read", "grpc", "bus", "http"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return bench(cmd.Context(), args[0], cfg, stdout, stderr)
 		},
@@ -89,7 +92,13 @@ func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr
 	}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.concurrency}, Timeout: 10 * time.Second}
 	var op loadgen.Op
+	var outcomes *orderOutcomes
 	switch scenario {
+	case "orders":
+		var err error
+		if op, outcomes, err = ordersOp(ctx, hc, cfg); err != nil {
+			return err
+		}
 	case "read":
 		token, err := benchLogin(ctx, hc, cfg)
 		if err != nil {
@@ -192,7 +201,7 @@ func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr
 			return nil
 		}
 	default:
-		return fmt.Errorf("bench: unknown scenario %q; one of read, grpc, bus, http", scenario)
+		return fmt.Errorf("bench: unknown scenario %q; one of orders, read, grpc, bus, http", scenario)
 	}
 	if cfg.findMax {
 		return findMax(ctx, scenario, cfg, op, stdout, stderr)
@@ -231,12 +240,17 @@ func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(struct {
-			Scenario string  `json:"scenario"`
-			Rate     float64 `json:"rate"`
+			Scenario string         `json:"scenario"`
+			Rate     float64        `json:"rate"`
+			Orders   *orderOutcomes `json:"orders,omitempty"`
 			loadgen.Result
-		}{scenario, cfg.rate, r})
+		}{scenario, cfg.rate, outcomes, r})
 	}
 	_, err = fmt.Fprintln(stdout, r.Summary("bench "+scenario, cfg.rate))
+	if outcomes != nil {
+		fmt.Fprintf(stdout, "  orders: %d confirmed, %d rejected, %d indeterminate (placed, no verdict in time)\n",
+			outcomes.Confirmed.Load(), outcomes.Rejected.Load(), outcomes.Indeterminate.Load())
+	}
 	if len(r.ErrorKind) > 0 {
 		fmt.Fprintf(stdout, "  errors by kind: %v\n", r.ErrorKind)
 	}
@@ -362,4 +376,86 @@ func findMax(ctx context.Context, scenario string, cfg benchConfig, op loadgen.O
 	}
 	_, err := fmt.Fprintf(stdout, "bench %s: highest rate holding p99 <= %v: %.0f/s\n", scenario, cfg.p99, lo)
 	return err
+}
+
+// orderOutcomes counts the verdicts of the orders scenario (warm-up
+// included).
+type orderOutcomes struct {
+	Confirmed     atomic.Int64 `json:"-"`
+	Rejected      atomic.Int64 `json:"-"`
+	Indeterminate atomic.Int64 `json:"-"`
+}
+
+func (o *orderOutcomes) MarshalJSON() ([]byte, error) {
+	return json.Marshal(map[string]int64{"confirmed": o.Confirmed.Load(), "rejected": o.Rejected.Load(), "indeterminate": o.Indeterminate.Load()})
+}
+
+// ordersOp places an order and waits for its verdict: the time from the
+// planned start to "confirmed" (or "rejected") is the call's latency.
+func ordersOp(ctx context.Context, hc *http.Client, cfg benchConfig) (loadgen.Op, *orderOutcomes, error) {
+	var tokens []string
+	for _, name := range []string{cfg.username, "bob"} {
+		c := cfg
+		c.username = name
+		tok, err := benchLogin(ctx, hc, c)
+		if err != nil {
+			return nil, nil, err
+		}
+		tokens = append(tokens, tok)
+	}
+	base := strings.TrimSuffix(cfg.target, "/")
+	out := &orderOutcomes{}
+	var n atomic.Int64
+	run := bus.NewID()[:8]
+	body := map[string]any{"items": []map[string]any{{"sku": "JX-PIN", "quantity": 1}}}
+	op := func(ctx context.Context) error {
+		i := n.Add(1)
+		token := tokens[i%int64(len(tokens))]
+		var o struct {
+			OrderID int64  `json:"orderId"`
+			Status  string `json:"status"`
+		}
+		b, _ := json.Marshal(body)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/orders", bytes.NewReader(b))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Idempotency-Key", fmt.Sprintf("bench-%s-%d", run, i))
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		if err := json.Unmarshal(raw, &o); err != nil {
+			return err
+		}
+		url := fmt.Sprintf("%s/api/orders/%d?wait=5s", base, o.OrderID)
+		for o.Status == "pending" {
+			if ctx.Err() != nil {
+				out.Indeterminate.Add(1)
+				return ctx.Err()
+			}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := hc.Do(req)
+			if err != nil {
+				continue
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&o)
+			resp.Body.Close()
+		}
+		if o.Status == "rejected" {
+			out.Rejected.Add(1)
+			return nil
+		}
+		out.Confirmed.Add(1)
+		return nil
+	}
+	return op, out, nil
 }

@@ -47,6 +47,8 @@ type serveConfig struct {
 	// FailpointMax caps the failpoints fired by all processes on one data
 	// folder; 0 for no cap.
 	FailpointMax int
+	// ProfileDir, when set, receives this process's CPU profile.
+	ProfileDir   string
 	logLevelText string
 	failText     string
 }
@@ -83,6 +85,7 @@ func (c *serveConfig) flags(fs *pflag.FlagSet, getenv func(string) string) {
 	fs.Uint64Var(&c.Seed, "seed", seed, "seed of simulated refusals [JUNCTION_SEED]")
 	fs.StringVar(&c.failText, "failpoints", env("JUNCTION_FAILPOINTS", ""), "fault tests only: name=probability,... where the process kills itself [JUNCTION_FAILPOINTS]")
 	c.FailpointMax, _ = strconv.Atoi(getenv("JUNCTION_FAILPOINTS_MAX"))
+	fs.StringVar(&c.ProfileDir, "cpu-profile-dir", env("JUNCTION_CPU_PROFILE_DIR", ""), "write this process's CPU profile to <dir>/<instance>.cpu.pprof [JUNCTION_CPU_PROFILE_DIR]")
 	c.ListenFD, _ = strconv.Atoi(getenv("JUNCTION_LISTEN_FD"))
 }
 

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -89,6 +90,13 @@ It never seeds demo data; 'junction up' does that for the local system.`,
 			}
 			log := telemetry.NewLogger(stderr, cfg.LogLevel, cfg.Service, cfg.InstanceID)
 			log.Info("starting", "version", version(), "config", cfg.String())
+			if cfg.ProfileDir != "" {
+				stop, err := cpuProfile(cfg)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			err := serve(cmd.Context(), cfg, log)
 			if err != nil {
 				log.Error("failed", "err", err)
@@ -98,6 +106,20 @@ It never seeds demo data; 'junction up' does that for the local system.`,
 	}
 	cfg.flags(cmd.Flags(), getenv)
 	return cmd
+}
+
+// cpuProfile writes this process's CPU profile to
+// <ProfileDir>/<instance>.cpu.pprof until stop is called.
+func cpuProfile(cfg serveConfig) (stop func(), err error) {
+	f, err := os.Create(filepath.Join(cfg.ProfileDir, cfg.InstanceID+".cpu.pprof"))
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {

@@ -76,6 +76,8 @@ func DemoCatalogue() []Product {
 		{SKU: "JX-STICKERS", Name: "Sticker pack", Description: "Twelve vinyl stickers.", Price: 500, Currency: "EUR", Stock: 500},
 		{SKU: "JX-HOODIE", Name: "Junction hoodie", Description: "Heavyweight, with the logo.", Price: 5900, Currency: "EUR", Stock: 15},
 		{SKU: "JX-LAST-ONE", Name: "Signed poster", Description: "Only one was ever made.", Price: 9900, Currency: "EUR", Stock: 1},
+		// Enough for `junction bench orders` to run for hours.
+		{SKU: "JX-PIN", Name: "Enamel pin", Description: "The logo, 25 mm.", Price: 300, Currency: "EUR", Stock: 10_000_000},
 	}
 }
 

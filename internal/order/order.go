@@ -106,6 +106,11 @@ type Store interface {
 	// hash of its request, or fault.NotFound.
 	ByIdempotencyKey(ctx context.Context, userID int64, key string) (Order, string, error)
 	Get(ctx context.Context, id int64) (Order, error)
+	// Status returns only the status of order id (a cheap read).
+	Status(ctx context.Context, id int64) (Status, error)
+	// Changed returns a channel closed when a saga of order id ends in
+	// this process, and a cancel to call when done waiting.
+	Changed(id int64) (<-chan struct{}, func())
 	// List returns up to limit orders of userID with ids below before
 	// (every order when before is 0), newest first.
 	List(ctx context.Context, userID, before int64, limit int) ([]Order, error)
@@ -308,6 +313,45 @@ func (s *Service) Get(ctx context.Context, caller auth.Principal, id int64) (Ord
 		return Order{}, fault.New(fault.NotFound, "no order %d", id)
 	}
 	return o, nil
+}
+
+// MaxWait is the longest Settled waits.
+const MaxWait = 30 * time.Second
+
+// Settled returns order id as Get does, after waiting up to wait (at most
+// MaxWait) while it is pending: a client learns the saga's verdict in one
+// call instead of polling. The wait ends early with ctx.
+func (s *Service) Settled(ctx context.Context, caller auth.Principal, id int64, wait time.Duration) (Order, error) {
+	o, err := s.Get(ctx, caller, id)
+	if err != nil || o.Status != StatusPending || wait <= 0 {
+		return o, err
+	}
+	// Woken by this process's saga engine; a replica's is seen by a slow
+	// poll.
+	changed, cancel := s.store.Changed(id)
+	defer cancel()
+	deadline := time.NewTimer(min(wait, MaxWait))
+	defer deadline.Stop()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return s.store.Get(context.WithoutCancel(ctx), id)
+		case <-deadline.C:
+			return s.store.Get(ctx, id)
+		case <-changed:
+			changed = nil
+		case <-t.C:
+		}
+		st, err := s.store.Status(ctx, id)
+		if err != nil {
+			return Order{}, err
+		}
+		if st != StatusPending {
+			return s.store.Get(ctx, id)
+		}
+	}
 }
 
 // Page is one page of a listing.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/fault"
@@ -130,14 +131,23 @@ func (h *handler) cancel(w http.ResponseWriter, r *http.Request) {
 	rest.JSON(w, http.StatusAccepted, toJSON(o))
 }
 
+// get answers one order; with ?wait=5s it first waits up to that long
+// while the order is pending (a long poll for the saga's verdict).
 func (h *handler) get(w http.ResponseWriter, r *http.Request) {
 	id, err := orderID(r)
 	if err != nil {
 		rest.Error(w, r, h.log, err)
 		return
 	}
+	var wait time.Duration
+	if q := r.URL.Query().Get("wait"); q != "" {
+		if wait, err = time.ParseDuration(q); err != nil || wait < 0 || wait > order.MaxWait {
+			rest.Error(w, r, h.log, fault.New(fault.Invalid, "wait is a duration up to %v, e.g. 5s", order.MaxWait))
+			return
+		}
+	}
 	p, _ := auth.FromContext(r.Context())
-	o, err := h.svc.Get(r.Context(), p, id)
+	o, err := h.svc.Settled(r.Context(), p, id, wait)
 	if err != nil {
 		rest.Error(w, r, h.log, err)
 		return

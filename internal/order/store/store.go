@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	orderevents "github.com/junction-go/junction/api/events"
@@ -29,6 +30,9 @@ type Store struct {
 	db     *sqldb.DB
 	outbox *outbox.Outbox
 	sagas  *saga.Engine
+
+	mu      sync.Mutex
+	waiters map[int64][]chan struct{}
 }
 
 var _ order.Store = (*Store)(nil)
@@ -44,7 +48,8 @@ func New(ctx context.Context, db *sqldb.DB, cfg saga.Config, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, outbox: ob}
+	s := &Store{db: db, outbox: ob, waiters: map[int64][]chan struct{}{}}
+	cfg.Ended = s.wake
 	place, cancel := order.PlaceOrderSaga(), order.CancelOrderSaga()
 	place.OnEnd = s.ended(order.PlaceEnded)
 	cancel.OnEnd = s.ended(order.CancelEnded)
@@ -53,6 +58,47 @@ func New(ctx context.Context, db *sqldb.DB, cfg saga.Config, log *slog.Logger) (
 		return nil, err
 	}
 	return s, nil
+}
+
+// Changed returns a channel closed when a saga of order id ends in this
+// process; call cancel when no longer waiting. A saga ended by another
+// replica is not signalled: poll as well.
+func (s *Store) Changed(id int64) (<-chan struct{}, func()) {
+	ch := make(chan struct{})
+	s.mu.Lock()
+	s.waiters[id] = append(s.waiters[id], ch)
+	s.mu.Unlock()
+	return ch, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		ws := s.waiters[id]
+		for i, w := range ws {
+			if w == ch {
+				ws = append(ws[:i], ws[i+1:]...)
+				break
+			}
+		}
+		if len(ws) == 0 {
+			delete(s.waiters, id)
+		} else {
+			s.waiters[id] = ws
+		}
+	}
+}
+
+// wake wakes the waiters of the order a saga just ended for.
+func (s *Store) wake(in *saga.Instance) {
+	id, err := strconv.ParseInt(strings.TrimSuffix(in.ID, "-cancel"), 10, 64)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	ws := s.waiters[id]
+	delete(s.waiters, id)
+	s.mu.Unlock()
+	for _, ch := range ws {
+		close(ch)
+	}
 }
 
 // Sagas returns the saga engine: its Run fires step timers, its
@@ -221,6 +267,18 @@ func (s *Store) byKey(ctx context.Context, q querier, userID int64, key string) 
 	}
 	o, err := s.get(ctx, q, id)
 	return o, hash, err
+}
+
+func (s *Store) Status(ctx context.Context, id int64) (order.Status, error) {
+	var st string
+	err := s.db.QueryRowContext(ctx, s.db.Dialect.Rebind(`SELECT status FROM orders WHERE id = ?`), id).Scan(&st)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fault.New(fault.NotFound, "no order %d", id)
+	}
+	if err != nil {
+		return "", fmt.Errorf("order %d status: %w", id, err)
+	}
+	return order.Status(st), nil
 }
 
 // Get returns the order with the history of its sagas.
