@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -162,20 +163,19 @@ func (s *shop) pid(service string) int {
 	return pid
 }
 
-// setProvider sets the payment provider's faults.
+// setProvider sets the payment provider's faults with `junction chaos
+// provider`, as an operator would.
 func (s *shop) setProvider(f paymentsim.Faults) {
 	s.t.Helper()
-	b, _ := json.Marshal(f)
-	req, _ := http.NewRequest("PUT", "http://"+s.endpoint("payment-provider")+"/v1/admin/faults", bytes.NewReader(b))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := s.http.Do(req)
+	s.endpoint("payment-provider") // registered
+	out, err := exec.Command(binary, "chaos", "provider", "--registry", s.sys.Registry,
+		"--error-rate", strconv.FormatFloat(f.ErrorRate, 'f', -1, 64),
+		"--decline-rate", strconv.FormatFloat(f.DeclineRate, 'f', -1, 64),
+		"--seed", strconv.FormatUint(f.Seed, 10)).CombinedOutput()
 	if err != nil {
-		s.t.Fatal(err)
+		s.t.Fatalf("junction chaos provider: %v\n%s", err, out)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		s.t.Fatalf("set provider faults = %d", resp.StatusCode)
-	}
+	s.t.Logf("junction chaos provider: %s", bytes.TrimSpace(out))
 }
 
 func (s *shop) providerStats() paymentsim.Stats {

@@ -3,17 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/junction-go/junction/discovery"
+	"github.com/junction-go/junction/internal/gateway"
+	"github.com/junction-go/junction/internal/paymentsim"
 )
 
 // newChaosCommand breaks a running local system on purpose: it finds an
@@ -30,7 +35,8 @@ machine.
   kill ID     SIGKILL: the supervisor restarts it; callers go to other instances
   stop ID     SIGTERM: a graceful stop (it leaves the registry first)
   pause ID    SIGSTOP: it stops answering; the registry's probes take it out
-  resume ID   SIGCONT: it answers again and is taken back`,
+  resume ID   SIGCONT: it answers again and is taken back
+  provider    set the payment provider's latency, error rate, decline rate, outage`,
 	}
 	cmd.PersistentFlags().StringVar(&registry, "registry", getenv("JUNCTION_REGISTRY_URL"), "registry URL ('junction up' prints it) [JUNCTION_REGISTRY_URL]")
 	instances := func(ctx context.Context) ([]discovery.Instance, error) {
@@ -85,6 +91,52 @@ machine.
 			},
 		})
 	}
+	var f struct {
+		latency                time.Duration
+		errorRate, declineRate float64
+		outage                 bool
+		seed                   uint64
+	}
+	provider := &cobra.Command{
+		Use:   "provider",
+		Short: "Set the payment provider's faults (every flag at once; the defaults clear them)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if registry == "" {
+				return fmt.Errorf("chaos: --registry is needed ('junction up' prints it)")
+			}
+			v, err := discovery.NewClient(registry, nil).Lookup(cmd.Context(), gateway.PaymentProvider)
+			if err != nil || len(v.Instances) == 0 {
+				return fmt.Errorf("chaos: no payment provider in the registry: %v", err)
+			}
+			body, _ := json.Marshal(paymentsim.Faults{LatencyMS: f.latency.Milliseconds(), ErrorRate: f.errorRate, DeclineRate: f.declineRate, Outage: f.outage, Seed: f.seed})
+			for _, in := range v.Instances {
+				req, err := http.NewRequestWithContext(cmd.Context(), http.MethodPut, "http://"+in.Endpoints[discovery.EndpointHTTP]+"/v1/admin/faults", bytes.NewReader(body))
+				if err != nil {
+					return err
+				}
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return fmt.Errorf("chaos: %s: %w", in.ID, err)
+				}
+				answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					return fmt.Errorf("chaos: %s answered %s: %s", in.ID, resp.Status, bytes.TrimSpace(answer))
+				}
+				fmt.Fprintf(stdout, "%s: %s\n", in.ID, bytes.TrimSpace(answer))
+			}
+			return nil
+		},
+	}
+	pf := provider.Flags()
+	pf.DurationVar(&f.latency, "latency", 0, "added to every call")
+	pf.Float64Var(&f.errorRate, "error-rate", 0, "share of calls answered 503 (half after the effect)")
+	pf.Float64Var(&f.declineRate, "decline-rate", 0, "share of authorizations declined (chosen by idempotency key)")
+	pf.BoolVar(&f.outage, "outage", false, "answer every call 503")
+	pf.Uint64Var(&f.seed, "seed", 0, "seed of the declines and errors")
+	cmd.AddCommand(provider)
 	return cmd
 }
 

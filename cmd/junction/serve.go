@@ -78,7 +78,7 @@ func newServeCommand(getenv func(string) string, stderr io.Writer) *cobra.Comman
 	var cfg serveConfig
 	cmd := &cobra.Command{
 		Use:   "serve <service>",
-		Short: "Run one service (registry, broker, user-service, inventory-service, order-service, gateway)",
+		Short: "Run one service (registry, broker, gateway or any of the shop's services)",
 		Long: `Run one service in the foreground, configured by flags and JUNCTION_* variables.
 It never seeds demo data; 'junction up' does that for the local system.`,
 		Args:      cobra.ExactArgs(1),
