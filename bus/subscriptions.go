@@ -2,6 +2,8 @@ package bus
 
 import (
 	"context"
+	"fmt"
+	"sort"
 	"sync"
 )
 
@@ -75,4 +77,27 @@ func CloseWhenDone(ctx context.Context, s Subscription, done <-chan struct{}) {
 		case <-done:
 		}
 	}()
+}
+
+// SubscribeAll subscribes h to each topic of handlers (topic -> handler)
+// as group, in topic order, and returns the subscriptions. If one fails,
+// those already made are closed and the error returned.
+func SubscribeAll(ctx context.Context, sub Subscriber, group string, handlers map[string]Handler) ([]Subscription, error) {
+	topics := make([]string, 0, len(handlers))
+	for t := range handlers {
+		topics = append(topics, t)
+	}
+	sort.Strings(topics)
+	subs := make([]Subscription, 0, len(topics))
+	for _, t := range topics {
+		s, err := sub.Subscribe(ctx, t, group, handlers[t])
+		if err != nil {
+			for _, s := range subs {
+				_ = s.Close()
+			}
+			return nil, fmt.Errorf("subscribe %s to %s: %w", group, t, err)
+		}
+		subs = append(subs, s)
+	}
+	return subs, nil
 }

@@ -43,21 +43,10 @@ func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *s
 			return nil
 		}, pub, events.GroupInventory, MaxDeliveries, onDead)
 	}
-	var subs []bus.Subscription
-	for topic, h := range map[string]bus.Handler{
+	return bus.SubscribeAll(ctx, sub, events.GroupInventory, map[string]bus.Handler{
 		events.TopicInventoryCommands: wrap(command(st, ob)),
 		events.TopicOrders:            wrap(orderEvent(st)),
-	} {
-		s, err := sub.Subscribe(ctx, topic, events.GroupInventory, h)
-		if err != nil {
-			for _, s := range subs {
-				_ = s.Close()
-			}
-			return nil, err
-		}
-		subs = append(subs, s)
-	}
-	return subs, nil
+	})
 }
 
 // command applies a saga command and writes its reply.

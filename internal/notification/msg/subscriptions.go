@@ -34,18 +34,7 @@ func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *s
 		func(m *bus.Message, reason error) {
 			log.ErrorContext(ctx, "message dead-lettered", "topic", m.Topic, "id", m.ID, "type", m.Type, "reason", reason)
 		})
-	var subs []bus.Subscription
-	for _, topic := range []string{events.TopicOrders, events.TopicShipments} {
-		s, err := sub.Subscribe(ctx, topic, events.GroupNotifications, h)
-		if err != nil {
-			for _, s := range subs {
-				_ = s.Close()
-			}
-			return nil, err
-		}
-		subs = append(subs, s)
-	}
-	return subs, nil
+	return bus.SubscribeAll(ctx, sub, events.GroupNotifications, map[string]bus.Handler{events.TopicOrders: h, events.TopicShipments: h})
 }
 
 // orderEvent records the notification an order event causes. Event types

@@ -42,25 +42,17 @@ func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *s
 		}
 		return st.Shipped(ctx, tx, id)
 	})
-	var subs []bus.Subscription
-	for topic, h := range map[string]bus.Handler{
-		events.TopicOrderReplies: st.Sagas().HandleReply,
-		events.TopicShipments: func(ctx context.Context, m *bus.Message) error {
+	reliable := func(h bus.Handler) bus.Handler {
+		return bus.Reliable(h, pub, events.GroupOrders, MaxDeliveries, onDead)
+	}
+	return bus.SubscribeAll(ctx, sub, events.GroupOrders, map[string]bus.Handler{
+		events.TopicOrderReplies: reliable(st.Sagas().HandleReply),
+		events.TopicShipments: reliable(func(ctx context.Context, m *bus.Message) error {
 			if err := shipped(ctx, m); err != nil {
 				return err
 			}
 			st.Outbox().Notify()
 			return nil
-		},
-	} {
-		s, err := sub.Subscribe(ctx, topic, events.GroupOrders, bus.Reliable(h, pub, events.GroupOrders, MaxDeliveries, onDead))
-		if err != nil {
-			for _, s := range subs {
-				_ = s.Close()
-			}
-			return nil, err
-		}
-		subs = append(subs, s)
-	}
-	return subs, nil
+		}),
+	})
 }

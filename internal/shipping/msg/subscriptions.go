@@ -55,21 +55,10 @@ func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *s
 			return nil
 		}, pub, events.GroupShipping, MaxDeliveries, onDead)
 	}
-	var subs []bus.Subscription
-	for topic, h := range map[string]bus.Handler{
+	return bus.SubscribeAll(ctx, sub, events.GroupShipping, map[string]bus.Handler{
 		events.TopicShippingCommands: wrap(command(st, cfg)),
 		events.TopicOrders:           wrap(orderEvent(st, cfg)),
-	} {
-		s, err := sub.Subscribe(ctx, topic, events.GroupShipping, h)
-		if err != nil {
-			for _, s := range subs {
-				_ = s.Close()
-			}
-			return nil, err
-		}
-		subs = append(subs, s)
-	}
-	return subs, nil
+	})
 }
 
 func command(st *store.Store, cfg Config) outbox.TxHandler {
