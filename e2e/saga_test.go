@@ -414,6 +414,19 @@ func (s *shop) check(as []*attempt, seed uint64, kills map[string]int) (report, 
 	if rep.NeedsAttention > 0 {
 		t.Errorf("%d orders need attention; the faults were transient, want 0", rep.NeedsAttention)
 	}
+	// The engine's own view, through the admin API: nothing still running.
+	for _, st := range []string{"running", "compensating", "needs_attention"} {
+		r := s.admin.do("GET", "/api/admin/sagas?limit=100&status="+st, nil)
+		var page struct {
+			Items []struct {
+				ID string `json:"id"`
+			} `json:"items"`
+		}
+		r.decode(t, &page)
+		if r.Status != http.StatusOK || len(page.Items) != 0 {
+			t.Errorf("GET /api/admin/sagas?status=%s = %d with %d sagas, want 200 and none", st, r.Status, len(page.Items))
+		}
+	}
 
 	// I2: conservation per SKU, from inventory's own database.
 	ctx := context.Background()

@@ -468,7 +468,7 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	bg := startLoops(ctx)
 	defer bg.stop()
 	bg.relay(st.Outbox(), d.bus, cfg, log)
-	bg.goRun(st.Sagas().Run)
+	bg.goRun(st.Engine().Run)
 	subs, err := ordermsg.Subscribe(ctx, d.bus, d.bus, st, log)
 	if err != nil {
 		return err

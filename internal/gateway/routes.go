@@ -45,6 +45,8 @@ func (g *Gateway) Handler() http.Handler {
 	mux.Handle("/api/orders/", signedIn(g.forward(OrderService)))
 	mux.Handle("/api/shipments/", signedIn(g.forward(ShippingService)))
 	mux.Handle("/api/notifications", signedIn(g.forward(NotificationService)))
+	mux.Handle("/api/admin/sagas", signedIn(g.forward(OrderService)))
+	mux.Handle("/api/admin/sagas/", signedIn(g.forward(OrderService)))
 	mux.Handle("/api/admin/deadletters", signedIn(g.forward(DeadLetterService)))
 	mux.Handle("/api/admin/deadletters/", signedIn(g.forward(DeadLetterService)))
 

@@ -18,6 +18,7 @@ import (
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/bus"
 	"github.com/junction-go/junction/fault"
+	"github.com/junction-go/junction/saga"
 )
 
 // Status is where an order is in its life.
@@ -111,6 +112,10 @@ type Store interface {
 	// Changed returns a channel closed when a saga of order id ends in
 	// this process, and a cancel to call when done waiting.
 	Changed(id int64) (<-chan struct{}, func())
+	// Sagas lists saga instances (without history); Saga reads one with
+	// its history, or fault.NotFound.
+	Sagas(ctx context.Context, f saga.Filter) ([]*saga.Instance, error)
+	Saga(ctx context.Context, id string) (*saga.Instance, error)
 	// List returns up to limit orders of userID with ids below before
 	// (every order when before is 0), newest first.
 	List(ctx context.Context, userID, before int64, limit int) ([]Order, error)
@@ -352,6 +357,32 @@ func (s *Service) Settled(ctx context.Context, caller auth.Principal, id int64, 
 			return s.store.Get(ctx, id)
 		}
 	}
+}
+
+// Sagas lists the saga instances of every order, newest id first, for
+// administrators (anyone else is fault.Forbidden). status, when set, is
+// one of the saga statuses; before is the cursor of the previous page.
+func (s *Service) Sagas(ctx context.Context, caller auth.Principal, status, before string, limit int) ([]*saga.Instance, error) {
+	if !caller.IsAdmin() {
+		return nil, fault.New(fault.Forbidden, "sagas are for administrators")
+	}
+	if limit < 1 || limit > 100 {
+		return nil, fault.New(fault.Invalid, "limit must be between 1 and 100")
+	}
+	switch saga.Status(status) {
+	case "", saga.Running, saga.Compensating, saga.Completed, saga.Compensated, saga.NeedsAttention:
+	default:
+		return nil, fault.New(fault.Invalid, "status is one of running, compensating, completed, compensated, needs_attention")
+	}
+	return s.store.Sagas(ctx, saga.Filter{Status: saga.Status(status), Before: before, Limit: limit})
+}
+
+// Saga returns one saga instance with its history, for administrators.
+func (s *Service) Saga(ctx context.Context, caller auth.Principal, id string) (*saga.Instance, error) {
+	if !caller.IsAdmin() {
+		return nil, fault.New(fault.Forbidden, "sagas are for administrators")
+	}
+	return s.store.Saga(ctx, id)
 }
 
 // Page is one page of a listing.

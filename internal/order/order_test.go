@@ -341,3 +341,29 @@ func TestTheStockCheckRefusesShortagesAndFallsBackWhenInventoryIsDown(t *testing
 		t.Errorf("steps of a new order = %+v, want the saga started and reserve-stock sent", got.Steps)
 	}
 }
+
+func TestSagasAreListedAndReadByAdministratorsOnly(t *testing.T) {
+	svc, _ := newService(t)
+	ctx := context.Background()
+	p, err := svc.Place(ctx, alice, mug, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Sagas(ctx, alice, "", "", 10); !fault.Is(err, fault.Forbidden) {
+		t.Errorf("Sagas as a customer = %v, want forbidden", err)
+	}
+	if _, err := svc.Sagas(ctx, admin, "stuck", "", 10); !fault.Is(err, fault.Invalid) {
+		t.Errorf("Sagas with an unknown status = %v, want invalid", err)
+	}
+	ins, err := svc.Sagas(ctx, admin, "running", "", 10)
+	if err != nil || len(ins) != 1 || ins[0].Saga != order.SagaPlaceOrder {
+		t.Fatalf("Sagas(running) = %v, %v; want the new order's place-order saga", ins, err)
+	}
+	in, err := svc.Saga(ctx, admin, ins[0].ID)
+	if err != nil || len(in.History) != 2 || in.ID != fmt.Sprint(p.Order.ID) {
+		t.Errorf("Saga(%s) = %+v, %v; want its two events", ins[0].ID, in, err)
+	}
+	if _, err := svc.Saga(ctx, admin, "nope"); !fault.Is(err, fault.NotFound) {
+		t.Errorf("Saga(nope) = %v, want not found", err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/junction-go/junction/fault"
 	"github.com/junction-go/junction/internal/order"
 	"github.com/junction-go/junction/rest"
+	"github.com/junction-go/junction/saga"
 )
 
 // Handler returns the REST API of svc; v verifies access tokens.
@@ -23,6 +24,8 @@ func Handler(svc *order.Service, v *auth.Verifier, log *slog.Logger) http.Handle
 	mux.HandleFunc("GET /api/orders", h.list)
 	mux.HandleFunc("GET /api/orders/{id}", h.get)
 	mux.HandleFunc("POST /api/orders/{id}/cancel", h.cancel)
+	mux.HandleFunc("GET /api/admin/sagas", h.sagas)
+	mux.HandleFunc("GET /api/admin/sagas/{id}", h.saga)
 	mux.HandleFunc("/", rest.NotFound)
 	return rest.Chain(mux, rest.RequestID, rest.AccessLog(log), rest.Recover(log), rest.Deadline, auth.Require(v, log))
 }
@@ -177,4 +180,74 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 		out.Items = append(out.Items, toJSON(o))
 	}
 	rest.JSON(w, http.StatusOK, out)
+}
+
+type sagaEventJSON struct {
+	Step   string `json:"step,omitempty"`
+	Event  string `json:"event"`
+	Detail string `json:"detail,omitempty"`
+	At     string `json:"at"`
+}
+
+type sagaJSON struct {
+	ID        string          `json:"id"`
+	Saga      string          `json:"saga"`
+	Status    string          `json:"status"`
+	Step      int             `json:"step"`
+	Attempt   int             `json:"attempt"`
+	Reason    string          `json:"reason,omitempty"`
+	Deadline  string          `json:"deadline,omitempty"`
+	CreatedAt string          `json:"createdAt"`
+	UpdatedAt string          `json:"updatedAt"`
+	History   []sagaEventJSON `json:"history,omitempty"`
+}
+
+func sagaToJSON(in *saga.Instance) sagaJSON {
+	out := sagaJSON{ID: in.ID, Saga: in.Saga, Status: string(in.Status), Step: in.Step, Attempt: in.Attempt, Reason: in.Reason,
+		CreatedAt: in.CreatedAt.Format(timeFormat), UpdatedAt: in.UpdatedAt.Format(timeFormat)}
+	if !in.DeadlineAt.IsZero() {
+		out.Deadline = in.DeadlineAt.Format(timeFormat)
+	}
+	for _, ev := range in.History {
+		out.History = append(out.History, sagaEventJSON{Step: ev.Step, Event: string(ev.Kind), Detail: ev.Detail, At: ev.Time.Format(timeFormat)})
+	}
+	return out
+}
+
+// sagas lists saga instances for administrators:
+// ?status=running|compensating|completed|compensated|needs_attention,
+// ?limit=1..100, ?cursor= (nextCursor of the previous page).
+func (h *handler) sagas(w http.ResponseWriter, r *http.Request) {
+	limit, err := rest.IntQuery(r, "limit", 50)
+	if err != nil {
+		rest.Error(w, r, h.log, err)
+		return
+	}
+	p, _ := auth.FromContext(r.Context())
+	ins, err := h.svc.Sagas(r.Context(), p, r.URL.Query().Get("status"), r.URL.Query().Get("cursor"), limit)
+	if err != nil {
+		rest.Error(w, r, h.log, err)
+		return
+	}
+	out := struct {
+		Items      []sagaJSON `json:"items"`
+		NextCursor string     `json:"nextCursor,omitempty"`
+	}{Items: make([]sagaJSON, 0, len(ins))}
+	for _, in := range ins {
+		out.Items = append(out.Items, sagaToJSON(in))
+	}
+	if len(ins) == limit {
+		out.NextCursor = ins[len(ins)-1].ID
+	}
+	rest.JSON(w, http.StatusOK, out)
+}
+
+func (h *handler) saga(w http.ResponseWriter, r *http.Request) {
+	p, _ := auth.FromContext(r.Context())
+	in, err := h.svc.Saga(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		rest.Error(w, r, h.log, err)
+		return
+	}
+	rest.JSON(w, http.StatusOK, sagaToJSON(in))
 }

@@ -46,7 +46,7 @@ func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *s
 		return bus.Reliable(h, pub, events.GroupOrders, MaxDeliveries, onDead)
 	}
 	return bus.SubscribeAll(ctx, sub, events.GroupOrders, map[string]bus.Handler{
-		events.TopicOrderReplies: reliable(st.Sagas().HandleReply),
+		events.TopicOrderReplies: reliable(st.Engine().HandleReply),
 		events.TopicShipments: reliable(func(ctx context.Context, m *bus.Message) error {
 			if err := shipped(ctx, m); err != nil {
 				return err

@@ -101,9 +101,21 @@ func (s *Store) wake(in *saga.Instance) {
 	}
 }
 
-// Sagas returns the saga engine: its Run fires step timers, its
+func (s *Store) Sagas(ctx context.Context, f saga.Filter) ([]*saga.Instance, error) {
+	return s.sagas.List(ctx, f)
+}
+
+func (s *Store) Saga(ctx context.Context, id string) (*saga.Instance, error) {
+	in, err := s.sagas.Get(ctx, id)
+	if errors.Is(err, saga.ErrNotFound) {
+		return nil, fault.New(fault.NotFound, "no saga %q", id)
+	}
+	return in, err
+}
+
+// Engine returns the saga engine: its Run fires step timers, its
 // HandleReply takes the participants' replies.
-func (s *Store) Sagas() *saga.Engine { return s.sagas }
+func (s *Store) Engine() *saga.Engine { return s.sagas }
 
 // DB returns the database, for the inbox.
 func (s *Store) DB() *sqldb.DB { return s.db }
