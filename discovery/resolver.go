@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -163,9 +164,14 @@ func (r *Resolver) Subscribe(service string, fn func(View)) (cancel func()) {
 }
 
 // Transport is an http.RoundTripper that sends a request for
-// http://<service>/… to a live instance of that service, round robin.
+// http://<service>/… to a live instance of that service: round robin, or
+// by the Balancer (fewest calls in flight of two, failing instances
+// ejected) when one is set.
 type Transport struct {
 	Resolver *Resolver
+	// Balancer, when set, picks the instance and is told how each call
+	// went (a 5xx or no answer is a failure of the instance).
+	Balancer *Balancer
 	// Base sends the rewritten request; http.DefaultTransport when nil.
 	Base http.RoundTripper
 }
@@ -173,7 +179,14 @@ type Transport struct {
 // RoundTrip resolves req's host as a service name. It does not retry: a
 // caller that knows its request is safe to repeat decides that.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	addr, err := t.Resolver.Pick(req.Context(), req.URL.Hostname(), EndpointHTTP)
+	var addr string
+	var done func(bool)
+	var err error
+	if t.Balancer != nil {
+		addr, done, err = t.Balancer.Pick(req.Context(), req.URL.Hostname(), EndpointHTTP, nil)
+	} else {
+		addr, err = t.Resolver.Pick(req.Context(), req.URL.Hostname(), EndpointHTTP)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -184,5 +197,36 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	return base.RoundTrip(out)
+	resp, err := base.RoundTrip(out)
+	if done != nil {
+		return Track(resp, err, done)
+	}
+	return resp, err
+}
+
+// Track reports a call's outcome to done: at once when it failed or
+// answered 5xx (a failure of the instance), when its body is closed
+// otherwise (so a call counts as in flight until it is read).
+func Track(resp *http.Response, err error, done func(ok bool)) (*http.Response, error) {
+	if err != nil {
+		done(false)
+		return nil, err
+	}
+	if resp.StatusCode >= 500 {
+		done(false)
+		return resp, nil
+	}
+	resp.Body = &trackedBody{ReadCloser: resp.Body, done: done}
+	return resp, nil
+}
+
+type trackedBody struct {
+	io.ReadCloser
+	done func(bool)
+}
+
+func (b *trackedBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.done(true)
+	return err
 }

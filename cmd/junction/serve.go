@@ -499,7 +499,7 @@ func servePayments(ctx context.Context, cfg serveConfig, log *slog.Logger) error
 	defer bg.stop()
 	bg.relay(st.Outbox(), d.bus, cfg, log)
 	provider := paymentclients.NewProvider("http://"+gateway.PaymentProvider,
-		&http.Client{Transport: &discovery.Transport{Resolver: d.resolver}},
+		&http.Client{Transport: &discovery.Transport{Resolver: d.resolver, Balancer: &discovery.Balancer{Resolver: d.resolver}}},
 		resilience.New(paymentclients.ProviderPolicy(log)))
 	sub, err := paymentmsg.Subscribe(ctx, d.bus, d.bus, st, provider, failpoints(cfg, log), log)
 	if err != nil {

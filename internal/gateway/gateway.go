@@ -75,7 +75,7 @@ func New(resolver *discovery.Resolver, verifier *auth.Verifier, limits Limits, l
 			// The service works within what is left of the gateway's time.
 			rest.SetDeadline(pr.Out.Header, pr.In.Context())
 		},
-		Transport:    &retryingTransport{base: NewTransport(), resolver: resolver, attempts: 3},
+		Transport:    &retryingTransport{base: NewTransport(), balancer: &discovery.Balancer{Resolver: resolver}, attempts: 3},
 		ErrorHandler: g.proxyError,
 		ModifyResponse: func(resp *http.Response) error {
 			// The gateway has set the request id on its answer already.
@@ -131,7 +131,7 @@ const replayableBody = 64 << 10
 // reached an instance is sent again only when that is safe: GET or HEAD.
 type retryingTransport struct {
 	base     http.RoundTripper
-	resolver *discovery.Resolver
+	balancer *discovery.Balancer
 	attempts int
 }
 
@@ -152,7 +152,7 @@ func (t *retryingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 				req.Body = body
 			}
 		}
-		addr, err := t.pick(req.Context(), service, tried)
+		addr, done, err := t.balancer.Pick(req.Context(), service, discovery.EndpointHTTP, func(a string) bool { return tried[a] })
 		if err != nil {
 			return nil, fault.Wrap(fault.Unavailable, err, "%s is unavailable; try again shortly", service)
 		}
@@ -160,6 +160,7 @@ func (t *retryingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		out := req.Clone(req.Context())
 		out.URL.Host = addr
 		resp, err := t.base.RoundTrip(out)
+		resp, err = discovery.Track(resp, err, done)
 		if err == nil {
 			return resp, nil
 		}
@@ -169,23 +170,6 @@ func (t *retryingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		}
 	}
 	return nil, last
-}
-
-// pick returns an instance not tried yet for this request when there is
-// one, and any live instance otherwise.
-func (t *retryingTransport) pick(ctx context.Context, service string, tried map[string]bool) (string, error) {
-	var addr string
-	for range 8 {
-		a, err := t.resolver.Pick(ctx, service, discovery.EndpointHTTP)
-		if err != nil {
-			return "", err
-		}
-		if !tried[a] {
-			return a, nil
-		}
-		addr = a
-	}
-	return addr, nil
 }
 
 // unreached reports whether err means the request never reached the
