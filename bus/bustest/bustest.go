@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -46,6 +47,10 @@ type Setup struct {
 	// test's process (embedded NATS, kfake), whose goroutines are its own
 	// business and not leaks of the adapter.
 	InProcessBroker []string
+	// ClientLingers names functions of the broker's client library whose
+	// goroutines are known to outlive Close (an upstream bug, stated where
+	// it is set); they are not counted as the adapter's leaks.
+	ClientLingers []string
 }
 
 // Run runs the whole contract.
@@ -72,7 +77,7 @@ func Run(t *testing.T, s Setup) {
 		t.Run(tt.name, func(t *testing.T) {
 			// Registered first, so it runs after every other cleanup
 			// (subscriptions, connections) has closed what it owns.
-			t.Cleanup(checkLeaks(t, s.InProcessBroker))
+			t.Cleanup(checkLeaks(t, append(slices.Clone(s.InProcessBroker), s.ClientLingers...)))
 			tt.fn(t, s)
 		})
 	}
