@@ -439,15 +439,30 @@ func (s *shop) check(as []*attempt, seed uint64, kills map[string]int) (report, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	held, err := ist.Held(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	wantCommitted := map[string]int64{}
 	for id := range shipped {
 		for _, it := range views[id].Items {
 			wantCommitted[it.SKU] += int64(it.Quantity)
 		}
+	}
+	// OrderConfirmed commits a reservation asynchronously: a message held
+	// by an inventory-service that was killed comes back after the
+	// broker's ack wait (30 s). Quiescence includes that.
+	var held map[string][2]int64
+	settle := time.Now().Add(60 * time.Second)
+	for {
+		var err error
+		if held, err = ist.Held(ctx); err != nil {
+			t.Fatal(err)
+		}
+		settled := true
+		for sku := range s.initial {
+			settled = settled && held[sku][0] == 0 && held[sku][1] == wantCommitted[sku]
+		}
+		if settled || time.Now().After(settle) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 	now := s.stock()
 	for sku, initial := range s.initial {
