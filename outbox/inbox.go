@@ -34,3 +34,17 @@ func Idempotent(db *sqldb.DB, consumer string, fn TxHandler) bus.Handler {
 		})
 	}
 }
+
+// Idempotent is the package's Idempotent on o's database, for a consumer
+// whose effect may write messages to o: after each effect commits it
+// wakes this process's relay (Notify), so they go out at once.
+func (o *Outbox) Idempotent(consumer string, fn TxHandler) bus.Handler {
+	h := Idempotent(o.db, consumer, fn)
+	return func(ctx context.Context, m *bus.Message) error {
+		if err := h(ctx, m); err != nil {
+			return err
+		}
+		o.Notify()
+		return nil
+	}
+}

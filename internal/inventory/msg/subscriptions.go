@@ -34,14 +34,7 @@ func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *s
 		log.ErrorContext(ctx, "message dead-lettered", "topic", m.Topic, "id", m.ID, "type", m.Type, "reason", reason)
 	}
 	wrap := func(fn outbox.TxHandler) bus.Handler {
-		idem := outbox.Idempotent(st.DB(), events.GroupInventory, fn)
-		return bus.Reliable(func(ctx context.Context, m *bus.Message) error {
-			if err := idem(ctx, m); err != nil {
-				return err
-			}
-			ob.Notify()
-			return nil
-		}, pub, events.GroupInventory, MaxDeliveries, onDead)
+		return bus.Reliable(ob.Idempotent(events.GroupInventory, fn), pub, events.GroupInventory, MaxDeliveries, onDead)
 	}
 	return bus.SubscribeAll(ctx, sub, events.GroupInventory, map[string]bus.Handler{
 		events.TopicInventoryCommands: wrap(command(st, ob)),

@@ -15,7 +15,6 @@ import (
 	"github.com/junction-go/junction/api/events"
 	"github.com/junction-go/junction/bus"
 	"github.com/junction-go/junction/internal/order/store"
-	"github.com/junction-go/junction/outbox"
 )
 
 // MaxDeliveries is how often a message is tried before it is dead-lettered.
@@ -32,7 +31,7 @@ func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *s
 	onDead := func(m *bus.Message, reason error) {
 		log.ErrorContext(ctx, "message dead-lettered", "topic", m.Topic, "id", m.ID, "type", m.Type, "reason", reason)
 	}
-	shipped := outbox.Idempotent(st.DB(), events.GroupOrders, func(ctx context.Context, tx *sql.Tx, m *bus.Message) error {
+	shipped := st.Outbox().Idempotent(events.GroupOrders, func(ctx context.Context, tx *sql.Tx, m *bus.Message) error {
 		if m.Type != events.TypeShipmentDispatched {
 			return nil
 		}
@@ -47,12 +46,6 @@ func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *s
 	}
 	return bus.SubscribeAll(ctx, sub, events.GroupOrders, map[string]bus.Handler{
 		events.TopicOrderReplies: reliable(st.Engine().HandleReply),
-		events.TopicShipments: reliable(func(ctx context.Context, m *bus.Message) error {
-			if err := shipped(ctx, m); err != nil {
-				return err
-			}
-			st.Outbox().Notify()
-			return nil
-		}),
+		events.TopicShipments:    reliable(shipped),
 	})
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/junction-go/junction/fault"
 	"github.com/junction-go/junction/internal/payment"
 	"github.com/junction-go/junction/internal/payment/store"
-	"github.com/junction-go/junction/outbox"
 	"github.com/junction-go/junction/saga"
 )
 
@@ -156,7 +155,7 @@ func (h *handler) handle(ctx context.Context, m *bus.Message) error {
 	}
 	reply.Source = events.SourcePaymentService
 	ob := h.st.Outbox()
-	apply := outbox.Idempotent(h.st.DB(), events.GroupPayments, func(ctx context.Context, tx *sql.Tx, m *bus.Message) error {
+	return ob.Idempotent(events.GroupPayments, func(ctx context.Context, tx *sql.Tx, m *bus.Message) error {
 		// Re-read inside the transaction: a replica may have moved it on.
 		cur, err := h.st.Get(ctx, tx, ref.OrderID)
 		if err == nil && cur != prev {
@@ -165,18 +164,11 @@ func (h *handler) handle(ctx context.Context, m *bus.Message) error {
 		if err != nil && !fault.Is(err, fault.NotFound) {
 			return err
 		}
-		if next != prev || !exists {
-			if next.State != "" {
-				if err := h.st.Put(ctx, tx, next); err != nil {
-					return err
-				}
+		if next.State != "" && next != prev {
+			if err := h.st.Put(ctx, tx, next); err != nil {
+				return err
 			}
 		}
 		return ob.Add(ctx, tx, c.ReplyTo, reply)
-	})
-	if err := apply(ctx, m); err != nil {
-		return err
-	}
-	ob.Notify()
-	return nil
+	})(ctx, m)
 }

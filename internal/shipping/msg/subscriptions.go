@@ -46,14 +46,7 @@ func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *s
 		log.ErrorContext(ctx, "message dead-lettered", "topic", m.Topic, "id", m.ID, "type", m.Type, "reason", reason)
 	}
 	wrap := func(fn outbox.TxHandler) bus.Handler {
-		idem := outbox.Idempotent(st.DB(), events.GroupShipping, fn)
-		return bus.Reliable(func(ctx context.Context, m *bus.Message) error {
-			if err := idem(ctx, m); err != nil {
-				return err
-			}
-			st.Outbox().Notify()
-			return nil
-		}, pub, events.GroupShipping, MaxDeliveries, onDead)
+		return bus.Reliable(st.Outbox().Idempotent(events.GroupShipping, fn), pub, events.GroupShipping, MaxDeliveries, onDead)
 	}
 	return bus.SubscribeAll(ctx, sub, events.GroupShipping, map[string]bus.Handler{
 		events.TopicShippingCommands: wrap(command(st, cfg)),
