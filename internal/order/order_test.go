@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +20,7 @@ import (
 	"github.com/junction-go/junction/internal/order/store"
 	"github.com/junction-go/junction/saga"
 	"github.com/junction-go/junction/sqldb"
+	"github.com/junction-go/junction/sqldb/sqldbtest"
 )
 
 // users is a hand-written fake of user-service.
@@ -60,18 +60,20 @@ func newService(t *testing.T) (*order.Service, *users) {
 
 func newServiceDB(t *testing.T) (*order.Service, *users, *sqldb.DB) {
 	t.Helper()
-	ctx := context.Background()
-	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "orders.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	st, err := store.New(ctx, db, saga.Config{}, slog.New(slog.DiscardHandler))
+	return newServiceWith(t, nil)
+}
+
+// newServiceWith returns the service over a real SQLite store, with stock
+// as its availability check (nil for none).
+func newServiceWith(t *testing.T, stock order.Stock) (*order.Service, *users, *sqldb.DB) {
+	t.Helper()
+	db := sqldbtest.SQLite(t)
+	st, err := store.New(context.Background(), db, saga.Config{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	u := &users{known: map[int64]bool{1: true, 2: true, 3: true}}
-	return order.NewService(st, u, nil, clock), u, db
+	return order.NewService(st, u, stock, clock), u, db
 }
 
 // TestPlaceWritesOrderCreatedToTheOutbox: the event is written with the
@@ -304,17 +306,8 @@ func (s *stock) Shortages(context.Context, []order.Item) ([]order.Shortage, erro
 
 func TestTheStockCheckRefusesShortagesAndFallsBackWhenInventoryIsDown(t *testing.T) {
 	ctx := context.Background()
-	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "orders.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	st, err := store.New(ctx, db, saga.Config{}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := &stock{}
-	svc := order.NewService(st, &users{known: map[int64]bool{1: true}}, s, clock)
+	svc, _, _ := newServiceWith(t, s)
 	mug := []order.Item{{SKU: "JX-MUG", Quantity: 2}}
 
 	s.short = []order.Shortage{{SKU: "JX-MUG", Requested: 2, Available: 1}}

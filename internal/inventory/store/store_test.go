@@ -3,23 +3,19 @@ package store_test
 import (
 	"context"
 	"database/sql"
-	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/junction-go/junction/internal/inventory"
 	"github.com/junction-go/junction/internal/inventory/store"
 	"github.com/junction-go/junction/sqldb"
+	"github.com/junction-go/junction/sqldb/sqldbtest"
 )
 
 func newStore(t *testing.T) (*store.Store, *sqldb.DB) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "inventory.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := sqldbtest.SQLite(t)
 	st, err := store.New(ctx, db)
 	if err != nil {
 		t.Fatal(err)
