@@ -288,20 +288,26 @@ func orderCreated(o Order) ([]*bus.Message, error) {
 	for _, it := range o.Items {
 		e.Items = append(e.Items, events.Item{SKU: it.SKU, Quantity: it.Quantity})
 	}
-	body, err := json.Marshal(e)
+	m, err := orderMessage(o, events.TypeOrderCreated, "created", o.CreatedAt, e)
+	if err != nil {
+		return nil, err
+	}
+	return []*bus.Message{m}, nil
+}
+
+// orderMessage is an event of order o: its id names the order and what
+// happened (so a repeat is the same message), its key and correlation id
+// are the order's.
+func orderMessage(o Order, typ, what string, at time.Time, body any) (*bus.Message, error) {
+	b, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	id := strconv.FormatInt(o.ID, 10)
-	return []*bus.Message{{
-		ID:            "order-" + id + "-created",
-		Type:          events.TypeOrderCreated,
-		Source:        events.SourceOrderService,
-		Time:          o.CreatedAt,
-		Key:           id,
-		CorrelationID: id,
-		Body:          body,
-	}}, nil
+	return &bus.Message{
+		ID: "order-" + id + "-" + what, Type: typ, Source: events.SourceOrderService,
+		Time: at, Key: id, CorrelationID: id, Body: b,
+	}, nil
 }
 
 // Get returns order id if caller may see it: its owner or an administrator.

@@ -1,7 +1,6 @@
 package order
 
 import (
-	"encoding/json"
 	"strconv"
 	"time"
 
@@ -190,13 +189,5 @@ func statusEvent(o Order) (*bus.Message, error) {
 	for _, it := range o.Items {
 		e.Items = append(e.Items, events.Item{SKU: it.SKU, Quantity: it.Quantity})
 	}
-	body, err := json.Marshal(e)
-	if err != nil {
-		return nil, err
-	}
-	id := strconv.FormatInt(o.ID, 10)
-	return &bus.Message{
-		ID: "order-" + id + "-" + string(o.Status), Type: typ, Source: events.SourceOrderService,
-		Time: o.UpdatedAt, Key: id, CorrelationID: id, Body: body,
-	}, nil
+	return orderMessage(o, typ, string(o.Status), o.UpdatedAt, e)
 }
