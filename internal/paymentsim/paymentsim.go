@@ -205,14 +205,7 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 		rest.Error(w, r, p.log, fault.New(fault.Invalid, "key, orderRef, a positive amount and currency are required"))
 		return
 	}
-	fail, lose, err := p.before(r)
-	if err != nil || fail {
-		p.unavailable(w, r)
-		return
-	}
-	p.mu.Lock()
-	a, seen := p.byKey[req.Key]
-	if !seen {
+	p.once(w, r, req.Key, func() (answer, error) {
 		p.next++
 		pay := &Payment{ID: "pay_" + strconv.Itoa(p.next), OrderRef: req.OrderRef, Amount: req.Amount, Currency: req.Currency, Status: "authorized"}
 		c := p.stats.Orders[req.OrderRef]
@@ -223,10 +216,31 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 			c.Authorized++
 		}
 		p.stats.Orders[req.OrderRef] = c
-		p.stats.Effects[req.Key]++
 		p.payments[pay.ID] = pay
-		a = answer{status: http.StatusCreated, body: *pay}
-		p.byKey[req.Key] = a
+		return answer{status: http.StatusCreated, body: *pay}, nil
+	})
+}
+
+// once answers a call with idempotency key: after the injected latency
+// and failures, the first call with a key runs effect (under the lock)
+// and its answer is kept; a repeat gets that answer with no effect. An
+// error from effect is answered and not kept.
+func (p *Provider) once(w http.ResponseWriter, r *http.Request, key string, effect func() (answer, error)) {
+	fail, lose, err := p.before(r)
+	if err != nil || fail {
+		p.unavailable(w, r)
+		return
+	}
+	p.mu.Lock()
+	a, seen := p.byKey[key]
+	if !seen {
+		if a, err = effect(); err != nil {
+			p.mu.Unlock()
+			rest.Error(w, r, p.log, err)
+			return
+		}
+		p.byKey[key] = a
+		p.stats.Effects[key]++
 	}
 	p.mu.Unlock()
 	if lose {
@@ -270,11 +284,15 @@ func (p *Provider) find(w http.ResponseWriter, r *http.Request) {
 	rest.JSON(w, http.StatusOK, map[string]any{"items": out})
 }
 
-// transitions: action -> status it needs -> status it makes.
-var transitions = map[string]struct{ from, to string }{
-	"capture": {"authorized", "captured"},
-	"void":    {"authorized", "voided"},
-	"refund":  {"captured", "refunded"},
+// transitions: action -> status it needs, status it makes, what it
+// counts.
+var transitions = map[string]struct {
+	from, to string
+	count    func(*Counts)
+}{
+	"capture": {"authorized", "captured", func(c *Counts) { c.Captured++ }},
+	"void":    {"authorized", "voided", func(c *Counts) { c.Voided++ }},
+	"refund":  {"captured", "refunded", func(c *Counts) { c.Refunded++ }},
 }
 
 func (p *Provider) act(w http.ResponseWriter, r *http.Request) {
@@ -293,44 +311,18 @@ func (p *Provider) act(w http.ResponseWriter, r *http.Request) {
 		rest.Error(w, r, p.log, fault.New(fault.Invalid, "key is required"))
 		return
 	}
-	fail, lose, err := p.before(r)
-	if err != nil || fail {
-		p.unavailable(w, r)
-		return
-	}
-	p.mu.Lock()
-	a, seen := p.byKey[req.Key]
-	if !seen {
+	p.once(w, r, req.Key, func() (answer, error) {
 		pay := p.payments[r.PathValue("id")]
 		switch {
 		case pay == nil:
-			p.mu.Unlock()
-			rest.Error(w, r, p.log, fault.New(fault.NotFound, "no payment %s", r.PathValue("id")))
-			return
+			return answer{}, fault.New(fault.NotFound, "no payment %s", r.PathValue("id"))
 		case pay.Status != tr.from:
-			p.mu.Unlock()
-			rest.Error(w, r, p.log, fault.New(fault.Conflict, "payment %s is %s; %s needs %s", pay.ID, pay.Status, action, tr.from))
-			return
+			return answer{}, fault.New(fault.Conflict, "payment %s is %s; %s needs %s", pay.ID, pay.Status, action, tr.from)
 		}
 		pay.Status = tr.to
 		c := p.stats.Orders[pay.OrderRef]
-		switch action {
-		case "capture":
-			c.Captured++
-		case "void":
-			c.Voided++
-		case "refund":
-			c.Refunded++
-		}
+		tr.count(&c)
 		p.stats.Orders[pay.OrderRef] = c
-		p.stats.Effects[req.Key]++
-		a = answer{status: http.StatusOK, body: *pay}
-		p.byKey[req.Key] = a
-	}
-	p.mu.Unlock()
-	if lose {
-		p.unavailable(w, r)
-		return
-	}
-	rest.JSON(w, a.status, a.body)
+		return answer{status: http.StatusOK, body: *pay}, nil
+	})
 }
