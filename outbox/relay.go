@@ -203,19 +203,11 @@ func (r *Relay) markSent(ctx context.Context, rows []row) error {
 	q := r.o.db.Dialect.Rebind(`UPDATE outbox SET sent_at = ?
 		WHERE EXISTS (SELECT 1 FROM outbox_lease WHERE name = 'relay' AND holder = ? AND token = ?)
 		AND seq IN (` + strings.Join(marks, ",") + `)`)
-	var n int64
-	err := r.o.db.InTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, q, args...)
-		if err != nil {
-			return err
-		}
-		n, _ = res.RowsAffected()
-		return nil
-	})
+	res, err := r.o.db.ExecContext(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("outbox: mark sent: %w", err)
 	}
-	if n == 0 {
+	if n, _ := res.RowsAffected(); n == 0 {
 		r.token = 0
 		return ErrLeaseLost
 	}

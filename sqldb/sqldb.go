@@ -36,7 +36,7 @@ type DB struct {
 	*sql.DB
 	Dialect Dialect
 
-	// writer, for SQLite, lets one InTx of this process write at a time:
+	// writer, for SQLite, lets one writer of this process at a time:
 	// SQLite has one write lock per file, and writers that queue in Go
 	// wake the moment it is free, where writers that meet it locked back
 	// off in sleeps of up to 100 ms (busy_timeout) and throughput
@@ -116,15 +116,16 @@ func (db *DB) MigrateAs(ctx context.Context, fsys fs.FS, versionTable string) er
 
 // InTx runs fn in a transaction and commits it when fn returns nil; it rolls
 // back on an error or a panic.
+//
+// On SQLite the transactions (and ExecContext calls) of one process take
+// turns in Go for the file's one write lock; fn must not write through db
+// itself, only through the transaction.
 func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
-	if db.writer != nil {
-		select {
-		case db.writer <- struct{}{}:
-			defer func() { <-db.writer }()
-		case <-ctx.Done():
-			return fmt.Errorf("begin: %w", ctx.Err())
-		}
+	release, err := db.write(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
 	}
+	defer release()
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -145,6 +146,31 @@ func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// ExecContext runs one statement outside a transaction, after the
+// process's other SQLite writers (see InTx).
+func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	release, err := db.write(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return db.DB.ExecContext(ctx, query, args...)
+}
+
+// write waits for this process's turn to write (SQLite only) and returns
+// the function that ends it.
+func (db *DB) write(ctx context.Context) (release func(), err error) {
+	if db.writer == nil {
+		return func() {}, nil
+	}
+	select {
+	case db.writer <- struct{}{}:
+		return func() { <-db.writer }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 type sqliteDialect struct{}
