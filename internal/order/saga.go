@@ -1,6 +1,7 @@
 package order
 
 import (
+	"fmt"
 	"strconv"
 	"time"
 
@@ -41,6 +42,16 @@ func SagaData(o Order) any {
 
 // CancelSagaID is the instance id of o's cancellation.
 func CancelSagaID(orderID int64) string { return strconv.FormatInt(orderID, 10) + "-cancel" }
+
+// SagaOrder returns the id of the order a saga instance is about, from its
+// start data.
+func SagaOrder(in *saga.Instance) (int64, error) {
+	d, err := data(in)
+	if err == nil && d.OrderID < 1 {
+		err = fmt.Errorf("saga %s: no order id in its data", in.ID)
+	}
+	return d.OrderID, err
+}
 
 func data(in *saga.Instance) (sagaData, error) {
 	var d sagaData

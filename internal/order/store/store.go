@@ -88,7 +88,7 @@ func (s *Store) Changed(id int64) (<-chan struct{}, func()) {
 
 // wake wakes the waiters of the order a saga just ended for.
 func (s *Store) wake(in *saga.Instance) {
-	id, err := strconv.ParseInt(strings.TrimSuffix(in.ID, "-cancel"), 10, 64)
+	id, err := order.SagaOrder(in)
 	if err != nil {
 		return
 	}
@@ -124,9 +124,9 @@ func (s *Store) DB() *sqldb.DB { return s.db }
 // and writes its events, in the saga's ending transaction.
 func (s *Store) ended(fn func(order.Order, *saga.Instance, time.Time) (order.Order, []*bus.Message, error)) func(context.Context, *sql.Tx, *saga.Instance) error {
 	return func(ctx context.Context, tx *sql.Tx, in *saga.Instance) error {
-		id, err := strconv.ParseInt(strings.TrimSuffix(in.ID, "-cancel"), 10, 64)
+		id, err := order.SagaOrder(in)
 		if err != nil {
-			return fmt.Errorf("saga %s: not an order id", in.ID)
+			return err
 		}
 		return s.apply(ctx, tx, id, func(o order.Order) (order.Order, []*bus.Message, error) {
 			return fn(o, in, time.Now().UTC().Truncate(time.Millisecond))
@@ -299,7 +299,11 @@ func (s *Store) Get(ctx context.Context, id int64) (order.Order, error) {
 	if err != nil {
 		return o, err
 	}
-	for _, sid := range []string{strconv.FormatInt(id, 10), order.CancelSagaID(id)} {
+	sagas := []string{strconv.FormatInt(id, 10)}
+	if o.Status != order.StatusPending && o.Status != order.StatusRejected {
+		sagas = append(sagas, order.CancelSagaID(id)) // only a confirmed order can have one
+	}
+	for _, sid := range sagas {
 		in, err := s.sagas.Get(ctx, sid)
 		if errors.Is(err, saga.ErrNotFound) {
 			continue
