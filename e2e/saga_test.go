@@ -796,3 +796,39 @@ func TestSagaCompensationRetries(t *testing.T) {
 		t.Errorf("no refusals or no provider errors: the scenario did not test compensation under failure: %+v", rep)
 	}
 }
+
+// TestCancelAConfirmedOrder: a confirmed order that has not shipped is
+// cancelled by the cancel-order saga (shipment cancelled, payment
+// refunded, stock back); a shipped one cannot be.
+func TestCancelAConfirmedOrder(t *testing.T) {
+	// Dispatch after a minute: the order stays confirmed while it is
+	// cancelled. (A later env var wins over startShop's default.)
+	s := startShop(t, []string{"JUNCTION_DISPATCH_DELAY=1m"}, nil)
+	alice := s.customers[0]
+	a := &attempt{key: "cancel-1", items: []line{{SKU: "LOAD-B", Quantity: 3}}, start: time.Now()}
+	s.place(alice, a, "4242424242424242")
+	if a.id == 0 {
+		t.Fatalf("order not placed: %s", a.err)
+	}
+	var o orderView
+	alice.do("GET", fmt.Sprintf("/api/orders/%d?wait=10s", a.id), nil).decode(t, &o)
+	if o.Status != "confirmed" {
+		t.Fatalf("order = %s %q, want confirmed", o.Status, o.Reason)
+	}
+	if r := alice.do("POST", fmt.Sprintf("/api/orders/%d/cancel", a.id), nil); r.Status != http.StatusAccepted {
+		t.Fatalf("cancel = %d %s, want 202", r.Status, r.Body)
+	}
+	if r := alice.do("POST", fmt.Sprintf("/api/orders/%d/cancel", a.id), nil); r.Status != http.StatusConflict {
+		t.Errorf("a second cancel = %d %s, want 409 (under way)", r.Status, r.Body)
+	}
+	_, views := s.check([]*attempt{a}, 0, nil) // provider: captured = refunded; stock conserved
+	if v := views[a.id]; v.Status != "cancelled" {
+		t.Errorf("after cancelling: %s %q, want cancelled", v.Status, v.Reason)
+	}
+	if got := s.stock()["LOAD-B"]; got != s.initial["LOAD-B"] {
+		t.Errorf("LOAD-B stock = %d, want %d (restocked)", got, s.initial["LOAD-B"])
+	}
+	if r := alice.do("POST", fmt.Sprintf("/api/orders/%d/cancel", a.id), nil); r.Status != http.StatusConflict {
+		t.Errorf("cancelling a cancelled order = %d, want 409", r.Status)
+	}
+}
