@@ -257,7 +257,9 @@ func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr
 	return err
 }
 
-func benchCall(ctx context.Context, hc *http.Client, method, url, token string, body any, out any) error {
+// benchCall sends body as JSON with token and the header name/value pairs,
+// and decodes a 2xx answer into out.
+func benchCall(ctx context.Context, hc *http.Client, method, url, token string, body any, out any, header ...string) error {
 	var r io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -270,6 +272,9 @@ func benchCall(ctx context.Context, hc *http.Client, method, url, token string, 
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -415,40 +420,16 @@ func ordersOp(ctx context.Context, hc *http.Client, cfg benchConfig) (loadgen.Op
 			OrderID int64  `json:"orderId"`
 			Status  string `json:"status"`
 		}
-		b, _ := json.Marshal(body)
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/orders", bytes.NewReader(b))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Idempotency-Key", fmt.Sprintf("bench-%s-%d", run, i))
-		resp, err := hc.Do(req)
-		if err != nil {
-			return err
-		}
-		raw, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusCreated {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		if err := json.Unmarshal(raw, &o); err != nil {
+		key := fmt.Sprintf("bench-%s-%d", run, i)
+		if err := benchCall(ctx, hc, http.MethodPost, base+"/api/orders", token, body, &o, "Idempotency-Key", key); err != nil {
 			return err
 		}
 		url := fmt.Sprintf("%s/api/orders/%d?wait=5s", base, o.OrderID)
 		for o.Status == "pending" {
-			if ctx.Err() != nil {
-				out.Indeterminate.Add(1)
-				return ctx.Err()
+			if err := benchCall(ctx, hc, http.MethodGet, url, token, nil, &o); err != nil {
+				out.Indeterminate.Add(1) // placed; its verdict unknown
+				return err
 			}
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-			req.Header.Set("Authorization", "Bearer "+token)
-			resp, err := hc.Do(req)
-			if err != nil {
-				continue
-			}
-			_ = json.NewDecoder(resp.Body).Decode(&o)
-			resp.Body.Close()
 		}
 		if o.Status == "rejected" {
 			out.Rejected.Add(1)
