@@ -7,9 +7,6 @@ import (
 	"context"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/reflection"
 
 	inventoryv1 "github.com/junction-go/junction/api/gen/inventory/v1"
 	"github.com/junction-go/junction/auth"
@@ -22,18 +19,7 @@ import (
 // NewServer returns a gRPC server offering InventoryService (every call
 // needs a valid access token), health (SERVING) and reflection.
 func NewServer(svc *inventory.Service, v *auth.Verifier, opts ...grpc.ServerOption) *grpc.Server {
-	opts = append(opts,
-		grpc.ChainUnaryInterceptor(grpcauth.UnaryServerInterceptor(v, "/"+inventoryv1.InventoryService_ServiceDesc.ServiceName+"/")),
-		grpc.MaxRecvMsgSize(64<<10),
-	)
-	s := grpc.NewServer(opts...)
-	inventoryv1.RegisterInventoryServiceServer(s, &server{svc: svc})
-	hs := health.NewServer()
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	hs.SetServingStatus(inventoryv1.InventoryService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	healthpb.RegisterHealthServer(s, hs)
-	reflection.Register(s)
-	return s
+	return grpcauth.NewServer(&inventoryv1.InventoryService_ServiceDesc, &server{svc: svc}, v, opts...)
 }
 
 type server struct {

@@ -6,9 +6,6 @@ import (
 	"context"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/reflection"
 
 	userv1 "github.com/junction-go/junction/api/gen/user/v1"
 	"github.com/junction-go/junction/auth"
@@ -20,18 +17,7 @@ import (
 // NewServer returns a gRPC server offering UserService (every call needs a
 // valid access token), health (SERVING) and reflection.
 func NewServer(svc *user.Service, v *auth.Verifier, opts ...grpc.ServerOption) *grpc.Server {
-	opts = append(opts,
-		grpc.ChainUnaryInterceptor(grpcauth.UnaryServerInterceptor(v, "/"+userv1.UserService_ServiceDesc.ServiceName+"/")),
-		grpc.MaxRecvMsgSize(64<<10),
-	)
-	s := grpc.NewServer(opts...)
-	userv1.RegisterUserServiceServer(s, &server{svc: svc})
-	hs := health.NewServer()
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	hs.SetServingStatus(userv1.UserService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	healthpb.RegisterHealthServer(s, hs)
-	reflection.Register(s)
-	return s
+	return grpcauth.NewServer(&userv1.UserService_ServiceDesc, &server{svc: svc}, v, opts...)
 }
 
 type server struct {
