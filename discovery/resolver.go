@@ -10,13 +10,31 @@ import (
 	"time"
 )
 
+// Source tells which instances of a service are live, and when that
+// changes. The registry's Client is one; dnsdisc and etcddisc are the
+// others.
+type Source interface {
+	// Watch waits until service's view differs from prev (or for a while,
+	// about 30 s) and returns the current view. A zero prev returns at once.
+	Watch(ctx context.Context, service string, prev View) (View, error)
+}
+
+// Registrar keeps an instance registered while ctx lasts. The registry's
+// Client is one.
+type Registrar interface {
+	// KeepAlive registers inst with a lease of ttl, renews it until ctx is
+	// done, then removes it. A failed renewal goes to onErr (when not nil)
+	// and is tried again. It returns when ctx is done.
+	KeepAlive(ctx context.Context, inst Instance, ttl time.Duration, onErr func(error))
+}
+
 // Resolver keeps a fresh, cached view of each service it is asked about, by
-// watching the registry, and balances over the live instances round robin.
+// watching a Source, and balances over the live instances round robin.
 // The first question about a service starts its watch; later ones are served
 // from the cache. It is safe for concurrent use; Close stops every watch and
 // waits for it.
 type Resolver struct {
-	client *Client
+	source Source
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -36,10 +54,11 @@ type entry struct {
 	nextID int
 }
 
-// NewResolver returns a resolver over client. Call Close when done.
-func NewResolver(client *Client) *Resolver {
+// NewResolver returns a resolver over source (the registry's Client, or
+// another backend). Call Close when done.
+func NewResolver(source Source) *Resolver {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Resolver{client: client, ctx: ctx, cancel: cancel, services: map[string]*entry{}}
+	return &Resolver{source: source, ctx: ctx, cancel: cancel, services: map[string]*entry{}}
 }
 
 // Close stops every watch and waits for them.
@@ -67,7 +86,7 @@ func (r *Resolver) watch(service string, e *entry) {
 	backoff := 50 * time.Millisecond
 	first := true
 	for r.ctx.Err() == nil {
-		v, err := r.client.Watch(r.ctx, service, prev)
+		v, err := r.source.Watch(r.ctx, service, prev)
 		if r.ctx.Err() != nil {
 			return
 		}

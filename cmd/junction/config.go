@@ -22,6 +22,11 @@ type serveConfig struct {
 	Service     string
 	InstanceID  string
 	RegistryURL string
+	// Discovery names the discovery backend: "" or "registry" (the
+	// registry at RegistryURL), dns://… or etcd://… (see openDiscovery).
+	Discovery string
+	// disc is the opened backend, set by serve.
+	disc        *discoveryBackend
 	DataDir     string
 	DatabaseURL string
 	HTTPAddr    string
@@ -65,6 +70,7 @@ func (c *serveConfig) flags(fs *pflag.FlagSet, getenv func(string) string) {
 	}
 	fs.StringVar(&c.InstanceID, "instance-id", env("JUNCTION_INSTANCE_ID", ""), "registry id of this instance (default <service>-<host>-<pid>) [JUNCTION_INSTANCE_ID]")
 	fs.StringVar(&c.RegistryURL, "registry", env("JUNCTION_REGISTRY_URL", ""), "registry base URL, e.g. http://127.0.0.1:7070 [JUNCTION_REGISTRY_URL]")
+	fs.StringVar(&c.Discovery, "discovery", env("JUNCTION_DISCOVERY", ""), "discovery backend: registry (default, at --registry), dns://[server:port]/<suffix>[?http=PORT&grpc=PORT] (Kubernetes headless services) or etcd://host:port[,host:port]/<prefix> [JUNCTION_DISCOVERY]")
 	fs.StringVar(&c.DataDir, "data", env("JUNCTION_DATA", ".junction"), "data folder [JUNCTION_DATA]")
 	fs.StringVar(&c.DatabaseURL, "database", env("JUNCTION_DATABASE_URL", ""), "database URL or SQLite path (default <data>/<service>/<service>.db) [JUNCTION_DATABASE_URL]")
 	fs.StringVar(&c.HTTPAddr, "http-addr", env("JUNCTION_HTTP_ADDR", "127.0.0.1:0"), "HTTP listen address [JUNCTION_HTTP_ADDR]")
@@ -115,8 +121,11 @@ func (c *serveConfig) finish() error {
 	if err := c.LogLevel.UnmarshalText([]byte(c.logLevelText)); err != nil {
 		return fmt.Errorf("log level: %w", err)
 	}
-	if c.Service != "registry" && c.RegistryURL == "" {
-		return fmt.Errorf("%s needs the registry's URL: --registry or JUNCTION_REGISTRY_URL", c.Service)
+	if err := checkDiscovery(c.Discovery); err != nil {
+		return err
+	}
+	if c.Service != "registry" && (c.Discovery == "" || c.Discovery == "registry") && c.RegistryURL == "" {
+		return fmt.Errorf("%s needs the registry's URL (--registry or JUNCTION_REGISTRY_URL) or another discovery backend (--discovery)", c.Service)
 	}
 	if c.InstanceID == "" {
 		host, _ := os.Hostname()
@@ -162,6 +171,9 @@ func (c *serveConfig) finish() error {
 // String prints the settings with secrets masked, for the start-up log.
 func (c *serveConfig) String() string {
 	s := fmt.Sprintf("service=%s instance=%s registry=%s", c.Service, c.InstanceID, c.RegistryURL)
+	if c.Discovery != "" {
+		s += " discovery=" + sqldb.Redact(c.Discovery)
+	}
 	switch c.Service {
 	case "user-service", "inventory-service", "order-service", "payment-service", "shipping-service", "notification-service", "deadletter-service":
 		s += " database=" + sqldb.Redact(c.DatabaseURL) + " broker=" + sqldb.Redact(c.BrokerURL)

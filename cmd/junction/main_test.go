@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/junction-go/junction/discovery"
+	"github.com/junction-go/junction/discovery/etcddisc"
+	"github.com/junction-go/junction/discovery/etcddisc/etcdtest"
 )
 
 func env(m map[string]string) func(string) string {
@@ -27,6 +29,10 @@ func TestRunRejectsBadInvocations(t *testing.T) {
 		{[]string{"serve", "order-service"}, nil, "needs the registry's URL"},
 		{[]string{"serve", "order-service", "--registry", "http://127.0.0.1:1", "--http-addr", "nope"}, nil, "listen address"},
 		{[]string{"serve", "gateway"}, map[string]string{"JUNCTION_REGISTRY_URL": "http://x", "JUNCTION_LOG_LEVEL": "loud"}, "log level"},
+		{[]string{"serve", "gateway", "--discovery", "zookeeper://x"}, nil, `unknown scheme "zookeeper"`},
+		{[]string{"serve", "gateway", "--discovery", "dns://"}, nil, "name the suffix"},
+		{[]string{"serve", "gateway", "--discovery", "dns:///shop.svc?http=x"}, nil, "want 1-65535"},
+		{[]string{"serve", "gateway", "--discovery", "etcd:///prefix"}, nil, "name the endpoints"},
 		{[]string{"up", "--replicas", "order-service"}, nil, "want service=N"},
 		{[]string{"up", "--replicas", "registry=2"}, nil, "cannot be scaled"},
 		{[]string{"up", "--replicas", "gateway=100"}, nil, "want service=N"},
@@ -119,6 +125,50 @@ func TestServeRegistryAndUsers(t *testing.T) {
 	}
 	if !strings.Contains(invLogs.String(), `"msg":"stopped"`) {
 		t.Errorf("user-service logs lack a clean stop:\n%s", invLogs.String())
+	}
+}
+
+// TestServeWithEtcdDiscovery: the same binary registers in etcd instead of
+// the registry when told to, and leaves it when stopped.
+func TestServeWithEtcdDiscovery(t *testing.T) {
+	endpoint, cli := etcdtest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := &lockedWriter{w: &bytes.Buffer{}}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "user-service", "--discovery", "etcd://" + endpoint + "/shop/"}, env(map[string]string{
+			"JUNCTION_DATA":        t.TempDir(),
+			"JUNCTION_INSTANCE_ID": "user-etcd",
+		}), logs, logs)
+	}()
+	src := etcddisc.New(cli, etcddisc.Config{Prefix: "/shop/"})
+	var addr string
+	waitFor(t, func() bool {
+		v, err := src.Lookup(ctx, "user-service")
+		if err != nil || len(v.Instances) != 1 || v.Instances[0].ID != "user-etcd" {
+			return false
+		}
+		addr = v.Instances[0].Endpoints["http"]
+		return true
+	})
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /readyz of the instance found in etcd = %v, %v", resp, err)
+	}
+	resp.Body.Close()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run = %v after a requested stop\n%s", err, logs.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("user-service did not stop")
+	}
+	v, err := src.Lookup(context.Background(), "user-service")
+	if err != nil || len(v.Instances) != 0 {
+		t.Errorf("etcd after the stop = %+v, %v; want the instance gone", v, err)
 	}
 }
 

@@ -123,6 +123,14 @@ func cpuProfile(cfg serveConfig) (stop func(), err error) {
 }
 
 func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	if cfg.Service != "registry" {
+		disc, err := openDiscovery(cfg)
+		if err != nil {
+			return err
+		}
+		defer disc.Close()
+		cfg.disc = disc
+	}
 	switch cfg.Service {
 	case "registry":
 		return serveRegistry(ctx, cfg, log)
@@ -169,11 +177,19 @@ func httpListener(cfg serveConfig) (net.Listener, error) {
 	return ln, nil
 }
 
+// registrar is how cfg's instance registers; nil where the platform does.
+func registrar(cfg serveConfig) discovery.Registrar {
+	if cfg.disc == nil {
+		return nil
+	}
+	return cfg.disc.Registrar
+}
+
 func instanceConfig(cfg serveConfig) instance.Config {
 	return instance.Config{
 		Service:       cfg.Service,
 		ID:            cfg.InstanceID,
-		RegistryURL:   cfg.RegistryURL,
+		Registrar:     registrar(cfg),
 		HTTPAddr:      cfg.HTTPAddr,
 		GRPCAddr:      cfg.GRPCAddr,
 		AdvertiseHost: cfg.Advertise,
@@ -294,7 +310,7 @@ func openDeps(ctx context.Context, cfg serveConfig, log *slog.Logger, broker boo
 	if !broker {
 		return d, nil
 	}
-	d.resolver = discovery.NewResolver(discovery.NewClient(cfg.RegistryURL, nil))
+	d.resolver = discovery.NewResolver(cfg.disc.Source)
 	d.closers = append(d.closers, d.resolver.Close)
 	if d.bus, err = connectBus(ctx, cfg, d.resolver, log); err != nil {
 		d.close()
@@ -654,7 +670,7 @@ func serveGateway(ctx context.Context, cfg serveConfig, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	resolver := discovery.NewResolver(discovery.NewClient(cfg.RegistryURL, nil))
+	resolver := discovery.NewResolver(cfg.disc.Source)
 	defer resolver.Close()
 	gw := gateway.New(resolver, jwksVerifier(resolver), cfg.Limits, log)
 	icfg := instanceConfig(cfg)

@@ -29,8 +29,9 @@ type Config struct {
 	// ID is the instance's registry id; stable across restarts of the same
 	// instance so a restart replaces the old entry.
 	ID string
-	// RegistryURL is the registry's base URL; empty means do not register.
-	RegistryURL string
+	// Registrar keeps the instance registered (the registry's client, or
+	// etcd's); nil means do not register (DNS: the platform does).
+	Registrar discovery.Registrar
 	// HTTPAddr and GRPCAddr are listen addresses ("127.0.0.1:0" picks a free
 	// port). HTTPListener, when set, is used instead of HTTPAddr.
 	HTTPAddr     string
@@ -139,12 +140,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, p Parts) error {
 	defer stopReg()
 	go func() {
 		defer close(regDone)
-		if cfg.RegistryURL == "" {
+		if cfg.Registrar == nil {
 			<-regCtx.Done()
 			return
 		}
-		client := discovery.NewClient(cfg.RegistryURL, nil)
-		client.KeepAlive(regCtx, inst, cfg.TTL, func(err error) {
+		cfg.Registrar.KeepAlive(regCtx, inst, cfg.TTL, func(err error) {
 			log.Warn("registry heartbeat failed", "err", err)
 		})
 	}()

@@ -4,20 +4,14 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/peer"
 
 	"github.com/junction-go/junction/discovery"
-	"github.com/junction-go/junction/discovery/grpcresolve"
+	"github.com/junction-go/junction/discovery/discoverytest"
 	"github.com/junction-go/junction/internal/registry"
 	"github.com/junction-go/junction/internal/registry/httpapi"
 )
@@ -101,49 +95,14 @@ func TestResolverBalancesRoundRobin(t *testing.T) {
 	}
 }
 
-// TestGRPCResolverFollowsInstances: a gRPC client on junction:///svc spreads
-// calls over every registered instance and stops using one that leaves.
-func TestGRPCResolverFollowsInstances(t *testing.T) {
-	c := startRegistry(t)
-	ctx := context.Background()
-	var addrs []string
-	for _, id := range []string{"g1", "g2"} {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := grpc.NewServer()
-		healthpb.RegisterHealthServer(s, health.NewServer())
-		go func() { _ = s.Serve(ln) }()
-		t.Cleanup(s.Stop)
-		addrs = append(addrs, ln.Addr().String())
-		_ = c.Register(ctx, discovery.Instance{ID: id, Service: "svc", Endpoints: map[string]string{"grpc": ln.Addr().String(), "http": "unused:1"}}, 10*time.Second)
-	}
-	r := discovery.NewResolver(c)
-	defer r.Close()
-	conn, err := grpc.NewClient(grpcresolve.Target("svc"),
-		grpc.WithResolvers(grpcresolve.NewBuilder(r)),
-		grpc.WithDefaultServiceConfig(grpcresolve.ServiceConfig),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	hc := healthpb.NewHealthClient(conn)
-	seen := func(n int) map[string]int {
-		got := map[string]int{}
-		for range n {
-			var p peer.Peer
-			if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Peer(&p), grpc.WaitForReady(true)); err != nil {
-				t.Fatal(err)
-			}
-			got[p.Addr.String()]++
-		}
-		return got
-	}
-	waitFor(t, func() bool { return len(seen(10)) == 2 })
-	_ = c.Deregister(ctx, "g1")
-	waitFor(t, func() bool { got := seen(10); return len(got) == 1 && got[addrs[1]] == 10 })
+// TestRegistryBackend: the registry passes the suite every discovery
+// backend passes (HTTP and gRPC clients follow instances as they come and
+// go).
+func TestRegistryBackend(t *testing.T) {
+	discoverytest.Run(t, func(t *testing.T) discoverytest.Backend {
+		c := startRegistry(t)
+		return discoverytest.Registered(c, c)
+	})
 }
 
 // waitFor polls cond until it holds, failing the test after 10 s.
