@@ -28,6 +28,26 @@ type Registrar interface {
 	KeepAlive(ctx context.Context, inst Instance, ttl time.Duration, onErr func(error))
 }
 
+// Static is a Source of fixed instances, for configuration that names its
+// instances and for tests. A service it does not hold has none.
+type Static []Instance
+
+// Watch returns the instances of service at once the first time, and
+// after that waits for ctx (they never change).
+func (s Static) Watch(ctx context.Context, service string, prev View) (View, error) {
+	if prev.Service != "" {
+		<-ctx.Done()
+		return View{}, ctx.Err()
+	}
+	v := View{Service: service, Epoch: "static", Revision: 1, Instances: []Instance{}}
+	for _, inst := range s {
+		if inst.Service == service {
+			v.Instances = append(v.Instances, inst)
+		}
+	}
+	return v, nil
+}
+
 // Resolver keeps a fresh, cached view of each service it is asked about, by
 // watching a Source, and balances over the live instances round robin.
 // The first question about a service starts its watch; later ones are served

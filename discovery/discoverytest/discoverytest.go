@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -176,4 +177,83 @@ func WaitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// CompareCalls benchmarks a call through Junction's client stack beside
+// the same call made raw, in the same run: sub-benchmark "serial" (one
+// caller, the two interleaved; the latency the stack adds) and
+// "32-callers" (alternating rounds of 1,000 calls by 32 callers; the
+// throughput it costs). Each reports both figures and junction/raw, the
+// ratio of time per call.
+func CompareCalls(b *testing.B, rawCall, stackCall func(context.Context) error) {
+	for _, call := range []func(context.Context) error{rawCall, stackCall} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := call(ctx) // connections up before timing
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	// serial: one caller, the two kinds of call interleaved; the latency
+	// each adds.
+	b.Run("serial", func(b *testing.B) {
+		ctx := context.Background()
+		var rawNs, stackNs time.Duration
+		for i := range b.N {
+			call, sum := rawCall, &rawNs
+			if i%2 == 1 {
+				call, sum = stackCall, &stackNs
+			}
+			start := time.Now()
+			if err := call(ctx); err != nil {
+				b.Fatal(err)
+			}
+			*sum += time.Since(start)
+		}
+		half := float64(max(b.N/2, 1))
+		r, s := float64(rawNs)/half, float64(stackNs)/half
+		b.ReportMetric(r, "raw-ns/call")
+		b.ReportMetric(s, "junction-ns/call")
+		b.ReportMetric(s/r, "junction/raw")
+	})
+	// 32-callers: throughput, in alternating rounds of 1,000 calls by 32
+	// callers, each round all raw or all through the stack; the ratio is
+	// the time per call through the stack over the raw time.
+	b.Run("32-callers", func(b *testing.B) {
+		ctx := context.Background()
+		const round = 1000
+		var rawTime, stackTime time.Duration
+		var rawCalls, stackCalls int
+		for done, k := 0, 0; done < b.N; k++ {
+			n := min(round, b.N-done)
+			call, sum, count := rawCall, &rawTime, &rawCalls
+			if k%2 == 1 {
+				call, sum, count = stackCall, &stackTime, &stackCalls
+			}
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			start := time.Now()
+			for range 32 {
+				wg.Go(func() {
+					for next.Add(1) <= int64(n) {
+						if err := call(ctx); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			*sum += time.Since(start)
+			*count += n
+			done += n
+		}
+		if rawCalls == 0 || stackCalls == 0 {
+			return // too few calls for both kinds (b.N ≤ one round)
+		}
+		r, s := float64(rawCalls)/rawTime.Seconds(), float64(stackCalls)/stackTime.Seconds()
+		b.ReportMetric(r, "raw-calls/s")
+		b.ReportMetric(s, "junction-calls/s")
+		b.ReportMetric(r/s, "junction/raw")
+	})
 }

@@ -1,7 +1,7 @@
 // Package grpcresolve is client-side discovery for gRPC: a resolver for
 // targets "junction:///<service>" that feeds grpc-go the live instances of a
-// service from a discovery.Resolver as they come and go. Balance over them
-// with the round_robin policy (ServiceConfig).
+// service from a discovery.Resolver as they come and go, and a
+// power-of-two-choices balancer over them (P2C; ServiceConfig selects it).
 package grpcresolve
 
 import (
@@ -13,8 +13,13 @@ import (
 // Scheme is the target scheme this package resolves.
 const Scheme = "junction"
 
-// ServiceConfig balances calls round robin over every resolved instance.
-const ServiceConfig = `{"loadBalancingConfig":[{"round_robin":{}}]}`
+// ServiceConfig balances calls over every resolved instance by the power
+// of two choices (fewer calls in flight wins).
+const ServiceConfig = `{"loadBalancingConfig":[{"` + P2C + `":{}}]}`
+
+// RoundRobin is the service config of grpc-go's round_robin, for callers
+// that want it.
+const RoundRobin = `{"loadBalancingConfig":[{"round_robin":{}}]}`
 
 // Target returns the gRPC target of service.
 func Target(service string) string { return Scheme + ":///" + service }
