@@ -13,6 +13,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,8 +58,17 @@ type Config struct {
 
 // Stats counts what the policies did.
 type Stats struct {
-	Calls, Retries, BreakerOpened, BreakerClosed, Rejected int64
+	Calls, Retries, BreakerOpened, BreakerHalfOpened, BreakerClosed, Rejected int64
 }
+
+// Transition is a change of the breaker's state.
+type Transition struct {
+	To string    // "open", "half-open" or "closed"
+	At time.Time // when it happened
+}
+
+// maxTransitions is how many transitions a Policy remembers.
+const maxTransitions = 256
 
 // Policy protects calls to one dependency. It is safe for concurrent use.
 type Policy struct {
@@ -65,7 +76,27 @@ type Policy struct {
 	exec    failsafe.Executor[any]
 	breaker circuitbreaker.CircuitBreaker[any]
 
-	calls, retries, opened, closed, rejected atomic.Int64
+	calls, retries, opened, halfOpened, closed, rejected atomic.Int64
+
+	mu          sync.Mutex
+	transitions []Transition
+}
+
+func (p *Policy) record(to string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.transitions) == maxTransitions {
+		p.transitions = append(p.transitions[:0], p.transitions[1:]...)
+	}
+	p.transitions = append(p.transitions, Transition{To: to, At: time.Now()})
+}
+
+// Transitions returns the breaker's last state changes (up to 256), oldest
+// first.
+func (p *Policy) Transitions() []Transition {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.transitions)
 }
 
 // IsFault reports whether err is a fault of the dependency (unavailable,
@@ -122,10 +153,17 @@ func New(cfg Config) *Policy {
 			WithSuccessThreshold(2).
 			OnOpen(func(circuitbreaker.StateChangedEvent) {
 				p.opened.Add(1)
+				p.record("open")
 				cfg.Log.Warn("circuit breaker opened", "dependency", cfg.Name, "for", cfg.BreakFor)
+			}).
+			OnHalfOpen(func(circuitbreaker.StateChangedEvent) {
+				p.halfOpened.Add(1)
+				p.record("half-open")
+				cfg.Log.Info("circuit breaker half-open", "dependency", cfg.Name)
 			}).
 			OnClose(func(circuitbreaker.StateChangedEvent) {
 				p.closed.Add(1)
+				p.record("closed")
 				cfg.Log.Info("circuit breaker closed", "dependency", cfg.Name)
 			}).
 			Build()
@@ -167,7 +205,7 @@ func (p *Policy) Do(ctx context.Context, fn func(ctx context.Context) error) err
 
 // Stats returns the counts so far.
 func (p *Policy) Stats() Stats {
-	return Stats{Calls: p.calls.Load(), Retries: p.retries.Load(), BreakerOpened: p.opened.Load(), BreakerClosed: p.closed.Load(), Rejected: p.rejected.Load()}
+	return Stats{Calls: p.calls.Load(), Retries: p.retries.Load(), BreakerOpened: p.opened.Load(), BreakerHalfOpened: p.halfOpened.Load(), BreakerClosed: p.closed.Load(), Rejected: p.rejected.Load()}
 }
 
 // BreakerState returns "closed", "open" or "half-open" ("none" without a

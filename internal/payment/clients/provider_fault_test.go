@@ -1,0 +1,227 @@
+package clients_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/junction-go/junction/discovery"
+	"github.com/junction-go/junction/fault"
+	"github.com/junction-go/junction/internal/faultproxy"
+	"github.com/junction-go/junction/internal/payment/clients"
+	"github.com/junction-go/junction/resilience"
+)
+
+// stamps records when things happened.
+type stamps struct {
+	mu sync.Mutex
+	at []time.Time
+}
+
+func (s *stamps) add() {
+	s.mu.Lock()
+	s.at = append(s.at, time.Now())
+	s.mu.Unlock()
+}
+
+// in counts the stamps in (from, to).
+func (s *stamps) in(from, to time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, t := range s.at {
+		if t.After(from) && t.Before(to) {
+			n++
+		}
+	}
+	return n
+}
+
+// countingTransport stamps every attempt that leaves the client (that is,
+// got past the breaker, the bulkhead and the timeout).
+type countingTransport struct {
+	base     http.RoundTripper
+	attempts *stamps
+}
+
+func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.attempts.add()
+	return c.base.RoundTrip(r)
+}
+
+// providerStub stands in for the card processor: it authorizes every
+// card but 4000000000000002, and stamps every request it receives.
+func providerStub(hits *stamps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.add()
+		var req struct{ Key, Card string }
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		status := "authorized"
+		if req.Card == "4000000000000002" {
+			status = "declined"
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"id": "pay-" + req.Key, "status": status})
+	})
+}
+
+// TestBreakerUnderResetPeer is RES-CIRCUIT-BREAKER on payment-service's
+// edge to the payment provider: the provider behind Toxiproxy, the real
+// client with its policy (ProviderPolicy; the open time cut to 1 s so the
+// test sees several cycles), discovery over a static instance. The link
+// resets every connection (reset_peer, 100 %) for 4 s, then heals.
+//
+// Expected: declines do not trip the breaker; it opens after 5 faults in a
+// row; while open no attempt leaves the client and the provider sees none;
+// each half-open lets through at most 2 probes (the success threshold);
+// after the link heals it closes and calls succeed.
+func TestBreakerUnderResetPeer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault schedule takes about 10 s")
+	}
+	hits, attempts := &stamps{}, &stamps{}
+	srv := httptest.NewServer(providerStub(hits))
+	defer srv.Close()
+	fp := faultproxy.New()
+	defer fp.Close()
+	px, err := fp.Proxy("payment-provider", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := discovery.NewResolver(discovery.Static{{ID: "p1", Service: "payment-provider", Endpoints: map[string]string{discovery.EndpointHTTP: px.Addr()}}})
+	defer r.Close()
+	client := &http.Client{Transport: &discovery.Transport{Resolver: r, Base: countingTransport{base: http.DefaultTransport.(*http.Transport).Clone(), attempts: attempts}}}
+	cfg := clients.ProviderPolicy(slog.New(slog.DiscardHandler))
+	cfg.BreakFor = time.Second
+	policy := resilience.New(cfg)
+	provider := clients.NewProvider("http://payment-provider", client, policy)
+	ctx := context.Background()
+
+	// Declines are answers: twenty in a row leave the breaker closed.
+	for i := range 20 {
+		a, err := provider.Authorize(ctx, fmt.Sprintf("decline-%d", i), "o", 100, "EUR", "4000000000000002")
+		if err != nil || !a.Declined {
+			t.Fatalf("declined authorization = %+v, %v", a, err)
+		}
+	}
+	if got := policy.Transitions(); len(got) != 0 {
+		t.Fatalf("declines moved the breaker: %+v", got)
+	}
+
+	// Four callers, each an authorization every 20 ms, throughout.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var ok, unavailable, other atomic.Int64
+	var seq atomic.Int64
+	for range 4 {
+		wg.Go(func() {
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				_, err := provider.Authorize(ctx, fmt.Sprintf("k-%d", seq.Add(1)), "o", 100, "EUR", "4242424242424242")
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case fault.Is(err, fault.Unavailable), fault.Is(err, fault.Timeout):
+					unavailable.Add(1)
+				default:
+					other.Add(1)
+					t.Errorf("authorize: %v (not a fault)", err)
+				}
+			}
+		})
+	}
+	waitUntil(t, "calls succeed before the fault", func() bool { return ok.Load() >= 20 })
+	faultStart := time.Now()
+	if err := px.Add(faultproxy.Toxic{Name: "reset", Type: "reset_peer", Attributes: map[string]any{"timeout": 0}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * time.Second) // the fault's length: what the schedule says, not a wait for a condition
+	if err := px.Remove("reset"); err != nil {
+		t.Fatal(err)
+	}
+	healed := time.Now()
+	waitUntil(t, "the breaker closes after the link heals", func() bool { return policy.BreakerState() == "closed" && policy.Stats().BreakerClosed > 0 })
+	closedOK := ok.Load()
+	waitUntil(t, "calls succeed after closing", func() bool { return ok.Load() >= closedOK+20 })
+	close(stop)
+	wg.Wait()
+	end := time.Now()
+
+	tr := policy.Transitions()
+	for _, x := range tr {
+		t.Logf("%7.3fs %s", x.At.Sub(faultStart).Seconds(), x.To)
+	}
+	t.Logf("calls: %d ok, %d unavailable; attempts %d; provider hits %d; fault 0-%.1fs",
+		ok.Load(), unavailable.Load(), attempts.in(faultStart.Add(-time.Hour), end), hits.in(faultStart.Add(-time.Hour), end), healed.Sub(faultStart).Seconds())
+	if len(tr) < 3 || tr[0].To != "open" || tr[len(tr)-1].To != "closed" {
+		t.Fatalf("transitions %+v: want open first, closed last", tr)
+	}
+	// Opened after BreakAfter faults: the attempts since the fault began,
+	// all failed, are at least 5.
+	if n := attempts.in(faultStart, tr[0].At); n < int(cfg.BreakAfter) {
+		t.Errorf("opened after %d attempts, want at least %d faults first", n, cfg.BreakAfter)
+	}
+	// An attempt admitted just before the breaker opened may reach the
+	// transport a moment after: grace covers that gap.
+	const grace = 10 * time.Millisecond
+	for i, x := range tr {
+		next := end
+		if i+1 < len(tr) {
+			next = tr[i+1].At
+		}
+		switch x.To {
+		case "open":
+			if n := attempts.in(x.At.Add(grace), next); n != 0 {
+				t.Errorf("open %.3fs-%.3fs: %d attempts left the client, want 0", x.At.Sub(faultStart).Seconds(), next.Sub(faultStart).Seconds(), n)
+			}
+			if n := hits.in(x.At.Add(grace), next); n != 0 {
+				t.Errorf("open %.3fs-%.3fs: the provider saw %d requests, want 0", x.At.Sub(faultStart).Seconds(), next.Sub(faultStart).Seconds(), n)
+			}
+			if i+1 < len(tr) && tr[i+1].To != "half-open" {
+				t.Errorf("after open came %s, want half-open", tr[i+1].To)
+			}
+			if i+1 < len(tr) && tr[i+1].At.Sub(x.At) < cfg.BreakFor {
+				t.Errorf("half-open %v after opening, want at least %v", tr[i+1].At.Sub(x.At), cfg.BreakFor)
+			}
+		case "half-open":
+			// Probes are admitted after the change to half-open; a failed
+			// one reopens the breaker while another may still be on its
+			// way (grace), while closing needs both to have answered.
+			until := next
+			if i+1 < len(tr) && tr[i+1].To == "open" {
+				until = next.Add(grace)
+			}
+			if n := attempts.in(x.At, until); n > 2 {
+				t.Errorf("half-open %.3fs-%.3fs: %d probes, want at most 2", x.At.Sub(faultStart).Seconds(), next.Sub(faultStart).Seconds(), n)
+			}
+		}
+	}
+	if opened := policy.Stats().BreakerOpened; opened < 2 {
+		t.Errorf("breaker opened %d times in a 4 s fault with 1 s open: want at least 2 (probes fail while the link resets)", opened)
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(errors.New("within 20 s: " + what))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
