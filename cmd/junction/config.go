@@ -85,6 +85,7 @@ func (c *serveConfig) flags(fs *pflag.FlagSet, getenv func(string) string) {
 	fs.Float64Var(&c.Limits.PerAddress, "rate-per-address", envFloat(getenv, "JUNCTION_RATE_PER_ADDRESS", c.Limits.PerAddress), "gateway: requests/s per client address, 0 for no limit [JUNCTION_RATE_PER_ADDRESS]")
 	fs.Float64Var(&c.Limits.PerUser, "rate-per-user", envFloat(getenv, "JUNCTION_RATE_PER_USER", c.Limits.PerUser), "gateway: requests/s per signed-in user, 0 for no limit [JUNCTION_RATE_PER_USER]")
 	fs.Int64Var(&c.Limits.MaxInFlight, "max-in-flight", int64(envFloat(getenv, "JUNCTION_MAX_IN_FLIGHT", float64(c.Limits.MaxInFlight))), "gateway: requests at once before shedding, 0 for no limit [JUNCTION_MAX_IN_FLIGHT]")
+	fs.DurationVar(&c.Limits.RequestTimeout, "request-timeout", envDuration(getenv, "JUNCTION_REQUEST_TIMEOUT", gateway.UpstreamTimeout), "gateway: time a request gets, retries included; the deadline travels downstream [JUNCTION_REQUEST_TIMEOUT]")
 	fs.DurationVar(&c.DispatchDelay, "dispatch-delay", envDuration(getenv, "JUNCTION_DISPATCH_DELAY", 2*time.Second), "shipping-service: time from confirmation to dispatch [JUNCTION_DISPATCH_DELAY]")
 	fs.Float64Var(&c.RefuseRate, "shipping-refuse-rate", envFloat(getenv, "JUNCTION_SHIPPING_REFUSE_RATE", 0), "shipping-service: share of shipments refused, for fault tests [JUNCTION_SHIPPING_REFUSE_RATE]")
 	seed, _ := strconv.ParseUint(getenv("JUNCTION_SEED"), 10, 64)
@@ -141,6 +142,9 @@ func (c *serveConfig) finish() error {
 	}
 	if c.Limits.PerAddress < 0 || c.Limits.PerUser < 0 || c.Limits.MaxInFlight < 0 {
 		return fmt.Errorf("gateway limits must not be negative")
+	}
+	if c.Limits.RequestTimeout < 100*time.Millisecond || c.Limits.RequestTimeout > 10*time.Minute {
+		return fmt.Errorf("request timeout %v must be between 100ms and 10m", c.Limits.RequestTimeout)
 	}
 	// Bursts follow the rates: a second's worth.
 	c.Limits.AddressBurst = max(1, int(c.Limits.PerAddress))

@@ -18,6 +18,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/failsafe-go/failsafe-go"
+	"github.com/failsafe-go/failsafe-go/budget"
+	"github.com/failsafe-go/failsafe-go/retrypolicy"
+
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/discovery"
 	"github.com/junction-go/junction/fault"
@@ -42,7 +46,10 @@ type Gateway struct {
 	rateLimited atomic.Int64
 	shed        atomic.Int64
 	fallbacks   atomic.Int64
-	catalogue   *lastGood
+	retries     atomic.Int64
+	// retriesRefused counts retries the budget did not allow.
+	retriesRefused atomic.Int64
+	catalogue      *lastGood
 }
 
 // Stats counts the gateway's policy actions.
@@ -50,11 +57,14 @@ type Stats struct {
 	RateLimited int64 // answered 429
 	Shed        int64 // answered 503 for load
 	Fallbacks   int64 // answered from a last good copy
+	Retries     int64 // attempts sent again
+	// RetriesRefused are retries the retry budget did not allow.
+	RetriesRefused int64
 }
 
 // Stats returns the counts so far.
 func (g *Gateway) Stats() Stats {
-	return Stats{RateLimited: g.rateLimited.Load(), Shed: g.shed.Load(), Fallbacks: g.fallbacks.Load()}
+	return Stats{RateLimited: g.rateLimited.Load(), Shed: g.shed.Load(), Fallbacks: g.fallbacks.Load(), Retries: g.retries.Load(), RetriesRefused: g.retriesRefused.Load()}
 }
 
 type serviceKey struct{}
@@ -75,7 +85,7 @@ func New(resolver *discovery.Resolver, verifier *auth.Verifier, limits Limits, l
 			// The service works within what is left of the gateway's time.
 			rest.SetDeadline(pr.Out.Header, pr.In.Context())
 		},
-		Transport:    &retryingTransport{base: NewTransport(), balancer: &discovery.Balancer{Resolver: resolver}, attempts: 3},
+		Transport:    newRetryingTransport(NewTransport(), &discovery.Balancer{Resolver: resolver}, &g.retries, &g.retriesRefused, log),
 		ErrorHandler: g.proxyError,
 		ModifyResponse: func(resp *http.Response) error {
 			// The gateway has set the request id on its answer already.
@@ -84,6 +94,15 @@ func New(resolver *discovery.Resolver, verifier *auth.Verifier, limits Limits, l
 		},
 	}
 	return g
+}
+
+// requestTimeout is the time the gateway gives a request, retries
+// included; the deadline travels to the service.
+func (g *Gateway) requestTimeout() time.Duration {
+	if g.limits.RequestTimeout > 0 {
+		return g.limits.RequestTimeout
+	}
+	return UpstreamTimeout
 }
 
 // NewTransport returns the transport the gateway uses upstream: many idle
@@ -106,7 +125,7 @@ func NewTransport() *http.Transport {
 // cannot be reached.
 func (g *Gateway) forward(service string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), UpstreamTimeout)
+		ctx, cancel := context.WithTimeout(r.Context(), g.requestTimeout())
 		defer cancel()
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
 		if r.ContentLength > 0 && r.ContentLength <= replayableBody {
@@ -125,51 +144,95 @@ func (g *Gateway) forward(service string) http.Handler {
 // replayableBody is the largest body the gateway keeps to send again.
 const replayableBody = 64 << 10
 
-// retryingTransport sends a request to a live instance of its service and,
-// when that instance cannot be reached (it died a moment ago and the
-// registry has not said so yet), to another one. A request that may have
-// reached an instance is sent again only when that is safe: GET or HEAD.
+// Retries at the gateway: an attempt that failed is sent again (to an
+// instance not tried yet, when there is one) only when that is safe — the
+// request never reached the instance, or it is idempotent (GET, HEAD, or
+// it carries an Idempotency-Key) — after 10 ms doubling to 100 ms with
+// ±25 % jitter, at most 3 attempts in all, and only while retries are at
+// most RetryBudget of the attempts in flight (or fewer than 3), so a
+// failing service does not get the gateway's load multiplied.
+const (
+	MaxAttempts = 3
+	RetryBudget = 0.2
+	// retryMinConcurrency retries may be in flight whatever the budget
+	// says, so a quiet gateway still retries (Envoy's default too).
+	retryMinConcurrency = 3
+	retryBackoff        = 10 * time.Millisecond
+	retryMax            = 100 * time.Millisecond
+)
+
+// retryingTransport sends a request to a live instance of its service
+// under the gateway's retry policy (failsafe-go).
 type retryingTransport struct {
 	base     http.RoundTripper
 	balancer *discovery.Balancer
-	attempts int
+	retry    retrypolicy.RetryPolicy[*http.Response]
 }
+
+func newRetryingTransport(base http.RoundTripper, balancer *discovery.Balancer, retries, refused *atomic.Int64, log *slog.Logger) *retryingTransport {
+	rp := retrypolicy.NewBuilder[*http.Response]().
+		HandleIf(func(_ *http.Response, err error) bool {
+			var final finalError
+			return err != nil && !errors.As(err, &final)
+		}).
+		WithMaxAttempts(MaxAttempts).
+		WithBackoff(retryBackoff, retryMax).
+		WithJitterFactor(0.25).
+		WithBudget(budget.NewBuilder().WithMaxRate(RetryBudget).WithMinConcurrency(retryMinConcurrency).
+			OnBudgetExceeded(func(budget.ExceededEvent) { refused.Add(1) }).Build()).
+		ReturnLastFailure().
+		OnRetry(func(e failsafe.ExecutionEvent[*http.Response]) {
+			retries.Add(1)
+			log.Info("retrying", "dependency", e.Context().Value(serviceKey{}), "attempt", e.Attempts()+1, "err", e.LastError())
+		}).
+		Build()
+	return &retryingTransport{base: base, balancer: balancer, retry: rp}
+}
+
+// finalError is a failed attempt that must not be repeated.
+type finalError struct{ error }
+
+func (e finalError) Unwrap() error { return e.error }
 
 func (t *retryingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	service := req.URL.Host
 	tried := map[string]bool{}
-	var last error
-	for attempt := 0; attempt < t.attempts; attempt++ {
-		if attempt > 0 {
+	idempotent := req.Method == http.MethodGet || req.Method == http.MethodHead || req.Header.Get("Idempotency-Key") != ""
+	resp, err := failsafe.With[*http.Response](t.retry).WithContext(req.Context()).GetWithExecution(func(e failsafe.Execution[*http.Response]) (*http.Response, error) {
+		if e.Attempts() > 1 {
 			if req.GetBody == nil && req.Body != nil && req.Body != http.NoBody {
-				break // the body is gone with the first try
+				return nil, finalError{e.LastError()} // the body is gone with the first try
 			}
 			if req.GetBody != nil {
 				body, err := req.GetBody()
 				if err != nil {
-					break
+					return nil, finalError{err}
 				}
 				req.Body = body
 			}
 		}
 		addr, done, err := t.balancer.Pick(req.Context(), service, discovery.EndpointHTTP, func(a string) bool { return tried[a] })
 		if err != nil {
-			return nil, fault.Wrap(fault.Unavailable, err, "%s is unavailable; try again shortly", service)
+			return nil, finalError{fault.Wrap(fault.Unavailable, err, "%s is unavailable; try again shortly", service)}
 		}
 		tried[addr] = true
 		out := req.Clone(req.Context())
 		out.URL.Host = addr
 		resp, err := t.base.RoundTrip(out)
 		resp, err = discovery.Track(resp, err, done)
-		if err == nil {
-			return resp, nil
+		if err != nil && (req.Context().Err() != nil || !(idempotent || unreached(err))) {
+			return nil, finalError{err}
 		}
-		last = err
-		if req.Context().Err() != nil || !(unreached(err) || req.Method == http.MethodGet || req.Method == http.MethodHead) {
-			break
-		}
+		return resp, err
+	})
+	var final finalError
+	if errors.As(err, &final) {
+		err = final.error
 	}
-	return nil, last
+	if errors.Is(err, budget.ErrExceeded) {
+		err = fault.Wrap(fault.Unavailable, err, "%s is failing; try again shortly", service)
+	}
+	return resp, err
 }
 
 // unreached reports whether err means the request never reached the

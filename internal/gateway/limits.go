@@ -30,6 +30,10 @@ type Limits struct {
 	// MaxInFlight is the most requests the gateway works on at once; more
 	// are shed with 503. Zero means no limit.
 	MaxInFlight int64
+	// RequestTimeout is the time a request gets from the gateway, retries
+	// included; its deadline travels to the service (X-Request-Deadline).
+	// Zero means UpstreamTimeout.
+	RequestTimeout time.Duration
 }
 
 // DefaultLimits are generous: they stop a runaway client, not a busy shop.
