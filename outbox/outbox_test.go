@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -208,6 +209,76 @@ func TestFailuresLoseNothingAndStoreNoDuplicate(t *testing.T) {
 		}
 		t.Logf("sent %d, lost acks %d, publish calls %d, stored %d", n, pub.failedAfter.Load(), pub.calls.Load(), e.streamCount(t, "flaky"))
 	})
+}
+
+// downTopic fails every publish to one topic while down is set.
+type downTopic struct {
+	bus.Publisher
+	topic string
+	down  atomic.Bool
+}
+
+func (d *downTopic) Publish(ctx context.Context, topic string, msgs ...*bus.Message) error {
+	if topic == d.topic && d.down.Load() {
+		return errors.New("topic unavailable")
+	}
+	return d.Publisher.Publish(ctx, topic, msgs...)
+}
+
+// TestOneFailingTopicHoldsOnlyItsOwnRows: a round publishes every topic
+// at once; when one topic fails, the others' rows are marked sent and the
+// failing topic's rows all stay for the next round, with the error
+// recorded, and go out in order once it recovers.
+func TestOneFailingTopicHoldsOnlyItsOwnRows(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for i := range 30 {
+		topic := []string{"up-a", "down", "up-b"}[i%3]
+		if err := e.db.InTx(ctx, func(tx *sql.Tx) error { return e.ob.Add(ctx, tx, topic, event(i, "k")) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub := &downTopic{Publisher: e.bus, topic: "down"}
+	pub.down.Store(true)
+	r := outbox.NewRelay(e.ob, pub, outbox.RelayConfig{}, quiet)
+	n, err := r.Once(ctx)
+	if err == nil || n != 20 {
+		t.Fatalf("Once = %d, %v; want the 20 rows of the two healthy topics and an error", n, err)
+	}
+	var unsent, failedRows int
+	if err := e.db.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(CASE WHEN last_error IS NOT NULL THEN 1 ELSE 0 END), 0) FROM outbox WHERE sent_at IS NULL AND topic = 'down'`).Scan(&unsent, &failedRows); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := e.ob.Backlog(ctx); b.Unsent != 10 || unsent != 10 || failedRows != 1 {
+		t.Errorf("after the round: %d unsent (%d of topic down, %d with the error), want the 10 of down, the first with its error", b.Unsent, unsent, failedRows)
+	}
+	if got := e.streamCount(t, "up-a") + e.streamCount(t, "up-b"); got != 20 {
+		t.Errorf("healthy topics hold %d messages, want 20", got)
+	}
+	// The topic recovers: the next round sends its rows, in order.
+	pub.down.Store(false)
+	if n, err := r.Once(ctx); err != nil || n != 10 {
+		t.Fatalf("Once after the recovery = %d, %v; want the 10 held rows", n, err)
+	}
+	var mu sync.Mutex
+	var order []int
+	sub, err := e.bus.Subscribe(ctx, "down", "checker", func(_ context.Context, m *bus.Message) error {
+		n, _ := strconv.Atoi(string(m.Body))
+		mu.Lock()
+		order = append(order, n)
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	waitFor(t, "the held rows are consumed", func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 10 })
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.IsSorted(order) {
+		t.Errorf("held rows consumed in the order %v, want seq order", order)
+	}
 }
 
 // TestConcurrentRelaysPublishEachOnceAndFence: two relays on one outbox

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/junction-go/junction/bus"
@@ -121,34 +122,54 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 	if err != nil || len(rows) == 0 {
 		return 0, err
 	}
-	// Publish runs of the same topic together, in seq order; stop at the
-	// first failure so that nothing after it goes out before it.
-	done := 0
-	for done < len(rows) {
-		end := done + 1
-		for end < len(rows) && rows[end].topic == rows[done].topic {
-			end++
+	// Each topic's messages go out in seq order in one Publish; the topics
+	// go out at once, so a round costs one round trip to the broker, not
+	// one per topic run. A topic whose Publish failed keeps all its rows
+	// of the round for the next (a repeat is harmless: consumers are
+	// idempotent; its order is kept), the others are marked.
+	var topics []string
+	byTopic := map[string][]row{}
+	for _, rw := range rows {
+		if _, ok := byTopic[rw.topic]; !ok {
+			topics = append(topics, rw.topic)
 		}
-		msgs := make([]*bus.Message, 0, end-done)
-		for _, row := range rows[done:end] {
-			msgs = append(msgs, row.msg)
-		}
-		if perr := r.pub.Publish(ctx, rows[done].topic, msgs...); perr != nil {
-			r.recordFailure(ctx, rows[done].seq, perr)
-			if merr := r.markSent(ctx, rows[:done]); merr != nil {
-				return 0, merr
-			}
-			return done, fmt.Errorf("publish to %s: %w", rows[done].topic, perr)
-		}
-		done = end
+		byTopic[rw.topic] = append(byTopic[rw.topic], rw)
 	}
+	errs := make([]error, len(topics))
+	var wg sync.WaitGroup
+	for i, topic := range topics {
+		wg.Go(func() {
+			msgs := make([]*bus.Message, 0, len(byTopic[topic]))
+			for _, rw := range byTopic[topic] {
+				msgs = append(msgs, rw.msg)
+			}
+			errs[i] = r.pub.Publish(ctx, topic, msgs...)
+		})
+	}
+	wg.Wait()
 	if r.cfg.Failpoint != nil {
 		r.cfg.Failpoint("relay.afterPublish")
 	}
-	if err := r.markSent(ctx, rows); err != nil {
+	sent := rows
+	var failed error
+	if err := errors.Join(errs...); err != nil {
+		sent = sent[:0:0]
+		for i, topic := range topics {
+			if errs[i] == nil {
+				sent = append(sent, byTopic[topic]...)
+				continue
+			}
+			first := byTopic[topic][0]
+			r.recordFailure(ctx, first.seq, errs[i])
+			if failed == nil {
+				failed = fmt.Errorf("publish to %s: %w", topic, errs[i])
+			}
+		}
+	}
+	if err := r.markSent(ctx, sent); err != nil {
 		return 0, err
 	}
-	return len(rows), nil
+	return len(sent), failed
 }
 
 type row struct {
