@@ -206,6 +206,15 @@ type attempt struct {
 	refused bool
 	err     string // gave up without a definite answer
 	start   time.Time
+	// failures are the 5xx answers on the way, each tried again.
+	failures []failure
+}
+
+// failure is a 5xx answer the gateway gave.
+type failure struct {
+	status     int
+	at         time.Time
+	retryAfter string
 }
 
 // place posts an order with an idempotency key and retries what has no
@@ -240,6 +249,9 @@ func (s *shop) place(c *client, a *attempt, card string) {
 				return
 			}
 			err = fmt.Errorf("%d %s", resp.StatusCode, b)
+			if resp.StatusCode >= 500 {
+				a.failures = append(a.failures, failure{status: resp.StatusCode, at: time.Now(), retryAfter: resp.Header.Get("Retry-After")})
+			}
 		}
 		if time.Now().After(deadline) {
 			a.err = err.Error()

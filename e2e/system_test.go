@@ -57,6 +57,7 @@ type system struct {
 	Gateway  string
 	Registry string
 	Broker   string
+	Links    string // the Toxiproxy API of --fault-links
 	Data     string
 	Ready    time.Duration
 }
@@ -112,9 +113,9 @@ func startSystemEnv(t testing.TB, data string, env []string, args ...string) *sy
 		signalled := false
 		for sc.Scan() {
 			line := strings.TrimSpace(sc.Text())
-			for prefix, dst := range map[string]*string{"gateway:": &s.Gateway, "registry:": &s.Registry, "broker:": &s.Broker} {
+			for prefix, dst := range map[string]*string{"gateway:": &s.Gateway, "registry:": &s.Registry, "broker:": &s.Broker, "links:": &s.Links} {
 				if v, ok := strings.CutPrefix(line, prefix); ok {
-					*dst = strings.TrimSpace(v)
+					*dst, _, _ = strings.Cut(strings.TrimSpace(v), " ")
 				}
 			}
 			if strings.HasPrefix(line, "data:") && !signalled {

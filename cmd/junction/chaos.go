@@ -36,7 +36,9 @@ machine.
   stop ID     SIGTERM: a graceful stop (it leaves the registry first)
   pause ID    SIGSTOP: it stops answering; the registry's probes take it out
   resume ID   SIGCONT: it answers again and is taken back
-  provider    set the payment provider's latency, error rate, decline rate, outage`,
+  provider    set the payment provider's latency, error rate, decline rate, outage
+  links       list the links of a system started with 'junction up --fault-links'
+  link NAME   slow, throttle, blackhole, reset or cut one link`,
 	}
 	cmd.PersistentFlags().StringVar(&registry, "registry", getenv("JUNCTION_REGISTRY_URL"), "registry URL ('junction up' prints it) [JUNCTION_REGISTRY_URL]")
 	instances := func(ctx context.Context) ([]discovery.Instance, error) {
@@ -137,6 +139,7 @@ machine.
 	pf.BoolVar(&f.outage, "outage", false, "answer every call 503")
 	pf.Uint64Var(&f.seed, "seed", 0, "seed of the declines and errors")
 	cmd.AddCommand(provider)
+	cmd.AddCommand(chaosLinkCommands(&registry, stdout)...)
 	return cmd
 }
 

@@ -32,13 +32,15 @@ type serveConfig struct {
 	HTTPAddr    string
 	GRPCAddr    string
 	Advertise   string
-	ListenFD    int
-	LogLevel    slog.Level
-	TokenTTL    time.Duration
-	BrokerAddr  string
-	BrokerURL   string
-	Limits      gateway.Limits
-	BrokerSync  bool
+	// AdvertiseHTTP replaces the whole registered HTTP address.
+	AdvertiseHTTP string
+	ListenFD      int
+	LogLevel      slog.Level
+	TokenTTL      time.Duration
+	BrokerAddr    string
+	BrokerURL     string
+	Limits        gateway.Limits
+	BrokerSync    bool
 	// DispatchDelay is how long after confirmation shipping-service
 	// dispatches a shipment.
 	DispatchDelay time.Duration
@@ -75,6 +77,7 @@ func (c *serveConfig) flags(fs *pflag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.DatabaseURL, "database", env("JUNCTION_DATABASE_URL", ""), "database URL or SQLite path (default <data>/<service>/<service>.db) [JUNCTION_DATABASE_URL]")
 	fs.StringVar(&c.HTTPAddr, "http-addr", env("JUNCTION_HTTP_ADDR", "127.0.0.1:0"), "HTTP listen address [JUNCTION_HTTP_ADDR]")
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", env("JUNCTION_GRPC_ADDR", "127.0.0.1:0"), "gRPC listen address [JUNCTION_GRPC_ADDR]")
+	fs.StringVar(&c.AdvertiseHTTP, "advertise-http-addr", env("JUNCTION_ADVERTISE_HTTP_ADDR", ""), "HTTP address to register instead of the listener's, e.g. a mapped port or a proxy in front [JUNCTION_ADVERTISE_HTTP_ADDR]")
 	fs.StringVar(&c.Advertise, "advertise-host", env("JUNCTION_ADVERTISE_HOST", ""), "host to register instead of the listen host [JUNCTION_ADVERTISE_HOST]")
 	fs.StringVar(&c.logLevelText, "log-level", env("JUNCTION_LOG_LEVEL", "info"), "debug, info, warn or error [JUNCTION_LOG_LEVEL]")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", envDuration(getenv, "JUNCTION_TOKEN_TTL", 15*time.Minute), "lifetime of access tokens (user-service) [JUNCTION_TOKEN_TTL]")
@@ -134,6 +137,11 @@ func (c *serveConfig) finish() error {
 	}
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = filepath.Join(c.DataDir, c.Service, c.Service+".db")
+	}
+	if c.AdvertiseHTTP != "" {
+		if _, _, err := net.SplitHostPort(c.AdvertiseHTTP); err != nil {
+			return fmt.Errorf("advertised HTTP address %q: %w", c.AdvertiseHTTP, err)
+		}
 	}
 	for _, a := range []string{c.HTTPAddr, c.GRPCAddr, c.BrokerAddr} {
 		if _, _, err := net.SplitHostPort(a); err != nil {

@@ -193,6 +193,7 @@ func instanceConfig(cfg serveConfig) instance.Config {
 		HTTPAddr:      cfg.HTTPAddr,
 		GRPCAddr:      cfg.GRPCAddr,
 		AdvertiseHost: cfg.Advertise,
+		AdvertiseHTTP: cfg.AdvertiseHTTP,
 		Version:       version(),
 	}
 }

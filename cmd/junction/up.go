@@ -38,6 +38,7 @@ type upConfig struct {
 	LogLevel     string
 	ReadyTimeout time.Duration
 	Broker       string
+	FaultLinks   bool
 }
 
 // scaled are the services `--replicas` may scale; the registry and the
@@ -73,6 +74,7 @@ with the password given by --demo-password, and a small catalogue.`,
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level of every service")
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", 60*time.Second, "how long to wait for every service to be ready")
 	fs.StringVar(&cfg.Broker, "broker", "", "use this NATS server (nats://host:port) instead of starting the embedded broker")
+	fs.BoolVar(&cfg.FaultLinks, "fault-links", false, "put a Toxiproxy link in front of every instance's HTTP port and of its broker connection, for 'junction chaos link'")
 	return cmd
 }
 
@@ -167,7 +169,14 @@ func up(ctx context.Context, cfg upConfig, getenv func(string) string, stdout io
 		"JUNCTION_LOG_LEVEL="+cfg.LogLevel,
 		"JUNCTION_BROKER="+brokerURL,
 	)
-	spec := func(service string, i int, listener *os.File) supervisor.Spec {
+	var links *faultLinks
+	if cfg.FaultLinks {
+		if links, err = startFaultLinks(brokerURL); err != nil {
+			return err
+		}
+		defer links.close()
+	}
+	spec := func(service string, i int, listener *os.File) (supervisor.Spec, error) {
 		id := fmt.Sprintf("%s-%d", service, i)
 		env := append(slices.Clip(base), "JUNCTION_INSTANCE_ID="+id, "JUNCTION_BROKER_ADDR="+brokerAddr)
 		s := supervisor.Spec{Name: id, Path: exe, Args: []string{"serve", service}, Tier: tiers[service]}
@@ -175,12 +184,24 @@ func up(ctx context.Context, cfg upConfig, getenv func(string) string, stdout io
 			s.ExtraFiles = []*os.File{listener}
 			env = append(env, "JUNCTION_LISTEN_FD=3")
 		}
+		if links != nil && slices.Contains(scaled, service) && service != "gateway" {
+			linkEnv, err := links.add(id)
+			if err != nil {
+				return s, err
+			}
+			env = append(env, linkEnv...)
+		}
 		s.Env = env
-		return s
+		return s, nil
 	}
-	specs := []supervisor.Spec{spec("registry", 1, regFile)}
+	type want struct {
+		service  string
+		i        int
+		listener *os.File
+	}
+	wanted := []want{{"registry", 1, regFile}}
 	if cfg.Broker == "" {
-		specs = append(specs, spec("broker", 1, nil))
+		wanted = append(wanted, want{"broker", 1, nil})
 	}
 	for _, svc := range scaled {
 		for i := 1; i <= replicas[svc]; i++ {
@@ -188,8 +209,16 @@ func up(ctx context.Context, cfg upConfig, getenv func(string) string, stdout io
 			if svc == "gateway" {
 				ln = gwFile
 			}
-			specs = append(specs, spec(svc, i, ln))
+			wanted = append(wanted, want{svc, i, ln})
 		}
+	}
+	var specs []supervisor.Spec
+	for _, w := range wanted {
+		s, err := spec(w.service, w.i, w.listener)
+		if err != nil {
+			return err
+		}
+		specs = append(specs, s)
 	}
 
 	reg := discovery.NewClient(registryURL, nil)
@@ -209,21 +238,29 @@ func up(ctx context.Context, cfg upConfig, getenv func(string) string, stdout io
 	defer stop()
 	done := make(chan error, 1)
 	go func() { done <- sup.Run(runCtx, specs) }()
+	if links != nil {
+		// Listed in the registry, so 'junction chaos link' finds it.
+		go reg.KeepAlive(runCtx, discovery.Instance{ID: faultLinksService, Service: faultLinksService,
+			Endpoints: map[string]string{discovery.EndpointHTTP: links.api}}, 10*time.Second, nil)
+	}
 
-	want := map[string]int{}
+	ready := map[string]int{}
 	if cfg.Broker == "" {
-		want["broker"] = 1
+		ready["broker"] = 1
 	}
 	for _, s := range scaled {
-		want[s] = replicas[s]
+		ready[s] = replicas[s]
 	}
-	err = waitReady(ctx, reg, gatewayURL, want, cfg.ReadyTimeout)
+	err = waitReady(ctx, reg, gatewayURL, ready, cfg.ReadyTimeout)
 	switch {
 	case err == nil:
 		fmt.Fprintf(stdout, "\njunction is ready in %.1fs\n", time.Since(started).Seconds())
 		fmt.Fprintf(stdout, "  gateway:  %s\n", gatewayURL)
 		fmt.Fprintf(stdout, "  registry: %s\n", registryURL)
 		fmt.Fprintf(stdout, "  broker:   %s\n", sqldb.Redact(brokerURL))
+		if links != nil {
+			fmt.Fprintf(stdout, "  links:    http://%s (Toxiproxy API; junction chaos links)\n", links.api)
+		}
 		fmt.Fprintf(stdout, "  data:     %s\n", data)
 		fmt.Fprintf(stdout, "  log in as alice or bob (customers) or admin, password %q; Ctrl-C stops.\n\n", cfg.DemoPassword)
 	case ctx.Err() == nil:

@@ -1,7 +1,8 @@
 // Package faultproxy puts Toxiproxy (embedded, v2.12.0) in front of a
 // network edge: a TCP proxy per edge whose link can be slowed, cut, reset
-// or blackholed while the system runs. Fault tests use it in-process;
-// nothing in a production path goes through it.
+// or blackholed while the system runs. Fault tests use it in-process, and
+// `junction up --fault-links` puts one in front of every instance; nothing
+// else goes through it.
 package faultproxy
 
 import (
@@ -9,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"sync"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
@@ -62,6 +64,11 @@ func (s *Server) Proxy(name, upstream string) (*Proxy, error) {
 	s.mu.Unlock()
 	return px, nil
 }
+
+// Handler serves Toxiproxy's own HTTP API over this server's proxies
+// (GET /proxies, POST /proxies/{name}/toxics, …), so its client package
+// and toxiproxy-cli drive them; `junction chaos link` does.
+func (s *Server) Handler() http.Handler { return s.api.Routes() }
 
 // Close stops every proxy.
 func (s *Server) Close() {

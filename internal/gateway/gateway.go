@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/failsafe-go/failsafe-go"
@@ -254,12 +255,20 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		rest.Error(w, r, g.log, fault.New(fault.TooLarge, "the body is larger than %d bytes", MaxBody))
 	case errors.Is(err, context.DeadlineExceeded):
 		g.log.WarnContext(r.Context(), "upstream timed out", "upstream", service, "err", err)
+		w.Header().Set("Retry-After", "1")
 		rest.WriteProblem(w, r, http.StatusGatewayTimeout, "upstream_timeout", "the service did not answer in time")
 	case errors.Is(err, context.Canceled):
 		// The client went away; nobody reads the answer.
 		w.WriteHeader(499)
+	case unreached(err) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		// No instance could be reached, or the connection broke: the
+		// service is unavailable for now, not answering wrongly.
+		g.log.WarnContext(r.Context(), "upstream unreachable", "upstream", service, "err", err)
+		w.Header().Set("Retry-After", "1")
+		rest.WriteProblem(w, r, http.StatusServiceUnavailable, "unavailable", "the service could not be reached; try again shortly")
 	default:
 		g.log.WarnContext(r.Context(), "upstream failed", "upstream", service, "err", err)
-		rest.WriteProblem(w, r, http.StatusBadGateway, "bad_gateway", "the service could not be reached")
+		w.Header().Set("Retry-After", "1")
+		rest.WriteProblem(w, r, http.StatusBadGateway, "bad_gateway", "the service answered badly")
 	}
 }

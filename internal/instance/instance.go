@@ -40,6 +40,9 @@ type Config struct {
 	// AdvertiseHost replaces the listen host in registered addresses, for
 	// instances that listen on all interfaces.
 	AdvertiseHost string
+	// AdvertiseHTTP, when set, is the HTTP address registered instead of
+	// the listener's (a port mapped elsewhere, a proxy in front).
+	AdvertiseHTTP string
 	TTL           time.Duration
 	// Grace bounds how long in-flight work may take to finish at stop.
 	Grace   time.Duration
@@ -75,6 +78,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, p Parts) error {
 		}
 	}
 	endpoints := map[string]string{discovery.EndpointHTTP: advertise(hln.Addr(), cfg.AdvertiseHost)}
+	if cfg.AdvertiseHTTP != "" {
+		endpoints[discovery.EndpointHTTP] = cfg.AdvertiseHTTP
+	}
 	var gln net.Listener
 	if p.GRPC != nil {
 		var err error

@@ -1,10 +1,12 @@
 package clients_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -46,15 +48,62 @@ func (s *stamps) in(from, to time.Time) int {
 }
 
 // countingTransport stamps every attempt that leaves the client (that is,
-// got past the breaker, the bulkhead and the timeout).
+// got past the breaker, the bulkhead and the timeout), and keeps when each
+// began and ended.
 type countingTransport struct {
 	base     http.RoundTripper
 	attempts *stamps
+	spans    *spans
 }
 
 func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	c.attempts.add()
-	return c.base.RoundTrip(r)
+	start := time.Now()
+	resp, err := c.base.RoundTrip(r)
+	if err == nil {
+		// The call ends when its answer has been read.
+		body, rerr := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		if rerr != nil {
+			err, resp = rerr, nil
+		}
+	}
+	c.spans.add(start, time.Now())
+	return resp, err
+}
+
+// spans are attempts from start to end.
+type spans struct {
+	mu sync.Mutex
+	s  [][2]time.Time
+}
+
+func (s *spans) add(from, to time.Time) {
+	s.mu.Lock()
+	s.s = append(s.s, [2]time.Time{from, to})
+	s.mu.Unlock()
+}
+
+// maxConcurrent is the most attempts at once among those that began in
+// [from, to).
+func (s *spans) maxConcurrent(from, to time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	most := 0
+	for _, a := range s.s {
+		if a[0].Before(from) || !a[0].Before(to) {
+			continue
+		}
+		n := 0
+		for _, b := range s.s {
+			if !b[0].Before(from) && b[0].Before(to) && !b[0].After(a[0]) && b[1].After(a[0]) {
+				n++
+			}
+		}
+		most = max(most, n)
+	}
+	return most
 }
 
 // providerStub stands in for the card processor: it authorizes every
@@ -81,13 +130,14 @@ func providerStub(hits *stamps) http.Handler {
 //
 // Expected: declines do not trip the breaker; it opens after 5 faults in a
 // row; while open no attempt leaves the client and the provider sees none;
-// each half-open lets through at most 2 probes (the success threshold);
+// each half-open lets at most 2 probes through at once (failsafe-go's
+// half-open permits are the success threshold, returned as probes end);
 // after the link heals it closes and calls succeed.
 func TestBreakerUnderResetPeer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault schedule takes about 10 s")
 	}
-	hits, attempts := &stamps{}, &stamps{}
+	hits, attempts, inFlight := &stamps{}, &stamps{}, &spans{}
 	srv := httptest.NewServer(providerStub(hits))
 	defer srv.Close()
 	fp := faultproxy.New()
@@ -98,7 +148,7 @@ func TestBreakerUnderResetPeer(t *testing.T) {
 	}
 	r := discovery.NewResolver(discovery.Static{{ID: "p1", Service: "payment-provider", Endpoints: map[string]string{discovery.EndpointHTTP: px.Addr()}}})
 	defer r.Close()
-	client := &http.Client{Transport: &discovery.Transport{Resolver: r, Base: countingTransport{base: http.DefaultTransport.(*http.Transport).Clone(), attempts: attempts}}}
+	client := &http.Client{Transport: &discovery.Transport{Resolver: r, Base: countingTransport{base: http.DefaultTransport.(*http.Transport).Clone(), attempts: attempts, spans: inFlight}}}
 	cfg := clients.ProviderPolicy(slog.New(slog.DiscardHandler))
 	cfg.BreakFor = time.Second
 	policy := resilience.New(cfg)
@@ -205,8 +255,13 @@ func TestBreakerUnderResetPeer(t *testing.T) {
 			if i+1 < len(tr) && tr[i+1].To == "open" {
 				until = next.Add(grace)
 			}
-			if n := attempts.in(x.At, until); n > 2 {
-				t.Errorf("half-open %.3fs-%.3fs: %d probes, want at most 2", x.At.Sub(faultStart).Seconds(), next.Sub(faultStart).Seconds(), n)
+			if n := inFlight.maxConcurrent(x.At, until); n > 2 {
+				t.Errorf("half-open %.3fs-%.3fs: %d probes at once, want at most 2", x.At.Sub(faultStart).Seconds(), next.Sub(faultStart).Seconds(), n)
+			}
+			// Two succeed and it closes, or one fails and it opens: with
+			// a permit handed on as a probe ends, three at the most.
+			if n := attempts.in(x.At, until); n > 3 {
+				t.Errorf("half-open %.3fs-%.3fs: %d probes, want at most 3", x.At.Sub(faultStart).Seconds(), next.Sub(faultStart).Seconds(), n)
 			}
 		}
 	}
