@@ -37,8 +37,8 @@ func startFaultLinks(brokerURL string) (*faultLinks, error) {
 	}
 	l.api = ln.Addr().String()
 	mux := http.NewServeMux()
-	ok := func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }
-	mux.HandleFunc("GET /healthz", ok) // the registry probes it like any instance
+	ok := func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }
+	mux.HandleFunc("GET /healthz", ok) // the registry probes it like any instance (200)
 	mux.HandleFunc("GET /readyz", ok)
 	mux.Handle("/", l.fp.Handler())
 	l.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
