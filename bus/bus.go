@@ -96,6 +96,15 @@ type Subscription interface {
 	Close() error
 }
 
+// Checker is implemented by adapters that can tell whether the broker
+// answers now; a service is not ready while it does not (the registry then
+// sends it no traffic, and nothing restarts it).
+type Checker interface {
+	// Check returns nil when a round trip to the broker succeeded within
+	// ctx.
+	Check(ctx context.Context) error
+}
+
 type permanent struct{ err error }
 
 func (p permanent) Error() string { return p.err.Error() }

@@ -255,6 +255,14 @@ func (s *subscription) Close() error {
 }
 
 // Close closes every subscription, then the connection.
+// Check asks a broker of the cluster for its metadata.
+func (b *Bus) Check(ctx context.Context) error {
+	if err := b.producer.Ping(ctx); err != nil {
+		return fmt.Errorf("kafkabus: no broker answered: %w", err)
+	}
+	return nil
+}
+
 func (b *Bus) Close() error {
 	if b.subs.Close() {
 		b.producer.Close()

@@ -304,3 +304,15 @@ func (b *Bus) Close() error {
 // Conn returns the underlying connection, for tools that need more than
 // the bus (stream inspection).
 func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// Check makes a round trip to the server (PING/PONG): a connection that
+// is up but partitioned fails it too.
+func (b *Bus) Check(ctx context.Context) error {
+	if !b.nc.IsConnected() {
+		return fmt.Errorf("natsbus: not connected (%s)", b.nc.Status())
+	}
+	if err := b.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("natsbus: broker did not answer: %w", err)
+	}
+	return nil
+}

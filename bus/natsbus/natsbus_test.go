@@ -1,6 +1,7 @@
 package natsbus_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -27,4 +28,27 @@ func TestContract(t *testing.T) {
 			return pub, sub
 		},
 	})
+}
+
+// TestCheckFollowsTheBroker: Check passes while the server answers and
+// fails once it is gone.
+func TestCheckFollowsTheBroker(t *testing.T) {
+	ns := natstest.Start(t, t.TempDir())
+	b, err := natsbus.Connect(ns.ClientURL(), natsbus.Config{Name: "check"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := b.Check(ctx); err != nil {
+		t.Fatalf("Check with the broker up = %v", err)
+	}
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), time.Second)
+	defer cancel2()
+	if err := b.Check(ctx2); err == nil {
+		t.Error("Check with the broker gone succeeded")
+	}
 }

@@ -75,6 +75,14 @@ func Connect(cfg Config) (*Bus, error) {
 	return b, nil
 }
 
+// Check reports whether the connection is open, dialling again when it
+// was lost. (AMQP's heartbeats close a partitioned connection within two
+// intervals.)
+func (b *Bus) Check(context.Context) error {
+	_, err := b.connection()
+	return err
+}
+
 // connection returns the live connection, dialling again when it was lost.
 func (b *Bus) connection() (*amqp.Connection, error) {
 	b.mu.Lock()

@@ -339,7 +339,7 @@ func serveUsers(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
 		HTTP:  userhttp.Handler(svc, verifier, log),
 		GRPC:  usergrpc.NewServer(svc, verifier),
-		Ready: st.Ping,
+		Ready: ready(st.Ping, d.bus),
 	})
 }
 
@@ -365,7 +365,7 @@ func serveInventory(ctx context.Context, cfg serveConfig, log *slog.Logger) erro
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
 		HTTP:  inventoryhttp.Handler(svc, log),
 		GRPC:  inventorygrpc.NewServer(svc, jwksVerifier(d.resolver)),
-		Ready: st.Ping,
+		Ready: ready(st.Ping, d.bus),
 	})
 }
 
@@ -498,7 +498,7 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		nil)
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
 		HTTP:  orderhttp.Handler(svc, jwksVerifier(d.resolver), log),
-		Ready: st.Ping,
+		Ready: ready(st.Ping, d.bus),
 	})
 }
 
@@ -523,7 +523,7 @@ func servePayments(ctx context.Context, cfg serveConfig, log *slog.Logger) error
 		return err
 	}
 	defer sub.Close()
-	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{HTTP: http.NotFoundHandler(), Ready: st.Ping})
+	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{HTTP: http.NotFoundHandler(), Ready: ready(st.Ping, d.bus)})
 }
 
 func servePaymentProvider(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
@@ -551,7 +551,7 @@ func serveShipping(ctx context.Context, cfg serveConfig, log *slog.Logger) error
 	defer closeAll(subs)
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
 		HTTP:  shippinghttp.Handler(shipping.NewService(st), jwksVerifier(d.resolver), log),
-		Ready: st.Ping,
+		Ready: ready(st.Ping, d.bus),
 	})
 }
 
@@ -576,7 +576,7 @@ func serveNotifications(ctx context.Context, cfg serveConfig, log *slog.Logger) 
 	}()
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
 		HTTP:  notificationhttp.Handler(notification.NewService(st), jwksVerifier(d.resolver), log),
-		Ready: st.Ping,
+		Ready: ready(st.Ping, d.bus),
 	})
 }
 
@@ -597,12 +597,27 @@ func serveDeadLetters(ctx context.Context, cfg serveConfig, log *slog.Logger) er
 	defer sub.Close()
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
 		HTTP:  deadletterhttp.Handler(deadletter.NewService(st, d.bus), jwksVerifier(d.resolver), log),
-		Ready: st.Ping,
+		Ready: ready(st.Ping, d.bus),
 	})
 }
 
 // messageBus is a connection to a broker that both publishes and
 // subscribes.
+// ready is a service's readiness: its database answers and, where it has
+// one that can tell, its broker does too. An instance cut off from the
+// broker gets no traffic until it is back.
+func ready(ping func(context.Context) error, b messageBus) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := ping(ctx); err != nil {
+			return err
+		}
+		if c, ok := b.(bus.Checker); ok {
+			return c.Check(ctx)
+		}
+		return nil
+	}
+}
+
 type messageBus interface {
 	bus.Publisher
 	bus.Subscriber

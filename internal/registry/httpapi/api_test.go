@@ -1,10 +1,15 @@
 package httpapi_test
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,11 +25,16 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // startRegistry serves a real registry on a loopback port.
 func startRegistry(t *testing.T) *discovery.Client {
+	c, _ := startRegistryURL(t)
+	return c
+}
+
+func startRegistryURL(t *testing.T) (*discovery.Client, string) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := httptest.NewServer(httpapi.Handler(registry.New(nil), log))
 	t.Cleanup(srv.Close)
-	return discovery.NewClient(srv.URL, srv.Client())
+	return discovery.NewClient(srv.URL, srv.Client()), srv.URL
 }
 
 func TestClientRegisterLookupDeregister(t *testing.T) {
@@ -114,5 +124,84 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestPrometheusServiceDiscovery: the registry answers Prometheus' HTTP SD
+// format, one target group per live instance.
+func TestPrometheusServiceDiscovery(t *testing.T) {
+	c, base := startRegistryURL(t)
+	ctx := context.Background()
+	_ = c.Register(ctx, discovery.Instance{ID: "o-1", Service: "order-service", Endpoints: map[string]string{"http": "127.0.0.1:9001"}, Metadata: map[string]string{"version": "v1.2.3"}}, 10*time.Second)
+	_ = c.Register(ctx, discovery.Instance{ID: "b-1", Service: "broker", Endpoints: map[string]string{"nats": "127.0.0.1:4999"}}, 10*time.Second)
+	resp, err := http.Get(base + "/v1/prometheus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var groups []struct {
+		Targets []string          `json:"targets"`
+		Labels  map[string]string `json:"labels"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&groups); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Header.Get("Content-Type") != "application/json" || len(groups) != 1 ||
+		!slices.Equal(groups[0].Targets, []string{"127.0.0.1:9001"}) ||
+		groups[0].Labels["__meta_junction_service"] != "order-service" ||
+		groups[0].Labels["__meta_junction_instance"] != "o-1" ||
+		groups[0].Labels["__meta_junction_version"] != "v1.2.3" {
+		t.Errorf("GET /v1/prometheus = %s %+v; want one group for o-1 (the broker has no http endpoint)", resp.Header.Get("Content-Type"), groups)
+	}
+}
+
+// TestWatchStream: a client of /v1/services/{name}/stream gets the view at
+// once and again on every change, as Server-Sent Events.
+func TestWatchStream(t *testing.T) {
+	c, base := startRegistryURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/services/svc/stream", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("Content-Type = %q", ct)
+	}
+	events := make(chan discovery.View)
+	go func() {
+		defer close(events)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				var v discovery.View
+				if json.Unmarshal([]byte(data), &v) == nil {
+					events <- v
+				}
+			}
+		}
+	}()
+	next := func() discovery.View {
+		t.Helper()
+		select {
+		case v := <-events:
+			return v
+		case <-ctx.Done():
+			t.Fatal("no event within 10 s")
+		}
+		return discovery.View{}
+	}
+	if v := next(); len(v.Instances) != 0 {
+		t.Fatalf("first event = %+v, want the empty view", v)
+	}
+	_ = c.Register(ctx, discovery.Instance{ID: "s-1", Service: "svc", Endpoints: map[string]string{"http": "127.0.0.1:9"}}, 10*time.Second)
+	if v := next(); len(v.Instances) != 1 || v.Instances[0].ID != "s-1" {
+		t.Fatalf("after register = %+v, want s-1", v)
+	}
+	_ = c.Deregister(ctx, "s-1")
+	if v := next(); len(v.Instances) != 0 {
+		t.Fatalf("after deregister = %+v, want none", v)
 	}
 }

@@ -4,6 +4,9 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -26,6 +29,8 @@ func Handler(reg *registry.Registry, log *slog.Logger) http.Handler {
 	mux.HandleFunc("DELETE /v1/instances/{id}", h.deregister)
 	mux.HandleFunc("GET /v1/services", h.catalog)
 	mux.HandleFunc("GET /v1/services/{name}", h.lookup)
+	mux.HandleFunc("GET /v1/services/{name}/stream", h.stream)
+	mux.HandleFunc("GET /v1/prometheus", h.prometheus)
 	mux.HandleFunc("GET /healthz", ok)
 	mux.HandleFunc("GET /readyz", ok)
 	mux.HandleFunc("/", rest.NotFound)
@@ -82,4 +87,87 @@ func (h *handler) lookup(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), MaxWatch)
 	defer cancel()
 	rest.JSON(w, http.StatusOK, h.reg.Watch(ctx, name, q.Get("epoch"), rev))
+}
+
+// streamBeat is how often a quiet stream sends a comment, so proxies and
+// clients see the connection alive.
+const streamBeat = 25 * time.Second
+
+// stream sends service's view now and after every change as Server-Sent
+// Events (event "view", data the JSON of discovery.View) until the client
+// goes away: the watch as a stream, for tools and dashboards (curl -N).
+func (h *handler) stream(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	var last discovery.View
+	first := true
+	for r.Context().Err() == nil {
+		// The server's write timeout is meant for one answer; a stream
+		// moves its deadline on with every event.
+		_ = rc.SetWriteDeadline(time.Now().Add(streamBeat + 10*time.Second))
+		var err error
+		if first {
+			last = h.reg.Lookup(name)
+			err = writeEvent(w, last)
+			first = false
+		} else {
+			ctx, cancel := context.WithTimeout(r.Context(), streamBeat)
+			v := h.reg.Watch(ctx, name, last.Epoch, last.Revision)
+			cancel()
+			if v.Epoch == last.Epoch && v.Revision == last.Revision {
+				_, err = io.WriteString(w, ": still here\n\n")
+			} else {
+				last = v
+				err = writeEvent(w, v)
+			}
+		}
+		if err == nil {
+			err = rc.Flush()
+		}
+		if err != nil {
+			return // the client went away
+		}
+	}
+}
+
+func writeEvent(w io.Writer, v discovery.View) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "event: view\nid: %s-%d\ndata: %s\n\n", v.Epoch, v.Revision, data)
+	return err
+}
+
+// promTargets is one group of Prometheus' HTTP service discovery.
+type promTargets struct {
+	Targets []string          `json:"targets"`
+	Labels  map[string]string `json:"labels"`
+}
+
+// prometheus answers Prometheus' HTTP service-discovery format: one group
+// per live instance, its HTTP endpoint the target, its service, id and
+// version as __meta_junction_* labels for relabelling.
+func (h *handler) prometheus(w http.ResponseWriter, _ *http.Request) {
+	groups := []promTargets{}
+	for _, v := range h.reg.Catalog().Services {
+		for _, inst := range v.Instances {
+			addr := inst.Endpoints[discovery.EndpointHTTP]
+			if addr == "" {
+				continue
+			}
+			labels := map[string]string{
+				"__meta_junction_service":  inst.Service,
+				"__meta_junction_instance": inst.ID,
+			}
+			if ver := inst.Metadata["version"]; ver != "" {
+				labels["__meta_junction_version"] = ver
+			}
+			groups = append(groups, promTargets{Targets: []string{addr}, Labels: labels})
+		}
+	}
+	rest.JSON(w, http.StatusOK, groups)
 }
