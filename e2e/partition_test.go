@@ -140,19 +140,11 @@ func TestNetPartitionAndDegrade(t *testing.T) {
 	// The gateway's errors: which, with Retry-After, and when. The
 	// registry needs up to two probe failures (2 s) to take an instance
 	// out and a probe to bring it back, so each window is widened by 5 s.
-	inWindow := func(at time.Time) string {
-		for _, w := range windows {
-			if !at.Before(w.from) && !at.After(w.to.Add(5*time.Second)) {
-				return w.name
-			}
-		}
-		return ""
-	}
 	byWindow := map[string]map[int]int{}
 	outside, noRetryAfter, badStatus := 0, 0, 0
 	for _, at := range as {
 		for _, f := range at.failures {
-			w := inWindow(f.at)
+			w := inWindow(windows, f.at, 5*time.Second)
 			if byWindow[w] == nil {
 				byWindow[w] = map[int]int{}
 			}

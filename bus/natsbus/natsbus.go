@@ -311,6 +311,11 @@ func (b *Bus) Check(ctx context.Context) error {
 	if !b.nc.IsConnected() {
 		return fmt.Errorf("natsbus: not connected (%s)", b.nc.Status())
 	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+	}
 	if err := b.nc.FlushWithContext(ctx); err != nil {
 		return fmt.Errorf("natsbus: broker did not answer: %w", err)
 	}

@@ -108,7 +108,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, p Parts) error {
 			return
 		}
 		if p.Ready != nil {
-			if err := p.Ready(r.Context()); err != nil {
+			// A probe that waits longer than this has given up anyway.
+			ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+			defer cancel()
+			if err := p.Ready(ctx); err != nil {
 				log.WarnContext(r.Context(), "not ready", "err", err)
 				w.WriteHeader(http.StatusServiceUnavailable)
 				_, _ = w.Write([]byte("not ready\n"))
