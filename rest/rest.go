@@ -74,6 +74,11 @@ func Error(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 	if k == fault.Unauthorized && w.Header().Get("WWW-Authenticate") == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="junction"`)
 	}
+	// A dependency down or busy, or out of time: the client may try again
+	// shortly, and is told when.
+	if (k == fault.Unavailable || k == fault.Timeout) && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", "1")
+	}
 	WriteProblem(w, r, Status(k), Code(k), fault.Message(err))
 }
 

@@ -87,6 +87,9 @@ func TestErrorWritesProblemAndHidesInternals(t *testing.T) {
 		if ct := rec.Header().Get("Content-Type"); ct != "application/problem+json" {
 			t.Errorf("Content-Type = %q", ct)
 		}
+		if ra, want := rec.Header().Get("Retry-After"), tt.status == 503; (ra == "1") != want {
+			t.Errorf("Error(%v): Retry-After = %q, want it on a 503 only", tt.err, ra)
+		}
 	}
 }
 
