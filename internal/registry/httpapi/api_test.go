@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -204,4 +205,58 @@ func TestWatchStream(t *testing.T) {
 	if v := next(); len(v.Instances) != 0 {
 		t.Fatalf("after deregister = %+v, want none", v)
 	}
+}
+
+// TestRestartedRegistryRecoversTheFleet: a registry that restarts (empty,
+// a new epoch, same address) learns every instance again from their next
+// heartbeats, and a resolver watching through the restart follows.
+func TestRestartedRegistryRecoversTheFleet(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	serve := func(ln net.Listener) *http.Server {
+		srv := &http.Server{Handler: httpapi.Handler(registry.New(nil), log)}
+		go func() { _ = srv.Serve(ln) }()
+		return srv
+	}
+	first := serve(ln)
+	transport := &http.Transport{}
+	defer transport.CloseIdleConnections()
+	c := discovery.NewClient("http://"+addr, &http.Client{Transport: transport})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	for _, id := range []string{"a-1", "a-2"} {
+		go func() {
+			c.KeepAlive(ctx, discovery.Instance{ID: id, Service: "svc", Endpoints: map[string]string{"http": "127.0.0.1:9"}}, 3*time.Second, nil)
+			done <- struct{}{}
+		}()
+	}
+	r := discovery.NewResolver(c)
+	defer r.Close()
+	var before discovery.View
+	waitFor(t, func() bool { before, _ = r.View(context.Background(), "svc"); return len(before.Instances) == 2 })
+
+	_ = first.Close() // the registry dies; its memory goes with it
+	ln2, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen again on %s: %v", addr, err)
+	}
+	second := serve(ln2)
+	defer second.Close()
+	restarted := time.Now()
+	waitFor(t, func() bool {
+		v, err := c.Lookup(context.Background(), "svc")
+		return err == nil && len(v.Instances) == 2
+	})
+	t.Logf("fleet back in the restarted registry after %v (heartbeat every 1 s)", time.Since(restarted).Round(time.Millisecond))
+	waitFor(t, func() bool {
+		v, _ := r.View(context.Background(), "svc")
+		return v.Epoch != before.Epoch && len(v.Instances) == 2
+	})
+	cancel()
+	<-done
+	<-done
 }
