@@ -210,7 +210,7 @@ type attempt struct {
 	failures []failure
 }
 
-// failure is a 5xx answer the gateway gave.
+// failure is a 5xx answer the gateway gave, or no answer (status 0).
 type failure struct {
 	status     int
 	at         time.Time
@@ -252,6 +252,8 @@ func (s *shop) place(c *client, a *attempt, card string) {
 			if resp.StatusCode >= 500 {
 				a.failures = append(a.failures, failure{status: resp.StatusCode, at: time.Now(), retryAfter: resp.Header.Get("Retry-After")})
 			}
+		} else {
+			a.failures = append(a.failures, failure{at: time.Now()}) // no answer: status 0
 		}
 		if time.Now().After(deadline) {
 			a.err = err.Error()
