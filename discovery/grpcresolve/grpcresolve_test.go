@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/junction-go/junction/discovery"
 	"github.com/junction-go/junction/discovery/discoverytest"
@@ -129,4 +131,50 @@ func BenchmarkGRPCClientStack(b *testing.B) {
 		})
 	}
 	discoverytest.CompareCalls(b, rawCall, stackCall)
+}
+
+// failingHealth answers every Check with code, and counts the calls.
+type failingHealth struct {
+	healthpb.UnimplementedHealthServer
+	code  codes.Code
+	calls atomic.Int64
+}
+
+func (h *failingHealth) Check(context.Context, *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	h.calls.Add(1)
+	return nil, status.Error(h.code, "failing on purpose")
+}
+
+// TestP2CEjectsAnInstanceThatKeepsFailing: an instance that answers every
+// call UNAVAILABLE gets EjectAfter calls in a row at most, then none while
+// ejected; one that answers NOT_FOUND (a business answer) is never ejected.
+func TestP2CEjectsAnInstanceThatKeepsFailing(t *testing.T) {
+	for _, tc := range []struct {
+		code   codes.Code
+		ejects bool
+	}{{codes.Unavailable, true}, {codes.NotFound, false}} {
+		t.Run(tc.code.String(), func(t *testing.T) {
+			good, bad := &countingHealth{}, &failingHealth{code: tc.code}
+			src := discovery.Static{
+				{ID: "good", Service: "svc", Endpoints: map[string]string{discovery.EndpointGRPC: serve(t, good)}},
+				{ID: "bad", Service: "svc", Endpoints: map[string]string{discovery.EndpointGRPC: serve(t, bad)}},
+			}
+			hc := healthpb.NewHealthClient(dial(t, src, "svc"))
+			failed := 0
+			for range 200 {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true)); err != nil {
+					failed++
+				}
+				cancel()
+			}
+			t.Logf("%v: the failing instance got %d of 200 calls", tc.code, bad.calls.Load())
+			if tc.ejects && (bad.calls.Load() > grpcresolve.EjectAfter || failed != int(bad.calls.Load())) {
+				t.Errorf("the UNAVAILABLE instance got %d calls (%d failed), want at most %d before it is ejected", bad.calls.Load(), failed, grpcresolve.EjectAfter)
+			}
+			if !tc.ejects && bad.calls.Load() < 50 {
+				t.Errorf("the NOT_FOUND instance got %d of 200 calls; business answers must not eject it", bad.calls.Load())
+			}
+		})
+	}
 }

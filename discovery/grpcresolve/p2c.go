@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/balancer/base"
@@ -13,26 +14,58 @@ import (
 
 // P2C is the name of the power-of-two-choices balancer this package
 // registers with grpc-go: of two ready connections drawn at random, each
-// call takes the one with fewer calls in flight from this client, so a
-// slow instance gets less work without anyone measuring its latency.
+// call takes the one with fewer calls in flight from this process, so a
+// slow instance gets less work without anyone measuring its latency. An
+// instance whose calls fail EjectAfter times in a row (unavailable,
+// internal, unknown or past the deadline; a business answer such as not
+// found is no failure) is left out for EjectFor, unless every instance is.
 // grpc-go's own connection management takes care of instances that cannot
 // be reached (they are not ready, so never drawn).
 const P2C = "junction_p2c"
 
+// Ejection, as for HTTP (discovery.Balancer).
+const (
+	EjectAfter = 5
+	EjectFor   = 10 * time.Second
+)
+
 func init() {
-	balancer.Register(base.NewBalancerBuilder(P2C, &p2cBuilder{inFlight: map[string]*atomic.Int64{}}, base.Config{HealthCheck: true}))
+	balancer.Register(base.NewBalancerBuilder(P2C, &p2cBuilder{addrs: map[string]*addrState{}}, base.Config{HealthCheck: true}))
+}
+
+// addrState is what this process knows of one instance address; it
+// outlives pickers (a new picker, when an instance came or went, keeps
+// counting the calls still running and the failures so far).
+type addrState struct {
+	inFlight     atomic.Int64
+	failures     atomic.Int32 // in a row
+	ejectedUntil atomic.Int64 // unix nanoseconds
+}
+
+func (a *addrState) ejected(now int64) bool { return a.ejectedUntil.Load() > now }
+
+// done records a call's outcome.
+func (a *addrState) done(err error) {
+	a.inFlight.Add(-1)
+	switch status.Code(err) {
+	case codes.Unavailable, codes.Internal, codes.Unknown, codes.DeadlineExceeded:
+		if a.failures.Add(1) >= EjectAfter {
+			a.failures.Store(0)
+			a.ejectedUntil.Store(time.Now().Add(EjectFor).UnixNano())
+		}
+	default:
+		a.failures.Store(0)
+	}
 }
 
 type p2cBuilder struct {
-	// inFlight per address outlives pickers: a new picker (an instance
-	// came or went) keeps counting the calls still running.
-	mu       sync.Mutex
-	inFlight map[string]*atomic.Int64
+	mu    sync.Mutex
+	addrs map[string]*addrState
 }
 
 type p2cConn struct {
-	sc       balancer.SubConn
-	inFlight *atomic.Int64
+	sc    balancer.SubConn
+	state *addrState
 }
 
 func (b *p2cBuilder) Build(info base.PickerBuildInfo) balancer.Picker {
@@ -46,16 +79,16 @@ func (b *p2cBuilder) Build(info base.PickerBuildInfo) balancer.Picker {
 	for sc, sci := range info.ReadySCs {
 		addr := sci.Address.Addr
 		live[addr] = true
-		n, ok := b.inFlight[addr]
+		st, ok := b.addrs[addr]
 		if !ok {
-			n = new(atomic.Int64)
-			b.inFlight[addr] = n
+			st = &addrState{}
+			b.addrs[addr] = st
 		}
-		conns = append(conns, p2cConn{sc: sc, inFlight: n})
+		conns = append(conns, p2cConn{sc: sc, state: st})
 	}
-	for addr, n := range b.inFlight {
-		if !live[addr] && n.Load() == 0 {
-			delete(b.inFlight, addr)
+	for addr, st := range b.addrs {
+		if !live[addr] && st.inFlight.Load() == 0 && !st.ejected(time.Now().UnixNano()) {
+			delete(b.addrs, addr)
 		}
 	}
 	return &p2cPicker{conns: conns}
@@ -68,26 +101,49 @@ func (p *p2cPicker) Pick(balancer.PickInfo) (balancer.PickResult, error) {
 	if c == nil {
 		return balancer.PickResult{}, status.Error(codes.Unavailable, "no ready instance")
 	}
-	c.inFlight.Add(1)
-	return balancer.PickResult{SubConn: c.sc, Done: func(balancer.DoneInfo) { c.inFlight.Add(-1) }}, nil
+	c.state.inFlight.Add(1)
+	return balancer.PickResult{SubConn: c.sc, Done: func(d balancer.DoneInfo) { c.state.done(d.Err) }}, nil
 }
 
+// choose draws two distinct instances among those not ejected (among all
+// when every one is) and takes the one with fewer calls in flight.
 func (p *p2cPicker) choose() *p2cConn {
-	switch n := len(p.conns); n {
+	now := time.Now().UnixNano()
+	ejected := 0
+	for i := range p.conns {
+		if p.conns[i].state.ejected(now) {
+			ejected++
+		}
+	}
+	if ejected == 0 || ejected == len(p.conns) {
+		return twoChoices(len(p.conns), func(i int) *p2cConn { return &p.conns[i] })
+	}
+	pool := make([]*p2cConn, 0, len(p.conns)-ejected)
+	for i := range p.conns {
+		if !p.conns[i].state.ejected(now) {
+			pool = append(pool, &p.conns[i])
+		}
+	}
+	return twoChoices(len(pool), func(i int) *p2cConn { return pool[i] })
+}
+
+// twoChoices draws two distinct of n and returns the one with fewer calls
+// in flight.
+func twoChoices(n int, at func(int) *p2cConn) *p2cConn {
+	switch n {
 	case 0:
 		return nil
 	case 1:
-		return &p.conns[0]
-	default:
-		i := rand.IntN(n)
-		j := rand.IntN(n - 1)
-		if j >= i {
-			j++
-		}
-		a, b := &p.conns[i], &p.conns[j]
-		if b.inFlight.Load() < a.inFlight.Load() {
-			return b
-		}
-		return a
+		return at(0)
 	}
+	i := rand.IntN(n)
+	j := rand.IntN(n - 1)
+	if j >= i {
+		j++
+	}
+	a, b := at(i), at(j)
+	if b.state.inFlight.Load() < a.state.inFlight.Load() {
+		return b
+	}
+	return a
 }
