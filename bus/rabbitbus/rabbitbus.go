@@ -75,12 +75,16 @@ func Connect(cfg Config) (*Bus, error) {
 	return b, nil
 }
 
-// Check reports whether the connection is open, dialling again when it
-// was lost. (AMQP's heartbeats close a partitioned connection within two
-// intervals.)
+// Check reports whether the connection is open (AMQP's heartbeats close a
+// partitioned one within two intervals). It does not dial: the next
+// publish or the subscriptions' reconnection does.
 func (b *Bus) Check(context.Context) error {
-	_, err := b.connection()
-	return err
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.conn == nil || b.conn.IsClosed() {
+		return errors.New("rabbitbus: not connected")
+	}
+	return nil
 }
 
 // connection returns the live connection, dialling again when it was lost.

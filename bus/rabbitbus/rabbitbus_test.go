@@ -117,3 +117,19 @@ func TestResumesAfterTheConnectionIsLost(t *testing.T) {
 	publish("after")
 	expect("after")
 }
+
+// TestCheckFollowsTheConnection: Check passes on an open connection and
+// fails once it is closed.
+func TestCheckFollowsTheConnection(t *testing.T) {
+	b, err := rabbitbus.Connect(rabbitbus.Config{URL: url(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Check(context.Background()); err != nil {
+		t.Fatalf("Check on a fresh connection = %v", err)
+	}
+	b.Close()
+	if err := b.Check(context.Background()); err == nil {
+		t.Error("Check after Close succeeded")
+	}
+}
