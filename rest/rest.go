@@ -74,11 +74,6 @@ func Error(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 	if k == fault.Unauthorized && w.Header().Get("WWW-Authenticate") == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="junction"`)
 	}
-	// A dependency down or busy, or out of time: the client may try again
-	// shortly, and is told when.
-	if (k == fault.Unavailable || k == fault.Timeout) && w.Header().Get("Retry-After") == "" {
-		w.Header().Set("Retry-After", "1")
-	}
 	WriteProblem(w, r, Status(k), Code(k), fault.Message(err))
 }
 
@@ -96,6 +91,12 @@ func WriteProblem(w http.ResponseWriter, r *http.Request, status int, code, deta
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
+	// Unavailable or out of time (a dependency down, busy, slow): the
+	// client may try again shortly, and is told when, unless the caller
+	// knows better (a rate limit's own wait).
+	if (status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout) && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", "1")
+	}
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(p)
 }

@@ -71,6 +71,7 @@ func TestErrorWritesProblemAndHidesInternals(t *testing.T) {
 		{fault.New(fault.Invalid, "bad sku"), 400, "invalid", "bad sku"},
 		{fault.New(fault.Unauthorized, "token expired"), 401, "unauthorized", "token expired"},
 		{fault.Wrap(fault.Unavailable, io.EOF, "user-service is unavailable"), 503, "unavailable", "user-service is unavailable"},
+		{fault.New(fault.Timeout, "inventory-service timed out"), 504, "timeout", "inventory-service timed out"},
 		{io.ErrUnexpectedEOF, 500, "internal", "internal error"},
 	}
 	for _, tt := range tests {
@@ -87,8 +88,8 @@ func TestErrorWritesProblemAndHidesInternals(t *testing.T) {
 		if ct := rec.Header().Get("Content-Type"); ct != "application/problem+json" {
 			t.Errorf("Content-Type = %q", ct)
 		}
-		if ra, want := rec.Header().Get("Retry-After"), tt.status == 503; (ra == "1") != want {
-			t.Errorf("Error(%v): Retry-After = %q, want it on a 503 only", tt.err, ra)
+		if ra, want := rec.Header().Get("Retry-After"), tt.status == 503 || tt.status == 504; (ra == "1") != want {
+			t.Errorf("Error(%v): Retry-After = %q, want it on a 503 or 504 only", tt.err, ra)
 		}
 	}
 }

@@ -249,13 +249,11 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	switch {
 	case fault.Is(err, fault.Unavailable):
 		g.log.WarnContext(r.Context(), "no upstream", "service", service, "err", err)
-		w.Header().Set("Retry-After", "1")
 		rest.Error(w, r, g.log, err)
 	case errors.As(err, &maxErr):
 		rest.Error(w, r, g.log, fault.New(fault.TooLarge, "the body is larger than %d bytes", MaxBody))
 	case errors.Is(err, context.DeadlineExceeded):
 		g.log.WarnContext(r.Context(), "upstream timed out", "upstream", service, "err", err)
-		w.Header().Set("Retry-After", "1")
 		rest.WriteProblem(w, r, http.StatusGatewayTimeout, "upstream_timeout", "the service did not answer in time")
 	case errors.Is(err, context.Canceled):
 		// The client went away; nobody reads the answer.
@@ -264,11 +262,10 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		// No instance could be reached, or the connection broke: the
 		// service is unavailable for now, not answering wrongly.
 		g.log.WarnContext(r.Context(), "upstream unreachable", "upstream", service, "err", err)
-		w.Header().Set("Retry-After", "1")
 		rest.WriteProblem(w, r, http.StatusServiceUnavailable, "unavailable", "the service could not be reached; try again shortly")
 	default:
 		g.log.WarnContext(r.Context(), "upstream failed", "upstream", service, "err", err)
-		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Retry-After", "1") // a bad answer may be one instance's; another try may do
 		rest.WriteProblem(w, r, http.StatusBadGateway, "bad_gateway", "the service answered badly")
 	}
 }

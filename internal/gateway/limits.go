@@ -143,7 +143,6 @@ func shed(max int64, log *slog.Logger, inFlight, counter *atomic.Int64) rest.Mid
 			if n > max {
 				counter.Add(1)
 				log.WarnContext(r.Context(), "request shed", "in_flight", n, "max", max)
-				retryAfter(w, time.Second)
 				rest.WriteProblem(w, r, http.StatusServiceUnavailable, "overloaded", "the shop is busy; retry in a moment")
 				return
 			}
