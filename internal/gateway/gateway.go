@@ -167,7 +167,7 @@ const (
 type retryingTransport struct {
 	base     http.RoundTripper
 	balancer *discovery.Balancer
-	retry    retrypolicy.RetryPolicy[*http.Response]
+	retry    failsafe.Executor[*http.Response]
 }
 
 func newRetryingTransport(base http.RoundTripper, balancer *discovery.Balancer, retries, refused *atomic.Int64, log *slog.Logger) *retryingTransport {
@@ -187,7 +187,7 @@ func newRetryingTransport(base http.RoundTripper, balancer *discovery.Balancer, 
 			log.Info("retrying", "dependency", e.Context().Value(serviceKey{}), "attempt", e.Attempts()+1, "err", e.LastError())
 		}).
 		Build()
-	return &retryingTransport{base: base, balancer: balancer, retry: rp}
+	return &retryingTransport{base: base, balancer: balancer, retry: failsafe.With(rp)}
 }
 
 // finalError is a failed attempt that must not be repeated.
@@ -199,7 +199,7 @@ func (t *retryingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	service := req.URL.Host
 	tried := map[string]bool{}
 	idempotent := req.Method == http.MethodGet || req.Method == http.MethodHead || req.Header.Get("Idempotency-Key") != ""
-	resp, err := failsafe.With[*http.Response](t.retry).WithContext(req.Context()).GetWithExecution(func(e failsafe.Execution[*http.Response]) (*http.Response, error) {
+	resp, err := t.retry.WithContext(req.Context()).GetWithExecution(func(e failsafe.Execution[*http.Response]) (*http.Response, error) {
 		if e.Attempts() > 1 {
 			if req.GetBody == nil && req.Body != nil && req.Body != http.NoBody {
 				return nil, finalError{e.LastError()} // the body is gone with the first try
