@@ -1,10 +1,8 @@
-package clients_test
+package e2e
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +17,7 @@ import (
 	"github.com/junction-go/junction/fault"
 	"github.com/junction-go/junction/internal/faultproxy"
 	"github.com/junction-go/junction/internal/payment/clients"
+	"github.com/junction-go/junction/internal/paymentsim"
 	"github.com/junction-go/junction/resilience"
 )
 
@@ -47,17 +46,14 @@ func (s *stamps) in(from, to time.Time) int {
 	return n
 }
 
-// countingTransport stamps every attempt that leaves the client (that is,
-// got past the breaker, the bulkhead and the timeout), and keeps when each
-// began and ended.
+// countingTransport keeps when every attempt that leaves the client (that
+// is, got past the breaker, the bulkhead and the timeout) began and ended.
 type countingTransport struct {
-	base     http.RoundTripper
-	attempts *stamps
-	spans    *spans
+	base  http.RoundTripper
+	spans *spans
 }
 
 func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	c.attempts.add()
 	start := time.Now()
 	resp, err := c.base.RoundTrip(r)
 	if err == nil {
@@ -85,6 +81,19 @@ func (s *spans) add(from, to time.Time) {
 	s.mu.Unlock()
 }
 
+// started counts the attempts that began in (from, to).
+func (s *spans) started(from, to time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, a := range s.s {
+		if a[0].After(from) && a[0].Before(to) {
+			n++
+		}
+	}
+	return n
+}
+
 // maxConcurrent is the most attempts at once among those that began in
 // [from, to).
 func (s *spans) maxConcurrent(from, to time.Time) int {
@@ -106,26 +115,19 @@ func (s *spans) maxConcurrent(from, to time.Time) int {
 	return most
 }
 
-// providerStub stands in for the card processor: it authorizes every
-// card but 4000000000000002, and stamps every request it receives.
-func providerStub(hits *stamps) http.Handler {
+// counting stamps every request h receives.
+func counting(h http.Handler, hits *stamps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.add()
-		var req struct{ Key, Card string }
-		_ = json.NewDecoder(r.Body).Decode(&req)
-		status := "authorized"
-		if req.Card == "4000000000000002" {
-			status = "declined"
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]string{"id": "pay-" + req.Key, "status": status})
+		h.ServeHTTP(w, r)
 	})
 }
 
 // TestBreakerUnderResetPeer is RES-CIRCUIT-BREAKER on payment-service's
-// edge to the payment provider: the provider behind Toxiproxy, the real
-// client with its policy (ProviderPolicy; the open time cut to 1 s so the
-// test sees several cycles), discovery over a static instance. The link
+// edge to the payment provider, in this process: the payment provider
+// (paymentsim, counting the requests it receives) behind Toxiproxy, and
+// payment-service's client with its policy (ProviderPolicy; the open time
+// cut to 1 s so the test sees several cycles) over discovery. The link
 // resets every connection (reset_peer, 100 %) for 4 s, then heals.
 //
 // Expected: declines do not trip the breaker; it opens after 5 faults in a
@@ -137,8 +139,8 @@ func TestBreakerUnderResetPeer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault schedule takes about 10 s")
 	}
-	hits, attempts, inFlight := &stamps{}, &stamps{}, &spans{}
-	srv := httptest.NewServer(providerStub(hits))
+	hits, attempts := &stamps{}, &spans{}
+	srv := httptest.NewServer(counting(paymentsim.New(slog.New(slog.DiscardHandler)).Handler(), hits))
 	defer srv.Close()
 	fp := faultproxy.New()
 	defer fp.Close()
@@ -148,7 +150,7 @@ func TestBreakerUnderResetPeer(t *testing.T) {
 	}
 	r := discovery.NewResolver(discovery.Static{{ID: "p1", Service: "payment-provider", Endpoints: map[string]string{discovery.EndpointHTTP: px.Addr()}}})
 	defer r.Close()
-	client := &http.Client{Transport: &discovery.Transport{Resolver: r, Base: countingTransport{base: http.DefaultTransport.(*http.Transport).Clone(), attempts: attempts, spans: inFlight}}}
+	client := &http.Client{Transport: &discovery.Transport{Resolver: r, Base: countingTransport{base: http.DefaultTransport.(*http.Transport).Clone(), spans: attempts}}}
 	cfg := clients.ProviderPolicy(slog.New(slog.DiscardHandler))
 	cfg.BreakFor = time.Second
 	policy := resilience.New(cfg)
@@ -194,7 +196,7 @@ func TestBreakerUnderResetPeer(t *testing.T) {
 			}
 		})
 	}
-	waitUntil(t, "calls succeed before the fault", func() bool { return ok.Load() >= 20 })
+	eventually(t, 20*time.Second, "calls succeed before the fault", func() error { return atLeast(ok.Load(), 20) })
 	faultStart := time.Now()
 	if err := px.Add(faultproxy.Toxic{Name: "reset", Type: "reset_peer", Attributes: map[string]any{"timeout": 0}}); err != nil {
 		t.Fatal(err)
@@ -204,9 +206,14 @@ func TestBreakerUnderResetPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	healed := time.Now()
-	waitUntil(t, "the breaker closes after the link heals", func() bool { return policy.BreakerState() == "closed" && policy.Stats().BreakerClosed > 0 })
+	eventually(t, 20*time.Second, "the breaker closes after the link heals", func() error {
+		if st := policy.BreakerState(); st != "closed" || policy.Stats().BreakerClosed == 0 {
+			return fmt.Errorf("breaker %s, closed %d times", st, policy.Stats().BreakerClosed)
+		}
+		return nil
+	})
 	closedOK := ok.Load()
-	waitUntil(t, "calls succeed after closing", func() bool { return ok.Load() >= closedOK+20 })
+	eventually(t, 20*time.Second, "calls succeed after closing", func() error { return atLeast(ok.Load(), closedOK+20) })
 	close(stop)
 	wg.Wait()
 	end := time.Now()
@@ -216,13 +223,13 @@ func TestBreakerUnderResetPeer(t *testing.T) {
 		t.Logf("%7.3fs %s", x.At.Sub(faultStart).Seconds(), x.To)
 	}
 	t.Logf("calls: %d ok, %d unavailable; attempts %d; provider hits %d; fault 0-%.1fs",
-		ok.Load(), unavailable.Load(), attempts.in(faultStart.Add(-time.Hour), end), hits.in(faultStart.Add(-time.Hour), end), healed.Sub(faultStart).Seconds())
+		ok.Load(), unavailable.Load(), attempts.started(faultStart.Add(-time.Hour), end), hits.in(faultStart.Add(-time.Hour), end), healed.Sub(faultStart).Seconds())
 	if len(tr) < 3 || tr[0].To != "open" || tr[len(tr)-1].To != "closed" {
 		t.Fatalf("transitions %+v: want open first, closed last", tr)
 	}
 	// Opened after BreakAfter faults: the attempts since the fault began,
 	// all failed, are at least 5.
-	if n := attempts.in(faultStart, tr[0].At); n < int(cfg.BreakAfter) {
+	if n := attempts.started(faultStart, tr[0].At); n < int(cfg.BreakAfter) {
 		t.Errorf("opened after %d attempts, want at least %d faults first", n, cfg.BreakAfter)
 	}
 	// An attempt admitted just before the breaker opened may reach the
@@ -235,7 +242,7 @@ func TestBreakerUnderResetPeer(t *testing.T) {
 		}
 		switch x.To {
 		case "open":
-			if n := attempts.in(x.At.Add(grace), next); n != 0 {
+			if n := attempts.started(x.At.Add(grace), next); n != 0 {
 				t.Errorf("open %.3fs-%.3fs: %d attempts left the client, want 0", x.At.Sub(faultStart).Seconds(), next.Sub(faultStart).Seconds(), n)
 			}
 			if n := hits.in(x.At.Add(grace), next); n != 0 {
@@ -255,12 +262,12 @@ func TestBreakerUnderResetPeer(t *testing.T) {
 			if i+1 < len(tr) && tr[i+1].To == "open" {
 				until = next.Add(grace)
 			}
-			if n := inFlight.maxConcurrent(x.At, until); n > 2 {
+			if n := attempts.maxConcurrent(x.At, until); n > 2 {
 				t.Errorf("half-open %.3fs-%.3fs: %d probes at once, want at most 2", x.At.Sub(faultStart).Seconds(), next.Sub(faultStart).Seconds(), n)
 			}
 			// Two succeed and it closes, or one fails and it opens: with
 			// a permit handed on as a probe ends, three at the most.
-			if n := attempts.in(x.At, until); n > 3 {
+			if n := attempts.started(x.At, until); n > 3 {
 				t.Errorf("half-open %.3fs-%.3fs: %d probes, want at most 3", x.At.Sub(faultStart).Seconds(), next.Sub(faultStart).Seconds(), n)
 			}
 		}
@@ -270,13 +277,10 @@ func TestBreakerUnderResetPeer(t *testing.T) {
 	}
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal(errors.New("within 20 s: " + what))
-		}
-		time.Sleep(10 * time.Millisecond)
+// atLeast is nil when n has reached want.
+func atLeast(n, want int64) error {
+	if n < want {
+		return fmt.Errorf("%d of %d", n, want)
 	}
+	return nil
 }
