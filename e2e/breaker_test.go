@@ -21,31 +21,6 @@ import (
 	"github.com/junction-go/junction/resilience"
 )
 
-// stamps records when things happened.
-type stamps struct {
-	mu sync.Mutex
-	at []time.Time
-}
-
-func (s *stamps) add() {
-	s.mu.Lock()
-	s.at = append(s.at, time.Now())
-	s.mu.Unlock()
-}
-
-// in counts the stamps in (from, to).
-func (s *stamps) in(from, to time.Time) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, t := range s.at {
-		if t.After(from) && t.Before(to) {
-			n++
-		}
-	}
-	return n
-}
-
 // countingTransport keeps when every attempt that leaves the client (that
 // is, got past the breaker, the bulkhead and the timeout) began and ended.
 type countingTransport struct {
@@ -69,7 +44,7 @@ func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// spans are attempts from start to end.
+// spans are calls from start to end.
 type spans struct {
 	mu sync.Mutex
 	s  [][2]time.Time
@@ -115,10 +90,11 @@ func (s *spans) maxConcurrent(from, to time.Time) int {
 	return most
 }
 
-// counting stamps every request h receives.
-func counting(h http.Handler, hits *stamps) http.Handler {
+// counting records when each request h receives arrived.
+func counting(h http.Handler, hits *spans) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.add()
+		now := time.Now()
+		hits.add(now, now)
 		h.ServeHTTP(w, r)
 	})
 }
@@ -139,7 +115,7 @@ func TestBreakerUnderResetPeer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault schedule takes about 10 s")
 	}
-	hits, attempts := &stamps{}, &spans{}
+	hits, attempts := &spans{}, &spans{}
 	srv := httptest.NewServer(counting(paymentsim.New(slog.New(slog.DiscardHandler)).Handler(), hits))
 	defer srv.Close()
 	fp := faultproxy.New()
@@ -223,7 +199,7 @@ func TestBreakerUnderResetPeer(t *testing.T) {
 		t.Logf("%7.3fs %s", x.At.Sub(faultStart).Seconds(), x.To)
 	}
 	t.Logf("calls: %d ok, %d unavailable; attempts %d; provider hits %d; fault 0-%.1fs",
-		ok.Load(), unavailable.Load(), attempts.started(faultStart.Add(-time.Hour), end), hits.in(faultStart.Add(-time.Hour), end), healed.Sub(faultStart).Seconds())
+		ok.Load(), unavailable.Load(), attempts.started(faultStart.Add(-time.Hour), end), hits.started(faultStart.Add(-time.Hour), end), healed.Sub(faultStart).Seconds())
 	if len(tr) < 3 || tr[0].To != "open" || tr[len(tr)-1].To != "closed" {
 		t.Fatalf("transitions %+v: want open first, closed last", tr)
 	}
@@ -245,7 +221,7 @@ func TestBreakerUnderResetPeer(t *testing.T) {
 			if n := attempts.started(x.At.Add(grace), next); n != 0 {
 				t.Errorf("open %.3fs-%.3fs: %d attempts left the client, want 0", x.At.Sub(faultStart).Seconds(), next.Sub(faultStart).Seconds(), n)
 			}
-			if n := hits.in(x.At.Add(grace), next); n != 0 {
+			if n := hits.started(x.At.Add(grace), next); n != 0 {
 				t.Errorf("open %.3fs-%.3fs: the provider saw %d requests, want 0", x.At.Sub(faultStart).Seconds(), next.Sub(faultStart).Seconds(), n)
 			}
 			if i+1 < len(tr) && tr[i+1].To != "half-open" {
