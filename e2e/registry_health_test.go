@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -111,7 +109,12 @@ func TestRegistryHealth(t *testing.T) {
 		})
 		return time.Now()
 	}
-	time.Sleep(2 * time.Second) // a steady stream first
+	served := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(reads)
+	}
+	eventually(t, 10*time.Second, "a steady stream first", func() error { return atLeast(int64(served()), 200) })
 
 	// Not ready: cut from the broker.
 	before := pid("inventory-service-1")
@@ -168,7 +171,8 @@ func TestRegistryHealth(t *testing.T) {
 	kBack := back("inventory-service-1")
 	kw.to = kBack
 	windows = append(windows, kw)
-	time.Sleep(time.Second) // reads on the healed fleet
+	healed := served()
+	eventually(t, 10*time.Second, "reads on the healed fleet", func() error { return atLeast(int64(served()), int64(healed+100)) })
 	close(stop)
 	wg.Wait()
 
@@ -176,18 +180,8 @@ func TestRegistryHealth(t *testing.T) {
 	// stamped by the instance).
 	arrivals := func(id string) []time.Time {
 		var ts []time.Time
-		sc := bufio.NewScanner(strings.NewReader(sys.out.String()))
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			prefix, rest, ok := strings.Cut(line, "|")
-			if !ok || strings.TrimSpace(prefix) != id || !strings.Contains(rest, `"msg":"request"`) || !strings.Contains(rest, `"/api/products/`) {
-				continue
-			}
-			var rec struct {
-				Time time.Time `json:"time"`
-			}
-			if json.Unmarshal([]byte(strings.TrimSpace(rest)), &rec) == nil {
+		for _, rec := range sys.instanceLog(id) {
+			if rec.Msg == "request" && strings.HasPrefix(rec.Path, "/api/products/") {
 				ts = append(ts, rec.Time)
 			}
 		}

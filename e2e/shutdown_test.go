@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -80,7 +77,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Logf("%s: back in %v", w.name, w.to.Sub(w.from).Round(time.Millisecond))
 	}
 	for _, id := range []string{"gateway-1", "order-service-1"} {
-		if d, ok := drainTime(s.sys.out.String(), id); ok {
+		if d, ok := drainTime(s.sys, id); ok {
 			t.Logf("%s drained in %v (stopping to stopped)", id, d.Round(time.Millisecond))
 		} else {
 			t.Errorf("no stopping/stopped pair in %s's log: did it stop gracefully?", id)
@@ -89,23 +86,10 @@ func TestGracefulShutdown(t *testing.T) {
 }
 
 // drainTime is the time between the first "stopping" and the next
-// "stopped" line of instance id's log.
-func drainTime(out, id string) (time.Duration, bool) {
+// "stopped" record of instance id's log.
+func drainTime(sys *system, id string) (time.Duration, bool) {
 	var stopping time.Time
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		prefix, rest, ok := strings.Cut(sc.Text(), "|")
-		if !ok || strings.TrimSpace(prefix) != id {
-			continue
-		}
-		var rec struct {
-			Time time.Time `json:"time"`
-			Msg  string    `json:"msg"`
-		}
-		if json.Unmarshal([]byte(strings.TrimSpace(rest)), &rec) != nil {
-			continue
-		}
+	for _, rec := range sys.instanceLog(id) {
 		switch {
 		case rec.Msg == "stopping" && stopping.IsZero():
 			stopping = rec.Time

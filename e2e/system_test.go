@@ -167,6 +167,32 @@ func (s *system) stop(t testing.TB) {
 	}
 }
 
+// logRecord is one JSON log line of an instance.
+type logRecord struct {
+	Time time.Time `json:"time"`
+	Msg  string    `json:"msg"`
+	Path string    `json:"path"`
+}
+
+// instanceLog returns instance id's log records so far, in order, from
+// the output of `junction up` ("<instance> | {json}" per line).
+func (s *system) instanceLog(id string) []logRecord {
+	var recs []logRecord
+	sc := bufio.NewScanner(strings.NewReader(s.out.String()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		prefix, rest, ok := strings.Cut(sc.Text(), "|")
+		if !ok || strings.TrimSpace(prefix) != id {
+			continue
+		}
+		var rec logRecord
+		if json.Unmarshal([]byte(strings.TrimSpace(rest)), &rec) == nil {
+			recs = append(recs, rec)
+		}
+	}
+	return recs
+}
+
 func tail(s string, lines int) string {
 	all := strings.Split(s, "\n")
 	if len(all) > lines {
