@@ -104,12 +104,9 @@ machine.
 		Short: "Set the payment provider's faults (every flag at once; the defaults clear them)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if registry == "" {
-				return fmt.Errorf("chaos: --registry is needed ('junction up' prints it)")
-			}
-			v, err := discovery.NewClient(registry, nil).Lookup(cmd.Context(), gateway.PaymentProvider)
-			if err != nil || len(v.Instances) == 0 {
-				return fmt.Errorf("chaos: no payment provider in the registry: %v", err)
+			v, err := lookupService(cmd.Context(), registry, gateway.PaymentProvider, "no payment provider in the registry")
+			if err != nil {
+				return err
 			}
 			body, _ := json.Marshal(paymentsim.Faults{LatencyMS: f.latency.Milliseconds(), ErrorRate: f.errorRate, DeclineRate: f.declineRate, Outage: f.outage, Seed: f.seed})
 			for _, in := range v.Instances {
@@ -141,6 +138,22 @@ machine.
 	cmd.AddCommand(provider)
 	cmd.AddCommand(chaosLinkCommands(&registry, stdout)...)
 	return cmd
+}
+
+// lookupService returns service's live instances from the registry, or
+// an error saying missing when it has none.
+func lookupService(ctx context.Context, registry, service, missing string) (discovery.View, error) {
+	if registry == "" {
+		return discovery.View{}, fmt.Errorf("chaos: --registry is needed ('junction up' prints it)")
+	}
+	v, err := discovery.NewClient(registry, nil).Lookup(ctx, service)
+	if err != nil {
+		return v, fmt.Errorf("chaos: %w", err)
+	}
+	if len(v.Instances) == 0 {
+		return v, fmt.Errorf("chaos: %s", missing)
+	}
+	return v, nil
 }
 
 // instancePID finds id's process: through the registry, or, for an

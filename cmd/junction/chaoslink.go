@@ -28,15 +28,9 @@ type linkFaults struct {
 // links 'junction up --fault-links' put in front of every instance.
 func chaosLinkCommands(registry *string, stdout io.Writer) []*cobra.Command {
 	api := func(ctx context.Context) (*toxiclient.Client, error) {
-		if *registry == "" {
-			return nil, fmt.Errorf("chaos: --registry is needed ('junction up' prints it)")
-		}
-		v, err := discovery.NewClient(*registry, nil).Lookup(ctx, faultLinksService)
+		v, err := lookupService(ctx, *registry, faultLinksService, "no fault links in this system; start it with 'junction up --fault-links'")
 		if err != nil {
-			return nil, fmt.Errorf("chaos: %w", err)
-		}
-		if len(v.Instances) == 0 {
-			return nil, fmt.Errorf("chaos: no fault links in this system; start it with 'junction up --fault-links'")
+			return nil, err
 		}
 		return toxiclient.NewClient("http://" + v.Instances[0].Endpoints[discovery.EndpointHTTP]), nil
 	}

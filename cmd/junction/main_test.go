@@ -41,6 +41,8 @@ func TestRunRejectsBadInvocations(t *testing.T) {
 		{[]string{"bench", "read", "--rate", "0"}, nil, "--rate must be"},
 		{[]string{"bench", "grpc"}, nil, "--registry is needed"},
 		{[]string{"deadletters", "show", "x"}, nil, "want a positive number"},
+		{[]string{"chaos", "link", "order-service-1"}, nil, "--registry is needed"},
+		{[]string{"chaos", "provider"}, nil, "--registry is needed"},
 	}
 	for _, tt := range tests {
 		var out, errOut bytes.Buffer
