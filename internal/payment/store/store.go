@@ -36,9 +36,6 @@ func New(ctx context.Context, db *sqldb.DB) (*Store, error) {
 	return &Store{db: db, outbox: ob}, nil
 }
 
-// DB returns the database, for the inbox.
-func (s *Store) DB() *sqldb.DB { return s.db }
-
 // Outbox returns the outbox replies go to.
 func (s *Store) Outbox() *outbox.Outbox { return s.outbox }
 
