@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"time"
@@ -135,9 +136,16 @@ func truncate(s string, n int) string {
 
 // Reliable is the stack every consumer of a service uses around its
 // handler h, innermost first: Recover (a panic is permanent), DeadLetter
-// (after maxDeliveries, or at once when permanent; onDead may be nil),
-// and Retry in place (3 tries, 50 ms doubling to 1 s) before the message
-// goes back to the broker.
-func Reliable(h Handler, pub Publisher, group string, maxDeliveries int, onDead func(m *Message, reason error)) Handler {
+// (after maxDeliveries, or at once when permanent; each dead letter is
+// logged to log as an error when log is not nil), and Retry in place (3
+// tries, 50 ms doubling to 1 s) before the message goes back to the
+// broker.
+func Reliable(h Handler, pub Publisher, group string, maxDeliveries int, log *slog.Logger) Handler {
+	var onDead func(m *Message, reason error)
+	if log != nil {
+		onDead = func(m *Message, reason error) {
+			log.Error("message dead-lettered", "topic", m.Topic, "id", m.ID, "type", m.Type, "group", group, "reason", reason)
+		}
+	}
 	return Chain(h, Recover(), DeadLetter(pub, group, maxDeliveries, onDead), Retry(3, 50*time.Millisecond, time.Second))
 }

@@ -30,11 +30,8 @@ const MaxDeliveries = 5
 // Every message is applied once (inbox) in one transaction with its effect
 // and its reply (outbox). Close the returned subscriptions to stop.
 func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *store.Store, ob *outbox.Outbox, log *slog.Logger) ([]bus.Subscription, error) {
-	onDead := func(m *bus.Message, reason error) {
-		log.ErrorContext(ctx, "message dead-lettered", "topic", m.Topic, "id", m.ID, "type", m.Type, "reason", reason)
-	}
 	wrap := func(fn outbox.TxHandler) bus.Handler {
-		return bus.Reliable(ob.Idempotent(events.GroupInventory, fn), pub, events.GroupInventory, MaxDeliveries, onDead)
+		return bus.Reliable(ob.Idempotent(events.GroupInventory, fn), pub, events.GroupInventory, MaxDeliveries, log)
 	}
 	return bus.SubscribeAll(ctx, sub, events.GroupInventory, map[string]bus.Handler{
 		events.TopicInventoryCommands: wrap(command(st, ob)),

@@ -28,9 +28,6 @@ const MaxDeliveries = 5
 //
 // Close the returned subscriptions to stop.
 func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *store.Store, log *slog.Logger) ([]bus.Subscription, error) {
-	onDead := func(m *bus.Message, reason error) {
-		log.ErrorContext(ctx, "message dead-lettered", "topic", m.Topic, "id", m.ID, "type", m.Type, "reason", reason)
-	}
 	shipped := st.Outbox().Idempotent(events.GroupOrders, func(ctx context.Context, tx *sql.Tx, m *bus.Message) error {
 		if m.Type != events.TypeShipmentDispatched {
 			return nil
@@ -42,7 +39,7 @@ func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *s
 		return st.Shipped(ctx, tx, id)
 	})
 	reliable := func(h bus.Handler) bus.Handler {
-		return bus.Reliable(h, pub, events.GroupOrders, MaxDeliveries, onDead)
+		return bus.Reliable(h, pub, events.GroupOrders, MaxDeliveries, log)
 	}
 	return bus.SubscribeAll(ctx, sub, events.GroupOrders, map[string]bus.Handler{
 		events.TopicOrderReplies: reliable(st.Engine().HandleReply),

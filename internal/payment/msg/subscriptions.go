@@ -34,10 +34,7 @@ const MaxDeliveries = 5
 // (nil in production) is called at "payment.afterProviderCallBeforeReply".
 func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *store.Store, provider payment.Provider, failpoint func(string), log *slog.Logger) (bus.Subscription, error) {
 	h := &handler{st: st, provider: provider, failpoint: failpoint}
-	onDead := func(m *bus.Message, reason error) {
-		log.ErrorContext(ctx, "message dead-lettered", "topic", m.Topic, "id", m.ID, "type", m.Type, "reason", reason)
-	}
-	return sub.Subscribe(ctx, events.TopicPaymentCommands, events.GroupPayments, bus.Reliable(h.handle, pub, events.GroupPayments, MaxDeliveries, onDead))
+	return sub.Subscribe(ctx, events.TopicPaymentCommands, events.GroupPayments, bus.Reliable(h.handle, pub, events.GroupPayments, MaxDeliveries, log))
 }
 
 type handler struct {

@@ -42,11 +42,8 @@ type Config struct {
 // Every message is applied once (inbox) in one transaction with its effect
 // and its reply (outbox). Close the returned subscriptions to stop.
 func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *store.Store, cfg Config, log *slog.Logger) ([]bus.Subscription, error) {
-	onDead := func(m *bus.Message, reason error) {
-		log.ErrorContext(ctx, "message dead-lettered", "topic", m.Topic, "id", m.ID, "type", m.Type, "reason", reason)
-	}
 	wrap := func(fn outbox.TxHandler) bus.Handler {
-		return bus.Reliable(st.Outbox().Idempotent(events.GroupShipping, fn), pub, events.GroupShipping, MaxDeliveries, onDead)
+		return bus.Reliable(st.Outbox().Idempotent(events.GroupShipping, fn), pub, events.GroupShipping, MaxDeliveries, log)
 	}
 	return bus.SubscribeAll(ctx, sub, events.GroupShipping, map[string]bus.Handler{
 		events.TopicShippingCommands: wrap(command(st, cfg)),
