@@ -25,6 +25,7 @@ type serveConfig struct {
 	// Discovery names the discovery backend: "" or "registry" (the
 	// registry at RegistryURL), dns://… or etcd://… (see openDiscovery).
 	Discovery string
+	discovery discoverySpec // Discovery parsed
 	// disc is the opened backend, set by serve.
 	disc        *discoveryBackend
 	DataDir     string
@@ -125,10 +126,11 @@ func (c *serveConfig) finish() error {
 	if err := c.LogLevel.UnmarshalText([]byte(c.logLevelText)); err != nil {
 		return fmt.Errorf("log level: %w", err)
 	}
-	if err := checkDiscovery(c.Discovery); err != nil {
+	var err error
+	if c.discovery, err = parseDiscovery(c.Discovery); err != nil {
 		return err
 	}
-	if c.Service != "registry" && (c.Discovery == "" || c.Discovery == "registry") && c.RegistryURL == "" {
+	if c.Service != "registry" && c.discovery.kind == "registry" && c.RegistryURL == "" {
 		return fmt.Errorf("%s needs the registry's URL (--registry or JUNCTION_REGISTRY_URL) or another discovery backend (--discovery)", c.Service)
 	}
 	if c.InstanceID == "" {

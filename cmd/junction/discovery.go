@@ -22,51 +22,55 @@ type discoveryBackend struct {
 	Close     func()
 }
 
-// checkDiscovery validates a --discovery value without connecting.
-func checkDiscovery(raw string) error {
+// discoverySpec is a parsed --discovery value.
+type discoverySpec struct {
+	kind string // "registry", "dns" or "etcd"
+	// dns: the suffix and the ports of services without SRV records, and
+	// the server to ask ("" for the system's resolver).
+	dns    dnsdisc.Config
+	server string
+	// etcd: the endpoints (comma separated) and the key prefix.
+	endpoints, prefix string
+}
+
+// parseDiscovery reads a --discovery value: "" or "registry" (the
+// registry at --registry), dns://[server:port]/<suffix>?http=8080&grpc=9090
+// or etcd://host:port[,host:port]/<prefix>. It connects to nothing.
+func parseDiscovery(raw string) (discoverySpec, error) {
 	if raw == "" || raw == "registry" {
-		return nil
+		return discoverySpec{kind: "registry"}, nil
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("discovery %q: %w", raw, err)
+		return discoverySpec{}, fmt.Errorf("discovery %q: %w", raw, err)
 	}
 	switch u.Scheme {
 	case "dns":
-		if strings.Trim(u.Path, "/") == "" {
-			return fmt.Errorf("discovery %q: name the suffix, e.g. dns:///shop.svc.cluster.local", raw)
+		suffix := strings.Trim(u.Path, "/")
+		if suffix == "" {
+			return discoverySpec{}, fmt.Errorf("discovery %q: name the suffix, e.g. dns:///shop.svc.cluster.local", raw)
 		}
-		if _, err := dnsPorts(u.Query()); err != nil {
-			return fmt.Errorf("discovery %q: %w", raw, err)
+		ports, err := dnsPorts(u.Query())
+		if err != nil {
+			return discoverySpec{}, fmt.Errorf("discovery %q: %w", raw, err)
 		}
+		return discoverySpec{kind: "dns", dns: dnsdisc.Config{Suffix: suffix, Ports: ports}, server: u.Host}, nil
 	case "etcd":
 		if u.Host == "" {
-			return fmt.Errorf("discovery %q: name the endpoints, e.g. etcd://10.0.0.1:2379,10.0.0.2:2379/junction/services/", raw)
+			return discoverySpec{}, fmt.Errorf("discovery %q: name the endpoints, e.g. etcd://10.0.0.1:2379,10.0.0.2:2379/junction/services/", raw)
 		}
-	default:
-		return fmt.Errorf("discovery %q: unknown scheme %q; registry (default), dns:///<suffix> or etcd://<endpoints>/<prefix>", raw, u.Scheme)
+		return discoverySpec{kind: "etcd", endpoints: u.Host, prefix: u.Path}, nil
 	}
-	return nil
+	return discoverySpec{}, fmt.Errorf("discovery %q: unknown scheme %q; registry (default), dns:///<suffix> or etcd://<endpoints>/<prefix>", raw, u.Scheme)
 }
 
-// openDiscovery opens the backend cfg names: the registry at RegistryURL
-// (default), DNS (dns://[server:port]/<suffix>?http=8080&grpc=9090, the
-// ports for services without SRV records) or etcd
-// (etcd://host:port[,host:port]/<prefix>).
+// openDiscovery opens the backend cfg names (see parseDiscovery).
 func openDiscovery(cfg serveConfig) (*discoveryBackend, error) {
-	if cfg.Discovery == "" || cfg.Discovery == "registry" {
-		c := discovery.NewClient(cfg.RegistryURL, nil)
-		return &discoveryBackend{Source: c, Registrar: c, Close: func() {}}, nil
-	}
-	if err := checkDiscovery(cfg.Discovery); err != nil {
-		return nil, err
-	}
-	u, _ := url.Parse(cfg.Discovery)
-	switch u.Scheme {
+	spec := cfg.discovery
+	switch spec.kind {
 	case "dns":
-		ports, _ := dnsPorts(u.Query())
-		dc := dnsdisc.Config{Suffix: strings.Trim(u.Path, "/"), Ports: ports}
-		if server := u.Host; server != "" {
+		dc := spec.dns
+		if server := spec.server; server != "" {
 			dc.Resolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 				var d net.Dialer
 				return d.DialContext(ctx, network, server)
@@ -77,13 +81,16 @@ func openDiscovery(cfg serveConfig) (*discoveryBackend, error) {
 			return nil, err
 		}
 		return &discoveryBackend{Source: src, Close: func() {}}, nil
-	default: // etcd
-		cli, err := etcddisc.Dial([]string{u.Host})
+	case "etcd":
+		cli, err := etcddisc.Dial([]string{spec.endpoints})
 		if err != nil {
 			return nil, err
 		}
-		d := etcddisc.New(cli, etcddisc.Config{Prefix: u.Path})
+		d := etcddisc.New(cli, etcddisc.Config{Prefix: spec.prefix})
 		return &discoveryBackend{Source: d, Registrar: d, Close: func() { cli.Close() }}, nil
+	default:
+		c := discovery.NewClient(cfg.RegistryURL, nil)
+		return &discoveryBackend{Source: c, Registrar: c, Close: func() {}}, nil
 	}
 }
 
