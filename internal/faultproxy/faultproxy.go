@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"sync"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/Shopify/toxiproxy/v2/collectors"
@@ -38,17 +37,14 @@ type Toxic struct {
 
 // Server holds proxies. It is safe for concurrent use.
 type Server struct {
-	api *toxiproxy.ApiServer
-
-	mu      sync.Mutex
-	proxies map[string]*Proxy
+	api *toxiproxy.ApiServer // holds the proxies, by name
 }
 
 // New returns a server with no proxy; it logs nothing.
 func New() *Server {
 	api := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
 	api.Metrics.ProxyMetrics = collectors.NewProxyMetricCollectors()
-	return &Server{api: api, proxies: map[string]*Proxy{}}
+	return &Server{api: api}
 }
 
 // Proxy starts a proxy named name on a free loopback port, forwarding to
@@ -58,11 +54,7 @@ func (s *Server) Proxy(name, upstream string) (*Proxy, error) {
 	if err := s.api.Collection.Add(p, true); err != nil {
 		return nil, fmt.Errorf("proxy %s: %w", name, err)
 	}
-	px := &Proxy{p: p, addr: p.Listen}
-	s.mu.Lock()
-	s.proxies[name] = px
-	s.mu.Unlock()
-	return px, nil
+	return &Proxy{p: p, addr: p.Listen}, nil
 }
 
 // Handler serves Toxiproxy's own HTTP API over this server's proxies
