@@ -10,15 +10,12 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/junction-go/junction/sqldb"
+	"github.com/junction-go/junction/sqldb/sqldbtest"
 )
 
 func openSQLite(t testing.TB) *sqldb.DB {
 	t.Helper()
-	db, err := sqldb.Open(context.Background(), filepath.Join(t.TempDir(), "t.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := sqldbtest.SQLite(t)
 	if _, err := db.ExecContext(context.Background(), `CREATE TABLE t (n INTEGER PRIMARY KEY, s TEXT NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
