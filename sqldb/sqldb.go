@@ -36,12 +36,13 @@ type DB struct {
 	*sql.DB
 	Dialect Dialect
 
-	// writer, for SQLite, lets one writer of this process at a time:
-	// SQLite has one write lock per file, and writers that queue in Go
-	// wake the moment it is free, where writers that meet it locked back
-	// off in sleeps of up to 100 ms (busy_timeout) and throughput
-	// collapses under contention. Nil for PostgreSQL.
-	writer chan struct{}
+	// group, for SQLite, lets one writer of this process at a time and
+	// commits the transactions that waited meanwhile together. SQLite has
+	// one write lock per file, and writers that queue in Go wake the moment
+	// it is free, where writers that meet it locked back off in sleeps of
+	// up to 100 ms (busy_timeout) and throughput collapses under
+	// contention. Nil for PostgreSQL.
+	group *groupCommit
 }
 
 // Open opens the database named by url and checks that it answers:
@@ -80,7 +81,9 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqldb: open %s: %w", path, err)
 	}
-	return &DB{DB: db, Dialect: sqliteDialect{}, writer: make(chan struct{}, 1)}, nil
+	d := &DB{DB: db, Dialect: sqliteDialect{}}
+	d.group = newGroupCommit(d.DB)
+	return d, nil
 }
 
 // Migrate applies the migrations in fsys/<dialect name>/*.sql that have not
@@ -112,32 +115,25 @@ func (db *DB) MigrateAs(ctx context.Context, fsys fs.FS, versionTable string) er
 }
 
 // InTx runs fn in a transaction and commits it when fn returns nil; it rolls
-// back on an error or a panic.
+// back on an error or a panic (which InTx then re-raises).
 //
-// On SQLite the transactions (and ExecContext calls) of one process take
-// turns in Go for the file's one write lock; fn must not write through db
-// itself, only through the transaction.
-func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
-	release, err := db.write(ctx)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+// On SQLite the process's writers share the file's one write lock by group
+// commit (see groupcommit.go): transactions that wait for the lock are run
+// together, each in its own savepoint, and committed once. fn must not write
+// through db itself, only through the transaction; inside it, statements run
+// to completion even if ctx is cancelled (they are short, and interrupting
+// one would roll back the whole group), and fn sees ctx as usual.
+func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	if db.group != nil {
+		return db.group.do(ctx, fn)
 	}
-	defer release()
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	defer func() {
-		if p := recover(); p != nil {
-			_ = tx.Rollback()
-			panic(p)
-		}
-		if err != nil {
-			_ = tx.Rollback()
-		}
-	}()
-	if err = fn(tx); err != nil {
-		return err
+	if err := runFn(tx, fn); err != nil {
+		_ = tx.Rollback()
+		return outcome(err)
 	}
 	if err = tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
@@ -145,29 +141,34 @@ func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
 	return nil
 }
 
-// ExecContext runs one statement outside a transaction, after the
-// process's other SQLite writers (see InTx).
-func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	release, err := db.write(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
-	return db.DB.ExecContext(ctx, query, args...)
+// runFn runs fn, turning a panic into an error that carries it.
+func runFn(tx *sql.Tx, fn func(*sql.Tx) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &panicked{value: p}
+		}
+	}()
+	return fn(tx)
 }
 
-// write waits for this process's turn to write (SQLite only) and returns
-// the function that ends it.
-func (db *DB) write(ctx context.Context) (release func(), err error) {
-	if db.writer == nil {
-		return func() {}, nil
+// panicked is a panic of a transaction's fn, re-raised in its caller's
+// goroutine once the transaction is rolled back.
+type panicked struct{ value any }
+
+func (p *panicked) Error() string { return fmt.Sprint("sqldb: transaction panicked: ", p.value) }
+
+// ExecContext runs one statement on its own, as a transaction of the
+// process's SQLite writers (see InTx).
+func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if db.group == nil {
+		return db.DB.ExecContext(ctx, query, args...)
 	}
-	select {
-	case db.writer <- struct{}{}:
-		return func() { <-db.writer }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	var res sql.Result
+	err := db.InTx(ctx, func(tx *sql.Tx) (err error) {
+		res, err = tx.ExecContext(ctx, query, args...)
+		return err
+	})
+	return res, err
 }
 
 type sqliteDialect struct{}

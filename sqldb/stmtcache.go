@@ -69,6 +69,7 @@ type cachedStmt struct {
 type cachingConn struct {
 	sqliteConn
 	stmts map[string]*cachedStmt
+	inTx  bool // a transaction is open
 }
 
 // cached returns query's compiled statement, compiling it the first time;
@@ -95,7 +96,37 @@ func (c *cachingConn) cached(ctx context.Context, query string) *cachedStmt {
 	return s
 }
 
+// BeginTx begins a transaction; until it ends, its statements ignore the
+// cancellation of their contexts. modernc's driver interrupts a cancelled
+// statement, and SQLite then rolls back the whole transaction, which may
+// hold other callers' work (group commit); the statements are short, and
+// the caller sees its own context's end anyway.
+func (c *cachingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	tx, err := c.sqliteConn.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	c.inTx = true
+	return txEnd{Tx: tx, c: c}, nil
+}
+
+type txEnd struct {
+	driver.Tx
+	c *cachingConn
+}
+
+func (t txEnd) Commit() error   { t.c.inTx = false; return t.Tx.Commit() }
+func (t txEnd) Rollback() error { t.c.inTx = false; return t.Tx.Rollback() }
+
+func (c *cachingConn) stmtContext(ctx context.Context) context.Context {
+	if c.inTx {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
+}
+
 func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	ctx = c.stmtContext(ctx)
 	s := c.cached(ctx, query)
 	if s == nil || s.busy {
 		return c.sqliteConn.ExecContext(ctx, query, args)
@@ -104,6 +135,7 @@ func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driv
 }
 
 func (c *cachingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	ctx = c.stmtContext(ctx)
 	s := c.cached(ctx, query)
 	if s == nil || s.busy {
 		return c.sqliteConn.QueryContext(ctx, query, args)

@@ -96,23 +96,27 @@ func TestKeptStatementsGiveTheSameAnswers(t *testing.T) {
 	}
 }
 
+// smallTx is the transaction an outbox or a saga step makes: a lookup and
+// two writes.
+func smallTx(ctx context.Context, tx *sql.Tx, i int64) error {
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM t WHERE n > ?`, i-10).Scan(&n); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO t (n, s) VALUES (?, ?)`, i, "payload"); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE t SET s = ? WHERE n = ?`, "done", i)
+	return err
+}
+
 // BenchmarkSmallTransactions: the transaction an outbox or a saga step
 // makes (a lookup and two writes), through sqldb (statements kept) beside
 // database/sql over modernc's driver as it comes, same file system, same
 // run.
 func BenchmarkSmallTransactions(b *testing.B) {
 	ctx := context.Background()
-	work := func(tx *sql.Tx, i int) error {
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM t WHERE n > ?`, i-10).Scan(&n); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO t (n, s) VALUES (?, ?)`, i, "payload"); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `UPDATE t SET s = ? WHERE n = ?`, "done", i)
-		return err
-	}
+	work := func(tx *sql.Tx, i int) error { return smallTx(ctx, tx, int64(i)) }
 	b.Run("modernc", func(b *testing.B) {
 		raw, err := sql.Open("sqlite", "file:"+filepath.Join(b.TempDir(), "raw.db")+"?_txlock=immediate&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
 		if err != nil {
