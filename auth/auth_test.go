@@ -232,3 +232,101 @@ func TestRequire(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestVerifierRemembersATokenOnlyWhileItIsValid: a verified token is
+// remembered, and remembering it changes no verdict: another token (one
+// byte changed) is checked in full, the token stops counting at its expiry
+// plus the leeway, and when its key leaves the key set.
+func TestVerifierRemembersATokenOnlyWhileItIsValid(t *testing.T) {
+	first, second := newKey(t), newKey(t)
+	published := []auth.Key{first}
+	source := func(ctx context.Context) ([]byte, error) {
+		var set auth.JWKS
+		for _, k := range published {
+			set.Keys = append(set.Keys, auth.PublicJWK(k))
+		}
+		return json.Marshal(set)
+	}
+	t0 := now
+	v := auth.NewVerifier(source, func() time.Time { return t0 })
+	ctx := context.Background()
+	tok, err := auth.NewSigner(first, time.Minute, clock).Sign(alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if got, err := v.Verify(ctx, tok); err != nil || got != alice {
+			t.Fatalf("Verify #%d = %+v, %v; want %+v", i+1, got, err, alice)
+		}
+	}
+	tampered := []byte(tok)
+	tampered[len(tampered)-2] ^= 1
+	if _, err := v.Verify(ctx, string(tampered)); !fault.Is(err, fault.Unauthorized) {
+		t.Errorf("Verify(token with a changed signature) after the token was verified = %v, want unauthorized", err)
+	}
+
+	t0 = now.Add(time.Minute + 4*time.Second)
+	if _, err := v.Verify(ctx, tok); err != nil {
+		t.Errorf("Verify within the leeway after expiry = %v, want ok", err)
+	}
+	t0 = now.Add(time.Minute + 5*time.Second)
+	if _, err := v.Verify(ctx, tok); !fault.Is(err, fault.Unauthorized) {
+		t.Errorf("Verify at expiry plus leeway = %v, want unauthorized", err)
+	}
+
+	// The key is rotated out: a token of the new key makes the verifier
+	// fetch the set again, and the old key's token no longer counts.
+	t0 = now
+	fresh, _ := auth.NewSigner(first, time.Hour, clock).Sign(alice)
+	if _, err := v.Verify(ctx, fresh); err != nil {
+		t.Fatalf("Verify(fresh token) = %v", err)
+	}
+	published = []auth.Key{second}
+	t0 = now.Add(11 * time.Second)
+	byNew, _ := auth.NewSigner(second, time.Hour, clock).Sign(alice)
+	if _, err := v.Verify(ctx, byNew); err != nil {
+		t.Fatalf("Verify(token of the new key) = %v", err)
+	}
+	if _, err := v.Verify(ctx, fresh); !fault.Is(err, fault.Unauthorized) {
+		t.Errorf("Verify(token of a withdrawn key) = %v, want unauthorized", err)
+	}
+}
+
+// BenchmarkVerify: a token checked in full (signature, claims) beside the
+// same kind of token verified before, same run.
+func BenchmarkVerify(b *testing.B) {
+	k, err := auth.NewKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	tokens := make([]string, 1000)
+	for i := range tokens {
+		p := alice
+		p.UserID = int64(i + 1)
+		if tokens[i], err = auth.NewSigner(k, time.Hour, clock).Sign(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	b.Run("full", func(b *testing.B) {
+		var v *auth.Verifier
+		for i := range b.N {
+			if i%len(tokens) == 0 {
+				v = auth.NewVerifier(keySet(k), clock) // nothing remembered
+			}
+			if _, err := v.Verify(ctx, tokens[i%len(tokens)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "verifies/s")
+	})
+	b.Run("remembered", func(b *testing.B) {
+		v := auth.NewVerifier(keySet(k), clock)
+		for i := range b.N {
+			if _, err := v.Verify(ctx, tokens[i%len(tokens)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "verifies/s")
+	})
+}
