@@ -23,15 +23,24 @@ type lastGood struct {
 
 const maxFallbackBody = 1 << 20
 
+// renewCopy is how old the copy may get while answers are good.
+const renewCopy = time.Second
+
 func (lg *lastGood) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.RawQuery != "" {
 			next.ServeHTTP(w, r) // one copy, of the plain listing
 			return
 		}
-		fw := &fallbackWriter{ResponseWriter: w, lg: lg}
+		// The copy is renewed at most once a second: keeping every answer
+		// cost a buffer per request for a copy that is only read when the
+		// service is down.
+		lg.mu.RLock()
+		renew := lg.body == nil || time.Since(lg.at) >= renewCopy
+		lg.mu.RUnlock()
+		fw := &fallbackWriter{ResponseWriter: w, lg: lg, tooBig: !renew}
 		next.ServeHTTP(fw, r)
-		if fw.status == http.StatusOK && !fw.tooBig && !fw.fellBack {
+		if renew && fw.status == http.StatusOK && !fw.tooBig && !fw.fellBack {
 			lg.mu.Lock()
 			lg.body, lg.ctype, lg.at = fw.buf.Bytes(), fw.Header().Get("Content-Type"), time.Now()
 			lg.mu.Unlock()
