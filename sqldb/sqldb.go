@@ -157,8 +157,9 @@ type panicked struct{ value any }
 
 func (p *panicked) Error() string { return fmt.Sprint("sqldb: transaction panicked: ", p.value) }
 
-// ExecContext runs one statement on its own, as a transaction of the
-// process's SQLite writers (see InTx).
+// ExecContext runs one statement on its own; on SQLite as a transaction
+// among the process's writers (see InTx), so not a statement that cannot
+// run inside one (VACUUM, some PRAGMAs: use db.DB for those).
 func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	if db.group == nil {
 		return db.DB.ExecContext(ctx, query, args...)
