@@ -19,6 +19,14 @@ type lastGood struct {
 	ctype   string
 	at      time.Time
 	counter *atomic.Int64
+	now     func() time.Time // the clock; time.Now when nil
+}
+
+func (lg *lastGood) clock() time.Time {
+	if lg.now != nil {
+		return lg.now()
+	}
+	return time.Now()
 }
 
 const maxFallbackBody = 1 << 20
@@ -36,13 +44,13 @@ func (lg *lastGood) wrap(next http.Handler) http.Handler {
 		// cost a buffer per request for a copy that is only read when the
 		// service is down.
 		lg.mu.RLock()
-		renew := lg.body == nil || time.Since(lg.at) >= renewCopy
+		renew := lg.body == nil || lg.clock().Sub(lg.at) >= renewCopy
 		lg.mu.RUnlock()
 		fw := &fallbackWriter{ResponseWriter: w, lg: lg, tooBig: !renew}
 		next.ServeHTTP(fw, r)
 		if renew && fw.status == http.StatusOK && !fw.tooBig && !fw.fellBack {
 			lg.mu.Lock()
-			lg.body, lg.ctype, lg.at = fw.buf.Bytes(), fw.Header().Get("Content-Type"), time.Now()
+			lg.body, lg.ctype, lg.at = fw.buf.Bytes(), fw.Header().Get("Content-Type"), lg.clock()
 			lg.mu.Unlock()
 		}
 	})
@@ -75,7 +83,7 @@ func (f *fallbackWriter) WriteHeader(code int) {
 			}
 			h.Set("Content-Type", ctype)
 			h.Set("X-Junction-Fallback", "last-good-copy")
-			h.Set("Age", strconv.Itoa(int(time.Since(at).Seconds())))
+			h.Set("Age", strconv.Itoa(int(f.lg.clock().Sub(at).Seconds())))
 			f.ResponseWriter.WriteHeader(http.StatusOK)
 			_, _ = f.ResponseWriter.Write(body)
 			return

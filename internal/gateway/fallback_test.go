@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/junction-go/junction/rest"
 )
@@ -47,5 +48,55 @@ func TestCatalogueFallsBackToTheLastGoodCopy(t *testing.T) {
 	}
 	if used.Load() != 1 {
 		t.Errorf("fallbacks counted = %d, want 1", used.Load())
+	}
+}
+
+// TestCatalogueCopyIsRenewedEverySecond: while answers are good the copy
+// is renewed at most once a second, so the fallback is never older than
+// a second of good answers.
+func TestCatalogueCopyIsRenewedEverySecond(t *testing.T) {
+	var version atomic.Int64
+	var down atomic.Bool
+	upstream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			rest.WriteProblem(w, r, http.StatusServiceUnavailable, "unavailable", "inventory-service is unavailable")
+			return
+		}
+		rest.JSON(w, http.StatusOK, map[string]any{"version": version.Load()})
+	})
+	var clock atomic.Int64 // the server reads it from its own goroutines
+	clock.Store(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC).UnixNano())
+	advance := func(d time.Duration) { clock.Add(int64(d)) }
+	var used atomic.Int64
+	lg := &lastGood{counter: &used, now: func() time.Time { return time.Unix(0, clock.Load()) }}
+	srv := httptest.NewServer(lg.wrap(upstream))
+	defer srv.Close()
+	body := func() string {
+		resp, err := http.Get(srv.URL + "/api/products")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	fallback := func() string {
+		down.Store(true)
+		defer down.Store(false)
+		return body()
+	}
+
+	version.Store(1)
+	v1 := body()
+	version.Store(2)
+	advance(999 * time.Millisecond)
+	body() // within the second: not kept
+	if got := fallback(); got != v1 {
+		t.Errorf("fallback within a second of the copy = %q, want the first copy %q", got, v1)
+	}
+	advance(time.Millisecond)
+	v2 := body() // a second after the copy: kept
+	if got := fallback(); got != v2 || v2 == v1 {
+		t.Errorf("fallback after a second = %q, want the renewed copy %q (not %q)", got, v2, v1)
 	}
 }
