@@ -257,22 +257,31 @@ func TestWalkingSkeleton(t *testing.T) {
 		})
 	})
 
-	t.Run("junction bench drives the read scenario at its rate", func(t *testing.T) {
-		out, err := exec.Command(binary, "bench", "read", "--target", sys.Gateway, "--rate", "100", "--duration", "1s", "--warmup", "0s", "--json").Output()
-		if err != nil {
-			t.Fatalf("junction bench read: %v\n%s", err, out)
-		}
-		var r struct {
-			Planned, OK, Errors int
-			Latency             struct{ P50, P99 float64 } `json:"latencyMs"`
-		}
-		if err := json.Unmarshal(out, &r); err != nil {
-			t.Fatalf("bench --json: %v\n%s", err, out)
-		}
-		if r.Planned != 100 || r.OK != 100 || r.Errors != 0 || r.Latency.P50 <= 0 || r.Latency.P99 < r.Latency.P50 {
-			t.Errorf("bench read = %+v, want 100 planned, 100 ok, 0 errors and sane percentiles", r)
-		}
-	})
+	// The read scenario through the gateway, and the bus scenario (each call
+	// lasts until the bench's consumer has its message) on the system's
+	// broker.
+	for _, scenario := range [][]string{
+		{"read", "--target", sys.Gateway},
+		{"bus", "--registry", sys.Registry},
+	} {
+		t.Run("junction bench drives the "+scenario[0]+" scenario at its rate", func(t *testing.T) {
+			args := append([]string{"bench"}, scenario...)
+			out, err := exec.Command(binary, append(args, "--rate", "100", "--duration", "1s", "--warmup", "0s", "--json")...).Output()
+			if err != nil {
+				t.Fatalf("junction bench %s: %v\n%s", scenario[0], err, out)
+			}
+			var r struct {
+				Planned, OK, Errors int
+				Latency             struct{ P50, P99 float64 } `json:"latencyMs"`
+			}
+			if err := json.Unmarshal(out, &r); err != nil {
+				t.Fatalf("bench --json: %v\n%s", err, out)
+			}
+			if r.Planned != 100 || r.OK != 100 || r.Errors != 0 || r.Latency.P50 <= 0 || r.Latency.P99 < r.Latency.P50 {
+				t.Errorf("bench %s = %+v, want 100 planned, 100 ok, 0 errors and sane percentiles", scenario[0], r)
+			}
+		})
+	}
 
 	t.Run("a killed order-service is restarted and the order is still there", func(t *testing.T) {
 		ctx := context.Background()

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,7 +52,8 @@ stall is counted (no coordinated omission).
          GET /api/orders/{id}?wait=5s)
   read   GET /api/orders/{id} through the gateway, as alice, on one order
   grpc   user.v1.UserService/GetUser straight to user-service (found via --registry)
-  bus    publish to the broker (--broker, or the one in --registry) and wait for the ack
+  bus    publish to the broker (--broker, or the one in --registry) and wait until a
+         consumer has the message
   http   GET --url, any HTTP endpoint (to compare the gateway with a direct call or another proxy)
 
 With --find-max it searches for the highest rate whose p99 stays within --p99
@@ -168,8 +170,16 @@ func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr
 		}
 		defer b.Close()
 		topic := "bench"
-		// A group, so brokers that need a receiver (RabbitMQ) route the messages.
-		sub, err := b.Subscribe(ctx, topic, "bench", func(context.Context, *bus.Message) error { return nil })
+		// A call lasts from its planned start until a consumer of the
+		// group has the message (published, acknowledged by the broker,
+		// delivered); messages of earlier runs still queued are skipped.
+		var waiting sync.Map // message id -> chan struct{}
+		sub, err := b.Subscribe(ctx, topic, "bench", func(_ context.Context, m *bus.Message) error {
+			if ch, ok := waiting.LoadAndDelete(m.ID); ok {
+				close(ch.(chan struct{}))
+			}
+			return nil
+		})
 		if err != nil {
 			return err
 		}
@@ -178,7 +188,18 @@ func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr
 		run := bus.NewID()[:8]
 		op = func(ctx context.Context) error {
 			id := fmt.Sprintf("bench-%s-%d", run, n.Add(1))
-			return b.Publish(ctx, topic, &bus.Message{ID: id, Type: "BenchEvent", Key: id, Body: []byte(`{"event":"BenchEvent"}`)})
+			consumed := make(chan struct{})
+			waiting.Store(id, consumed)
+			defer waiting.Delete(id)
+			if err := b.Publish(ctx, topic, &bus.Message{ID: id, Type: "BenchEvent", Key: id, Body: []byte(`{"event":"BenchEvent"}`)}); err != nil {
+				return err
+			}
+			select {
+			case <-consumed:
+				return nil
+			case <-ctx.Done():
+				return fmt.Errorf("published, not consumed: %w", ctx.Err())
+			}
 		}
 	case "http":
 		if cfg.url == "" {
