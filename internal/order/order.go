@@ -107,8 +107,9 @@ type Store interface {
 	// hash of its request, or fault.NotFound.
 	ByIdempotencyKey(ctx context.Context, userID int64, key string) (Order, string, error)
 	Get(ctx context.Context, id int64) (Order, error)
-	// Status returns only the status of order id (a cheap read).
-	Status(ctx context.Context, id int64) (Status, error)
+	// Status returns only the owner and status of order id (a cheap
+	// read).
+	Status(ctx context.Context, id int64) (owner int64, st Status, err error)
 	// Changed returns a channel closed when a saga of order id ends in
 	// this process, and a cancel to call when done waiting.
 	Changed(id int64) (<-chan struct{}, func())
@@ -333,9 +334,24 @@ const MaxWait = 30 * time.Second
 // MaxWait) while it is pending: a client learns the saga's verdict in one
 // call instead of polling. The wait ends early with ctx.
 func (s *Service) Settled(ctx context.Context, caller auth.Principal, id int64, wait time.Duration) (Order, error) {
-	o, err := s.Get(ctx, caller, id)
-	if err != nil || o.Status != StatusPending || wait <= 0 {
-		return o, err
+	if wait <= 0 {
+		return s.Get(ctx, caller, id)
+	}
+	// A pending order is read whole only once it settles: the owner and
+	// status are enough to start waiting (reading it whole twice per long
+	// poll, its saga history included, was 4 % of order-service's CPU).
+	if id < 1 {
+		return Order{}, fault.New(fault.Invalid, "order id must be a positive integer")
+	}
+	owner, st, err := s.store.Status(ctx, id)
+	if err == nil && owner != caller.UserID && !caller.IsAdmin() {
+		err = fault.New(fault.NotFound, "no order %d", id)
+	}
+	if err != nil {
+		return Order{}, err
+	}
+	if st != StatusPending {
+		return s.store.Get(ctx, id)
 	}
 	// Woken by this process's saga engine; a replica's is seen by a poll
 	// that backs off (100 ms doubling to 1 s), so that waiters queued
@@ -360,7 +376,7 @@ func (s *Service) Settled(ctx context.Context, caller auth.Principal, id int64, 
 			every = min(2*every, time.Second)
 			poll.Reset(every)
 		}
-		st, err := s.store.Status(ctx, id)
+		_, st, err := s.store.Status(ctx, id)
 		if err != nil {
 			return Order{}, err
 		}

@@ -360,3 +360,43 @@ func TestSagasAreListedAndReadByAdministratorsOnly(t *testing.T) {
 		t.Errorf("Saga(nope) = %v, want not found", err)
 	}
 }
+
+// TestSettledChecksTheCallerBeforeWaiting: the long poll answers another
+// customer's order as missing without waiting, and the order it returns
+// after waiting is the whole order (items, saga steps), as Get's.
+func TestSettledChecksTheCallerBeforeWaiting(t *testing.T) {
+	svc, _ := newService(t)
+	ctx := context.Background()
+	placed, err := svc.Place(ctx, alice, mug, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := placed.Order.ID
+	for _, tc := range []struct {
+		name   string
+		caller auth.Principal
+		id     int64
+		want   fault.Kind
+	}{
+		{"another customer's order", bob, id, fault.NotFound},
+		{"a missing order", alice, 999, fault.NotFound},
+		{"a bad id", alice, 0, fault.Invalid},
+	} {
+		if _, err := svc.Settled(ctx, tc.caller, tc.id, 5*time.Second); !fault.Is(err, tc.want) {
+			t.Errorf("Settled(%s) = %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	whole, err := svc.Get(ctx, alice, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, caller := range []auth.Principal{alice, admin} {
+		got, err := svc.Settled(ctx, caller, id, 20*time.Millisecond) // no engine runs: still pending
+		if err != nil {
+			t.Fatalf("Settled as %s: %v", caller.Username, err)
+		}
+		if diff := cmp.Diff(whole, got); diff != "" {
+			t.Errorf("Settled as %s, still pending (-Get +Settled):\n%s", caller.Username, diff)
+		}
+	}
+}

@@ -281,16 +281,16 @@ func (s *Store) byKey(ctx context.Context, q querier, userID int64, key string) 
 	return o, hash, err
 }
 
-func (s *Store) Status(ctx context.Context, id int64) (order.Status, error) {
-	var st string
-	err := s.db.QueryRowContext(ctx, s.db.Dialect.Rebind(`SELECT status FROM orders WHERE id = ?`), id).Scan(&st)
+func (s *Store) Status(ctx context.Context, id int64) (owner int64, st order.Status, err error) {
+	var status string
+	err = s.db.QueryRowContext(ctx, s.db.Dialect.Rebind(`SELECT user_id, status FROM orders WHERE id = ?`), id).Scan(&owner, &status)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", fault.New(fault.NotFound, "no order %d", id)
+		return 0, "", fault.New(fault.NotFound, "no order %d", id)
 	}
 	if err != nil {
-		return "", fmt.Errorf("order %d status: %w", id, err)
+		return 0, "", fmt.Errorf("order %d status: %w", id, err)
 	}
-	return order.Status(st), nil
+	return owner, order.Status(status), nil
 }
 
 // Get returns the order with the history of its sagas.
