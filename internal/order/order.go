@@ -314,17 +314,33 @@ func orderMessage(o Order, typ, what string, at time.Time, body any) (*bus.Messa
 // Get returns order id if caller may see it: its owner or an administrator.
 // Anyone else gets fault.NotFound, as if it did not exist.
 func (s *Service) Get(ctx context.Context, caller auth.Principal, id int64) (Order, error) {
-	if id < 1 {
-		return Order{}, fault.New(fault.Invalid, "order id must be a positive integer")
+	if err := validID(id); err != nil {
+		return Order{}, err
 	}
 	o, err := s.store.Get(ctx, id)
 	if err != nil {
 		return Order{}, err
 	}
-	if o.UserID != caller.UserID && !caller.IsAdmin() {
-		return Order{}, fault.New(fault.NotFound, "no order %d", id)
+	if err := visible(caller, id, o.UserID); err != nil {
+		return Order{}, err
 	}
 	return o, nil
+}
+
+func validID(id int64) error {
+	if id < 1 {
+		return fault.New(fault.Invalid, "order id must be a positive integer")
+	}
+	return nil
+}
+
+// visible is nil when caller may read order id of owner; for anyone else
+// the order does not exist (its existence is not revealed).
+func visible(caller auth.Principal, id, owner int64) error {
+	if owner != caller.UserID && !caller.IsAdmin() {
+		return fault.New(fault.NotFound, "no order %d", id)
+	}
+	return nil
 }
 
 // MaxWait is the longest Settled waits.
@@ -340,12 +356,12 @@ func (s *Service) Settled(ctx context.Context, caller auth.Principal, id int64, 
 	// A pending order is read whole only once it settles: the owner and
 	// status are enough to start waiting (reading it whole twice per long
 	// poll, its saga history included, was 4 % of order-service's CPU).
-	if id < 1 {
-		return Order{}, fault.New(fault.Invalid, "order id must be a positive integer")
+	if err := validID(id); err != nil {
+		return Order{}, err
 	}
 	owner, st, err := s.store.Status(ctx, id)
-	if err == nil && owner != caller.UserID && !caller.IsAdmin() {
-		err = fault.New(fault.NotFound, "no order %d", id)
+	if err == nil {
+		err = visible(caller, id, owner)
 	}
 	if err != nil {
 		return Order{}, err
