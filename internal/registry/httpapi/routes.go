@@ -102,34 +102,28 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	var last discovery.View
-	first := true
-	for r.Context().Err() == nil {
-		// The server's write timeout is meant for one answer; a stream
-		// moves its deadline on with every event.
+	// The server's write timeout is meant for one answer; a stream moves
+	// its deadline on with every event.
+	send := func(write func() error) bool {
 		_ = rc.SetWriteDeadline(time.Now().Add(streamBeat + 10*time.Second))
-		var err error
-		if first {
-			last = h.reg.Lookup(name)
-			err = writeEvent(w, last)
-			first = false
-		} else {
-			ctx, cancel := context.WithTimeout(r.Context(), streamBeat)
-			v := h.reg.Watch(ctx, name, last.Epoch, last.Revision)
-			cancel()
-			if v.Epoch == last.Epoch && v.Revision == last.Revision {
-				_, err = io.WriteString(w, ": still here\n\n")
-			} else {
-				last = v
-				err = writeEvent(w, v)
-			}
-		}
+		err := write()
 		if err == nil {
 			err = rc.Flush()
 		}
-		if err != nil {
-			return // the client went away
+		return err == nil // false: the client went away
+	}
+	last := h.reg.Lookup(name)
+	ok := send(func() error { return writeEvent(w, last) })
+	for ok && r.Context().Err() == nil {
+		ctx, cancel := context.WithTimeout(r.Context(), streamBeat)
+		v := h.reg.Watch(ctx, name, last.Epoch, last.Revision)
+		cancel()
+		if v.Epoch == last.Epoch && v.Revision == last.Revision {
+			ok = send(func() error { _, err := io.WriteString(w, ": still here\n\n"); return err })
+			continue
 		}
+		last = v
+		ok = send(func() error { return writeEvent(w, v) })
 	}
 }
 
