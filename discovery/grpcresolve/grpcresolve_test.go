@@ -21,10 +21,12 @@ import (
 	"github.com/junction-go/junction/resilience"
 )
 
-// countingHealth answers Check after delay and counts the calls.
+// countingHealth answers Check after delay, with code when it is set
+// (SERVING otherwise), and counts the calls.
 type countingHealth struct {
 	healthpb.UnimplementedHealthServer
 	delay time.Duration
+	code  codes.Code
 	calls atomic.Int64
 }
 
@@ -32,6 +34,9 @@ func (h *countingHealth) Check(context.Context, *healthpb.HealthCheckRequest) (*
 	h.calls.Add(1)
 	if h.delay > 0 {
 		time.Sleep(h.delay) // the instance is slow: that is what is measured
+	}
+	if h.code != codes.OK {
+		return nil, status.Error(h.code, "failing on purpose")
 	}
 	return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}, nil
 }
@@ -133,18 +138,6 @@ func BenchmarkGRPCClientStack(b *testing.B) {
 	discoverytest.CompareCalls(b, rawCall, stackCall)
 }
 
-// failingHealth answers every Check with code, and counts the calls.
-type failingHealth struct {
-	healthpb.UnimplementedHealthServer
-	code  codes.Code
-	calls atomic.Int64
-}
-
-func (h *failingHealth) Check(context.Context, *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
-	h.calls.Add(1)
-	return nil, status.Error(h.code, "failing on purpose")
-}
-
 // TestP2CEjectsAnInstanceThatKeepsFailing: an instance that answers every
 // call UNAVAILABLE gets EjectAfter calls in a row at most, then none while
 // ejected; one that answers NOT_FOUND (a business answer) is never ejected.
@@ -154,7 +147,7 @@ func TestP2CEjectsAnInstanceThatKeepsFailing(t *testing.T) {
 		ejects bool
 	}{{codes.Unavailable, true}, {codes.NotFound, false}} {
 		t.Run(tc.code.String(), func(t *testing.T) {
-			good, bad := &countingHealth{}, &failingHealth{code: tc.code}
+			good, bad := &countingHealth{}, &countingHealth{code: tc.code}
 			src := discovery.Static{
 				{ID: "good", Service: "svc", Endpoints: map[string]string{discovery.EndpointGRPC: serve(t, good)}},
 				{ID: "bad", Service: "svc", Endpoints: map[string]string{discovery.EndpointGRPC: serve(t, bad)}},
