@@ -176,7 +176,8 @@ func up(ctx context.Context, cfg upConfig, getenv func(string) string, stdout io
 		}
 		defer links.close()
 	}
-	spec := func(service string, i int, listener *os.File) (supervisor.Spec, error) {
+	var specs []supervisor.Spec
+	add := func(service string, i int, listener *os.File) error {
 		id := fmt.Sprintf("%s-%d", service, i)
 		env := append(slices.Clip(base), "JUNCTION_INSTANCE_ID="+id, "JUNCTION_BROKER_ADDR="+brokerAddr)
 		s := supervisor.Spec{Name: id, Path: exe, Args: []string{"serve", service}, Tier: tiers[service]}
@@ -187,21 +188,21 @@ func up(ctx context.Context, cfg upConfig, getenv func(string) string, stdout io
 		if links != nil && slices.Contains(scaled, service) && service != "gateway" {
 			linkEnv, err := links.add(id)
 			if err != nil {
-				return s, err
+				return err
 			}
 			env = append(env, linkEnv...)
 		}
 		s.Env = env
-		return s, nil
+		specs = append(specs, s)
+		return nil
 	}
-	type want struct {
-		service  string
-		i        int
-		listener *os.File
+	if err := add("registry", 1, regFile); err != nil {
+		return err
 	}
-	wanted := []want{{"registry", 1, regFile}}
 	if cfg.Broker == "" {
-		wanted = append(wanted, want{"broker", 1, nil})
+		if err := add("broker", 1, nil); err != nil {
+			return err
+		}
 	}
 	for _, svc := range scaled {
 		for i := 1; i <= replicas[svc]; i++ {
@@ -209,16 +210,10 @@ func up(ctx context.Context, cfg upConfig, getenv func(string) string, stdout io
 			if svc == "gateway" {
 				ln = gwFile
 			}
-			wanted = append(wanted, want{svc, i, ln})
+			if err := add(svc, i, ln); err != nil {
+				return err
+			}
 		}
-	}
-	var specs []supervisor.Spec
-	for _, w := range wanted {
-		s, err := spec(w.service, w.i, w.listener)
-		if err != nil {
-			return err
-		}
-		specs = append(specs, s)
 	}
 
 	reg := discovery.NewClient(registryURL, nil)
