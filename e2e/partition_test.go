@@ -140,26 +140,18 @@ func TestNetPartitionAndDegrade(t *testing.T) {
 	// The gateway's errors: which, with Retry-After, and when. The
 	// registry needs up to two probe failures (2 s) to take an instance
 	// out and a probe to bring it back, so each window is widened by 5 s.
-	byWindow := map[string]map[int]int{}
 	outside, noRetryAfter, badStatus := 0, 0, 0
-	for _, at := range as {
-		for _, f := range at.failures {
-			w := inWindow(windows, f.at, 5*time.Second)
-			if byWindow[w] == nil {
-				byWindow[w] = map[int]int{}
-			}
-			byWindow[w][f.status]++
-			switch {
-			case f.status != 503 && f.status != 504:
-				badStatus++
-			case f.retryAfter == "":
-				noRetryAfter++
-			}
-			if w == "" {
-				outside++
-			}
+	byWindow := tallyFailures(as, windows, 5*time.Second, func(w string, f failure) {
+		switch {
+		case f.status != 503 && f.status != 504:
+			badStatus++
+		case f.retryAfter == "":
+			noRetryAfter++
 		}
-	}
+		if w == "" {
+			outside++
+		}
+	})
 	// Degraded service under (c) beside the quiet start.
 	sagaTimes := func(from, to time.Time) (int, time.Duration, time.Duration) {
 		var ds []time.Duration

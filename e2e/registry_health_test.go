@@ -249,3 +249,21 @@ func inWindow(windows []window, at time.Time, slack time.Duration) string {
 	}
 	return ""
 }
+
+// tallyFailures calls each with every failure clients saw in as and the
+// window it falls in (widened by slack; "" for none), and returns how many
+// there were by window and status.
+func tallyFailures(as []*attempt, windows []window, slack time.Duration, each func(w string, f failure)) map[string]map[int]int {
+	tally := map[string]map[int]int{}
+	for _, a := range as {
+		for _, f := range a.failures {
+			w := inWindow(windows, f.at, slack)
+			if tally[w] == nil {
+				tally[w] = map[int]int{}
+			}
+			tally[w][f.status]++
+			each(w, f)
+		}
+	}
+	return tally
+}

@@ -53,24 +53,16 @@ func TestGracefulShutdown(t *testing.T) {
 	rep, _ := s.check(as, seed, map[string]int{"gateway": 1, "order-service": 1})
 
 	// What clients saw, by window.
-	seen := map[string]map[int]int{}
-	for _, a := range as {
-		for _, f := range a.failures {
-			w := inWindow(windows, f.at, 3*time.Second)
-			if seen[w] == nil {
-				seen[w] = map[int]int{}
-			}
-			seen[w][f.status]++
-			switch {
-			case w == gwTerm.name:
-				t.Errorf("a client saw %d (transport error when 0) while the gateway stopped gracefully; want nothing", f.status)
-			case w == orderTerm.name && (f.status != 503 || f.retryAfter == ""):
-				t.Errorf("a client saw %d (Retry-After %q) while order-service stopped gracefully; want only 503 with Retry-After", f.status, f.retryAfter)
-			case w == "":
-				t.Errorf("a client saw %d at %v, outside any fault window", f.status, f.at.Format(time.RFC3339Nano))
-			}
+	seen := tallyFailures(as, windows, 3*time.Second, func(w string, f failure) {
+		switch {
+		case w == gwTerm.name:
+			t.Errorf("a client saw %d (transport error when 0) while the gateway stopped gracefully; want nothing", f.status)
+		case w == orderTerm.name && (f.status != 503 || f.retryAfter == ""):
+			t.Errorf("a client saw %d (Retry-After %q) while order-service stopped gracefully; want only 503 with Retry-After", f.status, f.retryAfter)
+		case w == "":
+			t.Errorf("a client saw %d at %v, outside any fault window", f.status, f.at.Format(time.RFC3339Nano))
 		}
-	}
+	})
 	t.Logf("RES-GRACEFUL-SHUTDOWN: %d orders, %d completed, %d rejected, 0 lost (check passed: %v); client failures by window (0 = broken connection): %v",
 		rep.Orders, rep.Completed, rep.Rejected, !t.Failed(), seen)
 	for _, w := range []window{gwTerm, orderTerm, gwKill, orderKill} {
