@@ -54,7 +54,7 @@ func startFaultLinks(brokerURL string) (*faultLinks, error) {
 // puts the instance behind them: it listens on a port of its own and
 // registers the link's address instead.
 func (l *faultLinks) add(id string) ([]string, error) {
-	own, err := freePort()
+	own, err := fixedPort()
 	if err != nil {
 		return nil, err
 	}

@@ -184,3 +184,46 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestServiceWaitsForALateBroker: a service started before its broker
+// waits for it, says so at info, and serves once the broker is up, instead
+// of exiting.
+func TestServiceWaitsForALateBroker(t *testing.T) {
+	addr, err := fixedPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	common := map[string]string{"JUNCTION_DISCOVERY": "dns://127.0.0.1:1/shop.test", "JUNCTION_BROKER": "nats://" + addr}
+	svcEnv := map[string]string{"JUNCTION_DATA": t.TempDir(), "JUNCTION_INSTANCE_ID": "notification-test"}
+	brokerEnv := map[string]string{"JUNCTION_DATA": t.TempDir(), "JUNCTION_INSTANCE_ID": "broker-test", "JUNCTION_BROKER_ADDR": addr}
+	for k, v := range common {
+		svcEnv[k], brokerEnv[k] = v, v
+	}
+	svcLogs := &lockedWriter{w: &bytes.Buffer{}}
+	svcDone := make(chan error, 1)
+	go func() { svcDone <- run(ctx, []string{"serve", "notification-service"}, env(svcEnv), svcLogs, svcLogs) }()
+	waitFor(t, func() bool { return strings.Contains(svcLogs.String(), `"msg":"waiting for the broker"`) })
+
+	brokerLogs := &lockedWriter{w: &bytes.Buffer{}}
+	brokerDone := make(chan error, 1)
+	go func() { brokerDone <- run(ctx, []string{"serve", "broker"}, env(brokerEnv), brokerLogs, brokerLogs) }()
+	waitFor(t, func() bool { return strings.Contains(svcLogs.String(), `"msg":"listening"`) })
+	select {
+	case err := <-svcDone:
+		t.Fatalf("notification-service exited: %v\n%s", err, svcLogs.String())
+	default:
+	}
+	cancel()
+	for name, done := range map[string]chan error{"notification-service": svcDone, "broker": brokerDone} {
+		if err := <-done; err != nil {
+			t.Errorf("%s: run = %v, want nil after a requested stop", name, err)
+		}
+	}
+	for _, line := range strings.Split(svcLogs.String(), "\n") {
+		if strings.Contains(line, `"level":"ERROR"`) || strings.Contains(line, `"level":"WARN"`) {
+			t.Errorf("notification-service logged: %s", line)
+		}
+	}
+}

@@ -265,8 +265,14 @@ func serveBroker(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		ns.Shutdown()
 		ns.WaitForShutdown()
 	}()
-	if !ns.ReadyForConnections(15 * time.Second) {
-		return errors.New("broker: not ready for connections within 15s")
+	// Asked in short slices, so a stop while it starts is not held up.
+	for deadline := time.Now().Add(30 * time.Second); !ns.ReadyForConnections(100 * time.Millisecond); {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("broker: not ready for connections within 30s (is %s free?)", cfg.BrokerAddr)
+		}
 	}
 	addr := ns.Addr().String()
 	log.Info("broker ready", "nats", "nats://"+addr, "store", opts.StoreDir, "sync_always", opts.SyncAlways)
@@ -623,33 +629,60 @@ type messageBus interface {
 	bus.Subscriber
 }
 
+// brokerWait bounds how long a service waits at start for its broker.
+const brokerWait = 2 * time.Minute
+
 // connectBus connects to the broker: the one cfg names, or else the one
-// registered as "broker" (waiting up to 30 s for it to appear).
+// registered as "broker". A broker that is not there or does not answer
+// yet is waited for, up to brokerWait, retrying with backoff and saying so
+// once at info: a service started before its broker (or while it
+// restarts) waits instead of exiting. Once connected, the adapters
+// reconnect by themselves.
 func connectBus(ctx context.Context, cfg serveConfig, r *discovery.Resolver, log *slog.Logger) (messageBus, error) {
-	url := cfg.BrokerURL
-	if url == "" {
-		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		for {
-			addr, err := r.Pick(wctx, "broker", discovery.EndpointNATS)
-			if err == nil {
+	wctx, cancel := context.WithTimeout(ctx, brokerWait)
+	defer cancel()
+	started := time.Now()
+	wait := 50 * time.Millisecond
+	said := false
+	for {
+		url, err := cfg.BrokerURL, error(nil)
+		if url == "" {
+			var addr string
+			if addr, err = r.Pick(wctx, "broker", discovery.EndpointNATS); err == nil {
 				url = "nats://" + addr
-				break
-			}
-			select {
-			case <-wctx.Done():
-				return nil, fmt.Errorf("no broker: set --broker or register one: %w", err)
-			case <-time.After(200 * time.Millisecond):
+			} else {
+				err = fmt.Errorf("no broker registered (set --broker or register one): %w", err)
 			}
 		}
+		if err == nil {
+			var b messageBus
+			if b, err = openBus(url, cfg.InstanceID); err == nil {
+				log.Info("connected to the broker", "url", sqldb.Redact(url), "after", time.Since(started).Round(time.Millisecond).String())
+				return b, nil
+			}
+			var bad badBrokerURL
+			if errors.As(err, &bad) {
+				return nil, err
+			}
+		}
+		if !said && time.Since(started) > 500*time.Millisecond {
+			log.Info("waiting for the broker", "url", sqldb.Redact(cfg.BrokerURL), "reason", err.Error())
+			said = true
+		}
+		select {
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("broker not reachable within %v: %w", brokerWait, err)
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 2*time.Second)
 	}
-	b, err := openBus(url, cfg.InstanceID)
-	if err != nil {
-		return nil, err
-	}
-	log.Info("connected to the broker", "url", sqldb.Redact(url))
-	return b, nil
 }
+
+// badBrokerURL is a broker URL no retry can fix.
+type badBrokerURL struct{ error }
 
 // openBus picks the adapter by the URL's scheme:
 //
@@ -660,7 +693,7 @@ func connectBus(ctx context.Context, cfg serveConfig, r *discovery.Resolver, log
 func openBus(rawURL, name string) (messageBus, error) {
 	scheme, rest, ok := strings.Cut(rawURL, "://")
 	if !ok {
-		return nil, fmt.Errorf("broker %q: want scheme://address", sqldb.Redact(rawURL))
+		return nil, badBrokerURL{fmt.Errorf("broker %q: want scheme://address", sqldb.Redact(rawURL))}
 	}
 	switch scheme {
 	case "nats":
@@ -672,12 +705,12 @@ func openBus(rawURL, name string) (messageBus, error) {
 	case "stomp":
 		u, err := url.Parse(rawURL)
 		if err != nil {
-			return nil, fmt.Errorf("broker url: %w", err)
+			return nil, badBrokerURL{fmt.Errorf("broker url: %w", err)}
 		}
 		pass, _ := u.User.Password()
 		return stompbus.Connect(stompbus.Config{Addr: u.Host, Login: u.User.Username(), Passcode: pass})
 	default:
-		return nil, fmt.Errorf("broker %q: unknown scheme %q; one of nats, kafka, amqp, stomp", sqldb.Redact(rawURL), scheme)
+		return nil, badBrokerURL{fmt.Errorf("broker %q: unknown scheme %q; one of nats, kafka, amqp, stomp", sqldb.Redact(rawURL), scheme)}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -45,8 +46,11 @@ type upConfig struct {
 // broker run once.
 var scaled = []string{"user-service", "inventory-service", "payment-provider", "payment-service", "shipping-service", "deadletter-service", "notification-service", "order-service", "gateway"}
 
-// tiers order the stop: the gateway first, the registry last.
-var tiers = map[string]int{"registry": 0, "broker": 1, "payment-provider": 2, "user-service": 2, "inventory-service": 2, "payment-service": 2, "shipping-service": 2, "deadletter-service": 2, "notification-service": 3, "order-service": 3, "gateway": 4}
+// tiers order the start and the stop: the registry first, then the broker
+// and the payment provider, then the services once the broker answers
+// (those of tier 3 call those of tier 2), the gateway last; the stop goes
+// the other way.
+var tiers = map[string]int{"registry": 0, "broker": 1, "payment-provider": 1, "user-service": 2, "inventory-service": 2, "payment-service": 2, "shipping-service": 2, "deadletter-service": 2, "notification-service": 3, "order-service": 3, "gateway": 4}
 
 func newUpCommand(getenv func(string) string, stdout io.Writer) *cobra.Command {
 	var cfg upConfig
@@ -153,7 +157,7 @@ func up(ctx context.Context, cfg upConfig, getenv func(string) string, stdout io
 	if brokerURL == "" {
 		// A port fixed for this run, so clients reconnect to a restarted
 		// broker where they left it. Never NATS's usual 4222.
-		if brokerAddr, err = freePort(); err != nil {
+		if brokerAddr, err = fixedPort(); err != nil {
 			return fmt.Errorf("broker port: %w", err)
 		}
 		brokerURL = "nats://" + brokerAddr
@@ -176,11 +180,18 @@ func up(ctx context.Context, cfg upConfig, getenv func(string) string, stdout io
 		}
 		defer links.close()
 	}
+	reg := discovery.NewClient(registryURL, nil)
+	// What the tiers above wait for: the registry answering, the broker
+	// registered (it registers once it accepts connections).
+	readiness := map[string]func(context.Context) error{
+		"registry": func(ctx context.Context) error { _, err := reg.Catalog(ctx); return err },
+		"broker":   registered(reg, "broker"),
+	}
 	var specs []supervisor.Spec
 	add := func(service string, i int, listener *os.File) error {
 		id := fmt.Sprintf("%s-%d", service, i)
 		env := append(slices.Clip(base), "JUNCTION_INSTANCE_ID="+id, "JUNCTION_BROKER_ADDR="+brokerAddr)
-		s := supervisor.Spec{Name: id, Path: exe, Args: []string{"serve", service}, Tier: tiers[service]}
+		s := supervisor.Spec{Name: id, Path: exe, Args: []string{"serve", service}, Tier: tiers[service], Ready: readiness[service]}
 		if listener != nil {
 			s.ExtraFiles = []*os.File{listener}
 			env = append(env, "JUNCTION_LISTEN_FD=3")
@@ -216,7 +227,6 @@ func up(ctx context.Context, cfg upConfig, getenv func(string) string, stdout io
 		}
 	}
 
-	reg := discovery.NewClient(registryURL, nil)
 	sup := &supervisor.Supervisor{
 		Out:   stdout,
 		Color: isTerminal(stdout),
@@ -365,9 +375,48 @@ func seed(ctx context.Context, data, password string, logf func(string, ...any))
 	return err
 }
 
-// freePort returns a loopback address with a port that was free a moment
-// ago.
-func freePort() (string, error) {
+// registered reports whether service has an instance in the registry.
+func registered(reg *discovery.Client, service string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		v, err := reg.Lookup(ctx, service)
+		if err != nil {
+			return err
+		}
+		if len(v.Instances) == 0 {
+			return fmt.Errorf("%s is not registered yet", service)
+		}
+		return nil
+	}
+}
+
+// fixedPort returns a loopback address, for a server that binds it later
+// (the embedded broker, an instance behind a fault link), with a port that
+// is free and outside the range the kernel hands out to outgoing
+// connections: a port from that range could be taken by a client's own
+// socket before the server binds it (a client retrying a connection to a
+// local port nobody listens on can even connect to itself, and then holds
+// the port). Where the range leaves no room below it, any free port.
+func fixedPort() (string, error) {
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				lo = n
+			}
+		}
+	}
+	const from = 10000
+	for range 100 {
+		if lo-from < 1000 {
+			break
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(from+rand.IntN(lo-from)))
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			ln.Close()
+			return addr, nil
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err

@@ -1,6 +1,7 @@
 // Package supervisor runs a set of child processes as one system: it starts
-// them, prefixes every line they write with their name, restarts one that
-// dies (with backoff), and at stop terminates them in reverse order of their
+// them tier by tier (a tier once every child of the tiers below is ready),
+// prefixes every line they write with their name, restarts one that dies
+// (with backoff), and at stop terminates them in reverse order of their
 // tier, politely first (SIGTERM) and then by force.
 package supervisor
 
@@ -11,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -25,9 +27,14 @@ type Spec struct {
 	Env  []string
 	// ExtraFiles are inherited as file descriptors 3, 4, …
 	ExtraFiles []*os.File
-	// Tier orders the stop: higher tiers stop first, and a tier is stopped
-	// only once every higher one has exited.
+	// Tier orders the start and the stop: a tier starts once every child
+	// of the lower tiers is ready, and at stop higher tiers stop first, a
+	// tier only once every higher one has exited.
 	Tier int
+	// Ready, when set, reports whether the child can serve the tiers above
+	// it (its port answers, it is registered). It is polled after the
+	// child starts until it returns nil; nil means ready once started.
+	Ready func(ctx context.Context) error
 }
 
 // Supervisor runs children. Its fields must be set before Run.
@@ -44,6 +51,10 @@ type Supervisor struct {
 	OnExit func(spec Spec, err error)
 	// Logf reports the supervisor's own events.
 	Logf func(format string, args ...any)
+	// ReadyPoll is how often a starting child's Ready is asked; 50 ms when
+	// zero. A child still not ready after a second is reported by Logf
+	// once, as a wait, not an error.
+	ReadyPoll time.Duration
 
 	outMu sync.Mutex
 	mu    sync.Mutex
@@ -61,11 +72,16 @@ func (s *Supervisor) PIDs() map[string]int {
 	return out
 }
 
-// Run starts every child in order and keeps them running until ctx is done,
-// then stops them and returns once every one has exited.
+// Run starts the children tier by tier, lowest first, and keeps them
+// running until ctx is done, then stops them and returns once every one has
+// exited. A tier starts only once every child below it is ready; if ctx
+// ends before, the tiers not yet started never start.
 func (s *Supervisor) Run(ctx context.Context, specs []Spec) error {
 	if s.StopTimeout <= 0 {
 		s.StopTimeout = 10 * time.Second
+	}
+	if s.ReadyPoll <= 0 {
+		s.ReadyPoll = 50 * time.Millisecond
 	}
 	if s.Logf == nil {
 		s.Logf = func(string, ...any) {}
@@ -76,36 +92,75 @@ func (s *Supervisor) Run(ctx context.Context, specs []Spec) error {
 
 	tiers := map[int][]*child{}
 	var order []int
-	var wg sync.WaitGroup
 	for i, spec := range specs {
 		c := &child{spec: spec, sup: s, color: colors[i%len(colors)], stop: make(chan struct{}), done: make(chan struct{})}
 		if _, ok := tiers[spec.Tier]; !ok {
 			order = append(order, spec.Tier)
 		}
 		tiers[spec.Tier] = append(tiers[spec.Tier], c)
-		wg.Add(1)
-		go func() { defer wg.Done(); c.run() }()
 	}
-	<-ctx.Done()
-	// Stop tiers from the highest down, each after the ones above it.
-	for len(order) > 0 {
-		hi := 0
-		for i, t := range order {
-			if t > order[hi] {
-				hi = i
+	slices.Sort(order)
+	var wg sync.WaitGroup
+	var started []int
+	for _, tier := range order {
+		if ctx.Err() != nil {
+			break
+		}
+		for _, c := range tiers[tier] {
+			wg.Add(1)
+			go func() { defer wg.Done(); c.run() }()
+		}
+		started = append(started, tier)
+		for _, c := range tiers[tier] {
+			if !s.waitReady(ctx, c) {
+				break
 			}
 		}
-		tier := order[hi]
-		order = append(order[:hi], order[hi+1:]...)
-		for _, c := range tiers[tier] {
+	}
+	<-ctx.Done()
+	// Stop the started tiers from the highest down, each after the ones
+	// above it.
+	for i := len(started) - 1; i >= 0; i-- {
+		for _, c := range tiers[started[i]] {
 			close(c.stop)
 		}
-		for _, c := range tiers[tier] {
+		for _, c := range tiers[started[i]] {
 			<-c.done
 		}
 	}
 	wg.Wait()
 	return nil
+}
+
+// waitReady polls c's Ready until it passes (true) or ctx ends (false).
+func (s *Supervisor) waitReady(ctx context.Context, c *child) bool {
+	if c.spec.Ready == nil {
+		return true
+	}
+	t := time.NewTicker(s.ReadyPoll)
+	defer t.Stop()
+	asked := time.Now()
+	reported := false
+	for {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := c.spec.Ready(pctx)
+		cancel()
+		if err == nil {
+			if reported {
+				s.Logf("%s is ready", c.spec.Name)
+			}
+			return true
+		}
+		if !reported && time.Since(asked) > time.Second {
+			s.Logf("waiting for %s before starting what needs it (%v)", c.spec.Name, err)
+			reported = true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
 }
 
 var colors = []string{"\x1b[36m", "\x1b[33m", "\x1b[32m", "\x1b[35m", "\x1b[34m", "\x1b[31m", "\x1b[96m", "\x1b[93m", "\x1b[92m", "\x1b[95m"}

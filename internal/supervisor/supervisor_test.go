@@ -3,11 +3,13 @@ package supervisor_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -126,5 +128,60 @@ func TestKillsAChildThatIgnoresSIGTERM(t *testing.T) {
 	}
 	if alive(pid) {
 		t.Errorf("stubborn child %d still alive", pid)
+	}
+}
+
+func TestStartsATierOnceTheOneBelowIsReady(t *testing.T) {
+	var baseReady atomic.Bool
+	base := child("base", "polite", 0)
+	base.Ready = func(context.Context) error {
+		if !baseReady.Load() {
+			return errors.New("not yet")
+		}
+		return nil
+	}
+	var logs syncBuffer
+	s := &supervisor.Supervisor{Out: &syncBuffer{}, Logf: func(f string, a ...any) { fmt.Fprintf(&logs, f+"\n", a...) }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, []supervisor.Spec{child("upper", "polite", 1), base}) }()
+
+	waitFor(t, "base running", func() bool { return s.PIDs()["base"] != 0 })
+	waitFor(t, "the wait reported", func() bool { return strings.Contains(logs.String(), "waiting for base") })
+	if pid := s.PIDs()["upper"]; pid != 0 {
+		t.Fatalf("upper started (pid %d) before base was ready", pid)
+	}
+	baseReady.Store(true)
+	waitFor(t, "upper running once base is ready", func() bool { return s.PIDs()["upper"] != 0 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAStopWhileATierWaitsNeverStartsTheRest(t *testing.T) {
+	base := child("base", "polite", 0)
+	base.Ready = func(context.Context) error { return errors.New("never") }
+	out := &syncBuffer{}
+	s := &supervisor.Supervisor{Out: out}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, []supervisor.Spec{base, child("upper", "polite", 1)}) }()
+	waitFor(t, "base running", func() bool { return s.PIDs()["base"] != 0 })
+	pid := s.PIDs()["base"]
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return within 5s of a stop while a tier was waiting")
+	}
+	if alive(pid) {
+		t.Errorf("base (pid %d) still alive", pid)
+	}
+	if strings.Contains(out.String(), "upper") {
+		t.Errorf("upper was started:\n%s", out.String())
 	}
 }
