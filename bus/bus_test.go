@@ -73,7 +73,36 @@ func TestSkipExpired(t *testing.T) {
 	if err := h(context.Background(), old); err != nil || called {
 		t.Errorf("expired message: err %v, handler called %v; want it dropped", err, called)
 	}
+	deadline := time.Now().Add(time.Hour).Truncate(time.Microsecond)
+	var got time.Time
+	h = bus.Chain(func(ctx context.Context, _ *bus.Message) error { got, _ = ctx.Deadline(); return nil }, bus.SkipExpired())
+	live := &bus.Message{Headers: map[string]string{bus.HeaderDeadline: strconv.FormatInt(deadline.UnixNano(), 10)}}
+	if err := h(context.Background(), live); err != nil || !got.Equal(deadline) {
+		t.Errorf("message due in an hour: err %v, handler's deadline %v; want it handled under %v", err, got, deadline)
+	}
 }
+
+func TestDeadLetterLeavesADeadlinedMessageToItsSender(t *testing.T) {
+	pub := &countingPublisher{}
+	h := bus.Chain(func(context.Context, *bus.Message) error { return errors.New("busy") }, bus.DeadLetter(pub, "g", 2, nil))
+	owned := &bus.Message{ID: "a", Attempt: 9, Headers: map[string]string{bus.HeaderDeadline: strconv.FormatInt(time.Now().Add(time.Hour).UnixNano(), 10)}}
+	if err := h(context.Background(), owned); err == nil || pub.n != 0 {
+		t.Errorf("a deadlined message failing on delivery 9 of 2: err %v, %d dead letters; want it redelivered", err, pub.n)
+	}
+	plain := &bus.Message{ID: "b", Attempt: 2, Headers: map[string]string{}}
+	if err := h(context.Background(), plain); err != nil || pub.n != 1 {
+		t.Errorf("a message failing on delivery 2 of 2: err %v, %d dead letters; want it dead-lettered", err, pub.n)
+	}
+}
+
+type countingPublisher struct{ n int }
+
+func (p *countingPublisher) Publish(_ context.Context, _ string, msgs ...*bus.Message) error {
+	p.n += len(msgs)
+	return nil
+}
+
+func (p *countingPublisher) Close() error { return nil }
 
 // TestLanesKeepKeyOrder: messages of one key are handled one at a time, in
 // the order given, whatever lane they hash to.

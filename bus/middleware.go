@@ -69,12 +69,22 @@ const DeadLetterTopic = "deadletter"
 // headers; then the message counts as handled. If the move itself fails,
 // the handler's error is returned and the message is delivered again.
 // onDead (optional) is told of each move.
+//
+// A message with a deadline (see Deadline) that fails transiently is not
+// dead-lettered however often it was delivered: its sender waits for it
+// until then and retries it after (a saga's next attempt), so it is
+// redelivered until the deadline, when SkipExpired drops it.
 func DeadLetter(pub Publisher, group string, maxDeliveries int, onDead func(m *Message, reason error)) Middleware {
 	return func(next Handler) Handler {
 		return func(ctx context.Context, m *Message) error {
 			err := next(ctx, m)
-			if err == nil || (!IsPermanent(err) && m.Attempt < maxDeliveries) {
-				return err
+			if err == nil {
+				return nil
+			}
+			if !IsPermanent(err) {
+				if _, owned := Deadline(m); owned || m.Attempt < maxDeliveries {
+					return err
+				}
 			}
 			dead := *m
 			dead.Headers = make(map[string]string, len(m.Headers)+5)
@@ -101,14 +111,23 @@ func DeadLetter(pub Publisher, group string, maxDeliveries int, onDead func(m *M
 	}
 }
 
-// SkipExpired drops, as handled, a message whose deadline (see Request) has
-// passed: nobody waits for its answer any more.
+// SkipExpired drops, as handled, a message whose deadline (see Request;
+// a saga's command carries the time its step gives up on this attempt) has
+// passed: nobody waits for its answer any more. A message with a deadline
+// still ahead is handled under a context that ends at it, so no retry
+// below outlives it.
 func SkipExpired() Middleware {
 	return func(next Handler) Handler {
 		return func(ctx context.Context, m *Message) error {
-			if d, ok := Deadline(m); ok && time.Now().After(d) {
+			d, ok := Deadline(m)
+			if !ok {
+				return next(ctx, m)
+			}
+			if !time.Now().Before(d) {
 				return nil
 			}
+			ctx, cancel := context.WithDeadline(ctx, d)
+			defer cancel()
 			return next(ctx, m)
 		}
 	}
@@ -134,18 +153,58 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
+// ReliableConfig is the policy of Reliable: where dead letters go and
+// when a message becomes one.
+type ReliableConfig struct {
+	// DeadLetters receives the messages given up on, on DeadLetterTopic.
+	DeadLetters Publisher
+	// Group is the consumer group, recorded in each dead letter.
+	Group string
+	// MaxDeliveries is the delivery on which a message that still fails
+	// transiently is dead-lettered; 5 when zero. The broker's redelivery
+	// (with the adapter's backoff) is the one retry of a consumer:
+	// Reliable does not retry in place unless Retry says so.
+	MaxDeliveries int
+	// Retry, when Attempts > 1, retries a transient failure in place
+	// before the message goes back to the broker: for a consumer whose
+	// handler must not be overtaken by the next message of its key.
+	Retry RetryConfig
+	// Log, when set, receives one error line per dead letter.
+	Log *slog.Logger
+}
+
+// RetryConfig is an in-place retry: Attempts calls in all, waiting Base,
+// 2×Base, … (at most Max, with full jitter) in between.
+type RetryConfig struct {
+	Attempts  int
+	Base, Max time.Duration
+}
+
 // Reliable is the stack every consumer of a service uses around its
-// handler h, innermost first: Recover (a panic is permanent), DeadLetter
-// (after maxDeliveries, or at once when permanent; each dead letter is
-// logged to log as an error when log is not nil), and Retry in place (3
-// tries, 50 ms doubling to 1 s) before the message goes back to the
-// broker.
-func Reliable(h Handler, pub Publisher, group string, maxDeliveries int, log *slog.Logger) Handler {
+// handler h, outermost first:
+//
+//	SkipExpired  a message past its deadline is dropped as handled; the rest run under it
+//	DeadLetter   a permanent failure at once; a transient one on the MaxDeliveries-th
+//	             delivery, unless it has a deadline (its sender retries it)
+//	Retry        in place, only when cfg.Retry.Attempts > 1
+//	Recover      a panic is a permanent failure, so it reaches DeadLetter
+//
+// So every message ends handled, redelivered (a transient failure before
+// its last delivery or its deadline), dropped because nobody waits for it
+// any more, or as a dead letter with its reason; none vanishes.
+func Reliable(h Handler, cfg ReliableConfig) Handler {
+	if cfg.MaxDeliveries <= 0 {
+		cfg.MaxDeliveries = 5
+	}
 	var onDead func(m *Message, reason error)
-	if log != nil {
+	if cfg.Log != nil {
 		onDead = func(m *Message, reason error) {
-			log.Error("message dead-lettered", "topic", m.Topic, "id", m.ID, "type", m.Type, "group", group, "reason", reason)
+			cfg.Log.Error("message dead-lettered", "topic", m.Topic, "id", m.ID, "type", m.Type, "group", cfg.Group, "attempt", m.Attempt, "reason", reason)
 		}
 	}
-	return Chain(h, Recover(), DeadLetter(pub, group, maxDeliveries, onDead), Retry(3, 50*time.Millisecond, time.Second))
+	mw := []Middleware{SkipExpired(), DeadLetter(cfg.DeadLetters, cfg.Group, cfg.MaxDeliveries, onDead)}
+	if cfg.Retry.Attempts > 1 {
+		mw = append(mw, Retry(cfg.Retry.Attempts, cfg.Retry.Base, cfg.Retry.Max))
+	}
+	return Chain(h, append(mw, Recover())...)
 }

@@ -56,6 +56,25 @@ type Config struct {
 	Log     *slog.Logger
 }
 
+// WorstCase is the longest one operation can take under c when every
+// attempt runs into its timeout: MaxAttempts timeouts plus the longest
+// backoffs between them (jitter included). It is the figure to fit inside
+// the deadline of whatever waits for the operation. Without a Timeout
+// there is no bound, and WorstCase is 0.
+func (c Config) WorstCase() time.Duration {
+	if c.Timeout <= 0 {
+		return 0
+	}
+	attempts := max(c.MaxAttempts, 1)
+	total := time.Duration(attempts) * c.Timeout
+	wait := c.Backoff
+	for range attempts - 1 {
+		total += wait + wait/4
+		wait = min(wait*2, max(c.MaxBackoff, c.Backoff))
+	}
+	return total
+}
+
 // Stats counts what the policies did.
 type Stats struct {
 	Calls, Retries, BreakerOpened, BreakerHalfOpened, BreakerClosed, Rejected int64

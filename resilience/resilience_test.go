@@ -94,3 +94,22 @@ func TestCallerDeadlineWins(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+func TestWorstCase(t *testing.T) {
+	tests := []struct {
+		cfg  resilience.Config
+		want time.Duration
+	}{
+		{resilience.Config{}, 0},
+		{resilience.Config{Timeout: time.Second}, time.Second},
+		// 3 timeouts + 100 ms and 200 ms of backoff, each up to 25 % longer.
+		{resilience.Config{Timeout: time.Second, MaxAttempts: 3, Backoff: 100 * time.Millisecond, MaxBackoff: time.Second}, 3*time.Second + 125*time.Millisecond + 250*time.Millisecond},
+		// The backoff stops doubling at MaxBackoff.
+		{resilience.Config{Timeout: time.Second, MaxAttempts: 4, Backoff: 100 * time.Millisecond, MaxBackoff: 150 * time.Millisecond}, 4*time.Second + 125*time.Millisecond + 2*(150*time.Millisecond+150*time.Millisecond/4)},
+	}
+	for _, tt := range tests {
+		if got := tt.cfg.WorstCase(); got != tt.want {
+			t.Errorf("%+v.WorstCase() = %v, want %v", tt.cfg, got, tt.want)
+		}
+	}
+}

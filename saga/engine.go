@@ -413,13 +413,17 @@ func (e *Engine) send(t *txn, dir string) error {
 		},
 		Body: raw,
 	}
-	if err := e.ob.Add(t.ctx, t.tx, act.Topic, m); err != nil {
-		return err
-	}
 	if dir == dirDo {
 		in.DeadlineAt = t.now.Add(step.timeout())
 	} else {
 		in.DeadlineAt = t.now.Add(e.backoff(step, in.Attempt))
+	}
+	// The participant stops working on this attempt when the saga stops
+	// waiting for it (bus.SkipExpired), so a redelivery never overlaps
+	// the next attempt.
+	m.Headers[bus.HeaderDeadline] = strconv.FormatInt(in.DeadlineAt.UnixNano(), 10)
+	if err := e.ob.Add(t.ctx, t.tx, act.Topic, m); err != nil {
+		return err
 	}
 	t.record(step.Name, kind, "attempt "+attempt)
 	return nil

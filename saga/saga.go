@@ -17,7 +17,12 @@
 // Participants receive commands with an idempotency key (Command.Key) that
 // is the same for every attempt of a step, so a step retried after a
 // timeout has at most one effect; they answer with Command.Reply, written
-// through their own outbox in the same transaction as the effect.
+// through their own outbox in the same transaction as the effect. Every
+// command carries, as its bus deadline, the time the saga stops waiting
+// for that attempt (the step's timeout, or a compensation's backoff): a
+// participant handling commands under bus.Reliable skips one past it and
+// works on one under a context that ends there, so the saga's next attempt
+// never overlaps a redelivery of the last one.
 package saga
 
 import (

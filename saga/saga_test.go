@@ -535,3 +535,24 @@ func TestACrashAtEveryTransitionResumes(t *testing.T) {
 		}
 	}
 }
+
+// TestACommandCarriesTheTimeTheSagaStopsWaiting: every attempt's command
+// has the bus deadline of its own wait (the step's timeout from when it was
+// sent), so a participant stops before the saga sends the next attempt.
+func TestACommandCarriesTheTimeTheSagaStopsWaiting(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sqldb.DB) {
+		h := newHarness(t, db, threeSteps())
+		sent := h.clock.Now()
+		h.start("o1")
+		first := h.one()
+		if d, ok := bus.Deadline(first); !ok || !d.Equal(sent.Add(time.Second)) {
+			t.Errorf("first attempt's deadline = %v, %v; want %v (sent + the step's 1s timeout)", d, ok, sent.Add(time.Second))
+		}
+		h.clock.Add(time.Second)
+		h.fireDue()
+		second := h.one()
+		if d, ok := bus.Deadline(second); !ok || !d.Equal(sent.Add(2*time.Second)) {
+			t.Errorf("second attempt's deadline = %v, %v; want %v", d, ok, sent.Add(2*time.Second))
+		}
+	})
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -69,6 +70,7 @@ func Run(t *testing.T, s Setup) {
 		{"RedeliveryAfterFailure", testRedeliveryAfterFailure},
 		{"RedeliveryAfterConsumerGoes", testRedeliveryAfterClose},
 		{"DeadLetter", testDeadLetter},
+		{"ReliableStackLosesNothing", testReliableStack},
 		{"PublishDedupe", testDedupe},
 		{"RequestReply", testRequestReply},
 		{"NewGroupReadsFromTheStart", testNewGroupFromStart},
@@ -405,6 +407,116 @@ func testDeadLetter(t *testing.T, s Setup) {
 	}
 	if d.Headers[bus.HeaderDLQAttempts] != "3" {
 		t.Errorf("dead letter after %s deliveries, want 3", d.Headers[bus.HeaderDLQAttempts])
+	}
+}
+
+// testReliableStack runs the stack every service's consumer uses
+// (bus.Reliable, as configured by the services) around a handler that
+// panics on some messages, fails permanently on others, fails transiently
+// on the first deliveries of others, never recovers on others, and fails
+// transiently on messages with a deadline (a saga's commands): each
+// message must end handled, as a dead letter with its reason, or (with a
+// deadline) dropped once past it, never handled late; none may vanish.
+func testReliableStack(t *testing.T, s Setup) {
+	pub, sub := open(t, s)
+	topic := uniqueTopic(t)
+	dead := newCollector()
+	subscribe(t, sub, bus.DeadLetterTopic, "dlq-"+topic, func(ctx context.Context, m *bus.Message) error {
+		if m.Headers[bus.HeaderDLQTopic] == topic {
+			dead.add(m)
+		}
+		return nil
+	})
+	const maxDeliveries = 3
+	kinds := []string{"Fine", "Panics", "Permanent", "Flaky", "Broken", "Expiring"}
+	handled := newCollector()
+	var mu sync.Mutex
+	var lateCalls []string
+	h := bus.Reliable(func(ctx context.Context, m *bus.Message) error {
+		switch m.Type {
+		case "Expiring":
+			// Its sender retries it after its deadline: redelivered until
+			// then, never dead-lettered, never handled after it.
+			if d, _ := bus.Deadline(m); !time.Now().Before(d) {
+				mu.Lock()
+				lateCalls = append(lateCalls, m.ID)
+				mu.Unlock()
+			}
+			return errors.New("busy until the deadline")
+		case "Panics":
+			panic("handler bug on " + m.ID)
+		case "Permanent":
+			return bus.Permanent(errors.New("malformed"))
+		case "Flaky":
+			if m.Attempt < 2 {
+				return errors.New("busy, try again")
+			}
+		case "Broken":
+			return errors.New("still busy")
+		}
+		handled.add(m)
+		return nil
+	}, bus.ReliableConfig{DeadLetters: pub, Group: "g", MaxDeliveries: maxDeliveries})
+	subscribe(t, sub, topic, "g", h)
+	var all []*bus.Message
+	for i := range 20 {
+		m := msg(i, strconv.Itoa(i))
+		m.Type = kinds[i%len(kinds)]
+		if m.Type == "Expiring" {
+			m.Headers[bus.HeaderDeadline] = strconv.FormatInt(time.Now().Add(500*time.Millisecond).UnixNano(), 10)
+		}
+		all = append(all, m)
+	}
+	publish(t, pub, topic, all...)
+
+	wantHandled, wantDead := map[string]bool{}, map[string]string{}
+	for _, m := range all {
+		switch m.Type {
+		case "Fine", "Flaky":
+			wantHandled[m.ID] = true
+		case "Expiring":
+		default:
+			wantDead[m.ID] = m.Type
+		}
+	}
+	handled.waitFor(t, s.Timeout, "every message that can be handled", func(ms []*bus.Message) bool { return len(uniqueIDs(ms)) == len(wantHandled) })
+	got := dead.waitFor(t, s.Timeout, "every message that cannot be handled, as a dead letter", func(ms []*bus.Message) bool {
+		seen := map[string]bool{}
+		for _, d := range ms {
+			seen[d.Headers[bus.HeaderDLQID]] = true
+		}
+		return len(seen) == len(wantDead)
+	})
+	for id := range uniqueIDs(handled.snapshot()) {
+		if !wantHandled[id] {
+			t.Errorf("message %s handled, want it dead-lettered", id)
+		}
+	}
+	for _, d := range got {
+		id := d.Headers[bus.HeaderDLQID]
+		kind, ok := wantDead[id]
+		if !ok {
+			t.Errorf("message %s (%s) dead-lettered, want it handled", id, d.Type)
+			continue
+		}
+		reason := d.Headers[bus.HeaderDLQReason]
+		switch {
+		case kind == "Panics" && !strings.Contains(reason, "panicked"),
+			kind == "Permanent" && !strings.Contains(reason, "malformed"),
+			kind == "Broken" && !strings.Contains(reason, "still busy"):
+			t.Errorf("dead letter of a %s message has reason %q", kind, reason)
+		}
+		if kind == "Broken" && d.Headers[bus.HeaderDLQAttempts] != strconv.Itoa(maxDeliveries) {
+			t.Errorf("a transiently failing message was dead-lettered on delivery %s, want %d", d.Headers[bus.HeaderDLQAttempts], maxDeliveries)
+		}
+		if kind != "Broken" && d.Headers[bus.HeaderDLQAttempts] != "1" {
+			t.Errorf("a %s message was dead-lettered on delivery %s, want 1", kind, d.Headers[bus.HeaderDLQAttempts])
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(lateCalls) > 0 {
+		t.Errorf("messages handled after their deadline: %v", lateCalls)
 	}
 }
 

@@ -102,7 +102,8 @@ func PlaceOrderSaga() *saga.Definition {
 				}},
 				Undo: &saga.Action{Topic: events.TopicPaymentCommands, Type: events.CmdVoidPayment, Body: ref},
 				// A provider outage: the breaker opens and the command is
-				// redelivered; after three silent attempts the saga gives up.
+				// redelivered until the step's deadline; after three silent
+				// attempts the saga gives up.
 				Timeout: 5 * time.Second, Attempts: 3,
 			},
 			{

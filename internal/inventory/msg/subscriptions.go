@@ -31,7 +31,7 @@ const MaxDeliveries = 5
 // and its reply (outbox). Close the returned subscriptions to stop.
 func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *store.Store, ob *outbox.Outbox, log *slog.Logger) ([]bus.Subscription, error) {
 	wrap := func(fn outbox.TxHandler) bus.Handler {
-		return bus.Reliable(ob.Idempotent(events.GroupInventory, fn), pub, events.GroupInventory, MaxDeliveries, log)
+		return bus.Reliable(ob.Idempotent(events.GroupInventory, fn), bus.ReliableConfig{DeadLetters: pub, Group: events.GroupInventory, MaxDeliveries: MaxDeliveries, Log: log})
 	}
 	return bus.SubscribeAll(ctx, sub, events.GroupInventory, map[string]bus.Handler{
 		events.TopicInventoryCommands: wrap(command(st, ob)),

@@ -30,7 +30,7 @@ const MaxDeliveries = 5
 // failures, and dead-lettered after MaxDeliveries or at once if it can
 // never succeed. Close the returned subscriptions to stop.
 func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *store.Store, log *slog.Logger) ([]bus.Subscription, error) {
-	h := bus.Reliable(outbox.Idempotent(st.DB(), events.GroupNotifications, orderEvent(st)), pub, events.GroupNotifications, MaxDeliveries, log)
+	h := bus.Reliable(outbox.Idempotent(st.DB(), events.GroupNotifications, orderEvent(st)), bus.ReliableConfig{DeadLetters: pub, Group: events.GroupNotifications, MaxDeliveries: MaxDeliveries, Log: log})
 	return bus.SubscribeAll(ctx, sub, events.GroupNotifications, map[string]bus.Handler{events.TopicOrders: h, events.TopicShipments: h})
 }
 

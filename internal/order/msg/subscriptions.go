@@ -39,7 +39,7 @@ func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *s
 		return st.Shipped(ctx, tx, id)
 	})
 	reliable := func(h bus.Handler) bus.Handler {
-		return bus.Reliable(h, pub, events.GroupOrders, MaxDeliveries, log)
+		return bus.Reliable(h, bus.ReliableConfig{DeadLetters: pub, Group: events.GroupOrders, MaxDeliveries: MaxDeliveries, Log: log})
 	}
 	return bus.SubscribeAll(ctx, sub, events.GroupOrders, map[string]bus.Handler{
 		events.TopicOrderReplies: reliable(st.Engine().HandleReply),

@@ -20,17 +20,18 @@ import (
 // ProviderPolicy protects every call to the payment provider. Every call
 // carries an idempotency key, so every call may be retried.
 //
-//	timeout   2 s per attempt, within the command's own deadline
+//	timeout   1 s per attempt, within the command's own deadline
 //	retry     3 attempts, 100 ms doubling to 1 s with jitter, at most 20% of calls in flight
+//	          (worst case 3.4 s: it fits a saga step's 5 s, see docs/architecture.md)
 //	breaker   open after 5 faults in a row, for 5 s; closed after 2 probes succeed
 //	bulkhead  32 calls at once
-//	fallback  none here: the command fails, the bus redelivers it later,
-//	          and the saga's own step timeout decides when to give up and
-//	          compensate (a provider outage)
+//	fallback  none here: the command fails, the bus redelivers it until
+//	          the step's deadline, and the saga's next attempt (or its
+//	          compensation, a provider outage) takes it from there
 func ProviderPolicy(log *slog.Logger) resilience.Config {
 	return resilience.Config{
 		Name:        "payment-provider",
-		Timeout:     2 * time.Second,
+		Timeout:     time.Second,
 		MaxAttempts: 3, Backoff: 100 * time.Millisecond, MaxBackoff: time.Second, RetryBudget: 0.2,
 		BreakAfter: 5, BreakFor: 5 * time.Second,
 		MaxConcurrent: 32,

@@ -34,7 +34,7 @@ const MaxDeliveries = 5
 // (nil in production) is called at "payment.afterProviderCallBeforeReply".
 func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *store.Store, provider payment.Provider, failpoint func(string), log *slog.Logger) (bus.Subscription, error) {
 	h := &handler{st: st, provider: provider, failpoint: failpoint}
-	return sub.Subscribe(ctx, events.TopicPaymentCommands, events.GroupPayments, bus.Reliable(h.handle, pub, events.GroupPayments, MaxDeliveries, log))
+	return sub.Subscribe(ctx, events.TopicPaymentCommands, events.GroupPayments, bus.Reliable(h.handle, bus.ReliableConfig{DeadLetters: pub, Group: events.GroupPayments, MaxDeliveries: MaxDeliveries, Log: log}))
 }
 
 type handler struct {

@@ -43,7 +43,7 @@ type Config struct {
 // and its reply (outbox). Close the returned subscriptions to stop.
 func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *store.Store, cfg Config, log *slog.Logger) ([]bus.Subscription, error) {
 	wrap := func(fn outbox.TxHandler) bus.Handler {
-		return bus.Reliable(st.Outbox().Idempotent(events.GroupShipping, fn), pub, events.GroupShipping, MaxDeliveries, log)
+		return bus.Reliable(st.Outbox().Idempotent(events.GroupShipping, fn), bus.ReliableConfig{DeadLetters: pub, Group: events.GroupShipping, MaxDeliveries: MaxDeliveries, Log: log})
 	}
 	return bus.SubscribeAll(ctx, sub, events.GroupShipping, map[string]bus.Handler{
 		events.TopicShippingCommands: wrap(command(st, cfg)),
