@@ -37,7 +37,7 @@ type benchConfig struct {
 	asJSON                   bool
 }
 
-func newBenchCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
+func newBenchCommand(stdout, stderr io.Writer) *cobra.Command {
 	var cfg benchConfig
 	cmd := &cobra.Command{
 		Use:   "bench <orders|read|grpc|bus|http>",
@@ -58,24 +58,22 @@ stall is counted (no coordinated omission).
 
 With --find-max it searches for the highest rate whose p99 stays within --p99
 and that is achieved (99% of the offered rate), running --duration at each.`,
-		Args:      cobra.ExactArgs(1),
+		Args:      usageArgs(cobra.ExactArgs(1)),
 		ValidArgs: []string{"orders", "read", "grpc", "bus", "http"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return bench(cmd.Context(), args[0], cfg, stdout, stderr)
 		},
 	}
-	env := func(k, def string) string {
-		if v := getenv(k); v != "" {
-			return v
-		}
-		return def
-	}
 	fs := cmd.Flags()
-	fs.StringVar(&cfg.target, "target", env("JUNCTION_GATEWAY", "http://127.0.0.1:8080"), "gateway URL [JUNCTION_GATEWAY]")
-	fs.StringVar(&cfg.registry, "registry", env("JUNCTION_REGISTRY_URL", ""), "registry URL, for grpc and bus [JUNCTION_REGISTRY_URL]")
-	fs.StringVar(&cfg.broker, "broker", env("JUNCTION_BROKER", ""), "broker URL, for bus [JUNCTION_BROKER]")
+	fs.StringVar(&cfg.target, "target", "http://127.0.0.1:8080", "gateway URL")
+	envFlag(fs, "target", "JUNCTION_GATEWAY")
+	fs.StringVar(&cfg.registry, "registry", "", "registry URL, for grpc and bus")
+	envFlag(fs, "registry", "JUNCTION_REGISTRY_URL")
+	fs.StringVar(&cfg.broker, "broker", "", "broker URL, for bus")
+	envFlag(fs, "broker", "JUNCTION_BROKER")
 	fs.StringVar(&cfg.username, "username", "alice", "customer to act as")
-	fs.StringVar(&cfg.password, "password", env("JUNCTION_PASSWORD", "junction"), "its password [JUNCTION_PASSWORD]")
+	fs.StringVar(&cfg.password, "password", "junction", "its password")
+	envFlag(fs, "password", "JUNCTION_PASSWORD")
 	fs.Float64Var(&cfg.rate, "rate", 200, "planned calls per second")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "measured time")
 	fs.DurationVar(&cfg.warmup, "warmup", 2*time.Second, "unmeasured time before it")
@@ -90,7 +88,7 @@ and that is achieved (99% of the offered rate), running --duration at each.`,
 
 func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr io.Writer) error {
 	if cfg.rate <= 0 || cfg.rate > 100000 || cfg.duration <= 0 || cfg.concurrency < 1 || cfg.concurrency > 10000 {
-		return fmt.Errorf("bench: --rate must be in (0, 100000], --duration positive, --concurrency in [1, 10000]")
+		return usagef("bench: --rate must be in (0, 100000], --duration positive, --concurrency in [1, 10000]")
 	}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.concurrency}, Timeout: 10 * time.Second}
 	var op loadgen.Op
@@ -127,7 +125,7 @@ func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr
 		}
 	case "grpc":
 		if cfg.registry == "" {
-			return fmt.Errorf("bench grpc: --registry is needed to find user-service ('junction up' prints it)")
+			return usagef("bench grpc: --registry is needed to find user-service ('junction up' prints it)")
 		}
 		token, err := benchLogin(ctx, hc, cfg)
 		if err != nil {
@@ -156,7 +154,7 @@ func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr
 		url := cfg.broker
 		if url == "" {
 			if cfg.registry == "" {
-				return fmt.Errorf("bench bus: --broker or --registry is needed")
+				return usagef("bench bus: --broker or --registry is needed")
 			}
 			view, err := discovery.NewClient(cfg.registry, nil).Lookup(ctx, "broker")
 			if err != nil || len(view.Instances) == 0 {
@@ -203,7 +201,7 @@ func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr
 		}
 	case "http":
 		if cfg.url == "" {
-			return fmt.Errorf("bench http: --url is needed")
+			return usagef("bench http: --url is needed")
 		}
 		op = func(ctx context.Context) error {
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, cfg.url, nil)
@@ -222,7 +220,7 @@ func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr
 			return nil
 		}
 	default:
-		return fmt.Errorf("bench: unknown scenario %q; one of orders, read, grpc, bus, http", scenario)
+		return usagef("bench: unknown scenario %q; one of orders, read, grpc, bus, http", scenario)
 	}
 	if cfg.findMax {
 		return findMax(ctx, scenario, cfg, op, stdout, stderr)

@@ -23,7 +23,7 @@ import (
 
 // newChaosCommand breaks a running local system on purpose: it finds an
 // instance through the registry and signals its process.
-func newChaosCommand(getenv func(string) string, stdout io.Writer) *cobra.Command {
+func newChaosCommand(stdout io.Writer) *cobra.Command {
 	var registry string
 	cmd := &cobra.Command{
 		Use:   "chaos",
@@ -40,10 +40,11 @@ machine.
   links       list the links of a system started with 'junction up --fault-links'
   link NAME   slow, throttle, blackhole, reset or cut one link`,
 	}
-	cmd.PersistentFlags().StringVar(&registry, "registry", getenv("JUNCTION_REGISTRY_URL"), "registry URL ('junction up' prints it) [JUNCTION_REGISTRY_URL]")
+	cmd.PersistentFlags().StringVar(&registry, "registry", "", "registry URL ('junction up' prints it)")
+	envFlag(cmd.PersistentFlags(), "registry", "JUNCTION_REGISTRY_URL")
 	instances := func(ctx context.Context) ([]discovery.Instance, error) {
 		if registry == "" {
-			return nil, fmt.Errorf("chaos: --registry is needed ('junction up' prints it)")
+			return nil, usagef("chaos: --registry is needed ('junction up' prints it)")
 		}
 		cat, err := discovery.NewClient(registry, nil).Catalog(ctx)
 		if err != nil {
@@ -57,7 +58,7 @@ machine.
 		return out, nil
 	}
 	cmd.AddCommand(&cobra.Command{
-		Use: "list", Short: "List the instances the registry knows, with their processes", Args: cobra.NoArgs,
+		Use: "list", Short: "List the instances the registry knows, with their processes", Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			insts, err := instances(cmd.Context())
 			if err != nil {
@@ -79,7 +80,7 @@ machine.
 		{"resume", "SIGCONT a paused instance", syscall.SIGCONT},
 	} {
 		cmd.AddCommand(&cobra.Command{
-			Use: a.name + " ID", Short: a.short, Args: cobra.ExactArgs(1),
+			Use: a.name + " ID", Short: a.short, Args: usageArgs(cobra.ExactArgs(1)),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				pid, err := instancePID(cmd.Context(), instances, args[0])
 				if err != nil {
@@ -102,7 +103,7 @@ machine.
 	provider := &cobra.Command{
 		Use:   "provider",
 		Short: "Set the payment provider's faults (every flag at once; the defaults clear them)",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			v, err := lookupService(cmd.Context(), registry, gateway.PaymentProvider, "no payment provider in the registry")
 			if err != nil {
@@ -144,7 +145,7 @@ machine.
 // an error saying missing when it has none.
 func lookupService(ctx context.Context, registry, service, missing string) (discovery.View, error) {
 	if registry == "" {
-		return discovery.View{}, fmt.Errorf("chaos: --registry is needed ('junction up' prints it)")
+		return discovery.View{}, usagef("chaos: --registry is needed ('junction up' prints it)")
 	}
 	v, err := discovery.NewClient(registry, nil).Lookup(ctx, service)
 	if err != nil {

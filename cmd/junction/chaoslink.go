@@ -35,7 +35,7 @@ func chaosLinkCommands(registry *string, stdout io.Writer) []*cobra.Command {
 		return toxiclient.NewClient("http://" + v.Instances[0].Endpoints[discovery.EndpointHTTP]), nil
 	}
 	list := &cobra.Command{
-		Use: "links", Short: "List the links (with --fault-links) and the faults on them", Args: cobra.NoArgs,
+		Use: "links", Short: "List the links (with --fault-links) and the faults on them", Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := api(cmd.Context())
 			if err != nil {
@@ -73,7 +73,7 @@ func chaosLinkCommands(registry *string, stdout io.Writer) []*cobra.Command {
 NAME is an instance ("order-service-1": every call to it) or an instance's broker
 connection ("order-service-1->broker"); 'junction chaos links' lists them. The
 flags replace whatever was set; with none, the link is healthy again.`,
-		Args: cobra.ExactArgs(1),
+		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := api(cmd.Context())
 			if err != nil {

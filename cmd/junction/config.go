@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,7 +18,7 @@ import (
 )
 
 // serveConfig is what `junction serve` reads, once, from flags and the
-// JUNCTION_* environment (a flag wins over its variable).
+// JUNCTION_* environment (a flag wins over its variable; see envFlag).
 type serveConfig struct {
 	Service     string
 	InstanceID  string
@@ -64,74 +65,84 @@ type serveConfig struct {
 // services are the names `junction serve` accepts.
 var services = []string{"registry", "broker", "user-service", "inventory-service", "order-service", "payment-service", "payment-provider", "shipping-service", "notification-service", "deadletter-service", "gateway"}
 
-func (c *serveConfig) flags(fs *pflag.FlagSet, getenv func(string) string) {
-	env := func(key, def string) string {
-		if v := getenv(key); v != "" {
-			return v
-		}
-		return def
-	}
-	fs.StringVar(&c.InstanceID, "instance-id", env("JUNCTION_INSTANCE_ID", ""), "registry id of this instance (default <service>-<host>-<pid>) [JUNCTION_INSTANCE_ID]")
-	fs.StringVar(&c.RegistryURL, "registry", env("JUNCTION_REGISTRY_URL", ""), "registry base URL, e.g. http://127.0.0.1:7070 [JUNCTION_REGISTRY_URL]")
-	fs.StringVar(&c.Discovery, "discovery", env("JUNCTION_DISCOVERY", ""), "discovery backend: registry (default, at --registry), dns://[server:port]/<suffix>[?http=PORT&grpc=PORT] (Kubernetes headless services) or etcd://host:port[,host:port]/<prefix> [JUNCTION_DISCOVERY]")
-	fs.StringVar(&c.DataDir, "data", env("JUNCTION_DATA", ".junction"), "data folder [JUNCTION_DATA]")
-	fs.StringVar(&c.DatabaseURL, "database", env("JUNCTION_DATABASE_URL", ""), "database URL or SQLite path (default <data>/<service>/<service>.db) [JUNCTION_DATABASE_URL]")
-	fs.StringVar(&c.HTTPAddr, "http-addr", env("JUNCTION_HTTP_ADDR", "127.0.0.1:0"), "HTTP listen address [JUNCTION_HTTP_ADDR]")
-	fs.StringVar(&c.GRPCAddr, "grpc-addr", env("JUNCTION_GRPC_ADDR", "127.0.0.1:0"), "gRPC listen address [JUNCTION_GRPC_ADDR]")
-	fs.StringVar(&c.AdvertiseHTTP, "advertise-http-addr", env("JUNCTION_ADVERTISE_HTTP_ADDR", ""), "HTTP address to register instead of the listener's, e.g. a mapped port or a proxy in front [JUNCTION_ADVERTISE_HTTP_ADDR]")
-	fs.StringVar(&c.Advertise, "advertise-host", env("JUNCTION_ADVERTISE_HOST", ""), "host to register instead of the listen host [JUNCTION_ADVERTISE_HOST]")
-	fs.StringVar(&c.logLevelText, "log-level", env("JUNCTION_LOG_LEVEL", "info"), "debug, info, warn or error [JUNCTION_LOG_LEVEL]")
-	fs.DurationVar(&c.TokenTTL, "token-ttl", envDuration(getenv, "JUNCTION_TOKEN_TTL", 15*time.Minute), "lifetime of access tokens (user-service) [JUNCTION_TOKEN_TTL]")
-	fs.StringVar(&c.BrokerAddr, "broker-addr", env("JUNCTION_BROKER_ADDR", "127.0.0.1:0"), "NATS client listen address (broker) [JUNCTION_BROKER_ADDR]")
-	fs.StringVar(&c.BrokerURL, "broker", env("JUNCTION_BROKER", ""), "broker URL, e.g. nats://127.0.0.1:4222 (default: the broker found in the registry) [JUNCTION_BROKER]")
-	fs.BoolVar(&c.BrokerSync, "broker-sync-always", env("JUNCTION_BROKER_SYNC_ALWAYS", "false") == "true", "fsync every broker write (broker) [JUNCTION_BROKER_SYNC_ALWAYS]")
+func (c *serveConfig) flags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.InstanceID, "instance-id", "", "registry id of this instance (default <service>-<host>-<pid>)")
+	envFlag(fs, "instance-id", "JUNCTION_INSTANCE_ID")
+	fs.StringVar(&c.RegistryURL, "registry", "", "registry base URL, e.g. http://127.0.0.1:7070")
+	envFlag(fs, "registry", "JUNCTION_REGISTRY_URL")
+	fs.StringVar(&c.Discovery, "discovery", "", "discovery backend: registry (default, at --registry), dns://[server:port]/<suffix>[?http=PORT&grpc=PORT] (Kubernetes headless services) or etcd://host:port[,host:port]/<prefix>")
+	envFlag(fs, "discovery", "JUNCTION_DISCOVERY")
+	fs.StringVar(&c.DataDir, "data", ".junction", "data folder")
+	envFlag(fs, "data", "JUNCTION_DATA")
+	fs.StringVar(&c.DatabaseURL, "database", "", "database URL or SQLite path (default <data>/<service>/<service>.db)")
+	envFlag(fs, "database", "JUNCTION_DATABASE_URL")
+	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:0", "HTTP listen address")
+	envFlag(fs, "http-addr", "JUNCTION_HTTP_ADDR")
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:0", "gRPC listen address")
+	envFlag(fs, "grpc-addr", "JUNCTION_GRPC_ADDR")
+	fs.StringVar(&c.AdvertiseHTTP, "advertise-http-addr", "", "HTTP address to register instead of the listener's, e.g. a mapped port or a proxy in front")
+	envFlag(fs, "advertise-http-addr", "JUNCTION_ADVERTISE_HTTP_ADDR")
+	fs.StringVar(&c.Advertise, "advertise-host", "", "host to register instead of the listen host")
+	envFlag(fs, "advertise-host", "JUNCTION_ADVERTISE_HOST")
+	fs.StringVar(&c.logLevelText, "log-level", "info", "debug, info, warn or error")
+	envFlag(fs, "log-level", "JUNCTION_LOG_LEVEL")
+	fs.DurationVar(&c.TokenTTL, "token-ttl", 15*time.Minute, "user-service: lifetime of access tokens, 1m to 24h")
+	envFlag(fs, "token-ttl", "JUNCTION_TOKEN_TTL")
+	fs.StringVar(&c.BrokerAddr, "broker-addr", "127.0.0.1:0", "broker: NATS client listen address")
+	envFlag(fs, "broker-addr", "JUNCTION_BROKER_ADDR")
+	fs.StringVar(&c.BrokerURL, "broker", "", "broker URL (default: the broker found in the registry): "+brokerSchemes)
+	envFlag(fs, "broker", "JUNCTION_BROKER")
+	fs.BoolVar(&c.BrokerSync, "broker-sync-always", false, "broker: fsync every write before acknowledging it")
+	envFlag(fs, "broker-sync-always", "JUNCTION_BROKER_SYNC_ALWAYS")
 	c.Limits = gateway.DefaultLimits
-	fs.Float64Var(&c.Limits.PerAddress, "rate-per-address", envFloat(getenv, "JUNCTION_RATE_PER_ADDRESS", c.Limits.PerAddress), "gateway: requests/s per client address, 0 for no limit [JUNCTION_RATE_PER_ADDRESS]")
-	fs.Float64Var(&c.Limits.PerUser, "rate-per-user", envFloat(getenv, "JUNCTION_RATE_PER_USER", c.Limits.PerUser), "gateway: requests/s per signed-in user, 0 for no limit [JUNCTION_RATE_PER_USER]")
-	fs.Int64Var(&c.Limits.MaxInFlight, "max-in-flight", int64(envFloat(getenv, "JUNCTION_MAX_IN_FLIGHT", float64(c.Limits.MaxInFlight))), "gateway: requests at once before shedding, 0 for no limit [JUNCTION_MAX_IN_FLIGHT]")
-	fs.DurationVar(&c.Limits.RequestTimeout, "request-timeout", envDuration(getenv, "JUNCTION_REQUEST_TIMEOUT", gateway.UpstreamTimeout), "gateway: time a request gets, retries included; the deadline travels downstream [JUNCTION_REQUEST_TIMEOUT]")
-	fs.DurationVar(&c.DispatchDelay, "dispatch-delay", envDuration(getenv, "JUNCTION_DISPATCH_DELAY", 2*time.Second), "shipping-service: time from confirmation to dispatch [JUNCTION_DISPATCH_DELAY]")
-	fs.Float64Var(&c.RefuseRate, "shipping-refuse-rate", envFloat(getenv, "JUNCTION_SHIPPING_REFUSE_RATE", 0), "shipping-service: share of shipments refused, for fault tests [JUNCTION_SHIPPING_REFUSE_RATE]")
-	seed, _ := strconv.ParseUint(getenv("JUNCTION_SEED"), 10, 64)
-	fs.Uint64Var(&c.Seed, "seed", seed, "seed of simulated refusals [JUNCTION_SEED]")
-	fs.StringVar(&c.failText, "failpoints", env("JUNCTION_FAILPOINTS", ""), "fault tests only: name=probability,... where the process kills itself [JUNCTION_FAILPOINTS]")
-	c.FailpointMax, _ = strconv.Atoi(getenv("JUNCTION_FAILPOINTS_MAX"))
-	fs.StringVar(&c.ProfileDir, "cpu-profile-dir", env("JUNCTION_CPU_PROFILE_DIR", ""), "write this process's CPU profile to <dir>/<instance>.cpu.pprof [JUNCTION_CPU_PROFILE_DIR]")
-	c.ListenFD, _ = strconv.Atoi(getenv("JUNCTION_LISTEN_FD"))
+	fs.Float64Var(&c.Limits.PerAddress, "rate-per-address", c.Limits.PerAddress, "gateway: requests/s per client address, 0 for no limit")
+	envFlag(fs, "rate-per-address", "JUNCTION_RATE_PER_ADDRESS")
+	fs.Float64Var(&c.Limits.PerUser, "rate-per-user", c.Limits.PerUser, "gateway: requests/s per signed-in user, 0 for no limit")
+	envFlag(fs, "rate-per-user", "JUNCTION_RATE_PER_USER")
+	fs.Int64Var(&c.Limits.MaxInFlight, "max-in-flight", c.Limits.MaxInFlight, "gateway: requests at once before shedding, 0 for no limit")
+	envFlag(fs, "max-in-flight", "JUNCTION_MAX_IN_FLIGHT")
+	fs.DurationVar(&c.Limits.RequestTimeout, "request-timeout", gateway.UpstreamTimeout, "gateway: time a request gets, retries included, 100ms to 10m; the deadline travels downstream")
+	envFlag(fs, "request-timeout", "JUNCTION_REQUEST_TIMEOUT")
+	fs.DurationVar(&c.DispatchDelay, "dispatch-delay", 2*time.Second, "shipping-service: time from confirmation to dispatch")
+	envFlag(fs, "dispatch-delay", "JUNCTION_DISPATCH_DELAY")
+	fs.Float64Var(&c.RefuseRate, "shipping-refuse-rate", 0, "shipping-service: share of shipments refused (0 to 1), for fault tests")
+	envFlag(fs, "shipping-refuse-rate", "JUNCTION_SHIPPING_REFUSE_RATE")
+	fs.Uint64Var(&c.Seed, "seed", 0, "seed of simulated refusals")
+	envFlag(fs, "seed", "JUNCTION_SEED")
+	fs.StringVar(&c.failText, "failpoints", "", "fault tests only: name=probability,... where the process kills itself")
+	envFlag(fs, "failpoints", "JUNCTION_FAILPOINTS")
+	fs.IntVar(&c.FailpointMax, "failpoints-max", 0, "fault tests only: most failpoints all processes on one data folder fire, 0 for no cap")
+	envFlag(fs, "failpoints-max", "JUNCTION_FAILPOINTS_MAX")
+	fs.StringVar(&c.ProfileDir, "cpu-profile-dir", "", "write this process's CPU profile to <dir>/<instance>.cpu.pprof")
+	envFlag(fs, "cpu-profile-dir", "JUNCTION_CPU_PROFILE_DIR")
+	fs.IntVar(&c.ListenFD, "listen-fd", 0, "serve HTTP on this inherited file descriptor (set by 'junction up')")
+	envFlag(fs, "listen-fd", "JUNCTION_LISTEN_FD")
+	_ = fs.MarkHidden("listen-fd")
 }
 
-func envFloat(getenv func(string) string, key string, def float64) float64 {
-	if f, err := strconv.ParseFloat(getenv(key), 64); err == nil {
-		return f
-	}
-	return def
-}
+// brokerSchemes are the broker URLs every command accepts.
+const brokerSchemes = "nats://host:port[,host:port] (NATS JetStream), kafka://host:port[,host:port] (Kafka), amqp[s]://user:pass@host:port/vhost (RabbitMQ), stomp://[user:pass@]host:port (ActiveMQ, STOMP 1.2)"
 
-func envDuration(getenv func(string) string, key string, def time.Duration) time.Duration {
-	if d, err := time.ParseDuration(getenv(key)); err == nil {
-		return d
+// checkBrokerURL refuses a broker URL no adapter can open.
+func checkBrokerURL(flag, raw string) error {
+	if raw == "" {
+		return nil
 	}
-	return def
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok || rest == "" {
+		return fmt.Errorf("%s %q: want scheme://address, one of %s", flag, sqldb.Redact(raw), brokerSchemes)
+	}
+	switch scheme {
+	case "nats", "kafka", "amqp", "amqps", "stomp":
+		return nil
+	}
+	return fmt.Errorf("%s %q: unknown scheme %q; one of %s", flag, sqldb.Redact(raw), scheme, brokerSchemes)
 }
 
 // finish fills in defaults that depend on other settings and validates.
 func (c *serveConfig) finish() error {
-	known := false
-	for _, s := range services {
-		known = known || s == c.Service
-	}
-	if !known {
-		return fmt.Errorf("unknown service %q; one of: %s", c.Service, strings.Join(services, ", "))
-	}
-	if err := c.LogLevel.UnmarshalText([]byte(c.logLevelText)); err != nil {
-		return fmt.Errorf("log level: %w", err)
-	}
-	var err error
-	if c.discovery, err = parseDiscovery(c.Discovery); err != nil {
-		return err
-	}
-	if c.Service != "registry" && c.discovery.kind == "registry" && c.RegistryURL == "" {
-		return fmt.Errorf("%s needs the registry's URL (--registry or JUNCTION_REGISTRY_URL) or another discovery backend (--discovery)", c.Service)
+	if err := c.check(); err != nil {
+		return asUsage(err)
 	}
 	if c.InstanceID == "" {
 		host, _ := os.Hostname()
@@ -140,30 +151,62 @@ func (c *serveConfig) finish() error {
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = filepath.Join(c.DataDir, c.Service, c.Service+".db")
 	}
-	if c.AdvertiseHTTP != "" {
-		if _, _, err := net.SplitHostPort(c.AdvertiseHTTP); err != nil {
-			return fmt.Errorf("advertised HTTP address %q: %w", c.AdvertiseHTTP, err)
-		}
-	}
-	for _, a := range []string{c.HTTPAddr, c.GRPCAddr, c.BrokerAddr} {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			return fmt.Errorf("listen address %q: %w", a, err)
-		}
-	}
-	if c.Limits.PerAddress < 0 || c.Limits.PerUser < 0 || c.Limits.MaxInFlight < 0 {
-		return fmt.Errorf("gateway limits must not be negative")
-	}
-	if c.Limits.RequestTimeout < 100*time.Millisecond || c.Limits.RequestTimeout > 10*time.Minute {
-		return fmt.Errorf("request timeout %v must be between 100ms and 10m", c.Limits.RequestTimeout)
-	}
 	// Bursts follow the rates: a second's worth.
 	c.Limits.AddressBurst = max(1, int(c.Limits.PerAddress))
 	c.Limits.UserBurst = max(1, int(c.Limits.PerUser))
-	if c.RefuseRate < 0 || c.RefuseRate > 1 {
-		return fmt.Errorf("shipping refuse rate %v must be between 0 and 1", c.RefuseRate)
+	return nil
+}
+
+// check validates the settings; each error names the flag and its
+// variable and says what they accept.
+func (c *serveConfig) check() error {
+	if !slices.Contains(services, c.Service) {
+		return fmt.Errorf("unknown service %q; one of: %s", c.Service, strings.Join(services, ", "))
 	}
-	if c.DispatchDelay < 0 {
-		return fmt.Errorf("dispatch delay must not be negative")
+	if err := c.LogLevel.UnmarshalText([]byte(c.logLevelText)); err != nil {
+		return fmt.Errorf("--log-level (JUNCTION_LOG_LEVEL) %q: want debug, info, warn or error", c.logLevelText)
+	}
+	var err error
+	if c.discovery, err = parseDiscovery(c.Discovery); err != nil {
+		return err
+	}
+	if c.Service != "registry" && c.discovery.kind == "registry" && c.RegistryURL == "" {
+		return fmt.Errorf("%s needs the registry's URL (--registry or JUNCTION_REGISTRY_URL) or another discovery backend (--discovery)", c.Service)
+	}
+	if err := checkBrokerURL("--broker (JUNCTION_BROKER)", c.BrokerURL); err != nil {
+		return err
+	}
+	if c.AdvertiseHTTP != "" {
+		if _, _, err := net.SplitHostPort(c.AdvertiseHTTP); err != nil {
+			return fmt.Errorf("--advertise-http-addr (JUNCTION_ADVERTISE_HTTP_ADDR) %q: want host:port", c.AdvertiseHTTP)
+		}
+	}
+	for _, a := range []struct{ name, value string }{
+		{"--http-addr (JUNCTION_HTTP_ADDR)", c.HTTPAddr}, {"--grpc-addr (JUNCTION_GRPC_ADDR)", c.GRPCAddr}, {"--broker-addr (JUNCTION_BROKER_ADDR)", c.BrokerAddr},
+	} {
+		if _, _, err := net.SplitHostPort(a.value); err != nil {
+			return fmt.Errorf("%s %q: want a listen address host:port", a.name, a.value)
+		}
+	}
+	switch {
+	case c.Limits.PerAddress < 0:
+		return fmt.Errorf("--rate-per-address (JUNCTION_RATE_PER_ADDRESS) %v: must not be negative", c.Limits.PerAddress)
+	case c.Limits.PerUser < 0:
+		return fmt.Errorf("--rate-per-user (JUNCTION_RATE_PER_USER) %v: must not be negative", c.Limits.PerUser)
+	case c.Limits.MaxInFlight < 0:
+		return fmt.Errorf("--max-in-flight (JUNCTION_MAX_IN_FLIGHT) %v: must not be negative", c.Limits.MaxInFlight)
+	case c.Limits.RequestTimeout < 100*time.Millisecond || c.Limits.RequestTimeout > 10*time.Minute:
+		return fmt.Errorf("--request-timeout (JUNCTION_REQUEST_TIMEOUT) %v: must be between 100ms and 10m", c.Limits.RequestTimeout)
+	case c.RefuseRate < 0 || c.RefuseRate > 1:
+		return fmt.Errorf("--shipping-refuse-rate (JUNCTION_SHIPPING_REFUSE_RATE) %v: must be between 0 and 1", c.RefuseRate)
+	case c.DispatchDelay < 0:
+		return fmt.Errorf("--dispatch-delay (JUNCTION_DISPATCH_DELAY) %v: must not be negative", c.DispatchDelay)
+	case c.TokenTTL < time.Minute || c.TokenTTL > 24*time.Hour:
+		return fmt.Errorf("--token-ttl (JUNCTION_TOKEN_TTL) %v: must be between 1m and 24h", c.TokenTTL)
+	case c.FailpointMax < 0:
+		return fmt.Errorf("--failpoints-max (JUNCTION_FAILPOINTS_MAX) %d: must not be negative", c.FailpointMax)
+	case c.ListenFD < 0:
+		return fmt.Errorf("--listen-fd (JUNCTION_LISTEN_FD) %d: must not be negative", c.ListenFD)
 	}
 	if c.failText != "" {
 		c.Failpoints = map[string]float64{}
@@ -171,13 +214,10 @@ func (c *serveConfig) finish() error {
 			name, p, ok := strings.Cut(kv, "=")
 			f, err := strconv.ParseFloat(p, 64)
 			if !ok || err != nil || f < 0 || f > 1 || name == "" {
-				return fmt.Errorf("failpoint %q: want name=probability (0 to 1)", kv)
+				return fmt.Errorf("--failpoints (JUNCTION_FAILPOINTS) %q: want name=probability (0 to 1)", kv)
 			}
 			c.Failpoints[name] = f
 		}
-	}
-	if c.TokenTTL < time.Minute || c.TokenTTL > 24*time.Hour {
-		return fmt.Errorf("token ttl %v must be between 1m and 24h", c.TokenTTL)
 	}
 	return nil
 }

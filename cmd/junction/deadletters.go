@@ -66,7 +66,7 @@ func (c *adminClient) call(ctx context.Context, method, path string, body []byte
 	return json.Unmarshal(raw, out)
 }
 
-func newDeadLettersCommand(getenv func(string) string, stdout io.Writer) *cobra.Command {
+func newDeadLettersCommand(stdout io.Writer) *cobra.Command {
 	c := &adminClient{http: &http.Client{Timeout: 30 * time.Second}}
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -78,16 +78,13 @@ reason, origin topic, group and delivery count. Redrive sends one back to its
 topic under its original id: groups that handled it already skip it (inbox),
 the group that gave up tries again.`,
 	}
-	env := func(k, def string) string {
-		if v := getenv(k); v != "" {
-			return v
-		}
-		return def
-	}
 	pf := cmd.PersistentFlags()
-	pf.StringVar(&c.gateway, "gateway", env("JUNCTION_GATEWAY", "http://127.0.0.1:8080"), "gateway URL [JUNCTION_GATEWAY]")
-	pf.StringVar(&c.username, "username", env("JUNCTION_USERNAME", "admin"), "administrator to log in as [JUNCTION_USERNAME]")
-	pf.StringVar(&c.password, "password", env("JUNCTION_PASSWORD", "junction"), "its password [JUNCTION_PASSWORD]")
+	pf.StringVar(&c.gateway, "gateway", "http://127.0.0.1:8080", "gateway URL")
+	envFlag(pf, "gateway", "JUNCTION_GATEWAY")
+	pf.StringVar(&c.username, "username", "admin", "administrator to log in as")
+	envFlag(pf, "username", "JUNCTION_USERNAME")
+	pf.StringVar(&c.password, "password", "junction", "its password")
+	envFlag(pf, "password", "JUNCTION_PASSWORD")
 	pf.BoolVar(&asJSON, "json", false, "print JSON")
 
 	type letter = deadletterhttp.LetterJSON
@@ -99,12 +96,12 @@ the group that gave up tries again.`,
 	idArg := func(args []string) (int64, error) {
 		n, err := strconv.ParseInt(args[0], 10, 64)
 		if err != nil || n < 1 {
-			return 0, fmt.Errorf("dead letter id %q: want a positive number", args[0])
+			return 0, usagef("dead letter id %q: want a positive number", args[0])
 		}
 		return n, nil
 	}
 	list := &cobra.Command{
-		Use: "list", Short: "List the newest dead letters", Args: cobra.NoArgs,
+		Use: "list", Short: "List the newest dead letters", Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := c.login(cmd.Context()); err != nil {
 				return err
@@ -141,7 +138,7 @@ the group that gave up tries again.`,
 		return l, err
 	}
 	show := &cobra.Command{
-		Use: "show ID", Short: "Show one dead letter with its headers and body", Args: cobra.ExactArgs(1),
+		Use: "show ID", Short: "Show one dead letter with its headers and body", Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			l, err := onLetter(cmd.Context(), args, http.MethodGet, "")
 			if err != nil {
@@ -151,7 +148,7 @@ the group that gave up tries again.`,
 		},
 	}
 	redrive := &cobra.Command{
-		Use: "redrive ID", Short: "Send a dead letter back to its topic for another try", Args: cobra.ExactArgs(1),
+		Use: "redrive ID", Short: "Send a dead letter back to its topic for another try", Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			l, err := onLetter(cmd.Context(), args, http.MethodPost, "/redrive")
 			if err != nil {

@@ -3,10 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/cobra"
 
 	"github.com/junction-go/junction/discovery"
 	"github.com/junction-go/junction/discovery/etcddisc"
@@ -17,30 +24,56 @@ func env(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
+// TestRunRejectsBadInvocations: every invocation the program cannot use is
+// an error that says what is wrong (naming the flag or variable), and a
+// usage error: exit status 2, before anything starts.
 func TestRunRejectsBadInvocations(t *testing.T) {
+	reg := map[string]string{"JUNCTION_REGISTRY_URL": "http://127.0.0.1:1"}
+	with := func(k, v string) map[string]string {
+		m := map[string]string{k: v}
+		for k, v := range reg {
+			m[k] = v
+		}
+		return m
+	}
 	tests := []struct {
 		args []string
 		env  map[string]string
 		want string
 	}{
 		{[]string{"nonsense"}, nil, "unknown command"},
+		{[]string{"up", "--nonsense"}, nil, "unknown flag: --nonsense"},
+		{[]string{"up", "extra"}, nil, "unknown command"},
 		{[]string{"serve"}, nil, "accepts 1 arg"},
 		{[]string{"serve", "kitchen"}, nil, `unknown service "kitchen"`},
 		{[]string{"serve", "order-service"}, nil, "needs the registry's URL"},
-		{[]string{"serve", "order-service", "--registry", "http://127.0.0.1:1", "--http-addr", "nope"}, nil, "listen address"},
-		{[]string{"serve", "gateway"}, map[string]string{"JUNCTION_REGISTRY_URL": "http://x", "JUNCTION_LOG_LEVEL": "loud"}, "log level"},
+		{[]string{"serve", "order-service", "--registry", "http://127.0.0.1:1", "--http-addr", "nope"}, nil, "--http-addr (JUNCTION_HTTP_ADDR)"},
+		{[]string{"serve", "gateway"}, with("JUNCTION_LOG_LEVEL", "loud"), "--log-level (JUNCTION_LOG_LEVEL)"},
+		{[]string{"serve", "user-service"}, with("JUNCTION_TOKEN_TTL", "15"), `JUNCTION_TOKEN_TTL="15": want a duration`},
+		{[]string{"serve", "user-service", "--token-ttl", "15"}, reg, `invalid argument "15" for "--token-ttl"`},
+		{[]string{"serve", "user-service"}, with("JUNCTION_TOKEN_TTL", "30s"), "--token-ttl (JUNCTION_TOKEN_TTL) 30s: must be between 1m and 24h"},
+		{[]string{"serve", "broker"}, with("JUNCTION_BROKER_SYNC_ALWAYS", "yes"), `JUNCTION_BROKER_SYNC_ALWAYS="yes": want true or false`},
+		{[]string{"serve", "shipping-service"}, with("JUNCTION_SEED", "x"), `JUNCTION_SEED="x": want a whole number`},
+		{[]string{"serve", "gateway"}, with("JUNCTION_MAX_IN_FLIGHT", "lots"), `JUNCTION_MAX_IN_FLIGHT="lots"`},
+		{[]string{"serve", "order-service"}, with("JUNCTION_BROKER", "mqtt://x:1883"), `unknown scheme "mqtt"`},
 		{[]string{"serve", "gateway", "--discovery", "zookeeper://x"}, nil, `unknown scheme "zookeeper"`},
 		{[]string{"serve", "gateway", "--discovery", "dns://"}, nil, "name the suffix"},
 		{[]string{"serve", "gateway", "--discovery", "dns:///shop.svc?http=x"}, nil, "want 1-65535"},
 		{[]string{"serve", "gateway", "--discovery", "etcd:///prefix"}, nil, "name the endpoints"},
 		{[]string{"up", "--replicas", "order-service"}, nil, "want service=N"},
+		{[]string{"up"}, map[string]string{"JUNCTION_REPLICAS": "order-service=2,registry=2"}, "registry cannot be scaled"},
 		{[]string{"up", "--replicas", "registry=2"}, nil, "cannot be scaled"},
 		{[]string{"up", "--replicas", "gateway=100"}, nil, "want service=N"},
 		{[]string{"up", "--port", "70000"}, nil, "not a port"},
+		{[]string{"up"}, map[string]string{"JUNCTION_PORT": "http"}, `JUNCTION_PORT="http": want a whole number`},
+		{[]string{"up"}, map[string]string{"JUNCTION_FAULT_LINKS": "maybe"}, `JUNCTION_FAULT_LINKS="maybe"`},
+		{[]string{"up", "--broker", "redis://x"}, nil, `unknown scheme "redis"`},
+		{[]string{"up", "--log-level", "loud"}, nil, "--log-level (JUNCTION_LOG_LEVEL)"},
 		{[]string{"bench", "kitchen"}, nil, "unknown scenario"},
 		{[]string{"bench", "read", "--rate", "0"}, nil, "--rate must be"},
 		{[]string{"bench", "grpc"}, nil, "--registry is needed"},
 		{[]string{"deadletters", "show", "x"}, nil, "want a positive number"},
+		{[]string{"deadletters", "show"}, nil, "accepts 1 arg"},
 		{[]string{"chaos", "link", "order-service-1"}, nil, "--registry is needed"},
 		{[]string{"chaos", "provider"}, nil, "--registry is needed"},
 	}
@@ -49,6 +82,56 @@ func TestRunRejectsBadInvocations(t *testing.T) {
 		err := run(context.Background(), tt.args, env(tt.env), &out, &errOut)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("run(%q) = %v, want an error containing %q", tt.args, err, tt.want)
+			continue
+		}
+		var stderr bytes.Buffer
+		if code := exitCode(err, tt.args, &stderr); code != 2 || !strings.Contains(stderr.String(), "--help' for usage") {
+			t.Errorf("run(%q): exit %d, stderr %q; want 2 and a pointer to --help", tt.args, code, stderr.String())
+		}
+	}
+}
+
+// TestAVariableSetsItsFlag: a variable is used when its flag is not given,
+// and the flag wins when both are.
+func TestAVariableSetsItsFlag(t *testing.T) {
+	var cfg serveConfig
+	cmd := &cobra.Command{Use: "x", RunE: func(*cobra.Command, []string) error { return nil }}
+	cfg.flags(cmd.Flags())
+	if err := cmd.Flags().Parse([]string{"--dispatch-delay", "3s"}); err != nil {
+		t.Fatal(err)
+	}
+	err := applyEnv(cmd.Flags(), env(map[string]string{"JUNCTION_TOKEN_TTL": "2h", "JUNCTION_DISPATCH_DELAY": "9s", "JUNCTION_BROKER_SYNC_ALWAYS": "1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TokenTTL != 2*time.Hour || cfg.DispatchDelay != 3*time.Second || !cfg.BrokerSync {
+		t.Errorf("token ttl %v, dispatch delay %v, sync %v; want 2h from its variable, 3s from the flag over its variable, true from 1", cfg.TokenTTL, cfg.DispatchDelay, cfg.BrokerSync)
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite docs/configuration.md")
+
+// TestConfigurationDoc: docs/configuration.md is the table generated from
+// the flags themselves.
+func TestConfigurationDoc(t *testing.T) {
+	root := newRoot(env(nil), io.Discard, io.Discard)
+	want := configurationDoc(root)
+	path := filepath.Join("..", "..", "docs", "configuration.md")
+	if *update {
+		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, string(got)); diff != "" {
+		t.Errorf("docs/configuration.md is out of date; run go test ./cmd/junction -run TestConfigurationDoc -update (-want +got):\n%s", diff)
+	}
+	for _, key := range []string{"JUNCTION_TOKEN_TTL", "JUNCTION_PORT", "JUNCTION_REPLICAS", "JUNCTION_BROKER", "JUNCTION_GATEWAY"} {
+		if !strings.Contains(want, key) {
+			t.Errorf("the table lacks %s", key)
 		}
 	}
 }

@@ -74,14 +74,14 @@ import (
 	"github.com/junction-go/junction/telemetry"
 )
 
-func newServeCommand(getenv func(string) string, stderr io.Writer) *cobra.Command {
+func newServeCommand(stderr io.Writer) *cobra.Command {
 	var cfg serveConfig
 	cmd := &cobra.Command{
 		Use:   "serve <service>",
 		Short: "Run one service (registry, broker, gateway or any of the shop's services)",
 		Long: `Run one service in the foreground, configured by flags and JUNCTION_* variables.
 It never seeds demo data; 'junction up' does that for the local system.`,
-		Args:      cobra.ExactArgs(1),
+		Args:      usageArgs(cobra.ExactArgs(1)),
 		ValidArgs: services,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg.Service = args[0]
@@ -104,7 +104,7 @@ It never seeds demo data; 'junction up' does that for the local system.`,
 			return err
 		},
 	}
-	cfg.flags(cmd.Flags(), getenv)
+	cfg.flags(cmd.Flags())
 	return cmd
 }
 

@@ -52,7 +52,7 @@ var scaled = []string{"user-service", "inventory-service", "payment-provider", "
 // the other way.
 var tiers = map[string]int{"registry": 0, "broker": 1, "payment-provider": 1, "user-service": 2, "inventory-service": 2, "payment-service": 2, "shipping-service": 2, "deadletter-service": 2, "notification-service": 3, "order-service": 3, "gateway": 4}
 
-func newUpCommand(getenv func(string) string, stdout io.Writer) *cobra.Command {
+func newUpCommand(stdout io.Writer) *cobra.Command {
 	var cfg upConfig
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -65,20 +65,31 @@ everything.
 
 Local mode seeds demo accounts (alice and bob, customers; admin, administrator)
 with the password given by --demo-password, and a small catalogue.`,
-		Args: cobra.NoArgs,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return up(cmd.Context(), cfg, getenv, stdout)
+			if err := cfg.check(); err != nil {
+				return asUsage(err)
+			}
+			return up(cmd.Context(), cfg, stdout)
 		},
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&cfg.DataDir, "data", ".junction", "data folder (databases, broker store)")
+	envFlag(fs, "data", "JUNCTION_DATA")
 	fs.IntVar(&cfg.Port, "port", 8080, "gateway port (0 picks a free one)")
-	fs.StringArrayVar(&cfg.Replicas, "replicas", nil, "instances of a service, as service=N (repeatable)")
+	envFlag(fs, "port", "JUNCTION_PORT")
+	fs.StringArrayVar(&cfg.Replicas, "replicas", nil, "instances of a service, as service=N (repeatable; the variable takes a comma-separated list)")
+	envFlag(fs, "replicas", "JUNCTION_REPLICAS")
 	fs.StringVar(&cfg.DemoPassword, "demo-password", "junction", "password of the demo accounts when they are created")
-	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level of every service")
+	envFlag(fs, "demo-password", "JUNCTION_DEMO_PASSWORD")
+	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level of every service: debug, info, warn or error")
+	envFlag(fs, "log-level", "JUNCTION_LOG_LEVEL")
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", 60*time.Second, "how long to wait for every service to be ready")
-	fs.StringVar(&cfg.Broker, "broker", "", "use this NATS server (nats://host:port) instead of starting the embedded broker")
+	envFlag(fs, "ready-timeout", "JUNCTION_READY_TIMEOUT")
+	fs.StringVar(&cfg.Broker, "broker", "", "use this broker instead of starting the embedded NATS: "+brokerSchemes)
+	envFlag(fs, "broker", "JUNCTION_BROKER")
 	fs.BoolVar(&cfg.FaultLinks, "fault-links", false, "put a Toxiproxy link in front of every instance's HTTP port and of its broker connection, for 'junction chaos link'")
+	envFlag(fs, "fault-links", "JUNCTION_FAULT_LINKS")
 	return cmd
 }
 
@@ -91,24 +102,42 @@ func parseReplicas(specs []string) (map[string]int, error) {
 		name, count, ok := strings.Cut(spec, "=")
 		c, err := strconv.Atoi(count)
 		if !ok || err != nil || c < 1 || c > 16 {
-			return nil, fmt.Errorf("--replicas %q: want service=N with N from 1 to 16", spec)
+			return nil, fmt.Errorf("--replicas (JUNCTION_REPLICAS) %q: want service=N with N from 1 to 16", spec)
 		}
 		if !slices.Contains(scaled, name) {
-			return nil, fmt.Errorf("--replicas %q: %s cannot be scaled; one of: %s", spec, name, strings.Join(scaled, ", "))
+			return nil, fmt.Errorf("--replicas (JUNCTION_REPLICAS) %q: %s cannot be scaled; one of: %s", spec, name, strings.Join(scaled, ", "))
 		}
 		n[name] = c
 	}
 	return n, nil
 }
 
-func up(ctx context.Context, cfg upConfig, getenv func(string) string, stdout io.Writer) error {
+// check validates the settings before anything starts.
+func (cfg upConfig) check() error {
+	if _, err := parseReplicas(cfg.Replicas); err != nil {
+		return err
+	}
+	if cfg.Port < 0 || cfg.Port > 65535 {
+		return fmt.Errorf("--port (JUNCTION_PORT) %d is not a port (0 to 65535)", cfg.Port)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return fmt.Errorf("--log-level (JUNCTION_LOG_LEVEL) %q: want debug, info, warn or error", cfg.LogLevel)
+	}
+	if cfg.ReadyTimeout <= 0 {
+		return fmt.Errorf("--ready-timeout (JUNCTION_READY_TIMEOUT) %v: must be positive", cfg.ReadyTimeout)
+	}
+	if cfg.DemoPassword == "" {
+		return fmt.Errorf("--demo-password (JUNCTION_DEMO_PASSWORD) must not be empty")
+	}
+	return checkBrokerURL("--broker (JUNCTION_BROKER)", cfg.Broker)
+}
+
+func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 	started := time.Now()
 	replicas, err := parseReplicas(cfg.Replicas)
 	if err != nil {
 		return err
-	}
-	if cfg.Port < 0 || cfg.Port > 65535 {
-		return fmt.Errorf("--port %d is not a port", cfg.Port)
 	}
 	data, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
