@@ -116,14 +116,20 @@ func DeadLetter(pub Publisher, group string, maxDeliveries int, onDead func(m *M
 // passed: nobody waits for its answer any more. A message with a deadline
 // still ahead is handled under a context that ends at it, so no retry
 // below outlives it.
-func SkipExpired() Middleware {
+func SkipExpired() Middleware { return skipExpired(nil) }
+
+// skipExpired is SkipExpired, telling onSkip (when set) of each drop.
+func skipExpired(onSkip func(m *Message, late time.Duration)) Middleware {
 	return func(next Handler) Handler {
 		return func(ctx context.Context, m *Message) error {
 			d, ok := Deadline(m)
 			if !ok {
 				return next(ctx, m)
 			}
-			if !time.Now().Before(d) {
+			if now := time.Now(); !now.Before(d) {
+				if onSkip != nil {
+					onSkip(m, now.Sub(d))
+				}
 				return nil
 			}
 			ctx, cancel := context.WithDeadline(ctx, d)
@@ -169,7 +175,8 @@ type ReliableConfig struct {
 	// before the message goes back to the broker: for a consumer whose
 	// handler must not be overtaken by the next message of its key.
 	Retry RetryConfig
-	// Log, when set, receives one error line per dead letter.
+	// Log, when set, receives one error line per dead letter and one info
+	// line per message dropped past its deadline.
 	Log *slog.Logger
 }
 
@@ -197,12 +204,16 @@ func Reliable(h Handler, cfg ReliableConfig) Handler {
 		cfg.MaxDeliveries = 5
 	}
 	var onDead func(m *Message, reason error)
+	var onSkip func(m *Message, late time.Duration)
 	if cfg.Log != nil {
 		onDead = func(m *Message, reason error) {
 			cfg.Log.Error("message dead-lettered", "topic", m.Topic, "id", m.ID, "type", m.Type, "group", cfg.Group, "attempt", m.Attempt, "reason", reason)
 		}
+		onSkip = func(m *Message, late time.Duration) {
+			cfg.Log.Info("message past its deadline dropped; its sender has moved on", "topic", m.Topic, "id", m.ID, "type", m.Type, "group", cfg.Group, "late", late.Round(time.Millisecond).String())
+		}
 	}
-	mw := []Middleware{SkipExpired(), DeadLetter(cfg.DeadLetters, cfg.Group, cfg.MaxDeliveries, onDead)}
+	mw := []Middleware{skipExpired(onSkip), DeadLetter(cfg.DeadLetters, cfg.Group, cfg.MaxDeliveries, onDead)}
 	if cfg.Retry.Attempts > 1 {
 		mw = append(mw, Retry(cfg.Retry.Attempts, cfg.Retry.Base, cfg.Retry.Max))
 	}

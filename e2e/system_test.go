@@ -172,6 +172,7 @@ type logRecord struct {
 	Time time.Time `json:"time"`
 	Msg  string    `json:"msg"`
 	Path string    `json:"path"`
+	Type string    `json:"type"`
 }
 
 // instanceLog returns instance id's log records so far, in order, from

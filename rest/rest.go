@@ -78,10 +78,15 @@ func Error(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 }
 
 // WriteProblem writes a problem document with the given status, code and
-// detail.
+// detail. Its type is the code's page (TypeURI) for every code Junction
+// answers with.
 func WriteProblem(w http.ResponseWriter, r *http.Request, status int, code, detail string) {
+	typ := "about:blank"
+	if _, ok := problemTypes[code]; ok {
+		typ = TypeURI(code)
+	}
 	p := Problem{
-		Type:      "about:blank",
+		Type:      typ,
 		Title:     http.StatusText(status),
 		Status:    status,
 		Detail:    detail,

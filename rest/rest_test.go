@@ -88,6 +88,9 @@ func TestErrorWritesProblemAndHidesInternals(t *testing.T) {
 		if ct := rec.Header().Get("Content-Type"); ct != "application/problem+json" {
 			t.Errorf("Content-Type = %q", ct)
 		}
+		if p.Type != "/problems/"+tt.code {
+			t.Errorf("Error(%v): type %q, want /problems/%s", tt.err, p.Type, tt.code)
+		}
 		if ra, want := rec.Header().Get("Retry-After"), tt.status == 503 || tt.status == 504; (ra == "1") != want {
 			t.Errorf("Error(%v): Retry-After = %q, want it on a 503 or 504 only", tt.err, ra)
 		}
@@ -162,5 +165,65 @@ func TestSetDeadline(t *testing.T) {
 	d, _ := ctx.Deadline()
 	if h.Get(rest.DeadlineHeader) != strconv.FormatInt(d.UnixNano(), 10) {
 		t.Errorf("header = %q, want the context's deadline", h.Get(rest.DeadlineHeader))
+	}
+}
+
+// TestEveryKindHasAProblemPage: the type of every error a kind maps to
+// resolves to a page about it.
+func TestEveryKindHasAProblemPage(t *testing.T) {
+	h := rest.Routes(http.NewServeMux())
+	for k := fault.Internal; k <= fault.RateLimited; k++ {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", rest.TypeURI(rest.Code(k)), nil))
+		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), rest.Code(k)) || !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/html") {
+			t.Errorf("GET %s = %d %q, want a page about it", rest.TypeURI(rest.Code(k)), rec.Code, rec.Body.String())
+		}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/problems/no_such_code", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("GET /problems/no_such_code = %d, want 404", rec.Code)
+	}
+}
+
+// TestRoutesAnswersUnroutedRequestsWithProblems: a wrong method on a known
+// path is 405 with Allow, an unknown path 404, both problem documents.
+func TestRoutesAnswersUnroutedRequestsWithProblems(t *testing.T) {
+	mux := http.NewServeMux()
+	ok := func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "id "+r.PathValue("id")) }
+	mux.HandleFunc("GET /api/orders/{id}", ok)
+	mux.HandleFunc("POST /api/orders/{id}/cancel", ok)
+	mux.HandleFunc("POST /api/orders", ok)
+	mux.HandleFunc("GET /api/orders", ok)
+	h := rest.Routes(mux)
+	tests := []struct {
+		method, path string
+		status       int
+		allow, code  string
+	}{
+		{"GET", "/api/orders/7", 200, "", ""},
+		{"HEAD", "/api/orders/7", 200, "", ""},
+		{"DELETE", "/api/orders/7", 405, "GET, HEAD", "method_not_allowed"},
+		{"GET", "/api/orders/7/cancel", 405, "POST", "method_not_allowed"},
+		{"PUT", "/api/orders", 405, "GET, HEAD, POST", "method_not_allowed"},
+		{"GET", "/api/nothing", 404, "", "not_found"},
+	}
+	for _, tt := range tests {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, nil))
+		if rec.Code != tt.status || rec.Header().Get("Allow") != tt.allow {
+			t.Errorf("%s %s = %d Allow %q, want %d Allow %q", tt.method, tt.path, rec.Code, rec.Header().Get("Allow"), tt.status, tt.allow)
+			continue
+		}
+		if tt.code == "" {
+			if tt.method == "GET" && rec.Body.String() != "id 7" {
+				t.Errorf("%s %s = %q, want the route's answer with its path value", tt.method, tt.path, rec.Body.String())
+			}
+			continue
+		}
+		var p rest.Problem
+		if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || p.Code != tt.code || p.Type != "/problems/"+tt.code {
+			t.Errorf("%s %s: body %q, want a %s problem document", tt.method, tt.path, rec.Body.String(), tt.code)
+		}
 	}
 }

@@ -51,8 +51,7 @@ func (g *Gateway) Handler() http.Handler {
 	mux.Handle("/api/admin/deadletters/", signedIn(g.forward(DeadLetterService)))
 
 	mux.HandleFunc("GET /{$}", index)
-	mux.HandleFunc("/", rest.NotFound)
-	return rest.Chain(mux, rest.RequestID, rest.AccessLog(g.log), rest.Recover(g.log),
+	return rest.Chain(rest.Routes(mux), rest.RequestID, rest.AccessLog(g.log), rest.Recover(g.log),
 		shed(g.limits.MaxInFlight, g.log, &g.inFlight, &g.shed),
 		limitAddress(g.limits, g.log, &g.rateLimited))
 }

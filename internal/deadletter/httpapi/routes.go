@@ -110,6 +110,5 @@ func Handler(svc *deadletter.Service, v *auth.Verifier, log *slog.Logger) http.H
 		}
 		rest.JSON(w, http.StatusOK, toJSON(l, false))
 	})
-	mux.HandleFunc("/", rest.NotFound)
-	return rest.Chain(mux, rest.RequestID, rest.AccessLog(log), rest.Recover(log), rest.Deadline, auth.Require(v, log))
+	return rest.Chain(rest.Routes(mux), rest.RequestID, rest.AccessLog(log), rest.Recover(log), rest.Deadline, auth.Require(v, log))
 }

@@ -41,6 +41,5 @@ func Handler(svc *notification.Service, v *auth.Verifier, log *slog.Logger) http
 		}
 		rest.JSON(w, http.StatusOK, out)
 	})
-	mux.HandleFunc("/", rest.NotFound)
-	return rest.Chain(mux, rest.RequestID, rest.AccessLog(log), rest.Recover(log), rest.Deadline, auth.Require(v, log))
+	return rest.Chain(rest.Routes(mux), rest.RequestID, rest.AccessLog(log), rest.Recover(log), rest.Deadline, auth.Require(v, log))
 }

@@ -26,8 +26,7 @@ func Handler(svc *order.Service, v *auth.Verifier, log *slog.Logger) http.Handle
 	mux.HandleFunc("POST /api/orders/{id}/cancel", h.cancel)
 	mux.HandleFunc("GET /api/admin/sagas", h.sagas)
 	mux.HandleFunc("GET /api/admin/sagas/{id}", h.saga)
-	mux.HandleFunc("/", rest.NotFound)
-	return rest.Chain(mux, rest.RequestID, rest.AccessLog(log), rest.Recover(log), rest.Deadline, auth.Require(v, log))
+	return rest.Chain(rest.Routes(mux), rest.RequestID, rest.AccessLog(log), rest.Recover(log), rest.Deadline, auth.Require(v, log))
 }
 
 type handler struct {

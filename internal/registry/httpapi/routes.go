@@ -33,8 +33,7 @@ func Handler(reg *registry.Registry, log *slog.Logger) http.Handler {
 	mux.HandleFunc("GET /v1/prometheus", h.prometheus)
 	mux.HandleFunc("GET /healthz", ok)
 	mux.HandleFunc("GET /readyz", ok)
-	mux.HandleFunc("/", rest.NotFound)
-	return rest.Chain(mux, rest.RequestID, rest.Recover(log))
+	return rest.Chain(rest.Routes(mux), rest.RequestID, rest.Recover(log))
 }
 
 type handler struct {

@@ -18,8 +18,7 @@ func Handler(svc *shipping.Service, v *auth.Verifier, log *slog.Logger) http.Han
 	h := &handler{svc: svc, log: log}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/shipments/{orderId}", h.get)
-	mux.HandleFunc("/", rest.NotFound)
-	return rest.Chain(mux, rest.RequestID, rest.AccessLog(log), rest.Recover(log), rest.Deadline, auth.Require(v, log))
+	return rest.Chain(rest.Routes(mux), rest.RequestID, rest.AccessLog(log), rest.Recover(log), rest.Deadline, auth.Require(v, log))
 }
 
 type handler struct {

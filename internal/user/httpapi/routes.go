@@ -23,8 +23,7 @@ func Handler(svc *user.Service, v *auth.Verifier, log *slog.Logger) http.Handler
 	mux.HandleFunc("GET /.well-known/jwks.json", h.jwks)
 	mux.Handle("GET /api/users/me", authn(http.HandlerFunc(h.me)))
 	mux.Handle("GET /api/users/{id}", authn(http.HandlerFunc(h.get)))
-	mux.HandleFunc("/", rest.NotFound)
-	return rest.Chain(mux, rest.RequestID, rest.AccessLog(log), rest.Recover(log), rest.Deadline)
+	return rest.Chain(rest.Routes(mux), rest.RequestID, rest.AccessLog(log), rest.Recover(log), rest.Deadline)
 }
 
 type handler struct {
