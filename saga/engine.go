@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/junction-go/junction/bus"
@@ -578,14 +579,24 @@ func (e *Engine) Get(ctx context.Context, id string) (*Instance, error) {
 type Filter struct {
 	Saga   string
 	Status Status
-	// Before lists instances whose id sorts before it (a cursor: the last
-	// id of the previous page).
+	// Before lists the instances after the page that ended with the
+	// instance whose Cursor it is.
 	Before string
 	// Limit is the most returned; 100 when zero.
 	Limit int
 }
 
-// List returns instances without their history, by id descending.
+// Cursor is the place of in in List's order, for Filter.Before.
+func Cursor(in *Instance) string {
+	return strconv.FormatInt(in.CreatedAt.UnixMilli(), 10) + "." + in.ID
+}
+
+// ErrBadCursor is returned by List for a Filter.Before that Cursor did not
+// make.
+var ErrBadCursor = errors.New("saga: malformed cursor")
+
+// List returns instances without their history, newest first (by creation
+// time, then by id), Limit at a time.
 func (e *Engine) List(ctx context.Context, f Filter) ([]*Instance, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
@@ -601,10 +612,15 @@ func (e *Engine) List(ctx context.Context, f Filter) ([]*Instance, error) {
 		args = append(args, string(f.Status))
 	}
 	if f.Before != "" {
-		query += ` AND id < ?`
-		args = append(args, f.Before)
+		ms, id, ok := strings.Cut(f.Before, ".")
+		at, err := strconv.ParseInt(ms, 10, 64)
+		if !ok || err != nil || id == "" {
+			return nil, ErrBadCursor
+		}
+		query += ` AND (created_at < ? OR (created_at = ? AND id < ?))`
+		args = append(args, at, at, id)
 	}
-	query += ` ORDER BY id DESC LIMIT ?`
+	query += ` ORDER BY created_at DESC, id DESC LIMIT ?`
 	args = append(args, f.Limit)
 	rows, err := e.db.QueryContext(ctx, e.db.Dialect.Rebind(query), args...)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -553,6 +554,47 @@ func TestACommandCarriesTheTimeTheSagaStopsWaiting(t *testing.T) {
 		second := h.one()
 		if d, ok := bus.Deadline(second); !ok || !d.Equal(sent.Add(2*time.Second)) {
 			t.Errorf("second attempt's deadline = %v, %v; want %v", d, ok, sent.Add(2*time.Second))
+		}
+	})
+}
+
+// TestListIsNewestFirst: instances are listed by creation, newest first,
+// so "10" comes before "9" (their ids sort the other way as text), and the
+// pages a cursor walks cover every instance once; two created in the same
+// millisecond keep a fixed order. A cursor List did not make is refused.
+func TestListIsNewestFirst(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sqldb.DB) {
+		h := newHarness(t, db, threeSteps())
+		var want []string
+		for i := 1; i <= 12; i++ {
+			id := strconv.Itoa(i)
+			h.start(id)
+			want = append([]string{id}, want...)
+			if i != 6 { // 6 and 7 share a millisecond
+				h.clock.Add(time.Millisecond)
+			}
+		}
+		// 7 and 6 were created together: the tie goes to the id, descending.
+		var got []string
+		cursor := ""
+		for page := 0; page < 10; page++ {
+			ins, err := h.engine.List(context.Background(), saga.Filter{Before: cursor, Limit: 5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, in := range ins {
+				got = append(got, in.ID)
+			}
+			if len(ins) < 5 {
+				break
+			}
+			cursor = saga.Cursor(ins[len(ins)-1])
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("pages of List (-want +got):\n%s", diff)
+		}
+		if _, err := h.engine.List(context.Background(), saga.Filter{Before: "9"}); !errors.Is(err, saga.ErrBadCursor) {
+			t.Errorf("List with cursor %q = %v, want ErrBadCursor", "9", err)
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -402,9 +403,11 @@ func (s *Service) Settled(ctx context.Context, caller auth.Principal, id int64, 
 	}
 }
 
-// Sagas lists the saga instances of every order, newest id first, for
-// administrators (anyone else is fault.Forbidden). status, when set, is
-// one of the saga statuses; before is the cursor of the previous page.
+// Sagas lists the saga instances of every order, newest first (by
+// creation, so order 10's saga comes before order 9's), for administrators
+// (anyone else is fault.Forbidden). status, when set, is one of the saga
+// statuses; before is the cursor of the previous page (saga.Cursor of its
+// last instance; anything else is fault.Invalid).
 func (s *Service) Sagas(ctx context.Context, caller auth.Principal, status, before string, limit int) ([]*saga.Instance, error) {
 	if !caller.IsAdmin() {
 		return nil, fault.New(fault.Forbidden, "sagas are for administrators")
@@ -417,7 +420,11 @@ func (s *Service) Sagas(ctx context.Context, caller auth.Principal, status, befo
 	default:
 		return nil, fault.New(fault.Invalid, "status is one of running, compensating, completed, compensated, needs_attention")
 	}
-	return s.store.Sagas(ctx, saga.Filter{Status: saga.Status(status), Before: before, Limit: limit})
+	ins, err := s.store.Sagas(ctx, saga.Filter{Status: saga.Status(status), Before: before, Limit: limit})
+	if errors.Is(err, saga.ErrBadCursor) {
+		return nil, fault.New(fault.Invalid, "cursor %q is not one this list gave", before)
+	}
+	return ins, err
 }
 
 // Saga returns one saga instance with its history, for administrators.

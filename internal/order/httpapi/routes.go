@@ -236,7 +236,7 @@ func (h *handler) sagas(w http.ResponseWriter, r *http.Request) {
 		out.Items = append(out.Items, sagaToJSON(in))
 	}
 	if len(ins) == limit {
-		out.NextCursor = ins[len(ins)-1].ID
+		out.NextCursor = saga.Cursor(ins[len(ins)-1])
 	}
 	rest.JSON(w, http.StatusOK, out)
 }
