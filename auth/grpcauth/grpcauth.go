@@ -9,8 +9,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
@@ -68,9 +66,9 @@ func ForwardToken() grpc.DialOption {
 }
 
 // NewServer returns a gRPC server offering desc's service (impl), every
-// call to it authenticated by v, with requests of at most 64 KiB, the
-// standard health service (SERVING, so grpc-health-probe works) and server
-// reflection (so grpcurl works).
+// call to it authenticated by v, with requests of at most 64 KiB and server
+// reflection (so grpcurl works). Health is the runtime's to add, from the
+// process's own readiness (internal/instance does).
 func NewServer(desc *grpc.ServiceDesc, impl any, v *auth.Verifier, opts ...grpc.ServerOption) *grpc.Server {
 	opts = append(opts,
 		grpc.ChainUnaryInterceptor(UnaryServerInterceptor(v, "/"+desc.ServiceName+"/")),
@@ -78,10 +76,6 @@ func NewServer(desc *grpc.ServiceDesc, impl any, v *auth.Verifier, opts ...grpc.
 	)
 	s := grpc.NewServer(opts...)
 	s.RegisterService(desc, impl)
-	hs := health.NewServer()
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	hs.SetServingStatus(desc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	healthpb.RegisterHealthServer(s, hs)
 	reflection.Register(s)
 	return s
 }

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/junction-go/junction/discovery"
 	"github.com/junction-go/junction/rest"
@@ -54,7 +55,10 @@ type Config struct {
 // Parts is what a service hands the runtime.
 type Parts struct {
 	HTTP http.Handler
-	// GRPC, when not nil, is served on GRPCAddr and stopped gracefully.
+	// GRPC, when not nil, is served on GRPCAddr and stopped gracefully,
+	// with the standard health service added: it answers NOT_SERVING
+	// exactly when GET /readyz fails (draining, or Ready failing). It must
+	// not have a health service of its own.
 	GRPC *grpc.Server
 	// Ready reports whether the instance can take work (its database
 	// answers, …); nil means always.
@@ -95,6 +99,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, p Parts) error {
 	}
 
 	var draining atomic.Bool
+	if p.GRPC != nil {
+		// Registered here, before the server starts, so it answers from
+		// the instance's own readiness.
+		healthpb.RegisterHealthServer(p.GRPC, newHealth(p.GRPC, &draining, p.Ready))
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -145,7 +154,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, p Parts) error {
 		g.Go(func() error { return serveGRPC(gctx, p.GRPC, gln, cfg.Grace) })
 	}
 	regDone := make(chan struct{})
-	regCtx, stopReg := context.WithCancel(ctx)
+	// Ended by stopReg only, once the instance reports itself draining.
+	regCtx, stopReg := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopReg()
 	go func() {
 		defer close(regDone)

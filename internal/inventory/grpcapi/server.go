@@ -17,7 +17,7 @@ import (
 )
 
 // NewServer returns a gRPC server offering InventoryService (every call
-// needs a valid access token), health (SERVING) and reflection.
+// needs a valid access token) and reflection; internal/instance adds health.
 func NewServer(svc *inventory.Service, v *auth.Verifier, opts ...grpc.ServerOption) *grpc.Server {
 	return grpcauth.NewServer(&inventoryv1.InventoryService_ServiceDesc, &server{svc: svc}, v, opts...)
 }

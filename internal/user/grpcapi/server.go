@@ -15,7 +15,7 @@ import (
 )
 
 // NewServer returns a gRPC server offering UserService (every call needs a
-// valid access token), health (SERVING) and reflection.
+// valid access token) and reflection; internal/instance adds health.
 func NewServer(svc *user.Service, v *auth.Verifier, opts ...grpc.ServerOption) *grpc.Server {
 	return grpcauth.NewServer(&userv1.UserService_ServiceDesc, &server{svc: svc}, v, opts...)
 }
