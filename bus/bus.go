@@ -139,5 +139,8 @@ func Validate(topic string, m *Message) error {
 	if m.Type == "" {
 		return fmt.Errorf("bus: message %s has no type", m.ID)
 	}
+	if m.Source == "" {
+		return fmt.Errorf("bus: message %s (%s) has no source", m.ID, m.Type)
+	}
 	return nil
 }

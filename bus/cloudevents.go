@@ -47,60 +47,142 @@ func DedupeID(m *Message) string {
 	return m.ID
 }
 
-// ToHeaders returns m's attributes and headers as one flat map of transport
-// headers, CloudEvents binary mode.
-func ToHeaders(m *Message) map[string]string {
-	h := make(map[string]string, len(m.Headers)+8)
+// HeaderContentType carries the content type of a message's body (the
+// CloudEvents datacontenttype); a message without one is JSON.
+const (
+	HeaderContentType  = "content-type"
+	DefaultContentType = "application/json"
+)
+
+// ContentType returns the content type of m's body.
+func ContentType(m *Message) string {
+	if ct := m.Headers[HeaderContentType]; ct != "" {
+		return ct
+	}
+	return DefaultContentType
+}
+
+// Binding is how one protocol carries a message's CloudEvents 1.0
+// attributes in binary content mode: every attribute, and every extension
+// (a message's "ce-" headers, such as ce-replyto and ce-deadline), as a
+// header named Prefix + attribute name; the data's content type in the
+// protocol's own content-type (ContentType), kept apart from the other
+// headers. Other headers (traceparent, dlq-*, saga-*) travel as they are.
+type Binding struct {
+	// Prefix goes before each attribute's name.
+	Prefix string
+}
+
+// The bindings of the brokers Junction speaks.
+var (
+	// BindingHTTP is CloudEvents' HTTP and NATS binding: ce-id, ce-type,
+	// …; it is also how the toolkit stores a message (the outbox).
+	BindingHTTP = Binding{Prefix: "ce-"}
+	// BindingNATS: the NATS binding uses the HTTP names, in NATS headers.
+	BindingNATS = BindingHTTP
+	// BindingKafka: ce_id, ce_type, … record headers; content-type a
+	// record header too.
+	BindingKafka = Binding{Prefix: "ce_"}
+	// BindingAMQP: application properties cloudEvents:id, … (the AMQP
+	// binding's names, in RabbitMQ's headers table); content-type is the
+	// message's content-type property.
+	BindingAMQP = Binding{Prefix: "cloudEvents:"}
+	// BindingSTOMP: STOMP has no CloudEvents binding; its headers are
+	// HTTP-like, so the HTTP names (which need no escaping in STOMP) are
+	// used, with the frame's content-type header.
+	BindingSTOMP = BindingHTTP
+)
+
+// attribute is a CloudEvents attribute or extension name (without prefix)
+// and where it lives on a Message.
+var attributes = []struct {
+	name string
+	get  func(m *Message) string
+	set  func(m *Message, v string)
+}{
+	{"id", func(m *Message) string { return m.ID }, func(m *Message, v string) { m.ID = v }},
+	{"type", func(m *Message) string { return m.Type }, func(m *Message, v string) { m.Type = v }},
+	{"source", func(m *Message) string { return m.Source }, func(m *Message, v string) { m.Source = v }},
+	{"specversion", func(*Message) string { return SpecVersion }, func(*Message, string) {}},
+	{"time", func(m *Message) string {
+		if m.Time.IsZero() {
+			return ""
+		}
+		return m.Time.UTC().Format(time.RFC3339Nano)
+	}, func(m *Message, v string) { m.Time, _ = time.Parse(time.RFC3339Nano, v) }},
+	{"partitionkey", func(m *Message) string { return m.Key }, func(m *Message, v string) { m.Key = v }},
+	{"correlationid", func(m *Message) string { return m.CorrelationID }, func(m *Message, v string) { m.CorrelationID = v }},
+	{"causationid", func(m *Message) string { return m.CausationID }, func(m *Message, v string) { m.CausationID = v }},
+}
+
+// Headers returns m's attributes and headers as transport headers of b,
+// without the content type (see ContentType).
+func (b Binding) Headers(m *Message) map[string]string {
+	h := make(map[string]string, len(m.Headers)+len(attributes))
 	for k, v := range m.Headers {
-		h[k] = v
+		switch {
+		case k == HeaderContentType:
+		case strings.HasPrefix(k, "ce-"):
+			h[b.Prefix+k[len("ce-"):]] = v
+		default:
+			h[k] = v
+		}
 	}
-	h[HeaderID] = m.ID
-	h[HeaderType] = m.Type
-	h[HeaderSpecVersion] = SpecVersion
-	if m.Source != "" {
-		h[HeaderSource] = m.Source
-	}
-	if !m.Time.IsZero() {
-		h[HeaderTime] = m.Time.UTC().Format(time.RFC3339Nano)
-	}
-	if m.Key != "" {
-		h[HeaderPartitionKey] = m.Key
-	}
-	if m.CorrelationID != "" {
-		h[HeaderCorrelationID] = m.CorrelationID
-	}
-	if m.CausationID != "" {
-		h[HeaderCausationID] = m.CausationID
+	for _, a := range attributes {
+		if v := a.get(m); v != "" {
+			h[b.Prefix+a.name] = v
+		}
 	}
 	return h
 }
 
-// FromHeaders rebuilds a message from transport headers and a body; the
-// inverse of ToHeaders. Header names are matched case-insensitively.
-func FromHeaders(h map[string]string, body []byte) *Message {
+// Message rebuilds a message from transport headers of b (the content
+// type, if the protocol has one, under HeaderContentType) and a body; the
+// inverse of Headers. Names are matched case-insensitively, and the HTTP
+// names are understood under every binding, so messages written before a
+// broker's binding changed still read.
+func (b Binding) Message(h map[string]string, body []byte) *Message {
 	m := &Message{Body: body, Headers: map[string]string{}}
+	prefix := strings.ToLower(b.Prefix)
 	for k, v := range h {
-		switch strings.ToLower(k) {
-		case HeaderID:
-			m.ID = v
-		case HeaderType:
-			m.Type = v
-		case HeaderSource:
-			m.Source = v
-		case HeaderTime:
-			m.Time, _ = time.Parse(time.RFC3339Nano, v)
-		case HeaderPartitionKey:
-			m.Key = v
-		case HeaderCorrelationID:
-			m.CorrelationID = v
-		case HeaderCausationID:
-			m.CausationID = v
-		case HeaderSpecVersion:
-		default:
-			m.Headers[strings.ToLower(k)] = v
+		k = strings.ToLower(k)
+		name, ok := strings.CutPrefix(k, prefix)
+		if !ok {
+			name, ok = strings.CutPrefix(k, "ce-")
+		}
+		if !ok {
+			m.Headers[k] = v
+			continue
+		}
+		known := false
+		for _, a := range attributes {
+			if a.name == name {
+				a.set(m, v)
+				known = true
+				break
+			}
+		}
+		if !known {
+			m.Headers["ce-"+name] = v // an extension
 		}
 	}
+	if m.Headers[HeaderContentType] == DefaultContentType {
+		delete(m.Headers, HeaderContentType)
+	}
 	return m
+}
+
+// ToHeaders returns m's attributes and headers as one flat map under the
+// HTTP binding, content type included: the form the toolkit stores.
+func ToHeaders(m *Message) map[string]string {
+	h := BindingHTTP.Headers(m)
+	h[HeaderContentType] = ContentType(m)
+	return h
+}
+
+// FromHeaders rebuilds a message from ToHeaders' map and a body.
+func FromHeaders(h map[string]string, body []byte) *Message {
+	return BindingHTTP.Message(h, body)
 }
 
 // Deadline returns the deadline a message carries (set by Request), if any.

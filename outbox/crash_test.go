@@ -103,7 +103,7 @@ func crashChild() error {
 				return err
 			}
 			id := "order-" + strconv.Itoa(i)
-			if err := ob.Add(ctx, tx, "crash", &bus.Message{ID: id, Type: "OrderCreated", Key: id, Body: []byte(id)}); err != nil {
+			if err := ob.Add(ctx, tx, "crash", &bus.Message{ID: id, Type: "OrderCreated", Source: "test", Key: id, Body: []byte(id)}); err != nil {
 				return err
 			}
 			failpoint("outbox.beforeCommit")
@@ -287,7 +287,7 @@ func TestConcurrentRelayProcesses(t *testing.T) {
 			ms := make([]*bus.Message, 0, 100)
 			for j := i; j < i+100; j++ {
 				k := strconv.Itoa(j % keys)
-				ms = append(ms, &bus.Message{ID: fmt.Sprintf("row-%d", j), Type: "Seq", Key: k, Body: []byte(strconv.Itoa(j / keys))})
+				ms = append(ms, &bus.Message{ID: fmt.Sprintf("row-%d", j), Type: "Seq", Source: "test", Key: k, Body: []byte(strconv.Itoa(j / keys))})
 			}
 			return e.ob.Add(ctx, tx, "relays", ms...)
 		})

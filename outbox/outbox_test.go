@@ -64,7 +64,7 @@ func newEnvOn(t testing.TB, db *sqldb.DB) *env {
 }
 
 func event(i int, key string) *bus.Message {
-	return &bus.Message{ID: fmt.Sprintf("evt-%05d", i), Type: "Counted", Key: key, Body: []byte(strconv.Itoa(i))}
+	return &bus.Message{ID: fmt.Sprintf("evt-%05d", i), Type: "Counted", Source: "test", Key: key, Body: []byte(strconv.Itoa(i))}
 }
 
 // write commits n messages for topic through the outbox, one transaction

@@ -3,9 +3,20 @@
 // asynchronous contract, as the .proto files are for gRPC.
 //
 // Events travel as CloudEvents 1.0 in binary mode (see package bus): the
-// attributes are transport headers, the body is the JSON below, and the
+// attributes are transport headers named as each protocol binding says,
+// the body is the JSON below (datacontenttype application/json), and the
 // CloudEvents partition key is the order id, so that every event of one
-// order is handled in order.
+// order is handled in order. Every message has id, type, source,
+// specversion, time, partitionkey and correlationid; causationid where
+// another message caused it; W3C traceparent as its own header.
+//
+//	broker     attribute names            content type
+//	NATS       ce-id, ce-type, …          content-type header
+//	Kafka      ce_id, ce_type, …          content-type record header
+//	RabbitMQ   cloudEvents:id, …          content-type property
+//	ActiveMQ   ce-id, ce-type, …          content-type header (STOMP has no binding; its headers are HTTP-like)
+//
+// Below, attribute names are written in the HTTP form (ce-replyto).
 package events
 
 import "time"

@@ -44,7 +44,7 @@ var Body = []byte(`{"event":"OrderCreated","orderId":123,"userId":456}`)
 
 // BenchMessage is message i of a benchmark, over 64 keys.
 func BenchMessage(i int) *bus.Message {
-	return &bus.Message{ID: "bench-" + strconv.Itoa(i), Type: "OrderCreated", Key: strconv.Itoa(i % 64), Body: Body}
+	return &bus.Message{ID: "bench-" + strconv.Itoa(i), Type: "OrderCreated", Source: "bench", Key: strconv.Itoa(i % 64), Body: Body}
 }
 
 // BenchPublish publishes b.N messages through pub, batch at a time, each

@@ -52,6 +52,22 @@ type Setup struct {
 	// goroutines are known to outlive Close (an upstream bug, stated where
 	// it is set); they are not counted as the adapter's leaks.
 	ClientLingers []string
+	// Wire, when set, reads the broker as any client of it would, to check
+	// that messages follow the adapter's CloudEvents binding; nil for an
+	// adapter with no wire (membus).
+	Wire *Wire
+}
+
+// Wire is a plain client of the broker, beside the adapter.
+type Wire struct {
+	// Binding is the CloudEvents binding the adapter promises.
+	Binding bus.Binding
+	// Listen starts reading topic with the broker's own client library,
+	// before the suite publishes to it, and returns a function that waits
+	// for the next message and returns its headers as that client shows
+	// them, the protocol's content type (a header or a property) under
+	// "content-type".
+	Listen func(t *testing.T, topic string) (next func() map[string]string)
 }
 
 // Run runs the whole contract.
@@ -74,6 +90,7 @@ func Run(t *testing.T, s Setup) {
 		{"PublishDedupe", testDedupe},
 		{"RequestReply", testRequestReply},
 		{"NewGroupReadsFromTheStart", testNewGroupFromStart},
+		{"CloudEventsOnTheWire", testWire},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -543,7 +560,7 @@ func testRequestReply(t *testing.T, s Setup) {
 	topic := uniqueTopic(t)
 	replies := "replies-" + topic
 	subscribe(t, sub, topic, "responders", func(ctx context.Context, m *bus.Message) error {
-		return bus.Reply(ctx, pub, m, &bus.Message{ID: bus.NewID(), Type: "Pong", Body: append([]byte("re:"), m.Body...)})
+		return bus.Reply(ctx, pub, m, &bus.Message{ID: bus.NewID(), Type: "Pong", Source: "bustest", Body: append([]byte("re:"), m.Body...)})
 	})
 	r, err := bus.NewRequester(context.Background(), pub, sub, replies)
 	if err != nil {
@@ -588,5 +605,43 @@ func testNewGroupFromStart(t *testing.T, s Setup) {
 	got := late.waitFor(t, s.Timeout, "a group created after the publish reads it", func(ms []*bus.Message) bool { return len(ms) >= 1 })
 	if got[0].ID != m.ID {
 		t.Errorf("late group got %s, want %s", got[0].ID, m.ID)
+	}
+}
+
+// testWire publishes a message with every attribute and an extension and
+// reads it as a plain client of the broker: the attributes must carry the
+// binding's names, the content type must be where the protocol keeps it,
+// and no other binding's names may appear.
+func testWire(t *testing.T, s Setup) {
+	if s.Wire == nil {
+		t.Skip("the adapter has no wire to read")
+	}
+	pub, sub := open(t, s)
+	topic := uniqueTopic(t)
+	// A group, so brokers that drop what no group would receive keep it.
+	subscribe(t, sub, topic, "g", func(context.Context, *bus.Message) error { return nil })
+	next := s.Wire.Listen(t, topic)
+	m := msg(1, "order-7")
+	m.Headers[bus.HeaderReplyTo] = "replies"
+	publish(t, pub, topic, m)
+	h := next()
+	p := s.Wire.Binding.Prefix
+	want := map[string]string{
+		p + "id": m.ID, p + "type": m.Type, p + "source": m.Source, p + "specversion": "1.0",
+		p + "time":         m.Time.UTC().Format(time.RFC3339Nano),
+		p + "partitionkey": m.Key, p + "correlationid": m.CorrelationID, p + "causationid": m.CausationID,
+		p + "replyto": "replies", "traceparent": m.Headers["traceparent"], "content-type": "application/json",
+	}
+	for k, v := range want {
+		if h[k] != v {
+			t.Errorf("on the wire %s = %q, want %q (all headers: %v)", k, h[k], v, h)
+		}
+	}
+	for k := range h {
+		for _, other := range []string{"ce-", "ce_", "cloudEvents:"} {
+			if other != p && strings.HasPrefix(k, other) {
+				t.Errorf("on the wire: %s uses another binding's names than %q", k, p)
+			}
+		}
 	}
 }

@@ -109,9 +109,10 @@ func (b *Bus) Publish(ctx context.Context, topic string, msgs ...*bus.Message) e
 		if m.Key != "" {
 			r.Key = []byte(m.Key)
 		}
-		for k, v := range bus.ToHeaders(m) {
+		for k, v := range bus.BindingKafka.Headers(m) {
 			r.Headers = append(r.Headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
 		}
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: bus.HeaderContentType, Value: []byte(bus.ContentType(m))})
 		recs = append(recs, r)
 	}
 	if err := b.producer.ProduceSync(ctx, recs...).FirstErr(); err != nil {
@@ -228,7 +229,7 @@ func handle(ctx context.Context, h bus.Handler, r *kgo.Record) bool {
 	}
 	wait := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		m := bus.FromHeaders(hdr, r.Value)
+		m := bus.BindingKafka.Message(hdr, r.Value)
 		m.Topic, m.Attempt = r.Topic, attempt
 		err := h(ctx, m)
 		if err == nil || bus.IsPermanent(err) {

@@ -123,7 +123,7 @@ func TestRestartNoLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	if err := pub.Publish(context.Background(), "bounce", &bus.Message{ID: "warm-up", Type: "T"}); err != nil {
+	if err := pub.Publish(context.Background(), "bounce", &bus.Message{ID: "warm-up", Type: "T", Source: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	ledger.Attempt("warm-up", bustest.OK)
@@ -159,7 +159,7 @@ func TestRestartNoLoss(t *testing.T) {
 		for j := i; j < i+20; j++ {
 			id := "m-" + strconv.Itoa(j)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			err := pub.Publish(ctx, "bounce", &bus.Message{ID: id, Type: "T", Key: "k", Body: []byte(id)})
+			err := pub.Publish(ctx, "bounce", &bus.Message{ID: id, Type: "T", Source: "test", Key: "k", Body: []byte(id)})
 			cancel()
 			ledger.Attempt(id, outcome(err))
 		}
@@ -215,7 +215,7 @@ func TestKill9Broker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := setup.Publish(context.Background(), "killed", &bus.Message{ID: "warm-up", Type: "T"}); err != nil {
+	if err := setup.Publish(context.Background(), "killed", &bus.Message{ID: "warm-up", Type: "T", Source: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	setup.Close()
@@ -238,7 +238,7 @@ func TestKill9Broker(t *testing.T) {
 			for i := 0; ctx.Err() == nil; i++ {
 				id := fmt.Sprintf("p%d-%d", p, i)
 				pctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				err := b.Publish(pctx, "killed", &bus.Message{ID: id, Type: "T", Key: strconv.Itoa(p), Body: []byte(id)})
+				err := b.Publish(pctx, "killed", &bus.Message{ID: id, Type: "T", Source: "test", Key: strconv.Itoa(p), Body: []byte(id)})
 				cancel()
 				ledger.Attempt(id, outcome(err))
 				time.Sleep(2 * time.Millisecond)
@@ -315,7 +315,7 @@ func TestPoisonGoesToDeadLetters(t *testing.T) {
 		}
 		defer sub.Close()
 		for i := range 1000 {
-			m := &bus.Message{ID: fmt.Sprintf("%s-%d", topic, i), Type: "Good", Key: strconv.Itoa(i % 16), Body: []byte(time.Now().Format(time.RFC3339Nano))}
+			m := &bus.Message{ID: fmt.Sprintf("%s-%d", topic, i), Type: "Good", Source: "test", Key: strconv.Itoa(i % 16), Body: []byte(time.Now().Format(time.RFC3339Nano))}
 			if i == poisonAt {
 				m.Type = "Poison"
 			}

@@ -170,9 +170,10 @@ func (b *Bus) Publish(ctx context.Context, topic string, msgs ...*bus.Message) e
 
 func toNATS(topic string, m *bus.Message) *nats.Msg {
 	nm := nats.NewMsg(topic)
-	for k, v := range bus.ToHeaders(m) {
+	for k, v := range bus.BindingNATS.Headers(m) {
 		nm.Header.Set(k, v)
 	}
+	nm.Header.Set(bus.HeaderContentType, bus.ContentType(m))
 	nm.Header.Set(jetstream.MsgIDHeader, bus.DedupeID(m))
 	nm.Data = m.Body
 	return nm
@@ -185,7 +186,7 @@ func fromNATS(jm jetstream.Msg) *bus.Message {
 			h[k] = vs[0]
 		}
 	}
-	m := bus.FromHeaders(h, jm.Data())
+	m := bus.BindingNATS.Message(h, jm.Data())
 	m.Topic = jm.Subject()
 	m.Attempt = 1
 	if md, err := jm.Metadata(); err == nil {

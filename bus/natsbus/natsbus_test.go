@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/junction-go/junction/bus"
 	"github.com/junction-go/junction/bus/bustest"
 	"github.com/junction-go/junction/bus/natsbus"
@@ -27,6 +29,28 @@ func TestContract(t *testing.T) {
 			}
 			return pub, sub
 		},
+		Wire: &bustest.Wire{Binding: bus.BindingNATS, Listen: func(t *testing.T, topic string) func() map[string]string {
+			nc, err := nats.Connect(ns.ClientURL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(nc.Close)
+			raw, err := nc.SubscribeSync(topic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return func() map[string]string {
+				m, err := raw.NextMsg(10 * time.Second)
+				if err != nil {
+					t.Fatalf("read %s with nats.go: %v", topic, err)
+				}
+				h := map[string]string{}
+				for k, vs := range m.Header {
+					h[k] = vs[0]
+				}
+				return h
+			}
+		}},
 	})
 }
 

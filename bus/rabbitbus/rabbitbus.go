@@ -8,6 +8,10 @@
 // no queue would receive (no group subscribed yet) is returned by the
 // broker and reported as an error, never dropped silently.
 //
+// Messages follow CloudEvents' AMQP binding in binary mode: attributes
+// are application properties (headers) named "cloudEvents:<attribute>",
+// the content type is the content-type property.
+//
 // Consumers ack manually. A failed message is requeued and delivered again;
 // Message.Attempt comes from the quorum queue's x-delivery-count. A message
 // rejected as Permanent goes to the queue's dead-letter exchange (the
@@ -169,11 +173,11 @@ func (b *Bus) Publish(ctx context.Context, topic string, msgs ...*bus.Message) e
 	confirms := make([]*amqp.DeferredConfirmation, 0, len(msgs))
 	for _, m := range msgs {
 		headers := amqp.Table{}
-		for k, v := range bus.ToHeaders(m) {
+		for k, v := range bus.BindingAMQP.Headers(m) {
 			headers[k] = v
 		}
 		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, topic, "", true, false, amqp.Publishing{
-			Headers: headers, MessageId: m.ID, Type: m.Type, DeliveryMode: amqp.Persistent, Body: m.Body,
+			Headers: headers, ContentType: bus.ContentType(m), MessageId: m.ID, Type: m.Type, DeliveryMode: amqp.Persistent, Body: m.Body,
 		})
 		if err != nil {
 			return fmt.Errorf("rabbitbus: publish %s to %s: %w", m.ID, topic, err)
@@ -341,7 +345,10 @@ func fromDelivery(d amqp.Delivery) *bus.Message {
 			h[k] = s
 		}
 	}
-	m := bus.FromHeaders(h, d.Body)
+	if d.ContentType != "" {
+		h[bus.HeaderContentType] = d.ContentType
+	}
+	m := bus.BindingAMQP.Message(h, d.Body)
 	m.Topic = d.Exchange
 	m.Attempt = 1
 	if n, ok := d.Headers["x-delivery-count"].(int64); ok {

@@ -3,11 +3,14 @@ package rabbitbus_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"testing"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/junction-go/junction/bus"
 	"github.com/junction-go/junction/bus/bustest"
@@ -50,6 +53,42 @@ func TestContract(t *testing.T) {
 			}
 			return pub, sub
 		},
+		Wire: &bustest.Wire{Binding: bus.BindingAMQP, Listen: func(t *testing.T, topic string) func() map[string]string {
+			conn, err := amqp.Dial(u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			ch, err := conn.Channel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The adapter declared the exchange when the suite subscribed.
+			q, err := ch.QueueDeclare("", false, true, true, false, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ch.QueueBind(q.Name, "", topic, false, nil); err != nil {
+				t.Fatal(err)
+			}
+			deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return func() map[string]string {
+				select {
+				case d := <-deliveries:
+					h := map[string]string{"content-type": d.ContentType}
+					for k, v := range d.Headers {
+						h[k] = fmt.Sprint(v)
+					}
+					return h
+				case <-time.After(10 * time.Second):
+					t.Fatalf("read %s with amqp091-go: nothing within 10s", topic)
+					return nil
+				}
+			}
+		}},
 	})
 }
 
@@ -59,7 +98,7 @@ func TestUnroutableIsAnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	err = b.Publish(context.Background(), "nobody-listens-"+bus.NewID()[:8], &bus.Message{ID: bus.NewID(), Type: "X"})
+	err = b.Publish(context.Background(), "nobody-listens-"+bus.NewID()[:8], &bus.Message{ID: bus.NewID(), Type: "X", Source: "test"})
 	if !errors.Is(err, rabbitbus.ErrUnroutable) {
 		t.Errorf("publish to a topic no group subscribes to = %v, want ErrUnroutable", err)
 	}
@@ -89,7 +128,7 @@ func TestResumesAfterTheConnectionIsLost(t *testing.T) {
 	publish := func(id string) {
 		deadline := time.Now().Add(20 * time.Second)
 		for {
-			err := b.Publish(context.Background(), topic, &bus.Message{ID: id, Type: "T"})
+			err := b.Publish(context.Background(), topic, &bus.Message{ID: id, Type: "T", Source: "test"})
 			if err == nil {
 				return
 			}

@@ -10,6 +10,10 @@
 // message sent while no group's queue exists yet is dropped by the broker,
 // as topics do: STOMP gives no way to tell.
 //
+// Messages carry CloudEvents attributes as ce-* headers (STOMP has no
+// CloudEvents binding; its headers are HTTP-like, so the HTTP binding's
+// names are used) and the content type in the frame's content-type.
+//
 // Each subscription has its own connection and acks each message
 // individually (client-individual). A failed message is NACKed and the
 // broker delivers it again after a delay (its redelivery plugin, see
@@ -104,7 +108,7 @@ func (b *Bus) Publish(ctx context.Context, topic string, msgs ...*bus.Message) e
 			return err
 		}
 		for k := range m.Headers {
-			if reserved[k] {
+			if reserved[k] && k != bus.HeaderContentType {
 				return fmt.Errorf("stompbus: header %q of %s is reserved by STOMP", k, m.ID)
 			}
 		}
@@ -126,13 +130,13 @@ func (b *Bus) Publish(ctx context.Context, topic string, msgs ...*bus.Message) e
 	go func() {
 		for i, m := range msgs {
 			opts := []func(*frame.Frame) error{stomp.SendOpt.Header("persistent", "true")}
-			for k, v := range bus.ToHeaders(m) {
+			for k, v := range bus.BindingSTOMP.Headers(m) {
 				opts = append(opts, stomp.SendOpt.Header(k, v))
 			}
 			if i == len(msgs)-1 {
 				opts = append(opts, stomp.SendOpt.Receipt)
 			}
-			if err := b.conn.Send(dest, "", m.Body, opts...); err != nil {
+			if err := b.conn.Send(dest, bus.ContentType(m), m.Body, opts...); err != nil {
 				errc <- fmt.Errorf("stompbus: send %s to %s: %w", m.ID, topic, err)
 				return
 			}
@@ -243,7 +247,10 @@ func fromFrame(topic string, msg *stomp.Message) *bus.Message {
 			h[k] = v
 		}
 	}
-	m := bus.FromHeaders(h, msg.Body)
+	if msg.ContentType != "" {
+		h[bus.HeaderContentType] = msg.ContentType
+	}
+	m := bus.BindingSTOMP.Message(h, msg.Body)
 	m.Topic = topic
 	return m
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-stomp/stomp/v3"
+
 	"github.com/junction-go/junction/bus"
 	"github.com/junction-go/junction/bus/bustest"
 	"github.com/junction-go/junction/bus/stompbus"
@@ -52,5 +54,38 @@ func TestContract(t *testing.T) {
 			}
 			return pub, sub
 		},
+		Wire: &bustest.Wire{Binding: bus.BindingSTOMP, Listen: func(t *testing.T, topic string) func() map[string]string {
+			conn, err := stomp.Dial("tcp", a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = conn.Disconnect() })
+			sub, err := conn.Subscribe(stompbus.TopicDestination(topic), stomp.AckAuto)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The broker handles a connection's frames in order: once a
+			// later send is receipted, the subscription is in place.
+			if err := conn.Send("/topic/bustest-sync", "text/plain", []byte("sync"), stomp.SendOpt.Receipt); err != nil {
+				t.Fatal(err)
+			}
+			return func() map[string]string {
+				select {
+				case m := <-sub.C:
+					if m.Err != nil {
+						t.Fatalf("read %s with go-stomp: %v", topic, m.Err)
+					}
+					h := map[string]string{}
+					for i := range m.Header.Len() {
+						k, v := m.Header.GetAt(i)
+						h[k] = v
+					}
+					return h
+				case <-time.After(10 * time.Second):
+					t.Fatalf("read %s with go-stomp: nothing within 10s", topic)
+					return nil
+				}
+			}
+		}},
 	})
 }

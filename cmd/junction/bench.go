@@ -189,7 +189,7 @@ func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr
 			consumed := make(chan struct{})
 			waiting.Store(id, consumed)
 			defer waiting.Delete(id)
-			if err := b.Publish(ctx, topic, &bus.Message{ID: id, Type: "BenchEvent", Key: id, Body: []byte(`{"event":"BenchEvent"}`)}); err != nil {
+			if err := b.Publish(ctx, topic, &bus.Message{ID: id, Type: "BenchEvent", Source: "junction-bench", Key: id, Body: []byte(`{"event":"BenchEvent"}`)}); err != nil {
 				return err
 			}
 			select {
