@@ -89,7 +89,7 @@ func TestDeadLetterLeavesADeadlinedMessageToItsSender(t *testing.T) {
 	if err := h(context.Background(), owned); err == nil || pub.n != 0 {
 		t.Errorf("a deadlined message failing on delivery 9 of 2: err %v, %d dead letters; want it redelivered", err, pub.n)
 	}
-	plain := &bus.Message{ID: "b", Attempt: 2, Headers: map[string]string{}}
+	plain := &bus.Message{ID: "b", Type: "T", Attempt: 2, Headers: map[string]string{}} // no source: its publisher named none
 	if err := h(context.Background(), plain); err != nil || pub.n != 1 {
 		t.Errorf("a message failing on delivery 2 of 2: err %v, %d dead letters; want it dead-lettered", err, pub.n)
 	}
@@ -97,7 +97,12 @@ func TestDeadLetterLeavesADeadlinedMessageToItsSender(t *testing.T) {
 
 type countingPublisher struct{ n int }
 
-func (p *countingPublisher) Publish(_ context.Context, _ string, msgs ...*bus.Message) error {
+func (p *countingPublisher) Publish(_ context.Context, topic string, msgs ...*bus.Message) error {
+	for _, m := range msgs {
+		if err := bus.Validate(topic, m); err != nil {
+			return err
+		}
+	}
 	p.n += len(msgs)
 	return nil
 }

@@ -100,6 +100,10 @@ func DeadLetter(pub Publisher, group string, maxDeliveries int, onDead func(m *M
 			// A new id: the same message may die in several groups, and again
 			// after a redrive, and each death is a dead letter of its own.
 			dead.ID = DedupeID(m) + ":" + group
+			if dead.Source == "" {
+				// From a publisher that named none: the group speaks for it.
+				dead.Source = group
+			}
 			if perr := pub.Publish(ctx, DeadLetterTopic, &dead); perr != nil {
 				return fmt.Errorf("%w (and moving it to %s failed: %v)", err, DeadLetterTopic, perr)
 			}

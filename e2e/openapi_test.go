@@ -1,0 +1,313 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// loadOpenAPI loads and validates api/openapi.yaml, served at base.
+func loadOpenAPI(t *testing.T, base string) (*openapi3.T, routers.Router) {
+	t.Helper()
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromFile(filepath.Join("..", "api", "openapi.yaml"))
+	if err != nil {
+		t.Fatalf("load api/openapi.yaml: %v", err)
+	}
+	if !doc.IsOpenAPI31OrLater() {
+		t.Errorf("api/openapi.yaml is OpenAPI %s, want 3.1", doc.OpenAPI)
+	}
+	if err := doc.Validate(loader.Context); err != nil {
+		t.Fatalf("api/openapi.yaml is not a valid OpenAPI document: %v", err)
+	}
+	doc.Servers = openapi3.Servers{{URL: base}}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc, router
+}
+
+// TestOpenAPIDescribesTheGateway runs the system and calls every
+// operation of api/openapi.yaml through the gateway, as each kind of
+// caller, on its successes and its documented failures; every request and
+// every answer must match the document (kin-openapi), and every operation
+// must have been seen to succeed. Then it reads the route tables: a route
+// the gateway serves that the document lacks fails the test.
+func TestOpenAPIDescribesTheGateway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the whole system")
+	}
+	s := startSystem(t, t.TempDir())
+	doc, router := loadOpenAPI(t, s.Gateway)
+	openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.FileBodyDecoder)
+
+	tokens := map[string]string{}
+	for _, who := range []string{"alice", "bob", "admin"} {
+		c := newClient(t, s.Gateway)
+		c.login(who, "junction")
+		tokens[who] = c.token
+	}
+	hc := &http.Client{Timeout: 15 * time.Second}
+	succeeded := map[string]bool{} // operationId -> seen a 2xx
+	call := func(who, method, path string, body any, wantStatus int, header ...string) []byte {
+		t.Helper()
+		var raw []byte
+		if body != nil {
+			var err error
+			if raw, err = json.Marshal(body); err != nil {
+				t.Fatal(err)
+			}
+		}
+		req, err := http.NewRequest(method, s.Gateway+path, bytes.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if who != "" {
+			req.Header.Set("Authorization", "Bearer "+tokens[who])
+		}
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		route, params, err := router.FindRoute(req)
+		if err != nil {
+			t.Errorf("%s %s: not in api/openapi.yaml: %v", method, path, err)
+			return nil
+		}
+		in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
+			Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
+		if err := openapi3filter.ValidateRequest(context.Background(), in); err != nil && wantStatus < 400 {
+			t.Errorf("%s %s: the request does not match the document: %v", method, path, err)
+		}
+		req.Body = io.NopCloser(bytes.NewReader(raw))
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		got, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != wantStatus {
+			t.Errorf("%s %s as %q = %d %s, want %d", method, path, who, resp.StatusCode, got, wantStatus)
+		}
+		out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: resp.StatusCode, Header: resp.Header,
+			Body: io.NopCloser(bytes.NewReader(got)), Options: &openapi3filter.Options{IncludeResponseStatus: true}}
+		if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
+			t.Errorf("%s %s as %q: the %d answer does not match the document: %v\n%s", method, path, who, resp.StatusCode, err, got)
+		}
+		if resp.StatusCode < 300 {
+			succeeded[route.Operation.OperationID] = true
+		}
+		return got
+	}
+
+	// Public.
+	call("", "GET", "/", nil, 200)
+	call("", "GET", "/problems/", nil, 200)
+	call("", "GET", "/problems/not_found", nil, 200)
+	call("", "GET", "/problems/no_such_code", nil, 404)
+	call("", "POST", "/api/auth/login", map[string]string{"username": "alice", "password": "junction"}, 200)
+	call("", "POST", "/api/auth/login", map[string]string{"username": "alice", "password": "wrong password"}, 401)
+	call("", "POST", "/api/auth/login", map[string]string{"username": ""}, 400)
+	call("", "GET", "/api/auth/jwks", nil, 200)
+	call("", "GET", "/.well-known/jwks.json", nil, 200)
+	call("", "GET", "/api/products", nil, 200)
+	call("", "GET", "/api/products/JX-MUG", nil, 200)
+	call("", "GET", "/api/products/NO-SUCH-SKU", nil, 404)
+
+	// A customer.
+	call("", "GET", "/api/users/me", nil, 401)
+	me := call("alice", "GET", "/api/users/me", nil, 200)
+	var user struct {
+		UserID int64 `json:"userId"`
+	}
+	_ = json.Unmarshal(me, &user)
+	call("alice", "GET", fmt.Sprintf("/api/users/%d", user.UserID), nil, 200)
+	call("bob", "GET", fmt.Sprintf("/api/users/%d", user.UserID), nil, 404) // another user is answered as missing
+	call("alice", "GET", "/api/users/x", nil, 400)
+	placed := call("alice", "POST", "/api/orders", map[string]any{"items": []map[string]any{{"sku": "JX-MUG", "quantity": 1}}}, 201, "Idempotency-Key", "openapi-1")
+	call("alice", "POST", "/api/orders", map[string]any{"items": []map[string]any{{"sku": "JX-MUG", "quantity": 1}}}, 201, "Idempotency-Key", "openapi-1")
+	call("alice", "POST", "/api/orders", map[string]any{"items": []map[string]any{}}, 400)
+	call("alice", "POST", "/api/orders", map[string]any{"items": []map[string]any{{"sku": "JX-LAST-ONE", "quantity": 50}}}, 409)
+	var o struct {
+		OrderID int64 `json:"orderId"`
+	}
+	_ = json.Unmarshal(placed, &o)
+	call("alice", "GET", fmt.Sprintf("/api/orders/%d?wait=10s", o.OrderID), nil, 200)
+	call("bob", "GET", fmt.Sprintf("/api/orders/%d", o.OrderID), nil, 404)
+	call("alice", "GET", "/api/orders/0", nil, 400)
+	call("alice", "GET", "/api/orders?limit=5", nil, 200)
+	call("alice", "GET", "/api/orders?limit=500", nil, 400)
+	eventually(t, 10*time.Second, "the shipment to be booked", func() error {
+		r := newClient(t, s.Gateway)
+		r.token = tokens["alice"]
+		if got := r.do("GET", fmt.Sprintf("/api/shipments/%d", o.OrderID), nil); got.Status != 200 {
+			return fmt.Errorf("%d", got.Status)
+		}
+		return nil
+	})
+	call("alice", "GET", fmt.Sprintf("/api/shipments/%d", o.OrderID), nil, 200)
+	call("bob", "GET", fmt.Sprintf("/api/shipments/%d", o.OrderID), nil, 404)
+	call("alice", "GET", "/api/notifications", nil, 200)
+	second := call("alice", "POST", "/api/orders", map[string]any{"items": []map[string]any{{"sku": "JX-MUG", "quantity": 1}}}, 201)
+	_ = json.Unmarshal(second, &o)
+	call("alice", "POST", fmt.Sprintf("/api/orders/%d/cancel", o.OrderID), nil, 202)
+	call("bob", "POST", fmt.Sprintf("/api/orders/%d/cancel", o.OrderID), nil, 404)
+
+	// An administrator.
+	call("alice", "GET", "/api/admin/sagas", nil, 403)
+	call("admin", "GET", "/api/admin/sagas?limit=1", nil, 200)
+	call("admin", "GET", "/api/admin/sagas?status=completed", nil, 200)
+	call("admin", "GET", "/api/admin/sagas?status=lost", nil, 400)
+	call("admin", "GET", "/api/admin/sagas/1", nil, 200)
+	call("admin", "GET", "/api/admin/sagas/999999", nil, 404)
+	poison(t, s.Broker, "openapi-poison")
+	eventually(t, 15*time.Second, "the poison message to be a dead letter", func() error {
+		r := newClient(t, s.Gateway)
+		r.token = tokens["admin"]
+		if got := r.do("GET", "/api/admin/deadletters/1", nil); got.Status != 200 {
+			return fmt.Errorf("%d", got.Status)
+		}
+		return nil
+	})
+	call("alice", "GET", "/api/admin/deadletters", nil, 403)
+	call("admin", "GET", "/api/admin/deadletters", nil, 200)
+	call("admin", "GET", "/api/admin/deadletters/1", nil, 200)
+	call("admin", "GET", "/api/admin/deadletters/999999", nil, 404)
+	call("admin", "POST", "/api/admin/deadletters/1/redrive", nil, 200)
+
+	for _, path := range doc.Paths.InMatchingOrder() {
+		for method, op := range doc.Paths.Value(path).Operations() {
+			if !succeeded[op.OperationID] {
+				t.Errorf("%s %s (%s) was never seen to succeed", method, path, op.OperationID)
+			}
+		}
+	}
+	for _, r := range gatewayRoutes(t) {
+		if !documented(doc, r) {
+			t.Errorf("the gateway serves %s, which api/openapi.yaml lacks", r)
+		}
+	}
+}
+
+// poison publishes a malformed OrderCreated to the broker at url, which
+// its consumers dead-letter.
+func poison(t *testing.T, url, id string) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg("orders")
+	m.Header.Set("ce-id", id)
+	m.Header.Set("ce-type", "OrderCreated")
+	m.Header.Set("ce-source", "e2e")
+	m.Header.Set("ce-specversion", "1.0")
+	m.Header.Set("Nats-Msg-Id", id)
+	m.Data = []byte("this is not json")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// route is a method and a path pattern the gateway serves ("GET
+// /api/orders/{id}").
+type route struct{ method, path string }
+
+func (r route) String() string { return r.method + " " + r.path }
+
+var routePattern = regexp.MustCompile(`mux\.Handle(?:Func)?\("(?:([A-Z]+) )?([^"]+)"`)
+
+// gatewayRoutes reads the routes the gateway serves from the route tables
+// (each service's httpapi/routes.go and the gateway's routes.go): the
+// gateway's own routes with a method, and every service route under a
+// path the gateway forwards.
+func gatewayRoutes(t *testing.T) []route {
+	t.Helper()
+	read := func(file string) []route {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rs []route
+		for _, m := range routePattern.FindAllStringSubmatch(string(b), -1) {
+			rs = append(rs, route{m[1], m[2]})
+		}
+		return rs
+	}
+	var forwarded []string // paths and subtrees ("/api/orders/") forwarded to a service
+	var out []route
+	gw := read(filepath.Join("..", "internal", "gateway", "routes.go"))
+	if len(gw) == 0 {
+		t.Fatal("no routes found in internal/gateway/routes.go")
+	}
+	for _, r := range gw {
+		switch {
+		case r.path == "/{$}":
+			out = append(out, route{r.method, "/"})
+		case r.method != "" && !strings.HasPrefix(r.path, "/api/") && !strings.HasPrefix(r.path, "/.well-known/"):
+			out = append(out, r) // served by the gateway itself
+		default:
+			forwarded = append(forwarded, r.path)
+		}
+	}
+	out = append(out, route{"GET", "/problems/"}, route{"GET", "/problems/{code}"}) // rest.Routes adds them
+	services, err := filepath.Glob(filepath.Join("..", "internal", "*", "httpapi", "routes.go"))
+	if err != nil || len(services) == 0 {
+		t.Fatalf("no service routes found: %v", err)
+	}
+	for _, f := range services {
+		for _, r := range read(f) {
+			for _, p := range forwarded {
+				if r.path == p || (strings.HasSuffix(p, "/") && strings.HasPrefix(r.path, p)) {
+					out = append(out, r)
+					break
+				}
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b route) int { return strings.Compare(a.String(), b.String()) })
+	return slices.Compact(out)
+}
+
+// documented reports whether doc has an operation for r; path parameters
+// match whatever their names.
+func documented(doc *openapi3.T, r route) bool {
+	params := regexp.MustCompile(`\{[^}]+\}`)
+	want := params.ReplaceAllString(r.path, "{}")
+	for _, path := range doc.Paths.InMatchingOrder() {
+		if params.ReplaceAllString(path, "{}") == want && doc.Paths.Value(path).GetOperation(r.method) != nil {
+			return true
+		}
+	}
+	return false
+}
