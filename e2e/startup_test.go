@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"os/exec"
 	"runtime"
@@ -106,4 +107,34 @@ func hogCPUs() (stop func()) {
 		}()
 	}
 	return func() { close(quit); wg.Wait() }
+}
+
+// TestServicesRideOutABrokerRestart kills the embedded broker (SIGKILL)
+// while orders flow: the supervisor restarts it on the same port, every
+// service reconnects by itself (none exits), what was published meanwhile
+// waits in the outboxes, and every order ends.
+func TestServicesRideOutABrokerRestart(t *testing.T) {
+	s := startShop(t, nil, nil)
+	loaded := make(chan []*attempt, 1)
+	go func() { loaded <- s.load(200, 20, func(int) []line { return []line{{SKU: "LOAD-A", Quantity: 1}} }, anyCard, nil) }()
+	time.Sleep(2 * time.Second) // orders flowing before the fault: the schedule
+	pid := s.pid("broker")
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the broker back", func() error {
+		if p := s.pid("broker"); p == pid {
+			return fmt.Errorf("still the killed broker's registration")
+		}
+		return nil
+	})
+	rep, _ := s.check(<-loaded, 0, map[string]int{"broker": 1})
+	if rep.Stuck > 0 {
+		t.Errorf("%d orders did not end after the broker came back", rep.Stuck)
+	}
+	for _, line := range strings.Split(s.sys.out.String(), "\n") {
+		if strings.Contains(line, " exited (") && !strings.Contains(line, "broker-1 exited") {
+			t.Errorf("a service exited while the broker was away: %s", line)
+		}
+	}
 }
