@@ -116,7 +116,9 @@ func hogCPUs() (stop func()) {
 func TestServicesRideOutABrokerRestart(t *testing.T) {
 	s := startShop(t, nil, nil)
 	loaded := make(chan []*attempt, 1)
-	go func() { loaded <- s.load(200, 20, func(int) []line { return []line{{SKU: "LOAD-A", Quantity: 1}} }, anyCard, nil) }()
+	go func() {
+		loaded <- s.load(200, 20, func(int) []line { return []line{{SKU: "LOAD-A", Quantity: 1}} }, anyCard, nil)
+	}()
 	time.Sleep(2 * time.Second) // orders flowing before the fault: the schedule
 	pid := s.pid("broker")
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
