@@ -16,8 +16,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/junction-go/junction/api/services"
 	"github.com/junction-go/junction/discovery"
-	"github.com/junction-go/junction/internal/gateway"
 	"github.com/junction-go/junction/internal/paymentsim"
 )
 
@@ -105,7 +105,7 @@ machine.
 		Short: "Set the payment provider's faults (every flag at once; the defaults clear them)",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v, err := lookupService(cmd.Context(), registry, gateway.PaymentProvider, "no payment provider in the registry")
+			v, err := lookupService(cmd.Context(), registry, services.PaymentProvider, "no payment provider in the registry")
 			if err != nil {
 				return err
 			}

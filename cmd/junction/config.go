@@ -6,13 +6,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/junction-go/junction/api/services"
 	"github.com/junction-go/junction/internal/gateway"
 	"github.com/junction-go/junction/sqldb"
 )
@@ -61,9 +61,6 @@ type serveConfig struct {
 	logLevelText string
 	failText     string
 }
-
-// services are the names `junction serve` accepts.
-var services = []string{"registry", "broker", "user-service", "inventory-service", "order-service", "payment-service", "payment-provider", "shipping-service", "notification-service", "deadletter-service", "gateway"}
 
 func (c *serveConfig) flags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.InstanceID, "instance-id", "", "registry id of this instance (default <service>-<host>-<pid>)")
@@ -160,8 +157,8 @@ func (c *serveConfig) finish() error {
 // check validates the settings; each error names the flag and its
 // variable and says what they accept.
 func (c *serveConfig) check() error {
-	if !slices.Contains(services, c.Service) {
-		return fmt.Errorf("unknown service %q; one of: %s", c.Service, strings.Join(services, ", "))
+	if _, ok := serviceNamed(c.Service); !ok {
+		return fmt.Errorf("unknown service %q; one of: %s", c.Service, strings.Join(serviceNames(nil), ", "))
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(c.logLevelText)); err != nil {
 		return fmt.Errorf("--log-level (JUNCTION_LOG_LEVEL) %q: want debug, info, warn or error", c.logLevelText)
@@ -228,13 +225,13 @@ func (c *serveConfig) String() string {
 	if c.Discovery != "" {
 		s += " discovery=" + sqldb.Redact(c.Discovery)
 	}
-	switch c.Service {
-	case "user-service", "inventory-service", "order-service", "payment-service", "shipping-service", "notification-service", "deadletter-service":
+	if row, _ := serviceNamed(c.Service); row.stores {
 		s += " database=" + sqldb.Redact(c.DatabaseURL) + " broker=" + sqldb.Redact(c.BrokerURL)
-	case "broker":
+	}
+	if c.Service == services.Broker {
 		s += fmt.Sprintf(" nats=%s sync_always=%t", c.BrokerAddr, c.BrokerSync)
 	}
-	if c.Service == "shipping-service" {
+	if c.Service == services.Shipping {
 		s += fmt.Sprintf(" dispatch_delay=%v refuse_rate=%v", c.DispatchDelay, c.RefuseRate)
 	}
 	if len(c.Failpoints) > 0 {

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/junction-go/junction/api/services"
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/auth/grpcauth"
 	"github.com/junction-go/junction/bus"
@@ -82,7 +83,7 @@ func newServeCommand(stderr io.Writer) *cobra.Command {
 		Long: `Run one service in the foreground, configured by flags and JUNCTION_* variables.
 It never seeds demo data; 'junction up' does that for the local system.`,
 		Args:      usageArgs(cobra.ExactArgs(1)),
-		ValidArgs: services,
+		ValidArgs: serviceNames(nil),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg.Service = args[0]
 			if err := cfg.finish(); err != nil {
@@ -123,7 +124,11 @@ func cpuProfile(cfg serveConfig) (stop func(), err error) {
 }
 
 func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
-	if cfg.Service != "registry" {
+	row, ok := serviceNamed(cfg.Service)
+	if !ok {
+		return fmt.Errorf("unknown service %q", cfg.Service)
+	}
+	if cfg.Service != services.Registry {
 		disc, err := openDiscovery(cfg)
 		if err != nil {
 			return err
@@ -131,31 +136,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		defer disc.Close()
 		cfg.disc = disc
 	}
-	switch cfg.Service {
-	case "registry":
-		return serveRegistry(ctx, cfg, log)
-	case "broker":
-		return serveBroker(ctx, cfg, log)
-	case "user-service":
-		return serveUsers(ctx, cfg, log)
-	case "inventory-service":
-		return serveInventory(ctx, cfg, log)
-	case "order-service":
-		return serveOrders(ctx, cfg, log)
-	case "payment-service":
-		return servePayments(ctx, cfg, log)
-	case "payment-provider":
-		return servePaymentProvider(ctx, cfg, log)
-	case "shipping-service":
-		return serveShipping(ctx, cfg, log)
-	case "notification-service":
-		return serveNotifications(ctx, cfg, log)
-	case "deadletter-service":
-		return serveDeadLetters(ctx, cfg, log)
-	case "gateway":
-		return serveGateway(ctx, cfg, log)
-	}
-	return fmt.Errorf("unknown service %q", cfg.Service)
+	return row.run(ctx, cfg, log)
 }
 
 // httpListener returns the listener a supervisor handed down (so the
@@ -478,12 +459,12 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	users, err := grpcClient(d.resolver, gateway.UserService)
+	users, err := grpcClient(d.resolver, services.User)
 	if err != nil {
 		return err
 	}
 	defer users.Close()
-	stock, err := grpcClient(d.resolver, gateway.InventoryService)
+	stock, err := grpcClient(d.resolver, services.Inventory)
 	if err != nil {
 		return err
 	}
@@ -521,7 +502,7 @@ func servePayments(ctx context.Context, cfg serveConfig, log *slog.Logger) error
 	bg := startLoops(ctx)
 	defer bg.stop()
 	bg.relay(st.Outbox(), d.bus, cfg, log)
-	provider := paymentclients.NewProvider("http://"+gateway.PaymentProvider,
+	provider := paymentclients.NewProvider("http://"+services.PaymentProvider,
 		&http.Client{Transport: &discovery.Transport{Resolver: d.resolver, Balancer: &discovery.Balancer{Resolver: d.resolver}}},
 		resilience.New(paymentclients.ProviderPolicy(log)))
 	sub, err := paymentmsg.Subscribe(ctx, d.bus, d.bus, st, provider, failpoints(cfg, log), log)
@@ -731,5 +712,5 @@ func serveGateway(ctx context.Context, cfg serveConfig, log *slog.Logger) error 
 // through the registry.
 func jwksVerifier(r *discovery.Resolver) *auth.Verifier {
 	client := &http.Client{Transport: &discovery.Transport{Resolver: r}}
-	return auth.NewVerifier(auth.HTTPKeySource(client, "http://"+gateway.UserService+"/.well-known/jwks.json"), nil)
+	return auth.NewVerifier(auth.HTTPKeySource(client, "http://"+services.User+"/.well-known/jwks.json"), nil)
 }

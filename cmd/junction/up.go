@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/junction-go/junction/api/services"
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/discovery"
 	"github.com/junction-go/junction/internal/inventory"
@@ -41,16 +42,6 @@ type upConfig struct {
 	Broker       string
 	FaultLinks   bool
 }
-
-// scaled are the services `--replicas` may scale; the registry and the
-// broker run once.
-var scaled = []string{"user-service", "inventory-service", "payment-provider", "payment-service", "shipping-service", "deadletter-service", "notification-service", "order-service", "gateway"}
-
-// tiers order the start and the stop: the registry first, then the broker
-// and the payment provider, then the services once the broker answers
-// (those of tier 3 call those of tier 2), the gateway last; the stop goes
-// the other way.
-var tiers = map[string]int{"registry": 0, "broker": 1, "payment-provider": 1, "user-service": 2, "inventory-service": 2, "payment-service": 2, "shipping-service": 2, "deadletter-service": 2, "notification-service": 3, "order-service": 3, "gateway": 4}
 
 func newUpCommand(stdout io.Writer) *cobra.Command {
 	var cfg upConfig
@@ -93,11 +84,14 @@ with the password given by --demo-password, and a small catalogue.`,
 	return cmd
 }
 
+// parseReplicas returns the instances of each service: 1 of each, or
+// what specs ("service=N") say of one that scales.
 func parseReplicas(specs []string) (map[string]int, error) {
 	n := map[string]int{}
-	for _, s := range scaled {
-		n[s] = 1
+	for _, s := range serviceTable {
+		n[s.name] = 1
 	}
+	scaled := serviceNames(func(s service) bool { return s.scales })
 	for _, spec := range specs {
 		name, count, ok := strings.Cut(spec, "=")
 		c, err := strconv.Atoi(count)
@@ -210,22 +204,26 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 		defer links.close()
 	}
 	reg := discovery.NewClient(registryURL, nil)
-	// What the tiers above wait for: the registry answering, the broker
-	// registered (it registers once it accepts connections).
-	readiness := map[string]func(context.Context) error{
-		"registry": func(ctx context.Context) error { _, err := reg.Catalog(ctx); return err },
-		"broker":   registered(reg, "broker"),
+	// What the tiers above wait for (the table's ready column).
+	readyCheck := func(row service) func(context.Context) error {
+		switch row.ready {
+		case readyAnswers:
+			return func(ctx context.Context) error { _, err := reg.Catalog(ctx); return err }
+		case readyRegistered:
+			return registered(reg, row.name)
+		}
+		return nil
 	}
 	var specs []supervisor.Spec
-	add := func(service string, i int, listener *os.File) error {
-		id := fmt.Sprintf("%s-%d", service, i)
+	add := func(row service, i int, listener *os.File) error {
+		id := fmt.Sprintf("%s-%d", row.name, i)
 		env := append(slices.Clip(base), "JUNCTION_INSTANCE_ID="+id, "JUNCTION_BROKER_ADDR="+brokerAddr)
-		s := supervisor.Spec{Name: id, Path: exe, Args: []string{"serve", service}, Tier: tiers[service], Ready: readiness[service]}
+		s := supervisor.Spec{Name: id, Path: exe, Args: []string{"serve", row.name}, Tier: row.tier, Ready: readyCheck(row)}
 		if listener != nil {
 			s.ExtraFiles = []*os.File{listener}
 			env = append(env, "JUNCTION_LISTEN_FD=3")
 		}
-		if links != nil && slices.Contains(scaled, service) && service != "gateway" {
+		if links != nil && row.scales && row.name != services.Gateway {
 			linkEnv, err := links.add(id)
 			if err != nil {
 				return err
@@ -236,21 +234,15 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 		specs = append(specs, s)
 		return nil
 	}
-	if err := add("registry", 1, regFile); err != nil {
-		return err
-	}
-	if cfg.Broker == "" {
-		if err := add("broker", 1, nil); err != nil {
-			return err
+	// Sockets up holds for the whole run, so their addresses outlive
+	// restarts.
+	held := map[string]*os.File{services.Registry: regFile, services.Gateway: gwFile}
+	for _, row := range serviceTable {
+		if row.name == services.Broker && cfg.Broker != "" {
+			continue // an external broker
 		}
-	}
-	for _, svc := range scaled {
-		for i := 1; i <= replicas[svc]; i++ {
-			var ln *os.File
-			if svc == "gateway" {
-				ln = gwFile
-			}
-			if err := add(svc, i, ln); err != nil {
+		for i := 1; i <= replicas[row.name]; i++ {
+			if err := add(row, i, held[row.name]); err != nil {
 				return err
 			}
 		}
@@ -279,11 +271,13 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 	}
 
 	ready := map[string]int{}
-	if cfg.Broker == "" {
-		ready["broker"] = 1
-	}
-	for _, s := range scaled {
-		ready[s] = replicas[s]
+	for _, row := range serviceTable {
+		switch {
+		case row.name == services.Registry: // it answers the question itself
+		case row.name == services.Broker && cfg.Broker != "":
+		default:
+			ready[row.name] = replicas[row.name]
+		}
 	}
 	err = waitReady(ctx, reg, gatewayURL, ready, cfg.ReadyTimeout)
 	switch {

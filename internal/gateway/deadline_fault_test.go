@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/junction-go/junction/api/services"
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/discovery"
 	"github.com/junction-go/junction/internal/faultproxy"
@@ -99,7 +100,7 @@ func TestRetryBudgetAndDeadline(t *testing.T) {
 		proxies[name] = px
 		// The same two instances serve the GETs (inventory-service's
 		// route) and the POSTs (user-service's).
-		for _, svc := range []string{gateway.InventoryService, gateway.UserService} {
+		for _, svc := range []string{services.Inventory, services.User} {
 			instances = append(instances, discovery.Instance{ID: name + "-" + svc, Service: svc, Endpoints: map[string]string{discovery.EndpointHTTP: px.Addr()}})
 		}
 	}

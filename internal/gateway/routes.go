@@ -3,21 +3,9 @@ package gateway
 import (
 	"net/http"
 
+	"github.com/junction-go/junction/api/services"
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/rest"
-)
-
-// Services the gateway routes to, by registry name.
-const (
-	UserService         = "user-service"
-	OrderService        = "order-service"
-	InventoryService    = "inventory-service"
-	NotificationService = "notification-service"
-	DeadLetterService   = "deadletter-service"
-	ShippingService     = "shipping-service"
-	// PaymentProvider is not routed: it stands for a third party that
-	// only payment-service calls.
-	PaymentProvider = "payment-provider"
 )
 
 // Handler returns every public route. Routes marked public need no token;
@@ -32,23 +20,23 @@ func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 
 	// Public.
-	mux.Handle("POST /api/auth/login", g.forward(UserService))
-	mux.Handle("GET /api/auth/jwks", g.forward(UserService))
-	mux.Handle("GET /.well-known/jwks.json", g.forward(UserService))
+	mux.Handle("POST /api/auth/login", g.forward(services.User))
+	mux.Handle("GET /api/auth/jwks", g.forward(services.User))
+	mux.Handle("GET /.well-known/jwks.json", g.forward(services.User))
 	// Fallback: the last good catalogue while inventory-service cannot answer.
-	mux.Handle("GET /api/products", g.catalogue.wrap(g.forward(InventoryService)))
-	mux.Handle("GET /api/products/", g.forward(InventoryService))
+	mux.Handle("GET /api/products", g.catalogue.wrap(g.forward(services.Inventory)))
+	mux.Handle("GET /api/products/", g.forward(services.Inventory))
 
 	// Signed in.
-	mux.Handle("/api/users/", signedIn(g.forward(UserService)))
-	mux.Handle("/api/orders", signedIn(g.forward(OrderService)))
-	mux.Handle("/api/orders/", signedIn(g.forward(OrderService)))
-	mux.Handle("/api/shipments/", signedIn(g.forward(ShippingService)))
-	mux.Handle("/api/notifications", signedIn(g.forward(NotificationService)))
-	mux.Handle("/api/admin/sagas", signedIn(g.forward(OrderService)))
-	mux.Handle("/api/admin/sagas/", signedIn(g.forward(OrderService)))
-	mux.Handle("/api/admin/deadletters", signedIn(g.forward(DeadLetterService)))
-	mux.Handle("/api/admin/deadletters/", signedIn(g.forward(DeadLetterService)))
+	mux.Handle("/api/users/", signedIn(g.forward(services.User)))
+	mux.Handle("/api/orders", signedIn(g.forward(services.Order)))
+	mux.Handle("/api/orders/", signedIn(g.forward(services.Order)))
+	mux.Handle("/api/shipments/", signedIn(g.forward(services.Shipping)))
+	mux.Handle("/api/notifications", signedIn(g.forward(services.Notification)))
+	mux.Handle("/api/admin/sagas", signedIn(g.forward(services.Order)))
+	mux.Handle("/api/admin/sagas/", signedIn(g.forward(services.Order)))
+	mux.Handle("/api/admin/deadletters", signedIn(g.forward(services.DeadLetter)))
+	mux.Handle("/api/admin/deadletters/", signedIn(g.forward(services.DeadLetter)))
 
 	mux.HandleFunc("GET /{$}", index)
 	return rest.Chain(rest.Routes(mux), rest.RequestID, rest.AccessLog(g.log), rest.Recover(g.log),
