@@ -92,6 +92,7 @@ func BenchmarkSagaVsDirect(b *testing.B) {
 			if err != nil {
 				return err
 			}
+			reply.Source = "participant"
 			return p.ob.Add(ctx, tx, c.ReplyTo, reply)
 		}))
 		if err != nil {

@@ -70,7 +70,8 @@ type reply struct {
 // reason is a business refusal (out of stock, card declined): the saga
 // compensates and does not retry. data, if not nil, is kept as the step's
 // result. Its id derives from the command's, so answering the same
-// delivery twice makes one reply.
+// delivery twice makes one reply. The caller sets its Source (the
+// participant's name): a message without one is refused on publish.
 func (c Command) Reply(ok bool, reason string, data any) (*bus.Message, error) {
 	r := reply{OK: ok, Reason: reason}
 	if data != nil {
