@@ -20,9 +20,20 @@ type TxHandler func(ctx context.Context, tx *sql.Tx, m *bus.Message) error
 // goes back to the bus. The tables come from New, which must have run on
 // db.
 func Idempotent(db *sqldb.DB, consumer string, fn TxHandler) bus.Handler {
+	return idempotent(db, db.InTx, consumer, fn)
+}
+
+// Idempotent is the package's Idempotent on o's database, for a consumer
+// whose effect may write messages to o: it runs in o.InTx, so they go out
+// at once.
+func (o *Outbox) Idempotent(consumer string, fn TxHandler) bus.Handler {
+	return idempotent(o.db, o.InTx, consumer, fn)
+}
+
+func idempotent(db *sqldb.DB, inTx func(context.Context, func(*sql.Tx) error) error, consumer string, fn TxHandler) bus.Handler {
 	insert := db.Dialect.Rebind(`INSERT INTO inbox (consumer, message_id, handled_at) VALUES (?, ?, ?) ON CONFLICT (consumer, message_id) DO NOTHING`)
 	return func(ctx context.Context, m *bus.Message) error {
-		return db.InTx(ctx, func(tx *sql.Tx) error {
+		return inTx(ctx, func(tx *sql.Tx) error {
 			res, err := tx.ExecContext(ctx, insert, consumer, m.ID, time.Now().UnixMilli())
 			if err != nil {
 				return fmt.Errorf("inbox: record %s: %w", m.ID, err)
@@ -32,19 +43,5 @@ func Idempotent(db *sqldb.DB, consumer string, fn TxHandler) bus.Handler {
 			}
 			return fn(ctx, tx, m)
 		})
-	}
-}
-
-// Idempotent is the package's Idempotent on o's database, for a consumer
-// whose effect may write messages to o: after each effect commits it
-// wakes this process's relay (Notify), so they go out at once.
-func (o *Outbox) Idempotent(consumer string, fn TxHandler) bus.Handler {
-	h := Idempotent(o.db, consumer, fn)
-	return func(ctx context.Context, m *bus.Message) error {
-		if err := h(ctx, m); err != nil {
-			return err
-		}
-		o.Notify()
-		return nil
 	}
 }

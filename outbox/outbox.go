@@ -19,6 +19,7 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/junction-go/junction/bus"
@@ -33,6 +34,9 @@ var migrations embed.FS
 type Outbox struct {
 	db     *sqldb.DB
 	notify chan struct{}
+	// added counts messages written by Add, so InTx knows whether its
+	// transaction wrote any.
+	added atomic.Uint64
 }
 
 // New creates the outbox's tables in db when missing and returns the
@@ -44,11 +48,31 @@ func New(ctx context.Context, db *sqldb.DB) (*Outbox, error) {
 	return &Outbox{db: db, notify: make(chan struct{}, 1)}, nil
 }
 
+// InTx runs fn in a transaction on the outbox's database and, once it has
+// committed messages (Add), wakes this process's relay, so they go out at
+// once rather than at its next poll. It is the way to write a state change
+// and its messages: nobody has to remember to Notify after the commit.
+// fn's error rolls everything back and is returned.
+func (o *Outbox) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	before := o.added.Load()
+	if err := o.db.InTx(ctx, fn); err != nil {
+		return err
+	}
+	if o.added.Load() != before {
+		// Possibly another transaction's messages too: an early wake is
+		// harmless, a missed one costs a poll interval.
+		o.Notify()
+	}
+	return nil
+}
+
 // Add writes msgs for topic in tx, the caller's transaction: they are
-// published only if tx commits.
+// published only if tx commits. Use a transaction from InTx, or call
+// Notify after the commit.
 func (o *Outbox) Add(ctx context.Context, tx *sql.Tx, topic string, msgs ...*bus.Message) error {
 	q := o.db.Dialect.Rebind(`INSERT INTO outbox (id, topic, headers, body, created_at) VALUES (?, ?, ?, ?, ?)`)
 	now := time.Now().UnixMilli()
+	defer o.added.Add(1)
 	for _, m := range msgs {
 		if err := bus.Validate(topic, m); err != nil {
 			return err

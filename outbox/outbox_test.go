@@ -417,3 +417,28 @@ func TestIdempotentAppliesEachMessageOnce(t *testing.T) {
 		}
 	})
 }
+
+// TestInTxWakesTheRelay: messages committed through InTx go out at once,
+// though the relay would not look again for an hour on its own.
+func TestInTxWakesTheRelay(t *testing.T) {
+	e := newEnv(t)
+	stop := runRelay(t, outbox.NewRelay(e.ob, e.bus, outbox.RelayConfig{Holder: "r", Poll: time.Hour}, quiet))
+	defer stop()
+	for i := range 5 {
+		err := e.ob.InTx(context.Background(), func(tx *sql.Tx) error {
+			return e.ob.Add(context.Background(), tx, "woken", event(i, "k"))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, fmt.Sprintf("message %d published without a poll", i), func() bool {
+			js, _ := jetstream.New(e.bus.Conn())
+			s, err := js.Stream(context.Background(), natsbus.StreamName("woken"))
+			if err != nil {
+				return false // not created before the first publish
+			}
+			info, err := s.Info(context.Background())
+			return err == nil && info.State.Msgs == uint64(i+1)
+		})
+	}
+}

@@ -169,7 +169,6 @@ func (e *Engine) HandleReply(ctx context.Context, m *bus.Message) error {
 	if err != nil {
 		return bus.Permanent(err)
 	}
-	sent := false
 	err = e.transition(ctx, r.sagaID, "saga.reply", func(t *txn) error {
 		in, steps := t.in, t.def.Steps
 		want := dirDo
@@ -181,7 +180,6 @@ func (e *Engine) HandleReply(ctx context.Context, m *bus.Message) error {
 			return nil
 		}
 		step := steps[in.Step]
-		sent = true
 		switch {
 		case in.Status == Running && r.OK:
 			if len(r.Data) > 0 {
@@ -210,9 +208,6 @@ func (e *Engine) HandleReply(ctx context.Context, m *bus.Message) error {
 		e.log.WarnContext(ctx, "saga reply for an unknown instance", "saga_id", r.sagaID, "step", r.step, "id", m.ID)
 		return nil
 	}
-	if err == nil && sent {
-		e.ob.Notify()
-	}
 	return err
 }
 
@@ -239,9 +234,6 @@ func (e *Engine) Abort(ctx context.Context, id, reason string) error {
 		t.record(e.stepName(t), EventAborted, reason)
 		return e.compensateFrom(t, t.in.Step)
 	})
-	if err == nil {
-		e.ob.Notify()
-	}
 	return err
 }
 
@@ -277,7 +269,7 @@ func (e *Engine) fire(ctx context.Context, id string) error {
 // all in one transaction.
 func (e *Engine) transition(ctx context.Context, id, point string, fn func(t *txn) error) error {
 	var done *txn
-	err := e.db.InTx(ctx, func(tx *sql.Tx) error {
+	err := e.ob.InTx(ctx, func(tx *sql.Tx) error {
 		in, err := e.load(ctx, tx, id, true)
 		if err != nil {
 			return err
@@ -544,9 +536,6 @@ func (e *Engine) FireDue(ctx context.Context) (int, error) {
 		if err := e.fire(ctx, id); err != nil {
 			return 0, err
 		}
-	}
-	if len(ids) > 0 {
-		e.ob.Notify()
 	}
 	return len(ids), nil
 }

@@ -175,14 +175,11 @@ func (s *Store) Abort(ctx context.Context, id int64, reason string) error {
 }
 
 func (s *Store) StartCancel(ctx context.Context, o order.Order) error {
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.outbox.InTx(ctx, func(tx *sql.Tx) error {
 		return s.sagas.Start(ctx, tx, order.SagaCancelOrder, order.CancelSagaID(o.ID), order.SagaData(o))
 	})
 	if err != nil && s.db.Dialect.IsUniqueViolation(err) {
 		return fault.New(fault.Conflict, "order %d is being cancelled already", o.ID)
-	}
-	if err == nil {
-		s.outbox.Notify()
 	}
 	return err
 }
@@ -201,7 +198,7 @@ type querier interface {
 func (s *Store) Create(ctx context.Context, o order.Order, key, hash string, events func(order.Order) ([]*bus.Message, error)) (order.Order, bool, error) {
 	var saved order.Order
 	created := false
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.outbox.InTx(ctx, func(tx *sql.Tx) error {
 		if key != "" {
 			prev, prevHash, err := s.byKey(ctx, tx, o.UserID, key)
 			if err == nil {
@@ -246,9 +243,6 @@ func (s *Store) Create(ctx context.Context, o order.Order, key, hash string, eve
 		saved, created = o, true
 		return nil
 	})
-	if err == nil && created {
-		s.outbox.Notify()
-	}
 	if err != nil && key != "" && s.db.Dialect.IsUniqueViolation(err) {
 		// Another request with the same key committed first.
 		prev, prevHash, kerr := s.ByIdempotencyKey(ctx, o.UserID, key)

@@ -132,7 +132,7 @@ func (s *Store) Confirmed(ctx context.Context, tx *sql.Tx, orderID int64, dispat
 // how many.
 func (s *Store) DispatchDue(ctx context.Context, now time.Time) (int, error) {
 	n := 0
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.outbox.InTx(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, s.db.Dialect.Rebind(`SELECT order_id, user_id FROM shipments WHERE state = 'ready' AND dispatch_at <= ? ORDER BY dispatch_at LIMIT 256`), now.UnixMilli())
 		if err != nil {
 			return err
@@ -172,9 +172,6 @@ func (s *Store) DispatchDue(ctx context.Context, now time.Time) (int, error) {
 		n = len(ds)
 		return nil
 	})
-	if n > 0 {
-		s.outbox.Notify()
-	}
 	return n, err
 }
 
