@@ -15,7 +15,7 @@ import (
 
 	"github.com/junction-go/junction/discovery"
 	"github.com/junction-go/junction/fault"
-	"github.com/junction-go/junction/internal/faultproxy"
+	"github.com/junction-go/junction/internal/faultinject"
 	"github.com/junction-go/junction/internal/payment/clients"
 	"github.com/junction-go/junction/internal/paymentsim"
 	"github.com/junction-go/junction/resilience"
@@ -118,7 +118,7 @@ func TestBreakerUnderResetPeer(t *testing.T) {
 	hits, attempts := &spans{}, &spans{}
 	srv := httptest.NewServer(counting(paymentsim.New(slog.New(slog.DiscardHandler)).Handler(), hits))
 	defer srv.Close()
-	fp := faultproxy.New()
+	fp := faultinject.New()
 	defer fp.Close()
 	px, err := fp.Proxy("payment-provider", srv.Listener.Addr().String())
 	if err != nil {
@@ -174,7 +174,7 @@ func TestBreakerUnderResetPeer(t *testing.T) {
 	}
 	eventually(t, 20*time.Second, "calls succeed before the fault", func() error { return atLeast(ok.Load(), 20) })
 	faultStart := time.Now()
-	if err := px.Add(faultproxy.Toxic{Name: "reset", Type: "reset_peer", Attributes: map[string]any{"timeout": 0}}); err != nil {
+	if err := px.Add(faultinject.Toxic{Name: "reset", Type: "reset_peer", Attributes: map[string]any{"timeout": 0}}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(4 * time.Second) // the fault's length: what the schedule says, not a wait for a condition

@@ -51,9 +51,11 @@ type Config struct {
 	BreakFor   time.Duration
 	// MaxConcurrent bounds the calls in flight (bulkhead); 0 for none.
 	MaxConcurrent uint
-	// IsFault tells a fault from a business answer; IsFault when nil.
-	IsFault func(error) bool
-	Log     *slog.Logger
+	// IsTransient tells a transient failure of the dependency (worth a
+	// retry, counted by the breaker) from a business answer; the package's
+	// IsTransient when nil.
+	IsTransient func(error) bool
+	Log         *slog.Logger
 }
 
 // WorstCase is the longest one operation can take under c when every
@@ -118,9 +120,9 @@ func (p *Policy) Transitions() []Transition {
 	return slices.Clone(p.transitions)
 }
 
-// IsFault reports whether err is a fault of the dependency (unavailable,
+// IsTransient reports whether err is a transient failure of the dependency (unavailable,
 // timed out) rather than an answer.
-func IsFault(err error) bool {
+func IsTransient(err error) bool {
 	if err == nil {
 		return false
 	}
@@ -136,8 +138,8 @@ func IsFault(err error) bool {
 
 // New builds the policy stack of cfg.
 func New(cfg Config) *Policy {
-	if cfg.IsFault == nil {
-		cfg.IsFault = IsFault
+	if cfg.IsTransient == nil {
+		cfg.IsTransient = IsTransient
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -146,7 +148,7 @@ func New(cfg Config) *Policy {
 		cfg.MaxAttempts = 1
 	}
 	p := &Policy{cfg: cfg}
-	handle := func(_ any, err error) bool { return cfg.IsFault(err) }
+	handle := func(_ any, err error) bool { return cfg.IsTransient(err) }
 	var policies []failsafe.Policy[any]
 	if cfg.MaxAttempts > 1 {
 		rb := retrypolicy.NewBuilder[any]().

@@ -9,7 +9,7 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/junction-go/junction/internal/faultproxy"
+	"github.com/junction-go/junction/internal/faultinject"
 )
 
 // faultLinksService is the registry name of up's Toxiproxy API.
@@ -20,14 +20,14 @@ const faultLinksService = "fault-links"
 // caller, the gateway and the registry's probes included, goes through it)
 // and "<instance>->broker" between it and the broker.
 type faultLinks struct {
-	fp     *faultproxy.Server
+	fp     *faultinject.Server
 	srv    *http.Server
 	api    string // host:port of the Toxiproxy API
 	broker string // host:port of the broker, "" when it is not NATS
 }
 
 func startFaultLinks(brokerURL string) (*faultLinks, error) {
-	l := &faultLinks{fp: faultproxy.New()}
+	l := &faultLinks{fp: faultinject.New()}
 	if u, err := url.Parse(brokerURL); err == nil && u.Scheme == "nats" {
 		l.broker = u.Host
 	}

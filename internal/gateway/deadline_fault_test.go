@@ -17,7 +17,7 @@ import (
 	"github.com/junction-go/junction/api/services"
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/discovery"
-	"github.com/junction-go/junction/internal/faultproxy"
+	"github.com/junction-go/junction/internal/faultinject"
 	"github.com/junction-go/junction/internal/gateway"
 	"github.com/junction-go/junction/rest"
 )
@@ -85,11 +85,11 @@ func TestRetryBudgetAndDeadline(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes about 8 s")
 	}
-	fp := faultproxy.New()
+	fp := faultinject.New()
 	defer fp.Close()
 	slow, resetting := newBackend(), newBackend()
 	var instances discovery.Static
-	proxies := map[string]*faultproxy.Proxy{}
+	proxies := map[string]*faultinject.Proxy{}
 	for name, b := range map[string]*backend{"slow": slow, "resetting": resetting} {
 		srv := httptest.NewServer(b.handler())
 		defer srv.Close()
@@ -104,7 +104,7 @@ func TestRetryBudgetAndDeadline(t *testing.T) {
 			instances = append(instances, discovery.Instance{ID: name + "-" + svc, Service: svc, Endpoints: map[string]string{discovery.EndpointHTTP: px.Addr()}})
 		}
 	}
-	for _, tx := range []faultproxy.Toxic{
+	for _, tx := range []faultinject.Toxic{
 		{Name: "slow-request", Type: "latency", Stream: "upstream", Toxicity: 0.5, Attributes: map[string]any{"latency": 1500, "jitter": 600}},
 		{Name: "slow-answer", Type: "latency", Stream: "downstream", Toxicity: 0.5, Attributes: map[string]any{"latency": 1500}},
 	} {
@@ -112,7 +112,7 @@ func TestRetryBudgetAndDeadline(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := proxies["resetting"].Add(faultproxy.Toxic{Name: "reset", Type: "reset_peer", Toxicity: 0.33, Attributes: map[string]any{"timeout": 0}}); err != nil {
+	if err := proxies["resetting"].Add(faultinject.Toxic{Name: "reset", Type: "reset_peer", Toxicity: 0.33, Attributes: map[string]any{"timeout": 0}}); err != nil {
 		t.Fatal(err)
 	}
 

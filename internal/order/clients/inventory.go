@@ -43,7 +43,7 @@ func (c *Inventory) Shortages(ctx context.Context, items []order.Item) ([]order.
 		return faultgrpc.FromClient(ctx, "inventory-service", err)
 	})
 	if err != nil {
-		if resilience.IsFault(err) {
+		if resilience.IsTransient(err) {
 			c.log.WarnContext(ctx, "fallback", "dependency", "inventory-service", "fallback", order.FallbackUncheckedStock, "err", err)
 		}
 		return nil, err

@@ -1,9 +1,9 @@
-// Package faultproxy puts Toxiproxy (embedded, v2.12.0) in front of a
+// Package faultinject puts Toxiproxy (embedded, v2.12.0) in front of a
 // network edge: a TCP proxy per edge whose link can be slowed, cut, reset
 // or blackholed while the system runs. Fault tests use it in-process, and
 // `junction up --fault-links` puts one in front of every instance; nothing
 // else goes through it.
-package faultproxy
+package faultinject
 
 import (
 	"bytes"
