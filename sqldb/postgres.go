@@ -15,14 +15,14 @@ import (
 func openPostgres(ctx context.Context, url string) (*DB, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
-		return nil, fmt.Errorf("sqldb: %s: %w", Redact(url), err)
+		return nil, fmt.Errorf("sqldb: %s: %w", redact(url), err)
 	}
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(16)
 	db.SetMaxIdleConns(16)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("sqldb: open %s: %w", Redact(url), err)
+		return nil, fmt.Errorf("sqldb: open %s: %w", redact(url), err)
 	}
 	return &DB{DB: db, Dialect: postgresDialect{}}, nil
 }

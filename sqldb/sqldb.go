@@ -62,7 +62,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
 		return openPostgres(ctx, url)
 	case strings.Contains(url, "://") && !strings.HasPrefix(url, "sqlite://"):
-		return nil, fmt.Errorf("sqldb: unsupported database url %q", Redact(url))
+		return nil, fmt.Errorf("sqldb: unsupported database url %q", redact(url))
 	}
 	path := strings.TrimPrefix(url, "sqlite://")
 	if path == "" {
@@ -184,8 +184,8 @@ func (sqliteDialect) IsUniqueViolation(err error) bool {
 	return e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 }
 
-// Redact hides a password in a database url.
-func Redact(url string) string {
+// redact hides a password in a database url, for errors.
+func redact(url string) string {
 	at := strings.LastIndex(url, "@")
 	scheme := strings.Index(url, "://")
 	if at < 0 || scheme < 0 {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,7 +15,6 @@ import (
 
 	"github.com/junction-go/junction/api/services"
 	"github.com/junction-go/junction/internal/gateway"
-	"github.com/junction-go/junction/sqldb"
 )
 
 // serveConfig is what `junction serve` reads, once, from flags and the
@@ -127,13 +127,13 @@ func checkBrokerURL(flag, raw string) error {
 	}
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok || rest == "" {
-		return fmt.Errorf("%s %q: want scheme://address, one of %s", flag, sqldb.Redact(raw), brokerSchemes)
+		return fmt.Errorf("%s %q: want scheme://address, one of %s", flag, redactURL(raw), brokerSchemes)
 	}
 	switch scheme {
 	case "nats", "kafka", "amqp", "amqps", "stomp":
 		return nil
 	}
-	return fmt.Errorf("%s %q: unknown scheme %q; one of %s", flag, sqldb.Redact(raw), scheme, brokerSchemes)
+	return fmt.Errorf("%s %q: unknown scheme %q; one of %s", flag, redactURL(raw), scheme, brokerSchemes)
 }
 
 // finish fills in defaults that depend on other settings and validates.
@@ -223,10 +223,10 @@ func (c *serveConfig) check() error {
 func (c *serveConfig) String() string {
 	s := fmt.Sprintf("service=%s instance=%s registry=%s", c.Service, c.InstanceID, c.RegistryURL)
 	if c.Discovery != "" {
-		s += " discovery=" + sqldb.Redact(c.Discovery)
+		s += " discovery=" + redactURL(c.Discovery)
 	}
 	if row, _ := serviceNamed(c.Service); row.stores {
-		s += " database=" + sqldb.Redact(c.DatabaseURL) + " broker=" + sqldb.Redact(c.BrokerURL)
+		s += " database=" + redactURL(c.DatabaseURL) + " broker=" + redactURL(c.BrokerURL)
 	}
 	if c.Service == services.Broker {
 		s += fmt.Sprintf(" nats=%s sync_always=%t", c.BrokerAddr, c.BrokerSync)
@@ -238,4 +238,14 @@ func (c *serveConfig) String() string {
 		s += fmt.Sprintf(" failpoints=%v", c.Failpoints)
 	}
 	return s
+}
+
+// redactURL hides the password of a URL (a broker's, a database's, a
+// discovery backend's) for logs and errors; a plain path is left alone.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	return u.Redacted()
 }

@@ -310,3 +310,18 @@ func TestServiceWaitsForALateBroker(t *testing.T) {
 		}
 	}
 }
+
+func TestRedactURL(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"amqp://guest:secret@127.0.0.1:5672/", "amqp://guest:xxxxx@127.0.0.1:5672/"},
+		{"postgres://app:pw@db:5432/shop?sslmode=disable", "postgres://app:xxxxx@db:5432/shop?sslmode=disable"},
+		{"kafka://a:9092,b:9092", "kafka://a:9092,b:9092"},
+		{"stomp://user@mq:61613", "stomp://user@mq:61613"},
+		{"/var/lib/junction/order-service.db", "/var/lib/junction/order-service.db"},
+	}
+	for _, tt := range tests {
+		if got := redactURL(tt.in); got != tt.want {
+			t.Errorf("redactURL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

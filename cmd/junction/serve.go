@@ -590,7 +590,7 @@ func connectBus(ctx context.Context, cfg serveConfig, r *discovery.Resolver, log
 		if err == nil {
 			var b messageBus
 			if b, err = openBus(url, cfg.InstanceID); err == nil {
-				log.Info("connected to the broker", "url", sqldb.Redact(url), "after", time.Since(started).Round(time.Millisecond).String())
+				log.Info("connected to the broker", "url", redactURL(url), "after", time.Since(started).Round(time.Millisecond).String())
 				return b, nil
 			}
 			var bad badBrokerURL
@@ -599,7 +599,7 @@ func connectBus(ctx context.Context, cfg serveConfig, r *discovery.Resolver, log
 			}
 		}
 		if !said && time.Since(started) > 500*time.Millisecond {
-			log.Info("waiting for the broker", "url", sqldb.Redact(cfg.BrokerURL), "reason", err.Error())
+			log.Info("waiting for the broker", "url", redactURL(cfg.BrokerURL), "reason", err.Error())
 			said = true
 		}
 		select {
@@ -626,7 +626,7 @@ type badBrokerURL struct{ error }
 func openBus(rawURL, name string) (messageBus, error) {
 	scheme, rest, ok := strings.Cut(rawURL, "://")
 	if !ok {
-		return nil, badBrokerURL{fmt.Errorf("broker %q: want scheme://address", sqldb.Redact(rawURL))}
+		return nil, badBrokerURL{fmt.Errorf("broker %q: want scheme://address", redactURL(rawURL))}
 	}
 	switch scheme {
 	case "nats":
@@ -643,7 +643,7 @@ func openBus(rawURL, name string) (messageBus, error) {
 		pass, _ := u.User.Password()
 		return stompbus.Connect(stompbus.Config{Addr: u.Host, Login: u.User.Username(), Passcode: pass})
 	default:
-		return nil, badBrokerURL{fmt.Errorf("broker %q: unknown scheme %q; one of nats, kafka, amqp, stomp", sqldb.Redact(rawURL), scheme)}
+		return nil, badBrokerURL{fmt.Errorf("broker %q: unknown scheme %q; one of nats, kafka, amqp, stomp", redactURL(rawURL), scheme)}
 	}
 }
 

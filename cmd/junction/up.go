@@ -285,7 +285,7 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "\njunction is ready in %.1fs\n", time.Since(started).Seconds())
 		fmt.Fprintf(stdout, "  gateway:  %s\n", gatewayURL)
 		fmt.Fprintf(stdout, "  registry: %s\n", registryURL)
-		fmt.Fprintf(stdout, "  broker:   %s\n", sqldb.Redact(brokerURL))
+		fmt.Fprintf(stdout, "  broker:   %s\n", redactURL(brokerURL))
 		if links != nil {
 			fmt.Fprintf(stdout, "  links:    http://%s (Toxiproxy API; junction chaos links)\n", links.api)
 		}
