@@ -15,7 +15,8 @@ import (
 // P2C is the name of the power-of-two-choices balancer this package
 // registers with grpc-go: of two ready connections drawn at random, each
 // call takes the one with fewer calls in flight from this process, so a
-// slow instance gets less work without anyone measuring its latency. An
+// slow instance gets less work without anyone measuring its latency.
+// Counts are kept per ClientConn. An
 // instance whose calls fail EjectAfter times in a row (unavailable,
 // internal, unknown or past the deadline; a business answer such as not
 // found is no failure) is left out for EjectFor, unless every instance is.
@@ -29,11 +30,25 @@ const (
 	EjectFor   = 10 * time.Second
 )
 
+// init registers the balancer by name, as grpc-go's own do, so a service
+// config can name it. What it registers holds no state: each ClientConn
+// gets a balancer with state of its own (p2cBalancer.Build).
 func init() {
-	balancer.Register(base.NewBalancerBuilder(P2C, &p2cBuilder{addrs: map[string]*addrState{}}, base.Config{HealthCheck: true}))
+	balancer.Register(p2cBalancer{})
 }
 
-// addrState is what this process knows of one instance address; it
+// p2cBalancer builds, for each ClientConn, a base balancer with its own
+// picker builder, so counts of calls in flight and failures belong to
+// one ClientConn and nothing is shared across the process.
+type p2cBalancer struct{}
+
+func (p2cBalancer) Name() string { return P2C }
+
+func (p2cBalancer) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balancer.Balancer {
+	return base.NewBalancerBuilder(P2C, &p2cBuilder{addrs: map[string]*addrState{}}, base.Config{HealthCheck: true}).Build(cc, opts)
+}
+
+// addrState is what one ClientConn knows of one instance address; it
 // outlives pickers (a new picker, when an instance came or went, keeps
 // counting the calls still running and the failures so far).
 type addrState struct {
