@@ -407,7 +407,8 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		return err
 	}
 	defer d.close()
-	st, err := orderstore.New(ctx, d.db, saga.Config{Failpoint: failpoints(cfg, log)}, log)
+	waiters := order.NewWaiters()
+	st, err := orderstore.New(ctx, d.db, saga.Config{Failpoint: failpoints(cfg, log), Ended: waiters.Ended}, log)
 	if err != nil {
 		return err
 	}
@@ -431,7 +432,7 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	}
 	defer closeAll(subs)
 
-	svc := order.NewService(st,
+	svc := order.NewService(st, waiters,
 		clients.NewUsers(users, resilience.New(clients.UserServicePolicy(log))),
 		clients.NewInventory(stock, resilience.New(clients.InventoryPolicy(log)), log),
 		nil)

@@ -111,9 +111,6 @@ type Store interface {
 	// Status returns only the owner and status of order id (a cheap
 	// read).
 	Status(ctx context.Context, id int64) (owner int64, st Status, err error)
-	// Changed returns a channel closed when a saga of order id ends in
-	// this process, and a cancel to call when done waiting.
-	Changed(id int64) (<-chan struct{}, func())
 	// Sagas lists saga instances (without history); Saga reads one with
 	// its history, or fault.NotFound.
 	Sagas(ctx context.Context, f saga.Filter) ([]*saga.Instance, error)
@@ -150,20 +147,23 @@ const FallbackUncheckedStock = "accept-without-stock-check"
 
 // Service is order-service's use cases. It is safe for concurrent use.
 type Service struct {
-	store Store
-	users Users
+	store   Store
+	waiters *Waiters
+	users   Users
 	stock Stock
 	now   func() time.Time
 
 	fallbacks atomic.Int64
 }
 
-// NewService returns the service; stock may be nil (no check).
-func NewService(store Store, users Users, stock Stock, now func() time.Time) *Service {
+// NewService returns the service; stock may be nil (no check). waiters
+// are woken by the saga engine (its Config.Ended) when an order's saga
+// ends.
+func NewService(store Store, waiters *Waiters, users Users, stock Stock, now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: store, users: users, stock: stock, now: now}
+	return &Service{store: store, waiters: waiters, users: users, stock: stock, now: now}
 }
 
 // Fallbacks returns how many orders were accepted without a stock check
@@ -374,7 +374,7 @@ func (s *Service) Settled(ctx context.Context, caller auth.Principal, id int64, 
 	// that backs off (100 ms doubling to 1 s), so that waiters queued
 	// behind a busy system do not add to its load: a poll every 100 ms
 	// made the status reads a quarter of order-service's CPU at saturation.
-	changed, cancel := s.store.Changed(id)
+	changed, cancel := s.waiters.Wait(id)
 	defer cancel()
 	deadline := time.NewTimer(min(wait, MaxWait))
 	defer deadline.Stop()

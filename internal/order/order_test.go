@@ -68,12 +68,13 @@ func newServiceDB(t *testing.T) (*order.Service, *users, *sqldb.DB) {
 func newServiceWith(t *testing.T, stock order.Stock) (*order.Service, *users, *sqldb.DB) {
 	t.Helper()
 	db := sqldbtest.SQLite(t)
-	st, err := store.New(context.Background(), db, saga.Config{}, slog.New(slog.DiscardHandler))
+	waiters := order.NewWaiters()
+	st, err := store.New(context.Background(), db, saga.Config{Ended: waiters.Ended}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	u := &users{known: map[int64]bool{1: true, 2: true, 3: true}}
-	return order.NewService(st, u, stock, clock), u, db
+	return order.NewService(st, waiters, u, stock, clock), u, db
 }
 
 // TestPlaceWritesOrderCreatedToTheOutbox: the event is written with the

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	orderevents "github.com/junction-go/junction/api/events"
@@ -30,16 +29,16 @@ type Store struct {
 	db     *sqldb.DB
 	outbox *outbox.Outbox
 	sagas  *saga.Engine
-
-	mu      sync.Mutex
-	waiters map[int64][]chan struct{}
 }
 
 var _ order.Store = (*Store)(nil)
 
 // New migrates db to the current schema (with the outbox's and the saga
 // engine's tables) and returns a store over it, with the saga engine that
-// runs the order's sagas (cfg.ReplyTopic is set here).
+// runs the order's sagas (cfg.ReplyTopic and Source are set here; Ended is
+// the caller's, to wake order.Waiters). The sagas start in the store's
+// transactions (Create, StartCancel) and end in them (their OnEnd), which
+// is why the store holds the engine.
 func New(ctx context.Context, db *sqldb.DB, cfg saga.Config, log *slog.Logger) (*Store, error) {
 	if err := db.Migrate(ctx, sqldb.MigrationsFS(migrations, "migrations")); err != nil {
 		return nil, err
@@ -48,8 +47,7 @@ func New(ctx context.Context, db *sqldb.DB, cfg saga.Config, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, outbox: ob, waiters: map[int64][]chan struct{}{}}
-	cfg.Ended = s.wake
+	s := &Store{db: db, outbox: ob}
 	place, cancel := order.PlaceOrderSaga(), order.CancelOrderSaga()
 	place.OnEnd = s.ended(order.PlaceEnded)
 	cancel.OnEnd = s.ended(order.CancelEnded)
@@ -58,47 +56,6 @@ func New(ctx context.Context, db *sqldb.DB, cfg saga.Config, log *slog.Logger) (
 		return nil, err
 	}
 	return s, nil
-}
-
-// Changed returns a channel closed when a saga of order id ends in this
-// process; call cancel when no longer waiting. A saga ended by another
-// replica is not signalled: poll as well.
-func (s *Store) Changed(id int64) (<-chan struct{}, func()) {
-	ch := make(chan struct{})
-	s.mu.Lock()
-	s.waiters[id] = append(s.waiters[id], ch)
-	s.mu.Unlock()
-	return ch, func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		ws := s.waiters[id]
-		for i, w := range ws {
-			if w == ch {
-				ws = append(ws[:i], ws[i+1:]...)
-				break
-			}
-		}
-		if len(ws) == 0 {
-			delete(s.waiters, id)
-		} else {
-			s.waiters[id] = ws
-		}
-	}
-}
-
-// wake wakes the waiters of the order a saga just ended for.
-func (s *Store) wake(in *saga.Instance) {
-	id, err := order.SagaOrder(in)
-	if err != nil {
-		return
-	}
-	s.mu.Lock()
-	ws := s.waiters[id]
-	delete(s.waiters, id)
-	s.mu.Unlock()
-	for _, ch := range ws {
-		close(ch)
-	}
 }
 
 func (s *Store) Sagas(ctx context.Context, f saga.Filter) ([]*saga.Instance, error) {
