@@ -150,8 +150,8 @@ type Service struct {
 	store   Store
 	waiters *Waiters
 	users   Users
-	stock Stock
-	now   func() time.Time
+	stock   Stock
+	now     func() time.Time
 
 	fallbacks atomic.Int64
 }
