@@ -483,7 +483,7 @@ func serveShipping(ctx context.Context, cfg serveConfig, log *slog.Logger) error
 	bg := startLoops(ctx)
 	defer bg.stop()
 	bg.relay(st.Outbox(), d.bus, cfg, log)
-	bg.goRun(func(ctx context.Context) error { return st.Run(ctx, 100*time.Millisecond, log) })
+	bg.goRun(func(ctx context.Context) error { return shipping.RunDispatcher(ctx, st, 100*time.Millisecond, log) })
 	subs, err := shippingmsg.Subscribe(ctx, d.bus, d.bus, st, shippingmsg.Config{DispatchDelay: cfg.DispatchDelay, RefuseRate: cfg.RefuseRate, Seed: cfg.Seed}, log)
 	if err != nil {
 		return err

@@ -7,7 +7,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"strconv"
 	"time"
@@ -58,6 +57,7 @@ func command(st *store.Store, cfg Config) outbox.TxHandler {
 			return err
 		}
 		ok, reason := true, ""
+		now := time.Now().UTC()
 		switch m.Type {
 		case events.CmdScheduleShipment:
 			var body events.ScheduleShipment
@@ -65,12 +65,18 @@ func command(st *store.Store, cfg Config) outbox.TxHandler {
 				return bus.Permanent(fmt.Errorf("decode %s: malformed body", m.Type))
 			}
 			refuse := ""
-			if refuses(body.OrderID, cfg) {
+			if shipping.Refuses(body.OrderID, cfg.RefuseRate, cfg.Seed) {
 				refuse = "no courier can take this shipment"
 			}
-			sh, err := st.Schedule(ctx, tx, body.OrderID, body.UserID, refuse)
+			prev, exists, err := st.Load(ctx, tx, body.OrderID)
 			if err != nil {
 				return err
+			}
+			sh, changed := shipping.Schedule(prev, exists, body.OrderID, body.UserID, refuse, now)
+			if changed {
+				if err := st.Save(ctx, tx, sh); err != nil {
+					return err
+				}
 			}
 			switch sh.State {
 			case shipping.Refused:
@@ -83,12 +89,18 @@ func command(st *store.Store, cfg Config) outbox.TxHandler {
 			if err := json.Unmarshal(m.Body, &body); err != nil || body.OrderID < 1 {
 				return bus.Permanent(fmt.Errorf("decode %s: malformed body", m.Type))
 			}
-			sh, err := st.Cancel(ctx, tx, body.OrderID)
+			prev, exists, err := st.Load(ctx, tx, body.OrderID)
 			if err != nil {
 				return err
 			}
-			if sh.State == shipping.Dispatched {
-				ok, reason = false, "the shipment has left"
+			sh, changed, refused := shipping.Cancel(prev, exists, body.OrderID, now)
+			if changed {
+				if err := st.Save(ctx, tx, sh); err != nil {
+					return err
+				}
+			}
+			if refused != "" {
+				ok, reason = false, refused
 			}
 		default:
 			return bus.Permanent(fmt.Errorf("shipping-service does not handle %s", m.Type))
@@ -102,15 +114,6 @@ func command(st *store.Store, cfg Config) outbox.TxHandler {
 	}
 }
 
-func refuses(orderID int64, cfg Config) bool {
-	if cfg.RefuseRate <= 0 {
-		return false
-	}
-	h := fnv.New64a()
-	fmt.Fprintf(h, "%d/%d", cfg.Seed, orderID)
-	return float64(h.Sum64()%10000)/10000 < cfg.RefuseRate
-}
-
 // orderEvent starts the dispatch clock of a confirmed order's shipment.
 func orderEvent(st *store.Store, cfg Config) outbox.TxHandler {
 	return func(ctx context.Context, tx *sql.Tx, m *bus.Message) error {
@@ -121,6 +124,14 @@ func orderEvent(st *store.Store, cfg Config) outbox.TxHandler {
 		if err != nil {
 			return bus.Permanent(fmt.Errorf("%s with key %q: not an order id", m.Type, m.Key))
 		}
-		return st.Confirmed(ctx, tx, id, time.Now().Add(cfg.DispatchDelay))
+		prev, exists, err := st.Load(ctx, tx, id)
+		if err != nil || !exists {
+			return err // a confirmation before the booking: nothing to start
+		}
+		now := time.Now().UTC()
+		if sh, changed := shipping.Confirmed(prev, now.Add(cfg.DispatchDelay), now); changed {
+			return st.Save(ctx, tx, sh)
+		}
+		return nil
 	}
 }

@@ -5,11 +5,8 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/junction-go/junction/api/events"
@@ -81,113 +78,78 @@ func (s *Store) get(ctx context.Context, q querier, orderID int64) (shipping.Shi
 	return sh, nil
 }
 
-// Schedule books the order's shipment in tx and returns it: an order
-// booked before gets the first booking back (or the cancel that came
-// first); refuse, when set, refuses a new booking with that reason.
-func (s *Store) Schedule(ctx context.Context, tx *sql.Tx, orderID, userID int64, refuse string) (shipping.Shipment, error) {
-	if sh, err := s.get(ctx, tx, orderID); !fault.Is(err, fault.NotFound) {
-		return sh, err
-	}
-	sh := shipping.Shipment{OrderID: orderID, UserID: userID, State: shipping.Scheduled, UpdatedAt: time.Now().UTC()}
-	if refuse != "" {
-		sh.State, sh.Reason = shipping.Refused, refuse
-	}
-	_, err := tx.ExecContext(ctx, s.db.Dialect.Rebind(`INSERT INTO shipments (order_id, user_id, state, reason, updated_at) VALUES (?, ?, ?, ?, ?)`),
-		orderID, userID, string(sh.State), sh.Reason, sh.UpdatedAt.UnixMilli())
-	if err != nil {
-		return sh, fmt.Errorf("schedule %d: %w", orderID, err)
-	}
-	return sh, nil
-}
-
-// Cancel cancels the order's shipment in tx unless it was dispatched, and
-// returns it. A cancel before any booking leaves a Cancelled mark.
-func (s *Store) Cancel(ctx context.Context, tx *sql.Tx, orderID int64) (shipping.Shipment, error) {
-	q := s.db.Dialect.Rebind
+// Load returns the order's shipment as tx sees it, and whether there is
+// one.
+func (s *Store) Load(ctx context.Context, tx *sql.Tx, orderID int64) (shipping.Shipment, bool, error) {
 	sh, err := s.get(ctx, tx, orderID)
-	now := time.Now().UTC()
 	if fault.Is(err, fault.NotFound) {
-		sh = shipping.Shipment{OrderID: orderID, State: shipping.Cancelled, Reason: "cancelled before it was booked", UpdatedAt: now}
-		_, err = tx.ExecContext(ctx, q(`INSERT INTO shipments (order_id, state, reason, updated_at) VALUES (?, ?, ?, ?)`), orderID, string(sh.State), sh.Reason, now.UnixMilli())
-		return sh, err
+		return shipping.Shipment{}, false, nil
 	}
-	if err != nil || (sh.State != shipping.Scheduled && sh.State != shipping.Ready) {
-		return sh, err
-	}
-	sh.State = shipping.Cancelled
-	_, err = tx.ExecContext(ctx, q(`UPDATE shipments SET state = ?, dispatch_at = NULL, updated_at = ? WHERE order_id = ?`), string(sh.State), now.UnixMilli(), orderID)
-	return sh, err
+	return sh, err == nil, err
 }
 
-// Confirmed starts the dispatch clock of a scheduled shipment: it leaves
-// at dispatchAt.
-func (s *Store) Confirmed(ctx context.Context, tx *sql.Tx, orderID int64, dispatchAt time.Time) error {
-	_, err := tx.ExecContext(ctx, s.db.Dialect.Rebind(`UPDATE shipments SET state = ?, dispatch_at = ?, updated_at = ? WHERE order_id = ? AND state = ?`),
-		string(shipping.Ready), dispatchAt.UnixMilli(), time.Now().UnixMilli(), orderID, string(shipping.Scheduled))
-	return err
+// Save writes sh in tx, as a new shipment or over the one of its order.
+func (s *Store) Save(ctx context.Context, tx *sql.Tx, sh shipping.Shipment) error {
+	_, err := tx.ExecContext(ctx, s.db.Dialect.Rebind(`INSERT INTO shipments (order_id, user_id, state, reason, tracking_code, dispatch_at, dispatched_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (order_id) DO UPDATE SET user_id = excluded.user_id, state = excluded.state, reason = excluded.reason,
+			tracking_code = excluded.tracking_code, dispatch_at = excluded.dispatch_at, dispatched_at = excluded.dispatched_at, updated_at = excluded.updated_at`),
+		sh.OrderID, sh.UserID, string(sh.State), sh.Reason, sh.TrackingCode, millis(sh.DispatchAt), millis(sh.DispatchedAt), sh.UpdatedAt.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("save shipment %d: %w", sh.OrderID, err)
+	}
+	return nil
 }
 
-// DispatchDue dispatches every ready shipment whose time has come, each
-// with its ShipmentDispatched event in the same transaction, and returns
-// how many.
-func (s *Store) DispatchDue(ctx context.Context, now time.Time) (int, error) {
+// millis is t in Unix milliseconds, NULL when zero.
+func millis(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMilli(), Valid: true}
+}
+
+// DispatchDue hands every ready shipment whose time has come (at most 256)
+// to dispatch and saves what it returns, with the messages it returns, in
+// one transaction, through the outbox; it returns how many.
+func (s *Store) DispatchDue(ctx context.Context, now time.Time, dispatch func(shipping.Shipment) (shipping.Shipment, []*bus.Message, error)) (int, error) {
 	n := 0
 	err := s.outbox.InTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, s.db.Dialect.Rebind(`SELECT order_id, user_id FROM shipments WHERE state = 'ready' AND dispatch_at <= ? ORDER BY dispatch_at LIMIT 256`), now.UnixMilli())
+		rows, err := tx.QueryContext(ctx, s.db.Dialect.Rebind(`SELECT order_id FROM shipments WHERE state = ? AND dispatch_at <= ? ORDER BY dispatch_at LIMIT 256`), string(shipping.Ready), now.UnixMilli())
 		if err != nil {
 			return err
 		}
-		type due struct{ order, user int64 }
-		var ds []due
+		var due []int64
 		for rows.Next() {
-			var d due
-			if err := rows.Scan(&d.order, &d.user); err != nil {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
 				rows.Close()
 				return err
 			}
-			ds = append(ds, d)
+			due = append(due, id)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		for _, d := range ds {
-			id := strconv.FormatInt(d.order, 10)
-			code := fmt.Sprintf("JX%08d", d.order)
-			if _, err := tx.ExecContext(ctx, s.db.Dialect.Rebind(`UPDATE shipments SET state = 'dispatched', tracking_code = ?, dispatched_at = ?, updated_at = ? WHERE order_id = ?`),
-				code, now.UnixMilli(), now.UnixMilli(), d.order); err != nil {
-				return err
-			}
-			body, err := json.Marshal(events.ShipmentDispatched{Event: events.TypeShipmentDispatched, OrderID: d.order, UserID: d.user, TrackingCode: code, DispatchedAt: now.UTC()})
+		for _, id := range due {
+			sh, err := s.get(ctx, tx, id)
 			if err != nil {
 				return err
 			}
-			if err := s.outbox.Add(ctx, tx, events.TopicShipments, &bus.Message{
-				ID: "shipment-" + id + "-dispatched", Type: events.TypeShipmentDispatched, Source: events.SourceShippingService,
-				Time: now.UTC(), Key: id, CorrelationID: id, Body: body,
-			}); err != nil {
+			next, msgs, err := dispatch(sh)
+			if err != nil {
+				return err
+			}
+			if err := s.Save(ctx, tx, next); err != nil {
+				return err
+			}
+			if err := s.outbox.Add(ctx, tx, events.TopicShipments, msgs...); err != nil {
 				return err
 			}
 		}
-		n = len(ds)
+		n = len(due)
 		return nil
 	})
 	return n, err
-}
-
-// Run dispatches due shipments every poll until ctx is done; failures are
-// logged and tried again.
-func (s *Store) Run(ctx context.Context, poll time.Duration, log *slog.Logger) error {
-	t := time.NewTicker(poll)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			if _, err := s.DispatchDue(ctx, time.Now()); err != nil && ctx.Err() == nil {
-				log.WarnContext(ctx, "dispatch", "err", err)
-			}
-		}
-	}
 }
