@@ -73,12 +73,16 @@ func TestSkipExpired(t *testing.T) {
 	if err := h(context.Background(), old); err != nil || called {
 		t.Errorf("expired message: err %v, handler called %v; want it dropped", err, called)
 	}
-	deadline := time.Now().Add(time.Hour).Truncate(time.Microsecond)
-	var got time.Time
-	h = bus.Chain(func(ctx context.Context, _ *bus.Message) error { got, _ = ctx.Deadline(); return nil }, bus.SkipExpired())
-	live := &bus.Message{Headers: map[string]string{bus.HeaderDeadline: strconv.FormatInt(deadline.UnixNano(), 10)}}
-	if err := h(context.Background(), live); err != nil || !got.Equal(deadline) {
-		t.Errorf("message due in an hour: err %v, handler's deadline %v; want it handled under %v", err, got, deadline)
+	called = false
+	live := &bus.Message{Headers: map[string]string{bus.HeaderDeadline: strconv.FormatInt(time.Now().Add(time.Hour).UnixNano(), 10)}}
+	var hasDeadline bool
+	h = bus.Chain(func(ctx context.Context, _ *bus.Message) error {
+		called = true
+		_, hasDeadline = ctx.Deadline()
+		return nil
+	}, bus.SkipExpired())
+	if err := h(context.Background(), live); err != nil || !called || hasDeadline {
+		t.Errorf("message due in an hour: err %v, called %v, context deadline %v; want it handled, not cut off at its deadline", err, called, hasDeadline)
 	}
 }
 

@@ -117,9 +117,12 @@ func DeadLetter(pub Publisher, group string, maxDeliveries int, onDead func(m *M
 
 // SkipExpired drops, as handled, a message whose deadline (see Request;
 // a saga's command carries the time its step gives up on this attempt) has
-// passed: nobody waits for its answer any more. A message with a deadline
-// still ahead is handled under a context that ends at it, so no retry
-// below outlives it.
+// passed when its handling would start: nobody waits for its answer any
+// more. A handling that started in time is not cut off at the deadline: a
+// call it made to another system (a card processor) would then have an
+// effect whose answer is lost, and the next message of its key (the
+// saga's compensation) could act before that effect lands. Its own
+// timeouts bound it.
 func SkipExpired() Middleware { return skipExpired(nil) }
 
 // skipExpired is SkipExpired, telling onSkip (when set) of each drop.
@@ -136,8 +139,6 @@ func skipExpired(onSkip func(m *Message, late time.Duration)) Middleware {
 				}
 				return nil
 			}
-			ctx, cancel := context.WithDeadline(ctx, d)
-			defer cancel()
 			return next(ctx, m)
 		}
 	}
@@ -194,7 +195,7 @@ type RetryConfig struct {
 // Reliable is the stack every consumer of a service uses around its
 // handler h, outermost first:
 //
-//	SkipExpired  a message past its deadline is dropped as handled; the rest run under it
+//	SkipExpired  a message past its deadline is dropped as handled, not started
 //	DeadLetter   a permanent failure at once; a transient one on the MaxDeliveries-th
 //	             delivery, unless it has a deadline (its sender retries it)
 //	Retry        in place, only when cfg.Retry.Attempts > 1

@@ -18,9 +18,11 @@ const localWork = time.Second
 // TestEveryParticipantFitsItsStep: the longest a participant can spend on
 // one command, every retry of its own outbound calls included, fits inside
 // the wait of the saga step that sent it, so an attempt can succeed even
-// when every retry is needed, and the saga's next attempt never starts
-// while the last one is still being worked on (the command's deadline
-// stops it; see docs/architecture.md, "Retries: one layer per hop").
+// when every retry is needed. (A handling is not cut off at its
+// command's deadline; one that started just in time ends within this
+// worst case after it, and the saga's next attempt, of the same key,
+// queues behind it. See docs/architecture.md, "Retries: one layer per
+// hop".)
 func TestEveryParticipantFitsItsStep(t *testing.T) {
 	// What each participant calls while handling one command, by the
 	// topic it listens on.

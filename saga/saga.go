@@ -20,9 +20,9 @@
 // through their own outbox in the same transaction as the effect. Every
 // command carries, as its bus deadline, the time the saga stops waiting
 // for that attempt (the step's timeout, or a compensation's backoff): a
-// participant handling commands under bus.Reliable skips one past it and
-// works on one under a context that ends there, so the saga's next attempt
-// never overlaps a redelivery of the last one.
+// participant handling commands under bus.Reliable does not start one
+// past it, so redeliveries of an attempt stop when the saga's next one
+// begins.
 package saga
 
 import (

@@ -433,7 +433,7 @@ func testDeadLetter(t *testing.T, s Setup) {
 // on the first deliveries of others, never recovers on others, and fails
 // transiently on messages with a deadline (a saga's commands): each
 // message must end handled, as a dead letter with its reason, or (with a
-// deadline) dropped once past it, never handled late; none may vanish.
+// deadline) dropped once past it, never started late; none may vanish.
 func testReliableStack(t *testing.T, s Setup) {
 	pub, sub := open(t, s)
 	topic := uniqueTopic(t)
@@ -453,7 +453,7 @@ func testReliableStack(t *testing.T, s Setup) {
 		switch m.Type {
 		case "Expiring":
 			// Its sender retries it after its deadline: redelivered until
-			// then, never dead-lettered, never handled after it.
+			// then, never dead-lettered, never started after it.
 			if d, _ := bus.Deadline(m); !time.Now().Before(d) {
 				mu.Lock()
 				lateCalls = append(lateCalls, m.ID)
@@ -533,7 +533,7 @@ func testReliableStack(t *testing.T, s Setup) {
 	mu.Lock()
 	defer mu.Unlock()
 	if len(lateCalls) > 0 {
-		t.Errorf("messages handled after their deadline: %v", lateCalls)
+		t.Errorf("messages started after their deadline: %v", lateCalls)
 	}
 }
 
