@@ -149,9 +149,9 @@ type Verifier struct {
 	fetched time.Time
 	// verified remembers tokens that passed every check, by their exact
 	// text, until they expire: a caller sends the same token with every
-	// request, and checking its Ed25519 signature again each time was about
-	// 6 % of the CPU of an order across the services. A token whose key
-	// has left the key set no longer counts as verified.
+	// request, and an Ed25519 check each time is not free (figures in
+	// docs/benchmarks.md). A token whose key has left the key set no
+	// longer counts as verified.
 	verified map[string]verifiedToken
 }
 

@@ -1,6 +1,8 @@
 // Package gateway is Junction's single public entry: it routes /api/... to
 // the owning service, found through the registry (server-side discovery,
-// balanced round robin over live instances), checks access tokens before
+// balanced over live instances by discovery.Balancer: the fewer calls in
+// flight of two drawn at random, failing instances ejected), checks access
+// tokens before
 // anything reaches a service, and answers with a problem document when no
 // instance is there (503), an upstream cannot be reached (502) or takes too
 // long (504).

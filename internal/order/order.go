@@ -95,14 +95,13 @@ type Users interface {
 
 // Store keeps orders. Get of a missing order is fault.NotFound.
 type Store interface {
-	// Create also starts the order's place-order saga in the same
-	// transaction.
-	// Create stores o as a new order under the idempotency key (userID, key)
-	// when key is not empty. If the key was used before, it stores nothing
-	// and returns the order made then and created=false; if that order came
-	// from another request (a different hash), it returns fault.Conflict.
-	// The messages events returns for the saved order (with its id) are
-	// written in the same transaction, through the outbox.
+	// Create stores o as a new order, under the idempotency key (userID,
+	// key) when key is not empty, and in the same transaction writes the
+	// messages events returns for the saved order (with its id) through
+	// the outbox and starts its place-order saga. If the key was used
+	// before, it stores nothing and returns the order made then and
+	// created=false; if that order came from another request (a different
+	// hash), it returns fault.Conflict.
 	Create(ctx context.Context, o Order, key, requestHash string, events func(Order) ([]*bus.Message, error)) (saved Order, created bool, err error)
 	// ByIdempotencyKey returns the order made under (userID, key) and the
 	// hash of its request, or fault.NotFound.
@@ -355,8 +354,8 @@ func (s *Service) Settled(ctx context.Context, caller auth.Principal, id int64, 
 		return s.Get(ctx, caller, id)
 	}
 	// A pending order is read whole only once it settles: the owner and
-	// status are enough to start waiting (reading it whole twice per long
-	// poll, its saga history included, was 4 % of order-service's CPU).
+	// status are enough to start waiting, and the whole order (its saga
+	// history included) is the costly read.
 	if err := validID(id); err != nil {
 		return Order{}, err
 	}
@@ -372,8 +371,7 @@ func (s *Service) Settled(ctx context.Context, caller auth.Principal, id int64, 
 	}
 	// Woken by this process's saga engine; a replica's is seen by a poll
 	// that backs off (100 ms doubling to 1 s), so that waiters queued
-	// behind a busy system do not add to its load: a poll every 100 ms
-	// made the status reads a quarter of order-service's CPU at saturation.
+	// behind a busy system do not add to its load (docs/benchmarks.md).
 	changed, cancel := s.waiters.Wait(id)
 	defer cancel()
 	deadline := time.NewTimer(min(wait, MaxWait))
