@@ -19,7 +19,11 @@
 // Below, attribute names are written in the HTTP form (ce-replyto).
 package events
 
-import "time"
+import (
+	"fmt"
+	"strconv"
+	"time"
+)
 
 // Topics.
 const (
@@ -164,4 +168,15 @@ type ScheduleShipment struct {
 	OrderID int64  `json:"orderId"`
 	UserID  int64  `json:"userId"`
 	Items   []Item `json:"items"`
+}
+
+// OrderKey returns the order id a message about an order is keyed by (the
+// Key of every message on the order topics). A key that is not one is an
+// error no redelivery can cure.
+func OrderKey(key string) (int64, error) {
+	id, err := strconv.ParseInt(key, 10, 64)
+	if err != nil || id < 1 {
+		return 0, fmt.Errorf("key %q is not an order id", key)
+	}
+	return id, nil
 }

@@ -10,7 +10,6 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
-	"strconv"
 
 	"github.com/junction-go/junction/api/events"
 	"github.com/junction-go/junction/bus"
@@ -32,9 +31,9 @@ func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *s
 		if m.Type != events.TypeShipmentDispatched {
 			return nil
 		}
-		id, err := strconv.ParseInt(m.Key, 10, 64)
+		id, err := events.OrderKey(m.Key)
 		if err != nil {
-			return bus.Permanent(fmt.Errorf("%s with key %q: not an order id", m.Type, m.Key))
+			return bus.Permanent(fmt.Errorf("%s: %w", m.Type, err))
 		}
 		return st.Shipped(ctx, tx, id)
 	})

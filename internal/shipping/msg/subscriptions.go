@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/junction-go/junction/api/events"
@@ -120,9 +119,9 @@ func orderEvent(st *store.Store, cfg Config) outbox.TxHandler {
 		if m.Type != events.TypeOrderConfirmed {
 			return nil
 		}
-		id, err := strconv.ParseInt(m.Key, 10, 64)
+		id, err := events.OrderKey(m.Key)
 		if err != nil {
-			return bus.Permanent(fmt.Errorf("%s with key %q: not an order id", m.Type, m.Key))
+			return bus.Permanent(fmt.Errorf("%s: %w", m.Type, err))
 		}
 		prev, exists, err := st.Load(ctx, tx, id)
 		if err != nil || !exists {
