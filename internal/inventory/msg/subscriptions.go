@@ -56,7 +56,7 @@ func command(st *store.Store, ob *outbox.Outbox) outbox.TxHandler {
 			for i, it := range body.Items {
 				lines[i] = inventory.Line{SKU: it.SKU, Quantity: int64(it.Quantity)}
 			}
-			r, err := st.Reserve(ctx, tx, body.OrderID, lines)
+			r, err := inventory.Reserve(ctx, st.In(tx), body.OrderID, lines)
 			if err != nil {
 				return err
 			}
@@ -76,7 +76,7 @@ func command(st *store.Store, ob *outbox.Outbox) outbox.TxHandler {
 			if err := json.Unmarshal(m.Body, &body); err != nil || body.OrderID < 1 {
 				return bus.Permanent(fmt.Errorf("decode %s: malformed body", m.Type))
 			}
-			if _, err := st.Release(ctx, tx, body.OrderID); err != nil {
+			if _, err := inventory.ReleaseOf(ctx, st.In(tx), body.OrderID); err != nil {
 				return err
 			}
 			if reply, err = c.Reply(true, "", nil); err != nil {
@@ -101,6 +101,6 @@ func orderEvent(st *store.Store) outbox.TxHandler {
 		if err != nil {
 			return bus.Permanent(fmt.Errorf("%s: %w", m.Type, err))
 		}
-		return st.Commit(ctx, tx, id)
+		return inventory.CommitOf(ctx, st.In(tx), id)
 	}
 }

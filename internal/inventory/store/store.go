@@ -120,61 +120,81 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// Reserve holds lines for orderID in tx, all or none, and returns the
-// reservation. An order reserved before gets its first answer again
-// (reserved, rejected, or released if a release came first); not enough
-// stock of a line is a Rejected reservation naming it. Stock never goes
-// below zero: each line is taken by a conditional update.
-func (s *Store) Reserve(ctx context.Context, tx *sql.Tx, orderID int64, lines []inventory.Line) (inventory.Reservation, error) {
-	if r, err := s.Reservation(ctx, tx, orderID); !fault.Is(err, fault.NotFound) {
-		return r, err
+// In returns the reservations as tx sees and changes them, for the
+// domain's Reserve, ReleaseOf and CommitOf.
+func (s *Store) In(tx *sql.Tx) inventory.Reservations { return txStore{s: s, tx: tx} }
+
+type txStore struct {
+	s  *Store
+	tx *sql.Tx
+}
+
+var _ inventory.Reservations = txStore{}
+
+func (t txStore) Load(ctx context.Context, orderID int64) (inventory.Reservation, bool, error) {
+	r, err := t.s.Reservation(ctx, t.tx, orderID)
+	if fault.Is(err, fault.NotFound) {
+		return inventory.Reservation{}, false, nil
 	}
+	return r, err == nil, err
+}
+
+func (t txStore) Save(ctx context.Context, r inventory.Reservation, held []inventory.Line) error {
+	if err := t.save(ctx, r); err != nil {
+		return err
+	}
+	for _, l := range held {
+		if _, err := t.tx.ExecContext(ctx, t.s.db.Dialect.Rebind(`INSERT INTO reservation_items (order_id, sku, quantity) VALUES (?, ?, ?)`), r.OrderID, l.SKU, l.Quantity); err != nil {
+			return fmt.Errorf("reserve: %w", err)
+		}
+	}
+	return nil
+}
+
+func (t txStore) save(ctx context.Context, r inventory.Reservation) error {
+	_, err := t.tx.ExecContext(ctx, t.s.db.Dialect.Rebind(`INSERT INTO reservations (order_id, state, total, currency, reason, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (order_id) DO UPDATE SET state = excluded.state, total = excluded.total, currency = excluded.currency, reason = excluded.reason, updated_at = excluded.updated_at`),
+		r.OrderID, string(r.State), r.Total, r.Currency, r.Reason, time.Now().UnixMilli())
+	if err != nil {
+		return fmt.Errorf("save reservation %d: %w", r.OrderID, err)
+	}
+	return nil
+}
+
+// Take takes each line by a conditional update (only if that much is on
+// hand, so stock never goes below zero), and puts back what it took if a
+// later line is short.
+func (t txStore) Take(ctx context.Context, lines []inventory.Line) (taken map[string]inventory.Product, short *inventory.Line, p inventory.Product, found bool, err error) {
+	s, tx := t.s, t.tx
 	q := s.db.Dialect.Rebind
-	r := inventory.Reservation{OrderID: orderID, State: inventory.Reserved}
 	take := q(`UPDATE products SET stock = stock - ? WHERE sku = ? AND stock >= ?`)
-	var taken []inventory.Line
+	taken = map[string]inventory.Product{}
+	var done []inventory.Line
 	for _, l := range lines {
 		res, err := tx.ExecContext(ctx, take, l.Quantity, l.SKU, l.Quantity)
 		if err != nil {
-			return r, fmt.Errorf("reserve %s: %w", l.SKU, err)
+			return nil, nil, inventory.Product{}, false, fmt.Errorf("reserve %s: %w", l.SKU, err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			r.State, r.Total = inventory.Rejected, 0
 			p, err := s.productTx(ctx, tx, l.SKU)
-			switch {
-			case fault.Is(err, fault.NotFound):
-				r.Reason = fmt.Sprintf("%s is not sold here", l.SKU)
-			case err != nil:
-				return r, err
-			default:
-				r.Reason = fmt.Sprintf("out of stock: %s (%d left, %d wanted)", l.SKU, p.Stock, l.Quantity)
+			if err != nil && !fault.Is(err, fault.NotFound) {
+				return nil, nil, p, false, err
 			}
-			for _, t := range taken { // put back what this order took
+			for _, t := range done { // put back what this order took
 				if _, err := tx.ExecContext(ctx, q(`UPDATE products SET stock = stock + ? WHERE sku = ?`), t.Quantity, t.SKU); err != nil {
-					return r, fmt.Errorf("reserve: put back %s: %w", t.SKU, err)
+					return nil, nil, p, false, fmt.Errorf("reserve: put back %s: %w", t.SKU, err)
 				}
 			}
-			taken = nil
-			break
+			return nil, &l, p, err == nil, nil
 		}
 		p, err := s.productTx(ctx, tx, l.SKU)
 		if err != nil {
-			return r, err
+			return nil, nil, p, false, err
 		}
-		r.Total += p.Price * l.Quantity
-		r.Currency = p.Currency
-		taken = append(taken, l)
+		taken[l.SKU] = p
+		done = append(done, l)
 	}
-	if _, err := tx.ExecContext(ctx, q(`INSERT INTO reservations (order_id, state, total, currency, reason, updated_at) VALUES (?, ?, ?, ?, ?, ?)`),
-		orderID, string(r.State), r.Total, r.Currency, r.Reason, time.Now().UnixMilli()); err != nil {
-		return r, fmt.Errorf("reserve: %w", err)
-	}
-	for _, t := range taken {
-		if _, err := tx.ExecContext(ctx, q(`INSERT INTO reservation_items (order_id, sku, quantity) VALUES (?, ?, ?)`), orderID, t.SKU, t.Quantity); err != nil {
-			return r, fmt.Errorf("reserve: %w", err)
-		}
-	}
-	return r, nil
+	return taken, nil, inventory.Product{}, false, nil
 }
 
 func (s *Store) productTx(ctx context.Context, tx *sql.Tx, sku string) (inventory.Product, error) {
@@ -188,39 +208,10 @@ func (s *Store) productTx(ctx context.Context, tx *sql.Tx, sku string) (inventor
 	return p, nil
 }
 
-// Release puts a reserved or committed order's stock back in tx (the
-// saga undid it, or the customer cancelled a confirmed order) and returns
-// the reservation. Releasing twice, or a rejected order, changes nothing;
-// a release before any reservation leaves a Released mark so a late
-// Reserve holds nothing.
-func (s *Store) Release(ctx context.Context, tx *sql.Tx, orderID int64) (inventory.Reservation, error) {
-	q := s.db.Dialect.Rebind
-	r, err := s.Reservation(ctx, tx, orderID)
-	if fault.Is(err, fault.NotFound) {
-		r = inventory.Reservation{OrderID: orderID, State: inventory.Released, Reason: "released before it was reserved"}
-		_, err = tx.ExecContext(ctx, q(`INSERT INTO reservations (order_id, state, reason, updated_at) VALUES (?, ?, ?, ?)`),
-			orderID, string(r.State), r.Reason, time.Now().UnixMilli())
-		return r, err
-	}
-	if err != nil || (r.State != inventory.Reserved && r.State != inventory.Committed) {
-		return r, err
-	}
-	if _, err := tx.ExecContext(ctx, q(`UPDATE products SET stock = stock + (SELECT quantity FROM reservation_items i WHERE i.order_id = ? AND i.sku = products.sku)
+func (t txStore) Restock(ctx context.Context, orderID int64) error {
+	if _, err := t.tx.ExecContext(ctx, t.s.db.Dialect.Rebind(`UPDATE products SET stock = stock + (SELECT quantity FROM reservation_items i WHERE i.order_id = ? AND i.sku = products.sku)
 		WHERE sku IN (SELECT sku FROM reservation_items WHERE order_id = ?)`), orderID, orderID); err != nil {
-		return r, fmt.Errorf("release %d: %w", orderID, err)
-	}
-	r.State = inventory.Released
-	_, err = tx.ExecContext(ctx, q(`UPDATE reservations SET state = ?, updated_at = ? WHERE order_id = ?`), string(r.State), time.Now().UnixMilli(), orderID)
-	return r, err
-}
-
-// Commit marks a reserved order's stock as gone for good (the order was
-// confirmed). Anything else is left as it is.
-func (s *Store) Commit(ctx context.Context, tx *sql.Tx, orderID int64) error {
-	_, err := tx.ExecContext(ctx, s.db.Dialect.Rebind(`UPDATE reservations SET state = ?, updated_at = ? WHERE order_id = ? AND state = ?`),
-		string(inventory.Committed), time.Now().UnixMilli(), orderID, string(inventory.Reserved))
-	if err != nil {
-		return fmt.Errorf("commit %d: %w", orderID, err)
+		return fmt.Errorf("restock %d: %w", orderID, err)
 	}
 	return nil
 }

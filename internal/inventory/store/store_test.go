@@ -59,7 +59,7 @@ func TestReserveIsAllOrNoneAndAnswersARepeatTheSame(t *testing.T) {
 	st, db := newStore(t)
 	ctx := context.Background()
 	r := inTx(t, db, func(tx *sql.Tx) (inventory.Reservation, error) {
-		return st.Reserve(ctx, tx, 1, []inventory.Line{{SKU: "A", Quantity: 2}, {SKU: "B", Quantity: 2}})
+		return inventory.Reserve(ctx, st.In(tx), 1, []inventory.Line{{SKU: "A", Quantity: 2}, {SKU: "B", Quantity: 2}})
 	})
 	if r.State != inventory.Rejected || r.Reason != "out of stock: B (1 left, 2 wanted)" {
 		t.Errorf("Reserve short of B = %+v, want rejected naming B", r)
@@ -68,13 +68,13 @@ func TestReserveIsAllOrNoneAndAnswersARepeatTheSame(t *testing.T) {
 		t.Errorf("stock after a rejected reservation = %v, want untouched", got)
 	}
 	r = inTx(t, db, func(tx *sql.Tx) (inventory.Reservation, error) {
-		return st.Reserve(ctx, tx, 2, []inventory.Line{{SKU: "A", Quantity: 2}, {SKU: "B", Quantity: 1}})
+		return inventory.Reserve(ctx, st.In(tx), 2, []inventory.Line{{SKU: "A", Quantity: 2}, {SKU: "B", Quantity: 1}})
 	})
 	if r.State != inventory.Reserved || r.Total != 450 || r.Currency != "EUR" {
 		t.Errorf("Reserve = %+v, want reserved, total 450 EUR", r)
 	}
 	again := inTx(t, db, func(tx *sql.Tx) (inventory.Reservation, error) {
-		return st.Reserve(ctx, tx, 2, []inventory.Line{{SKU: "A", Quantity: 2}, {SKU: "B", Quantity: 1}})
+		return inventory.Reserve(ctx, st.In(tx), 2, []inventory.Line{{SKU: "A", Quantity: 2}, {SKU: "B", Quantity: 1}})
 	})
 	if again != r {
 		t.Errorf("repeated Reserve = %+v, want the first answer %+v", again, r)
@@ -83,7 +83,7 @@ func TestReserveIsAllOrNoneAndAnswersARepeatTheSame(t *testing.T) {
 		t.Errorf("stock = %v, want A 3, B 0 (taken once)", got)
 	}
 	for range 2 {
-		inTx(t, db, func(tx *sql.Tx) (inventory.Reservation, error) { return st.Release(ctx, tx, 2) })
+		inTx(t, db, func(tx *sql.Tx) (inventory.Reservation, error) { return inventory.ReleaseOf(ctx, st.In(tx), 2) })
 	}
 	if got := stock(t, st); got["A"] != 5 || got["B"] != 1 {
 		t.Errorf("stock after releasing twice = %v, want all back once", got)
@@ -93,9 +93,9 @@ func TestReserveIsAllOrNoneAndAnswersARepeatTheSame(t *testing.T) {
 func TestAReleaseBeforeTheReserveMakesTheReserveHoldNothing(t *testing.T) {
 	st, db := newStore(t)
 	ctx := context.Background()
-	inTx(t, db, func(tx *sql.Tx) (inventory.Reservation, error) { return st.Release(ctx, tx, 7) })
+	inTx(t, db, func(tx *sql.Tx) (inventory.Reservation, error) { return inventory.ReleaseOf(ctx, st.In(tx), 7) })
 	r := inTx(t, db, func(tx *sql.Tx) (inventory.Reservation, error) {
-		return st.Reserve(ctx, tx, 7, []inventory.Line{{SKU: "A", Quantity: 1}})
+		return inventory.Reserve(ctx, st.In(tx), 7, []inventory.Line{{SKU: "A", Quantity: 1}})
 	})
 	if r.State != inventory.Released {
 		t.Errorf("late Reserve = %+v, want released (holds nothing)", r)
@@ -109,9 +109,9 @@ func TestCommittedStockStaysGoneUntilReleased(t *testing.T) {
 	st, db := newStore(t)
 	ctx := context.Background()
 	inTx(t, db, func(tx *sql.Tx) (inventory.Reservation, error) {
-		return st.Reserve(ctx, tx, 3, []inventory.Line{{SKU: "A", Quantity: 4}})
+		return inventory.Reserve(ctx, st.In(tx), 3, []inventory.Line{{SKU: "A", Quantity: 4}})
 	})
-	inTx(t, db, func(tx *sql.Tx) (struct{}, error) { return struct{}{}, st.Commit(ctx, tx, 3) })
+	inTx(t, db, func(tx *sql.Tx) (struct{}, error) { return struct{}{}, inventory.CommitOf(ctx, st.In(tx), 3) })
 	held, err := st.Held(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +120,7 @@ func TestCommittedStockStaysGoneUntilReleased(t *testing.T) {
 		t.Errorf("held A = %v, want 0 reserved, 4 committed", held["A"])
 	}
 	// A cancelled confirmed order restocks.
-	inTx(t, db, func(tx *sql.Tx) (inventory.Reservation, error) { return st.Release(ctx, tx, 3) })
+	inTx(t, db, func(tx *sql.Tx) (inventory.Reservation, error) { return inventory.ReleaseOf(ctx, st.In(tx), 3) })
 	if got := stock(t, st); got["A"] != 5 {
 		t.Errorf("stock after restock = %v, want 5", got)
 	}
@@ -139,7 +139,7 @@ func TestConcurrentReservationsNeverOversell(t *testing.T) {
 			var r inventory.Reservation
 			err := db.InTx(ctx, func(tx *sql.Tx) error {
 				var err error
-				r, err = st.Reserve(ctx, tx, int64(100+i), []inventory.Line{{SKU: "B", Quantity: 1}})
+				r, err = inventory.Reserve(ctx, st.In(tx), int64(100+i), []inventory.Line{{SKU: "B", Quantity: 1}})
 				return err
 			})
 			if err != nil {
