@@ -29,6 +29,18 @@ var transports = []string{
 	"modernc.org/sqlite", "github.com/jackc/pgx", "github.com/coder/websocket", "github.com/pressly/goose",
 }
 
+// persistence are the toolkit's storage packages, a domain package's
+// store's business, not its own.
+var persistence = []string{module + "/sqldb", module + "/outbox"}
+
+// notForStores are imports a store package must not make: it keeps state
+// in its database and talks to nothing else.
+var notForStores = []string{
+	"net/http", "google.golang.org/grpc", "github.com/nats-io/", "github.com/twmb/franz-go", "github.com/rabbitmq/amqp091-go",
+	"github.com/go-stomp/stomp", module + "/bus/natsbus", module + "/bus/kafkabus", module + "/bus/rabbitbus", module + "/bus/stompbus",
+	module + "/discovery", module + "/resilience",
+}
+
 // brokerClients are imports the bus core must not make.
 var brokerClients = []string{"github.com/nats-io/", "github.com/twmb/franz-go", "github.com/rabbitmq/amqp091-go", "github.com/go-stomp/stomp"}
 
@@ -102,6 +114,12 @@ func violations(pkgs []pkg) []string {
 				if strings.HasPrefix(to, from+"/") {
 					out = append(out, from+" (domain) imports its own adapter: "+to)
 				}
+				if hasPrefix(imp, persistence) {
+					out = append(out, from+" (domain) imports persistence, its store's business: "+to)
+				}
+			}
+			if svc != "" && strings.HasSuffix(from, "/store") && hasPrefix(imp, notForStores) {
+				out = append(out, from+" (store) imports a transport or a client of another system: "+imp)
 			}
 			if from == "bus" && hasPrefix(imp, brokerClients) {
 				out = append(out, "bus imports a broker client: "+imp)
@@ -151,6 +169,11 @@ func TestImportRulesCatchViolations(t *testing.T) {
 		{"toolkit imports service", pkg{ImportPath: m + "discovery", Imports: []string{m + "internal/registry"}}},
 		{"bus imports broker", pkg{ImportPath: m + "bus", Imports: []string{"github.com/nats-io/nats.go"}}},
 		{"api imports toolkit", pkg{ImportPath: m + "api/gen/user/v1", Imports: []string{m + "auth"}}},
+		{"domain imports the outbox", pkg{ImportPath: m + "internal/shipping", Imports: []string{m + "outbox"}}},
+		{"domain imports sqldb", pkg{ImportPath: m + "internal/payment", Imports: []string{m + "sqldb"}}},
+		{"store imports a broker adapter", pkg{ImportPath: m + "internal/shipping/store", Imports: []string{m + "bus/natsbus"}}},
+		{"store imports net/http", pkg{ImportPath: m + "internal/payment/store", Imports: []string{"net/http"}}},
+		{"store imports discovery", pkg{ImportPath: m + "internal/order/store", Imports: []string{m + "discovery"}}},
 	}
 	for _, tt := range tests {
 		if got := violations([]pkg{tt.pkg}); len(got) != 1 {
