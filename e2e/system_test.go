@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	_ "github.com/junction-go/junction/sqldb/sqlite" // the tests read the services' SQLite files
 	"io"
 	"net/http"
 	"os"

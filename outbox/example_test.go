@@ -13,6 +13,7 @@ import (
 	"github.com/junction-go/junction/bus/membus"
 	"github.com/junction-go/junction/outbox"
 	"github.com/junction-go/junction/sqldb"
+	_ "github.com/junction-go/junction/sqldb/sqlite" // registers the SQLite driver
 )
 
 // A state change and the event it causes commit together (no dual

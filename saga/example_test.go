@@ -15,6 +15,7 @@ import (
 	"github.com/junction-go/junction/outbox"
 	"github.com/junction-go/junction/saga"
 	"github.com/junction-go/junction/sqldb"
+	_ "github.com/junction-go/junction/sqldb/sqlite" // registers the SQLite driver
 )
 
 // An orchestrated saga in plain Go: reserve stock, then charge the card;

@@ -12,7 +12,10 @@ import (
 	"time"
 
 	"github.com/junction-go/junction/sqldb"
+	"github.com/junction-go/junction/sqldb/sqldbtest"
 )
+
+func openSQLite(t testing.TB) *sqldb.DB { return sqldbtest.SQLiteWith(t, sqldbtest.SmallTxSchema) }
 
 // waitFor polls cond until it holds or 5 s pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -218,7 +221,7 @@ func TestGroupCommitAndContexts(t *testing.T) {
 // beside InTx's group commit, on the same kind of database, same run.
 func BenchmarkConcurrentTransactions(b *testing.B) {
 	ctx := context.Background()
-	work := func(tx *sql.Tx, i int64) error { return smallTx(ctx, tx, i) }
+	work := func(tx *sql.Tx, i int64) error { return sqldbtest.SmallTx(ctx, tx, i) }
 	run := func(b *testing.B, one func(i int64) error) {
 		var next atomic.Int64
 		var wg sync.WaitGroup

@@ -1,24 +1,26 @@
 // Package sqldb opens a service's own database and migrates its schema.
 //
 // Queries are written once, in portable SQL with ? placeholders; what differs
-// between databases (placeholders, constraint errors, driver settings) is
-// kept here, in the Dialect, so a service's store never branches on the
-// database it runs on.
+// between databases (placeholders, constraint errors, driver settings,
+// migrations) is kept in the Dialect, so a service's store never branches on
+// the database it runs on.
+//
+// The databases themselves come from driver packages that register
+// themselves when imported, as database/sql drivers do:
+// github.com/junction-go/junction/sqldb/sqlite (modernc's pure-Go SQLite)
+// and github.com/junction-go/junction/sqldb/postgres (pgx). A program
+// imports the ones it opens; a library over sqldb (outbox, saga) links
+// neither.
 package sqldb
 
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
+	"slices"
 	"strings"
-
-	"github.com/pressly/goose/v3"
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
+	"sync"
 )
 
 // Dialect is what differs between the databases Junction runs on.
@@ -29,6 +31,34 @@ type Dialect interface {
 	Rebind(query string) string
 	// IsUniqueViolation reports whether err is a unique-constraint violation.
 	IsUniqueViolation(err error) bool
+	// Migrate applies the migrations in fsys (this dialect's folder) that
+	// db has not had yet, recording them in versionTable.
+	Migrate(ctx context.Context, db *sql.DB, fsys fs.FS, versionTable string) error
+}
+
+// Driver opens the databases of one dialect.
+type Driver interface {
+	// Accepts reports whether url names a database of this driver.
+	Accepts(url string) bool
+	// Open opens and pings the database at url.
+	Open(ctx context.Context, url string) (*DB, error)
+}
+
+var (
+	driversMu sync.RWMutex
+	drivers   = map[string]Driver{}
+)
+
+// Register makes a driver available to Open under name. Driver packages
+// call it when imported; registering a name twice panics (a programming
+// error, as with database/sql).
+func Register(name string, d Driver) {
+	driversMu.Lock()
+	defer driversMu.Unlock()
+	if _, dup := drivers[name]; dup {
+		panic("sqldb: driver " + name + " registered twice")
+	}
+	drivers[name] = d
 }
 
 // DB is a database handle with its dialect. It is safe for concurrent use.
@@ -39,51 +69,43 @@ type DB struct {
 	// group, for SQLite, lets one writer of this process at a time and
 	// commits the transactions that waited meanwhile together. SQLite has
 	// one write lock per file, and writers that queue in Go wake the moment
-	// it is free, where writers that meet it locked back off in sleeps of
-	// up to 100 ms (busy_timeout) and throughput collapses under
-	// contention. Nil for PostgreSQL.
+	// it is free, where writers that meet it locked back off in sleeps
+	// (busy_timeout) and throughput collapses under contention. Nil for
+	// PostgreSQL.
 	group *groupCommit
 }
 
-// Open opens the database named by url and checks that it answers:
-//
-//	sqlite:///abs/path/file.db, sqlite://rel/path.db, or a plain file path
-//
-// The SQLite file is created with its folder when missing and is opened in
-// WAL mode with synchronous=NORMAL: a committed transaction survives a crash
-// of the process; an operating-system crash or power loss may lose the last
-// few. Every transaction takes the write lock when it begins, so concurrent
-// writers wait (up to 5 s) instead of failing on lock upgrades.
-//
-// or PostgreSQL with postgres://user:pass@host:port/db?sslmode=…
-// (search_path may be given as a parameter).
+// New wraps an open database of dialect d. With oneWriter (a database with
+// a single write lock, such as SQLite), the process's transactions queue
+// in Go for it and those that waited commit together (see InTx).
+func New(db *sql.DB, d Dialect, oneWriter bool) *DB {
+	out := &DB{DB: db, Dialect: d}
+	if oneWriter {
+		out.group = newGroupCommit(db)
+	}
+	return out
+}
+
+// Open opens the database named by url with the registered driver that
+// accepts it (see the driver packages for their URLs: a SQLite file path
+// or sqlite://…, postgres://…) and checks that it answers.
 func Open(ctx context.Context, url string) (*DB, error) {
-	switch {
-	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
-		return openPostgres(ctx, url)
-	case strings.Contains(url, "://") && !strings.HasPrefix(url, "sqlite://"):
-		return nil, fmt.Errorf("sqldb: unsupported database url %q", redact(url))
+	driversMu.RLock()
+	names := make([]string, 0, len(drivers))
+	for n := range drivers {
+		names = append(names, n)
 	}
-	path := strings.TrimPrefix(url, "sqlite://")
-	if path == "" {
-		return nil, errors.New("sqldb: empty database path")
+	driversMu.RUnlock()
+	slices.Sort(names)
+	for _, n := range names {
+		driversMu.RLock()
+		d := drivers[n]
+		driversMu.RUnlock()
+		if d.Accepts(url) {
+			return d.Open(ctx, url)
+		}
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("sqldb: create folder: %w", err)
-	}
-	dsn := "file:" + path + "?_txlock=immediate" +
-		"&_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)" +
-		"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)"
-	db := sql.OpenDB(cachingConnector{dsn: dsn, drv: &sqlite.Driver{}})
-	db.SetMaxOpenConns(8)
-	db.SetMaxIdleConns(8)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("sqldb: open %s: %w", path, err)
-	}
-	d := &DB{DB: db, Dialect: sqliteDialect{}}
-	d.group = newGroupCommit(d.DB)
-	return d, nil
+	return nil, fmt.Errorf("sqldb: no driver for %q (drivers: %v; import github.com/junction-go/junction/sqldb/sqlite or sqldb/postgres)", redact(url), names)
 }
 
 // Migrate applies the migrations in fsys/<dialect name>/*.sql that have not
@@ -100,18 +122,7 @@ func (db *DB) MigrateAs(ctx context.Context, fsys fs.FS, versionTable string) er
 	if err != nil {
 		return fmt.Errorf("sqldb: migrations for %s: %w", db.Dialect.Name(), err)
 	}
-	dialect := goose.DialectSQLite3
-	if db.Dialect.Name() == "postgres" {
-		dialect = goose.DialectPostgres
-	}
-	p, err := goose.NewProvider(dialect, db.DB, sub, goose.WithDisableGlobalRegistry(true), goose.WithTableName(versionTable))
-	if err != nil {
-		return fmt.Errorf("sqldb: migrations: %w", err)
-	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("sqldb: migrate: %w", err)
-	}
-	return nil
+	return db.Dialect.Migrate(ctx, db.DB, sub, versionTable)
 }
 
 // InTx runs fn in a transaction and commits it when fn returns nil; it rolls
@@ -170,18 +181,6 @@ func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.R
 		return err
 	})
 	return res, err
-}
-
-type sqliteDialect struct{}
-
-func (sqliteDialect) Name() string           { return "sqlite" }
-func (sqliteDialect) Rebind(q string) string { return q }
-func (sqliteDialect) IsUniqueViolation(err error) bool {
-	var e *sqlite.Error
-	if !errors.As(err, &e) {
-		return false
-	}
-	return e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 }
 
 // redact hides a password in a database url, for errors.

@@ -70,6 +70,8 @@ import (
 	"github.com/junction-go/junction/rest"
 	"github.com/junction-go/junction/saga"
 	"github.com/junction-go/junction/sqldb"
+	_ "github.com/junction-go/junction/sqldb/postgres" // the databases a service may open
+	_ "github.com/junction-go/junction/sqldb/sqlite"
 	"github.com/junction-go/junction/telemetry"
 )
 

@@ -7,6 +7,7 @@ package sqldbtest
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/junction-go/junction/sqldb"
+	_ "github.com/junction-go/junction/sqldb/postgres" // the drivers every test may open
+	_ "github.com/junction-go/junction/sqldb/sqlite"
 )
 
 // Backend opens a fresh, empty database for one test.
@@ -34,6 +37,16 @@ func SQLite(t testing.TB) *sqldb.DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// SQLiteWith is SQLite with schema (statements) applied.
+func SQLiteWith(t testing.TB, schema string) *sqldb.DB {
+	t.Helper()
+	db := SQLite(t)
+	if _, err := db.ExecContext(context.Background(), schema); err != nil {
+		t.Fatal(err)
+	}
 	return db
 }
 
@@ -74,4 +87,21 @@ func Postgres(t testing.TB) *sqldb.DB {
 		admin.Close()
 	})
 	return db
+}
+
+// SmallTxSchema is the table SmallTx works on.
+const SmallTxSchema = `CREATE TABLE t (n INTEGER PRIMARY KEY, s TEXT NOT NULL)`
+
+// SmallTx is the transaction an outbox or a saga step makes: a lookup and
+// two writes.
+func SmallTx(ctx context.Context, tx *sql.Tx, i int64) error {
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM t WHERE n > ?`, i-10).Scan(&n); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO t (n, s) VALUES (?, ?)`, i, "payload"); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE t SET s = ? WHERE n = ?`, "done", i)
+	return err
 }

@@ -1,4 +1,4 @@
-package sqldb_test
+package sqlite_test
 
 import (
 	"context"
@@ -13,14 +13,7 @@ import (
 	"github.com/junction-go/junction/sqldb/sqldbtest"
 )
 
-func openSQLite(t testing.TB) *sqldb.DB {
-	t.Helper()
-	db := sqldbtest.SQLite(t)
-	if _, err := db.ExecContext(context.Background(), `CREATE TABLE t (n INTEGER PRIMARY KEY, s TEXT NOT NULL)`); err != nil {
-		t.Fatal(err)
-	}
-	return db
-}
+func openSQLite(t testing.TB) *sqldb.DB { return sqldbtest.SQLiteWith(t, sqldbtest.SmallTxSchema) }
 
 // TestKeptStatementsGiveTheSameAnswers: a statement kept compiled answers
 // like a fresh one — with other arguments, while its own rows are still
@@ -96,27 +89,13 @@ func TestKeptStatementsGiveTheSameAnswers(t *testing.T) {
 	}
 }
 
-// smallTx is the transaction an outbox or a saga step makes: a lookup and
-// two writes.
-func smallTx(ctx context.Context, tx *sql.Tx, i int64) error {
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM t WHERE n > ?`, i-10).Scan(&n); err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO t (n, s) VALUES (?, ?)`, i, "payload"); err != nil {
-		return err
-	}
-	_, err := tx.ExecContext(ctx, `UPDATE t SET s = ? WHERE n = ?`, "done", i)
-	return err
-}
-
 // BenchmarkSmallTransactions: the transaction an outbox or a saga step
 // makes (a lookup and two writes), through sqldb (statements kept) beside
 // database/sql over modernc's driver as it comes, same file system, same
 // run.
 func BenchmarkSmallTransactions(b *testing.B) {
 	ctx := context.Background()
-	work := func(tx *sql.Tx, i int) error { return smallTx(ctx, tx, int64(i)) }
+	work := func(tx *sql.Tx, i int) error { return sqldbtest.SmallTx(ctx, tx, int64(i)) }
 	b.Run("modernc", func(b *testing.B) {
 		raw, err := sql.Open("sqlite", "file:"+filepath.Join(b.TempDir(), "raw.db")+"?_txlock=immediate&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
 		if err != nil {

@@ -1,11 +1,11 @@
-package sqldb
+package sqlite
 
 import (
 	"context"
 	"database/sql/driver"
 	"errors"
 
-	"modernc.org/sqlite"
+	msqlite "modernc.org/sqlite"
 )
 
 // SQLite compiles every statement it runs. database/sql hands a query with
@@ -22,7 +22,7 @@ const maxCachedStmts = 256
 // statements.
 type cachingConnector struct {
 	dsn string
-	drv *sqlite.Driver
+	drv *msqlite.Driver
 }
 
 func (c cachingConnector) Connect(context.Context) (driver.Conn, error) {

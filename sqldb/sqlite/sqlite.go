@@ -1,0 +1,80 @@
+// Package sqlite is sqldb's SQLite driver (modernc.org/sqlite, pure Go, so
+// no cgo). Importing it registers it with sqldb.Open, for
+//
+//	sqlite:///abs/path/file.db, sqlite://rel/path.db, or a plain file path
+//
+// The file is created with its folder when missing and opened in WAL mode
+// with synchronous=NORMAL: a committed transaction survives a crash of the
+// process; an operating-system crash or power loss may lose the last few.
+// Every transaction takes the write lock when it begins, and the process's
+// writers queue for it in Go and commit together (sqldb's group commit),
+// so concurrent writers wait instead of failing on lock upgrades. Each
+// connection keeps its statements compiled (stmtcache.go).
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pressly/goose/v3"
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/junction-go/junction/sqldb"
+	"github.com/junction-go/junction/sqldb/internal/goosemigrate"
+)
+
+func init() { sqldb.Register("sqlite", opener{}) }
+
+type opener struct{}
+
+// Accepts takes sqlite:// URLs and plain paths (anything without a scheme).
+func (opener) Accepts(url string) bool {
+	return strings.HasPrefix(url, "sqlite://") || !strings.Contains(url, "://")
+}
+
+func (opener) Open(ctx context.Context, url string) (*sqldb.DB, error) {
+	path := strings.TrimPrefix(url, "sqlite://")
+	if path == "" {
+		return nil, errors.New("sqldb: empty database path")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("sqldb: create folder: %w", err)
+	}
+	dsn := "file:" + path + "?_txlock=immediate" +
+		"&_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)" +
+		"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)"
+	db := sql.OpenDB(cachingConnector{dsn: dsn, drv: &msqlite.Driver{}})
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqldb: open %s: %w", path, err)
+	}
+	return sqldb.New(db, Dialect{}, true), nil
+}
+
+// Dialect is SQLite's: ? placeholders as they are, migrations from the
+// "sqlite" folder.
+type Dialect struct{}
+
+func (Dialect) Name() string           { return "sqlite" }
+func (Dialect) Rebind(q string) string { return q }
+
+func (Dialect) IsUniqueViolation(err error) bool {
+	var e *msqlite.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	return e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+}
+
+func (Dialect) Migrate(ctx context.Context, db *sql.DB, fsys fs.FS, versionTable string) error {
+	return goosemigrate.Up(ctx, db, goose.DialectSQLite3, fsys, versionTable)
+}
