@@ -10,6 +10,7 @@ import (
 	"github.com/junction-go/junction/internal/user"
 	"github.com/junction-go/junction/internal/user/store"
 	"github.com/junction-go/junction/sqldb"
+	_ "github.com/junction-go/junction/sqldb/sqlite"
 )
 
 // newService returns a started service over a real SQLite file at path.
