@@ -34,8 +34,9 @@ type backend struct {
 func newBackend() *backend { return &backend{arrivals: map[string][]time.Time{}} }
 
 // handler: every arrival is stamped; rest.Deadline refuses a request whose
-// deadline has passed; the work (30 ms) stops when the deadline passes, and
-// work finished after the deadline is counted (it must never be).
+// deadline has passed; the work (30 ms) stops when the deadline passes (it
+// checks its context before it commits), and work finished after the
+// deadline is counted (it must never be).
 func (b *backend) handler() http.Handler {
 	work := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// One connection per request, so the faults that Toxiproxy draws
@@ -45,6 +46,13 @@ func (b *backend) handler() http.Handler {
 		deadline, _ := r.Context().Deadline()
 		select {
 		case <-time.After(30 * time.Millisecond): // the work itself
+			// As a careful handler does before it commits: work whose
+			// context ended meanwhile (the two can be ready at once on a
+			// busy machine, and select picks either) is dropped.
+			if r.Context().Err() != nil {
+				b.cancelled.Add(1)
+				return
+			}
 			if !deadline.IsZero() && time.Now().After(deadline) {
 				b.afterDeadline.Add(1)
 			}
