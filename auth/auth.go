@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -24,15 +25,25 @@ import (
 	"github.com/junction-go/junction/fault"
 )
 
-// Defaults shared by the issuer and every verifier in the shop.
+// Scope is who issues tokens and for whom: the iss and aud every token
+// carries and every verifier requires. Another system over this package
+// names its own (NewSignerFor, NewVerifierFor).
+type Scope struct {
+	Issuer, Audience string
+	// Roles are the roles a token may carry; a verifier refuses any other.
+	Roles []string
+}
+
+// DefaultScope is the shop's: NewSigner and NewVerifier use it.
+var DefaultScope = Scope{Issuer: "junction", Audience: "junction", Roles: []string{RoleCustomer, RoleAdmin}}
+
+// The token's type (RFC 9068) and default lifetime.
 const (
-	Issuer      = "junction"
-	Audience    = "junction"
 	TokenType   = "at+jwt"
 	TokenExpiry = 15 * time.Minute
 )
 
-// Roles.
+// The shop's roles (DefaultScope.Roles).
 const (
 	RoleCustomer = "customer"
 	RoleAdmin    = "admin"
@@ -62,22 +73,28 @@ type Key struct {
 
 // Signer issues access tokens. It is safe for concurrent use.
 type Signer struct {
-	key    Key
-	issuer string
-	ttl    time.Duration
-	now    func() time.Time
+	key   Key
+	scope Scope
+	ttl   time.Duration
+	now   func() time.Time
 }
 
-// NewSigner returns a signer that signs with key; ttl is the tokens' lifetime
-// (TokenExpiry when 0); now is the clock (time.Now when nil).
+// NewSigner returns a signer of DefaultScope that signs with key; ttl is
+// the tokens' lifetime (TokenExpiry when 0); now is the clock (time.Now
+// when nil).
 func NewSigner(key Key, ttl time.Duration, now func() time.Time) *Signer {
+	return NewSignerFor(DefaultScope, key, ttl, now)
+}
+
+// NewSignerFor is NewSigner for scope.
+func NewSignerFor(scope Scope, key Key, ttl time.Duration, now func() time.Time) *Signer {
 	if ttl <= 0 {
 		ttl = TokenExpiry
 	}
 	if now == nil {
 		now = time.Now
 	}
-	return &Signer{key: key, issuer: Issuer, ttl: ttl, now: now}
+	return &Signer{key: key, scope: scope, ttl: ttl, now: now}
 }
 
 // TTL is the lifetime of the tokens s issues.
@@ -90,9 +107,9 @@ func (s *Signer) Sign(p Principal) (string, error) {
 	fillRandom(jti[:])
 	c := claims{
 		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer:    s.issuer,
+			Issuer:    s.scope.Issuer,
 			Subject:   strconv.FormatInt(p.UserID, 10),
-			Audience:  jwt.ClaimStrings{Audience},
+			Audience:  jwt.ClaimStrings{s.scope.Audience},
 			IssuedAt:  jwt.NewNumericDate(now),
 			NotBefore: jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(now.Add(s.ttl)),
@@ -140,6 +157,7 @@ type KeySource func(ctx context.Context) ([]byte, error)
 // token names a key id it does not know, so keys can be rotated without
 // downtime. It is safe for concurrent use.
 type Verifier struct {
+	scope   Scope
 	source  KeySource
 	now     func() time.Time
 	refresh time.Duration
@@ -165,13 +183,19 @@ type verifiedToken struct {
 // expired ones are dropped, and all of them if none has expired.
 const maxVerified = 10000
 
-// NewVerifier returns a verifier over source; now is the clock (time.Now when
-// nil).
+// NewVerifier returns a verifier of DefaultScope over source; now is the
+// clock (time.Now when nil).
 func NewVerifier(source KeySource, now func() time.Time) *Verifier {
+	return NewVerifierFor(DefaultScope, source, now)
+}
+
+// NewVerifierFor is NewVerifier for scope: it requires scope's issuer and
+// audience.
+func NewVerifierFor(scope Scope, source KeySource, now func() time.Time) *Verifier {
 	if now == nil {
 		now = time.Now
 	}
-	return &Verifier{source: source, now: now, refresh: 10 * time.Second}
+	return &Verifier{scope: scope, source: source, now: now, refresh: 10 * time.Second}
 }
 
 // Verify checks token and returns its principal. Every failure is
@@ -185,8 +209,8 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 	var kid string
 	parser := jwt.NewParser(
 		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
-		jwt.WithIssuer(Issuer),
-		jwt.WithAudience(Audience),
+		jwt.WithIssuer(v.scope.Issuer),
+		jwt.WithAudience(v.scope.Audience),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(leeway),
@@ -215,7 +239,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 	if err != nil || id < 1 {
 		return Principal{}, fault.New(fault.Unauthorized, "invalid access token: bad subject")
 	}
-	if c.Role != RoleCustomer && c.Role != RoleAdmin {
+	if !slices.Contains(v.scope.Roles, c.Role) {
 		return Principal{}, fault.New(fault.Unauthorized, "invalid access token: unknown role")
 	}
 	p := Principal{UserID: id, Username: c.Username, Role: c.Role}

@@ -75,7 +75,7 @@ func sign(t *testing.T, method jwt.SigningMethod, key any, header map[string]any
 
 func goodClaims() jwt.MapClaims {
 	return jwt.MapClaims{
-		"iss": auth.Issuer, "aud": []string{auth.Audience}, "sub": "7",
+		"iss": auth.DefaultScope.Issuer, "aud": []string{auth.DefaultScope.Audience}, "sub": "7",
 		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Minute).Unix(),
 		"name": "alice", "role": auth.RoleCustomer,
 	}
@@ -329,4 +329,22 @@ func BenchmarkVerify(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "verifies/s")
 	})
+}
+
+// TestScopesDoNotMix: a token of one scope is refused by a verifier of
+// another, and accepted by one of its own.
+func TestScopesDoNotMix(t *testing.T) {
+	k := newKey(t)
+	billing := auth.Scope{Issuer: "billing", Audience: "billing-api", Roles: []string{"clerk"}}
+	tok, err := auth.NewSignerFor(billing, k, 0, nil).Sign(auth.Principal{UserID: 7, Username: "ann", Role: "clerk"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth.NewVerifier(keySet(k), nil).Verify(context.Background(), tok); err == nil {
+		t.Error("the shop's verifier accepted a billing token")
+	}
+	p, err := auth.NewVerifierFor(billing, keySet(k), nil).Verify(context.Background(), tok)
+	if err != nil || p.UserID != 7 || p.Role != "clerk" {
+		t.Errorf("billing verifier = %+v, %v; want user 7, clerk", p, err)
+	}
 }

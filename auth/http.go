@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/junction-go/junction/fault"
@@ -48,20 +49,22 @@ func BearerToken(header string) string {
 
 // Require returns middleware that lets a request through only with a valid
 // bearer token, and puts its principal in the request's context. Without
-// one it answers 401 with WWW-Authenticate: Bearer.
+// one it answers 401 with WWW-Authenticate: Bearer, the realm being the
+// verifier's audience.
 func Require(v *Verifier, log *slog.Logger) rest.Middleware {
+	realm := strconv.Quote(v.scope.Audience)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			token := BearerToken(r.Header.Get("Authorization"))
 			if token == "" {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="junction"`)
+				w.Header().Set("WWW-Authenticate", "Bearer realm="+realm)
 				rest.Error(w, r, log, fault.New(fault.Unauthorized, "a bearer token is required"))
 				return
 			}
 			p, err := v.Verify(r.Context(), token)
 			if err != nil {
 				if fault.Is(err, fault.Unauthorized) {
-					w.Header().Set("WWW-Authenticate", `Bearer realm="junction", error="invalid_token"`)
+					w.Header().Set("WWW-Authenticate", "Bearer realm="+realm+`, error="invalid_token"`)
 					log.InfoContext(r.Context(), "token rejected", "err", err)
 				}
 				rest.Error(w, r, log, err)

@@ -65,14 +65,15 @@ func Code(k fault.Kind) string { return strings.ReplaceAll(k.String(), " ", "_")
 
 // Error writes err as a problem document. Internal errors are logged with
 // their detail and answered with a generic message; other kinds show their
-// caller-safe message. An unauthorized answer carries WWW-Authenticate.
+// caller-safe message. An unauthorized answer carries WWW-Authenticate
+// (Bearer, unless the caller set one already).
 func Error(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	k := fault.KindOf(err)
 	if k == fault.Internal {
 		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	if k == fault.Unauthorized && w.Header().Get("WWW-Authenticate") == "" {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="junction"`)
+		w.Header().Set("WWW-Authenticate", "Bearer") // auth.Require names its realm; a handler's own refusal has none to name
 	}
 	WriteProblem(w, r, Status(k), Code(k), fault.Message(err))
 }
