@@ -56,6 +56,10 @@ type serveConfig struct {
 	// FailpointMax caps the failpoints fired by all processes on one data
 	// folder; 0 for no cap.
 	FailpointMax int
+	// SeedDemo creates the demo accounts (user-service, with DemoPassword)
+	// and the demo catalogue (inventory-service) when they are missing.
+	SeedDemo     bool
+	DemoPassword string
 	// ProfileDir, when set, receives this process's CPU profile.
 	ProfileDir   string
 	logLevelText string
@@ -112,6 +116,10 @@ func (c *serveConfig) flags(fs *pflag.FlagSet) {
 	envFlag(fs, "failpoints-max", "JUNCTION_FAILPOINTS_MAX")
 	fs.StringVar(&c.ProfileDir, "cpu-profile-dir", "", "write this process's CPU profile to <dir>/<instance>.cpu.pprof")
 	envFlag(fs, "cpu-profile-dir", "JUNCTION_CPU_PROFILE_DIR")
+	fs.BoolVar(&c.SeedDemo, "seed-demo", false, "user-service and inventory-service: create the demo accounts and catalogue when missing ('junction up' asks for them)")
+	envFlag(fs, "seed-demo", "JUNCTION_SEED_DEMO")
+	fs.StringVar(&c.DemoPassword, "demo-password", "junction", "user-service: the demo accounts' password, with --seed-demo")
+	envFlag(fs, "demo-password", "JUNCTION_DEMO_PASSWORD")
 	fs.IntVar(&c.ListenFD, "listen-fd", 0, "serve HTTP on this inherited file descriptor (set by 'junction up')")
 	envFlag(fs, "listen-fd", "JUNCTION_LISTEN_FD")
 	_ = fs.MarkHidden("listen-fd")
@@ -204,6 +212,9 @@ func (c *serveConfig) check() error {
 		return fmt.Errorf("--failpoints-max (JUNCTION_FAILPOINTS_MAX) %d: must not be negative", c.FailpointMax)
 	case c.ListenFD < 0:
 		return fmt.Errorf("--listen-fd (JUNCTION_LISTEN_FD) %d: must not be negative", c.ListenFD)
+	}
+	if n := len(c.DemoPassword); c.SeedDemo && (n < 8 || n > 72) {
+		return fmt.Errorf("--demo-password (JUNCTION_DEMO_PASSWORD): must be 8 to 72 bytes")
 	}
 	if c.failText != "" {
 		c.Failpoints = map[string]float64{}

@@ -81,7 +81,7 @@ func newServeCommand(stderr io.Writer) *cobra.Command {
 		Use:   "serve <service>",
 		Short: "Run one service (registry, broker, gateway or any of the shop's services)",
 		Long: `Run one service in the foreground, configured by flags and JUNCTION_* variables.
-It never seeds demo data; 'junction up' does that for the local system.`,
+It seeds demo data only with --seed-demo, which 'junction up' passes.`,
 		Args:      usageArgs(cobra.ExactArgs(1)),
 		ValidArgs: serviceNames(nil),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -322,6 +322,17 @@ func serveUsers(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if err := svc.Start(ctx); err != nil {
 		return err
 	}
+	if cfg.SeedDemo {
+		for _, u := range user.DemoAccounts(cfg.DemoPassword) {
+			created, err := svc.EnsureUser(ctx, u)
+			if err != nil {
+				return fmt.Errorf("demo account %s: %w", u.Username, err)
+			}
+			if created {
+				log.Info("created demo account", "username", u.Username, "role", u.Role)
+			}
+		}
+	}
 	verifier := auth.NewVerifier(auth.StaticKeySource(svc.JWKS), nil)
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
 		HTTP:  userhttp.Handler(svc, verifier, log),
@@ -340,6 +351,16 @@ func serveInventory(ctx context.Context, cfg serveConfig, log *slog.Logger) erro
 	if err != nil {
 		return err
 	}
+	svc := inventory.NewService(st)
+	if cfg.SeedDemo {
+		n, err := svc.Seed(ctx, inventory.DemoCatalogue())
+		if err != nil {
+			return fmt.Errorf("demo catalogue: %w", err)
+		}
+		if n > 0 {
+			log.Info("added demo products", "products", n)
+		}
+	}
 	bg := startLoops(ctx)
 	defer bg.stop()
 	bg.relay(st.Outbox(), d.bus, cfg, log)
@@ -348,7 +369,6 @@ func serveInventory(ctx context.Context, cfg serveConfig, log *slog.Logger) erro
 		return err
 	}
 	defer closeAll(subs)
-	svc := inventory.NewService(st)
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
 		HTTP:  inventoryhttp.Handler(svc, log),
 		GRPC:  inventorygrpc.NewServer(svc, jwksVerifier(d.resolver)),

@@ -20,16 +20,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/junction-go/junction/api/services"
-	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/discovery"
-	"github.com/junction-go/junction/internal/inventory"
-	inventorystore "github.com/junction-go/junction/internal/inventory/store"
-	orderstore "github.com/junction-go/junction/internal/order/store"
 	"github.com/junction-go/junction/internal/supervisor"
-	"github.com/junction-go/junction/internal/user"
-	userstore "github.com/junction-go/junction/internal/user/store"
-	"github.com/junction-go/junction/saga"
-	"github.com/junction-go/junction/sqldb"
 )
 
 type upConfig struct {
@@ -121,8 +113,8 @@ func (cfg upConfig) check() error {
 	if cfg.ReadyTimeout <= 0 {
 		return fmt.Errorf("--ready-timeout (JUNCTION_READY_TIMEOUT) %v: must be positive", cfg.ReadyTimeout)
 	}
-	if cfg.DemoPassword == "" {
-		return fmt.Errorf("--demo-password (JUNCTION_DEMO_PASSWORD) must not be empty")
+	if n := len(cfg.DemoPassword); n < 8 || n > 72 {
+		return fmt.Errorf("--demo-password (JUNCTION_DEMO_PASSWORD): must be 8 to 72 bytes")
 	}
 	return checkBrokerURL("--broker (JUNCTION_BROKER)", cfg.Broker)
 }
@@ -148,9 +140,6 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(stdout, "%-20s| %s\n", "junction", fmt.Sprintf(format, args...))
-	}
-	if err := seed(ctx, data, cfg.DemoPassword, logf); err != nil {
-		return err
 	}
 
 	regLn, err := net.Listen("tcp", "127.0.0.1:0")
@@ -195,6 +184,9 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 		"JUNCTION_DATA="+data,
 		"JUNCTION_LOG_LEVEL="+cfg.LogLevel,
 		"JUNCTION_BROKER="+brokerURL,
+		// The demo accounts and catalogue, made by their own services.
+		"JUNCTION_SEED_DEMO=true",
+		"JUNCTION_DEMO_PASSWORD="+cfg.DemoPassword,
 	)
 	var links *faultLinks
 	if cfg.FaultLinks {
@@ -338,64 +330,6 @@ func waitReady(ctx context.Context, reg *discovery.Client, gatewayURL string, wa
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-// seed prepares the local databases: schemas, the demo accounts and the
-// demo catalogue, each only when missing, so a restart keeps what was done.
-func seed(ctx context.Context, data, password string, logf func(string, ...any)) error {
-	dbPath := func(svc string) string { return filepath.Join(data, svc, svc+".db") }
-
-	udb, err := sqldb.Open(ctx, dbPath("user-service"))
-	if err != nil {
-		return err
-	}
-	defer udb.Close()
-	ust, err := userstore.New(ctx, udb)
-	if err != nil {
-		return err
-	}
-	users := user.NewService(ust, 0, nil)
-	if err := users.Start(ctx); err != nil {
-		return err
-	}
-	for _, u := range []user.NewUser{
-		{Username: "alice", DisplayName: "Alice", Password: password, Role: auth.RoleCustomer},
-		{Username: "bob", DisplayName: "Bob", Password: password, Role: auth.RoleCustomer},
-		{Username: "admin", DisplayName: "Administrator", Password: password, Role: auth.RoleAdmin},
-	} {
-		created, err := users.EnsureUser(ctx, u)
-		if err != nil {
-			return fmt.Errorf("demo account %s: %w", u.Username, err)
-		}
-		if created {
-			logf("created demo account %s", u.Username)
-		}
-	}
-
-	idb, err := sqldb.Open(ctx, dbPath("inventory-service"))
-	if err != nil {
-		return err
-	}
-	defer idb.Close()
-	ist, err := inventorystore.New(ctx, idb)
-	if err != nil {
-		return err
-	}
-	n, err := inventory.NewService(ist).Seed(ctx, inventory.DemoCatalogue())
-	if err != nil {
-		return fmt.Errorf("demo catalogue: %w", err)
-	}
-	if n > 0 {
-		logf("added %d demo products", n)
-	}
-
-	odb, err := sqldb.Open(ctx, dbPath("order-service"))
-	if err != nil {
-		return err
-	}
-	defer odb.Close()
-	_, err = orderstore.New(ctx, odb, saga.Config{}, slog.New(slog.DiscardHandler))
-	return err
 }
 
 // registered reports whether service has an instance in the registry.

@@ -148,6 +148,16 @@ type NewUser struct {
 	Username, DisplayName, Password, Role string
 }
 
+// DemoAccounts are the accounts `junction up` starts with: alice and bob
+// (customers) and admin (administrator), all with password.
+func DemoAccounts(password string) []NewUser {
+	return []NewUser{
+		{Username: "alice", DisplayName: "Alice", Password: password, Role: auth.RoleCustomer},
+		{Username: "bob", DisplayName: "Bob", Password: password, Role: auth.RoleCustomer},
+		{Username: "admin", DisplayName: "Administrator", Password: password, Role: auth.RoleAdmin},
+	}
+}
+
 // CreateUser makes an account. Bad input is fault.Invalid; a taken username
 // fault.Conflict.
 func (s *Service) CreateUser(ctx context.Context, n NewUser) (User, error) {

@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/pressly/goose/v3"
 	msqlite "modernc.org/sqlite"
@@ -57,12 +58,14 @@ func (opener) Open(ctx context.Context, url string) (*sqldb.DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqldb: open %s: %w", path, err)
 	}
-	return sqldb.New(db, Dialect{}, true), nil
+	return sqldb.New(db, Dialect{path: path}, true), nil
 }
 
 // Dialect is SQLite's: ? placeholders as they are, migrations from the
 // "sqlite" folder.
-type Dialect struct{}
+type Dialect struct {
+	path string // the file, for the migrations' lock
+}
 
 func (Dialect) Name() string           { return "sqlite" }
 func (Dialect) Rebind(q string) string { return q }
@@ -75,6 +78,20 @@ func (Dialect) IsUniqueViolation(err error) bool {
 	return e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 }
 
-func (Dialect) Migrate(ctx context.Context, db *sql.DB, fsys fs.FS, versionTable string) error {
+// Migrate holds a lock on the file's "-migrate.lock" beside it while it
+// migrates, so processes that open one database at once (replicas
+// starting together) apply each migration once instead of racing to.
+func (d Dialect) Migrate(ctx context.Context, db *sql.DB, fsys fs.FS, versionTable string) error {
+	if d.path != "" {
+		f, err := os.OpenFile(d.path+"-migrate.lock", os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			return fmt.Errorf("sqldb: migration lock: %w", err)
+		}
+		defer f.Close()
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			return fmt.Errorf("sqldb: migration lock: %w", err)
+		}
+		defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	}
 	return goosemigrate.Up(ctx, db, goose.DialectSQLite3, fsys, versionTable)
 }
