@@ -39,6 +39,11 @@ func TestContract(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The server has the subscription once a round trip after it
+			// came back; a publish before that would pass it by.
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
 			return func() map[string]string {
 				m, err := raw.NextMsg(10 * time.Second)
 				if err != nil {
