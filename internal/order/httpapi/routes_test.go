@@ -1,0 +1,123 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/junction-go/junction/auth"
+	"github.com/junction-go/junction/internal/order"
+	"github.com/junction-go/junction/internal/order/httpapi"
+	"github.com/junction-go/junction/internal/order/store"
+	"github.com/junction-go/junction/rest"
+	"github.com/junction-go/junction/saga"
+	"github.com/junction-go/junction/sqldb/sqldbtest"
+)
+
+type users struct{}
+
+func (users) GetUser(_ context.Context, id int64) (order.User, error) {
+	return order.User{ID: id, Username: "u"}, nil
+}
+
+// TestRoutes serves order-service's HTTP API over a real store and checks
+// what each kind of request gets: status, headers and, for errors, the
+// problem document's code.
+func TestRoutes(t *testing.T) {
+	key, err := auth.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer := auth.NewSigner(key, 0, nil)
+	verifier := auth.NewVerifier(auth.StaticKeySource(func() auth.JWKS { return auth.JWKS{Keys: []auth.JWK{auth.PublicJWK(key)}} }), nil)
+	token := func(p auth.Principal) string {
+		tok, err := signer.Sign(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	alice := token(auth.Principal{UserID: 1, Username: "alice", Role: auth.RoleCustomer})
+	bob := token(auth.Principal{UserID: 2, Username: "bob", Role: auth.RoleCustomer})
+	admin := token(auth.Principal{UserID: 3, Username: "admin", Role: auth.RoleAdmin})
+
+	waiters := order.NewWaiters()
+	st, err := store.New(context.Background(), sqldbtest.SQLite(t), saga.Config{Ended: waiters.Ended}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := httpapi.Handler(order.NewService(st, waiters, users{}, nil, nil), verifier, slog.New(slog.DiscardHandler))
+	do := func(method, path, tok, body string, header ...string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	code := func(rec *httptest.ResponseRecorder) string {
+		var p rest.Problem
+		_ = json.Unmarshal(rec.Body.Bytes(), &p)
+		return p.Code
+	}
+
+	place := do("POST", "/api/orders", alice, `{"items":[{"sku":"JX-MUG","quantity":2}]}`, "Idempotency-Key", "k1")
+	if place.Code != http.StatusCreated || place.Header().Get("Location") != "/api/orders/1" {
+		t.Fatalf("POST /api/orders = %d %s (Location %q), want 201 at /api/orders/1", place.Code, place.Body, place.Header().Get("Location"))
+	}
+	if again := do("POST", "/api/orders", alice, `{"items":[{"sku":"JX-MUG","quantity":2}]}`, "Idempotency-Key", "k1"); again.Code != http.StatusCreated || again.Header().Get("Idempotent-Replayed") != "true" {
+		t.Errorf("the same POST again = %d, Idempotent-Replayed %q; want 201 replayed", again.Code, again.Header().Get("Idempotent-Replayed"))
+	}
+	var o struct {
+		OrderID int64  `json:"orderId"`
+		Status  string `json:"status"`
+	}
+	if err := json.Unmarshal(place.Body.Bytes(), &o); err != nil || o.OrderID != 1 || o.Status != "pending" {
+		t.Errorf("order = %s, want order 1 pending", place.Body)
+	}
+
+	tests := []struct {
+		name, method, path, tok, body string
+		status                        int
+		code                          string
+	}{
+		{"no token", "GET", "/api/orders/1", "", "", 401, "unauthorized"},
+		{"a bad token", "GET", "/api/orders/1", "x.y.z", "", 401, "unauthorized"},
+		{"the owner reads it", "GET", "/api/orders/1", alice, "", 200, ""},
+		{"another customer: missing", "GET", "/api/orders/1", bob, "", 404, "not_found"},
+		{"an administrator reads it", "GET", "/api/orders/1", admin, "", 200, ""},
+		{"a malformed id", "GET", "/api/orders/abc", alice, "", 400, "invalid"},
+		{"a wait that is not a duration", "GET", "/api/orders/1?wait=soon", alice, "", 400, "invalid"},
+		{"a wait too long", "GET", "/api/orders/1?wait=1h", alice, "", 400, "invalid"},
+		{"a body that is not JSON", "POST", "/api/orders", alice, `{"items":`, 400, "invalid"},
+		{"no items", "POST", "/api/orders", alice, `{"items":[]}`, 400, "invalid"},
+		{"a bad SKU", "POST", "/api/orders", alice, `{"items":[{"sku":"mug","quantity":1}]}`, 400, "invalid"},
+		{"a list", "GET", "/api/orders?limit=5", alice, "", 200, ""},
+		{"a list too long", "GET", "/api/orders?limit=1000", alice, "", 400, "invalid"},
+		{"sagas for a customer", "GET", "/api/admin/sagas", alice, "", 403, "forbidden"},
+		{"sagas for an administrator", "GET", "/api/admin/sagas", admin, "", 200, ""},
+		{"a saga's bad cursor", "GET", "/api/admin/sagas?cursor=9", admin, "", 400, "invalid"},
+		{"a saga", "GET", "/api/admin/sagas/1", admin, "", 200, ""},
+		{"no such saga", "GET", "/api/admin/sagas/77", admin, "", 404, "not_found"},
+		{"a method the path does not take", "DELETE", "/api/orders/1", alice, "", 405, "method_not_allowed"},
+		{"cancel another's order", "POST", "/api/orders/1/cancel", bob, "", 404, "not_found"},
+		{"cancel one's own pending order", "POST", "/api/orders/1/cancel", alice, "", 202, ""},
+	}
+	for _, tt := range tests {
+		rec := do(tt.method, tt.path, tt.tok, tt.body)
+		if rec.Code != tt.status || code(rec) != tt.code {
+			t.Errorf("%s: %s %s = %d %s, want %d %q", tt.name, tt.method, tt.path, rec.Code, rec.Body, tt.status, tt.code)
+		}
+	}
+}
