@@ -9,73 +9,117 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/junction-go/junction/api/services"
 	"github.com/junction-go/junction/internal/gateway"
+	"github.com/junction-go/junction/internal/shipping"
+	"github.com/junction-go/junction/internal/user"
 )
 
 // serveConfig is what `junction serve` reads, once, from flags and the
 // JUNCTION_* environment (a flag wins over its variable; see envFlag).
 type serveConfig struct {
-	Service     string
-	InstanceID  string
-	RegistryURL string
-	// Discovery names the discovery backend: "" or "registry" (the
-	// registry at RegistryURL), dns://… or etcd://… (see openDiscovery).
-	Discovery string
-	discovery discoverySpec // Discovery parsed
-	// disc is the opened backend, set by serve.
-	disc        *discoveryBackend
-	DataDir     string
-	DatabaseURL string
-	HTTPAddr    string
-	GRPCAddr    string
-	Advertise   string
+	Service    string
+	InstanceID string
+	// The dependencies every service shares.
+	Discovery discoveryConfig
+	Database  databaseConfig
+	Broker    brokerConfig
+	// disc is the opened discovery backend, set by serve.
+	disc *discoveryBackend
+	// Where this instance listens and what it registers.
+	HTTPAddr  string
+	GRPCAddr  string
+	Advertise string
 	// AdvertiseHTTP replaces the whole registered HTTP address.
 	AdvertiseHTTP string
 	ListenFD      int
 	LogLevel      slog.Level
-	TokenTTL      time.Duration
-	BrokerAddr    string
-	BrokerURL     string
-	Limits        gateway.Limits
-	BrokerSync    bool
-	// DispatchDelay is how long after confirmation shipping-service
-	// dispatches a shipment.
-	DispatchDelay time.Duration
-	// RefuseRate is the share of shipments shipping-service refuses, by
-	// order id and Seed (for tests of compensation).
-	RefuseRate float64
-	Seed       uint64
+	// The services' own settings, each validated by its own type.
+	Limits   gateway.Limits
+	User     user.Config
+	Shipping shipping.Config
+	// SeedDemo creates the demo accounts (user-service) and the demo
+	// catalogue (inventory-service) when they are missing.
+	SeedDemo bool
 	// Failpoints are fault-test crash points: name -> probability that
 	// the process kills itself (SIGKILL) there. Empty in production.
 	Failpoints map[string]float64
 	// FailpointMax caps the failpoints fired by all processes on one data
 	// folder; 0 for no cap.
 	FailpointMax int
-	// SeedDemo creates the demo accounts (user-service, with DemoPassword)
-	// and the demo catalogue (inventory-service) when they are missing.
-	SeedDemo     bool
-	DemoPassword string
 	// ProfileDir, when set, receives this process's CPU profile.
 	ProfileDir   string
 	logLevelText string
 	failText     string
 }
 
+// discoveryConfig is how an instance finds the others and is found.
+type discoveryConfig struct {
+	// RegistryURL is the registry's base URL, for the registry backend.
+	RegistryURL string
+	// Spec names the backend: "" or "registry" (the registry at
+	// RegistryURL), dns://… or etcd://… (see openDiscovery).
+	Spec   string
+	parsed discoverySpec // Spec, parsed by validate
+}
+
+// validate parses Spec; every service but the registry needs one backend.
+func (d *discoveryConfig) validate(service string) error {
+	var err error
+	if d.parsed, err = parseDiscovery(d.Spec); err != nil {
+		return err
+	}
+	if service != services.Registry && d.parsed.kind == "registry" && d.RegistryURL == "" {
+		return fmt.Errorf("%s needs the registry's URL (--registry or JUNCTION_REGISTRY_URL) or another discovery backend (--discovery)", service)
+	}
+	return nil
+}
+
+func (d discoveryConfig) String() string {
+	s := "registry=" + d.RegistryURL
+	if d.Spec != "" {
+		s += " discovery=" + redactURL(d.Spec)
+	}
+	return s
+}
+
+// databaseConfig is a service's own database.
+type databaseConfig struct {
+	// DataDir holds the SQLite files (and the broker's store).
+	DataDir string
+	// URL is the database's URL or SQLite path; <DataDir>/<service>/<service>.db
+	// when empty.
+	URL string
+}
+
+// brokerConfig is the message broker: the one services connect to (URL),
+// and for the embedded broker itself where it listens and how it syncs.
+type brokerConfig struct {
+	URL        string
+	Addr       string
+	SyncAlways bool
+}
+
+func (b brokerConfig) validate() error {
+	if _, _, err := net.SplitHostPort(b.Addr); err != nil {
+		return fmt.Errorf("--broker-addr (JUNCTION_BROKER_ADDR) %q: want a listen address host:port", b.Addr)
+	}
+	return checkBrokerURL("--broker (JUNCTION_BROKER)", b.URL)
+}
+
 func (c *serveConfig) flags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.InstanceID, "instance-id", "", "registry id of this instance (default <service>-<host>-<pid>)")
 	envFlag(fs, "instance-id", "JUNCTION_INSTANCE_ID")
-	fs.StringVar(&c.RegistryURL, "registry", "", "registry base URL, e.g. http://127.0.0.1:7070")
+	fs.StringVar(&c.Discovery.RegistryURL, "registry", "", "registry base URL, e.g. http://127.0.0.1:7070")
 	envFlag(fs, "registry", "JUNCTION_REGISTRY_URL")
-	fs.StringVar(&c.Discovery, "discovery", "", "discovery backend: registry (default, at --registry), dns://[server:port]/<suffix>[?http=PORT&grpc=PORT] (Kubernetes headless services) or etcd://host:port[,host:port]/<prefix>")
+	fs.StringVar(&c.Discovery.Spec, "discovery", "", "discovery backend: registry (default, at --registry), dns://[server:port]/<suffix>[?http=PORT&grpc=PORT] (Kubernetes headless services) or etcd://host:port[,host:port]/<prefix>")
 	envFlag(fs, "discovery", "JUNCTION_DISCOVERY")
-	fs.StringVar(&c.DataDir, "data", ".junction", "data folder")
+	fs.StringVar(&c.Database.DataDir, "data", ".junction", "data folder")
 	envFlag(fs, "data", "JUNCTION_DATA")
-	fs.StringVar(&c.DatabaseURL, "database", "", "database URL or SQLite path (default <data>/<service>/<service>.db)")
+	fs.StringVar(&c.Database.URL, "database", "", "database URL or SQLite path (default <data>/<service>/<service>.db)")
 	envFlag(fs, "database", "JUNCTION_DATABASE_URL")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:0", "HTTP listen address")
 	envFlag(fs, "http-addr", "JUNCTION_HTTP_ADDR")
@@ -87,13 +131,14 @@ func (c *serveConfig) flags(fs *pflag.FlagSet) {
 	envFlag(fs, "advertise-host", "JUNCTION_ADVERTISE_HOST")
 	fs.StringVar(&c.logLevelText, "log-level", "info", "debug, info, warn or error")
 	envFlag(fs, "log-level", "JUNCTION_LOG_LEVEL")
-	fs.DurationVar(&c.TokenTTL, "token-ttl", 15*time.Minute, "user-service: lifetime of access tokens, 1m to 24h")
+	c.User, c.Shipping = user.DefaultConfig, shipping.DefaultConfig
+	fs.DurationVar(&c.User.TokenTTL, "token-ttl", c.User.TokenTTL, "user-service: lifetime of access tokens, 1m to 24h")
 	envFlag(fs, "token-ttl", "JUNCTION_TOKEN_TTL")
-	fs.StringVar(&c.BrokerAddr, "broker-addr", "127.0.0.1:0", "broker: NATS client listen address")
+	fs.StringVar(&c.Broker.Addr, "broker-addr", "127.0.0.1:0", "broker: NATS client listen address")
 	envFlag(fs, "broker-addr", "JUNCTION_BROKER_ADDR")
-	fs.StringVar(&c.BrokerURL, "broker", "", "broker URL (default: the broker found in the registry): "+brokerSchemes)
+	fs.StringVar(&c.Broker.URL, "broker", "", "broker URL (default: the broker found in the registry): "+brokerSchemes)
 	envFlag(fs, "broker", "JUNCTION_BROKER")
-	fs.BoolVar(&c.BrokerSync, "broker-sync-always", false, "broker: fsync every write before acknowledging it")
+	fs.BoolVar(&c.Broker.SyncAlways, "broker-sync-always", false, "broker: fsync every write before acknowledging it")
 	envFlag(fs, "broker-sync-always", "JUNCTION_BROKER_SYNC_ALWAYS")
 	c.Limits = gateway.DefaultLimits
 	fs.Float64Var(&c.Limits.PerAddress, "rate-per-address", c.Limits.PerAddress, "gateway: requests/s per client address, 0 for no limit")
@@ -102,13 +147,13 @@ func (c *serveConfig) flags(fs *pflag.FlagSet) {
 	envFlag(fs, "rate-per-user", "JUNCTION_RATE_PER_USER")
 	fs.Int64Var(&c.Limits.MaxInFlight, "max-in-flight", c.Limits.MaxInFlight, "gateway: requests at once before shedding, 0 for no limit")
 	envFlag(fs, "max-in-flight", "JUNCTION_MAX_IN_FLIGHT")
-	fs.DurationVar(&c.Limits.RequestTimeout, "request-timeout", gateway.UpstreamTimeout, "gateway: time a request gets, retries included, 100ms to 10m; the deadline travels downstream")
+	fs.DurationVar(&c.Limits.RequestTimeout, "request-timeout", c.Limits.RequestTimeout, "gateway: time a request gets, retries included, 100ms to 10m; the deadline travels downstream")
 	envFlag(fs, "request-timeout", "JUNCTION_REQUEST_TIMEOUT")
-	fs.DurationVar(&c.DispatchDelay, "dispatch-delay", 2*time.Second, "shipping-service: time from confirmation to dispatch")
+	fs.DurationVar(&c.Shipping.DispatchDelay, "dispatch-delay", c.Shipping.DispatchDelay, "shipping-service: time from confirmation to dispatch")
 	envFlag(fs, "dispatch-delay", "JUNCTION_DISPATCH_DELAY")
-	fs.Float64Var(&c.RefuseRate, "shipping-refuse-rate", 0, "shipping-service: share of shipments refused (0 to 1), for fault tests")
+	fs.Float64Var(&c.Shipping.RefuseRate, "shipping-refuse-rate", 0, "shipping-service: share of shipments refused (0 to 1), for fault tests")
 	envFlag(fs, "shipping-refuse-rate", "JUNCTION_SHIPPING_REFUSE_RATE")
-	fs.Uint64Var(&c.Seed, "seed", 0, "seed of simulated refusals")
+	fs.Uint64Var(&c.Shipping.Seed, "seed", 0, "seed of simulated refusals")
 	envFlag(fs, "seed", "JUNCTION_SEED")
 	fs.StringVar(&c.failText, "failpoints", "", "fault tests only: name=probability,... where the process kills itself")
 	envFlag(fs, "failpoints", "JUNCTION_FAILPOINTS")
@@ -118,7 +163,7 @@ func (c *serveConfig) flags(fs *pflag.FlagSet) {
 	envFlag(fs, "cpu-profile-dir", "JUNCTION_CPU_PROFILE_DIR")
 	fs.BoolVar(&c.SeedDemo, "seed-demo", false, "user-service and inventory-service: create the demo accounts and catalogue when missing ('junction up' asks for them)")
 	envFlag(fs, "seed-demo", "JUNCTION_SEED_DEMO")
-	fs.StringVar(&c.DemoPassword, "demo-password", "junction", "user-service: the demo accounts' password, with --seed-demo")
+	fs.StringVar(&c.User.DemoPassword, "demo-password", c.User.DemoPassword, "user-service: the demo accounts' password, with --seed-demo")
 	envFlag(fs, "demo-password", "JUNCTION_DEMO_PASSWORD")
 	fs.IntVar(&c.ListenFD, "listen-fd", 0, "serve HTTP on this inherited file descriptor (set by 'junction up')")
 	envFlag(fs, "listen-fd", "JUNCTION_LISTEN_FD")
@@ -145,20 +190,18 @@ func checkBrokerURL(flag, raw string) error {
 }
 
 // finish fills in defaults that depend on other settings and validates.
-func (c *serveConfig) finish() error {
+func (c *serveConfig) finish(fs *pflag.FlagSet) error {
 	if err := c.check(); err != nil {
-		return asUsage(err)
+		return asUsage(flagged(fs, err))
 	}
 	if c.InstanceID == "" {
 		host, _ := os.Hostname()
 		c.InstanceID = fmt.Sprintf("%s-%s-%d", c.Service, host, os.Getpid())
 	}
-	if c.DatabaseURL == "" {
-		c.DatabaseURL = filepath.Join(c.DataDir, c.Service, c.Service+".db")
+	if c.Database.URL == "" {
+		c.Database.URL = filepath.Join(c.Database.DataDir, c.Service, c.Service+".db")
 	}
-	// Bursts follow the rates: a second's worth.
-	c.Limits.AddressBurst = max(1, int(c.Limits.PerAddress))
-	c.Limits.UserBurst = max(1, int(c.Limits.PerUser))
+	c.Limits = c.Limits.WithBursts()
 	return nil
 }
 
@@ -171,14 +214,10 @@ func (c *serveConfig) check() error {
 	if err := c.LogLevel.UnmarshalText([]byte(c.logLevelText)); err != nil {
 		return fmt.Errorf("--log-level (JUNCTION_LOG_LEVEL) %q: want debug, info, warn or error", c.logLevelText)
 	}
-	var err error
-	if c.discovery, err = parseDiscovery(c.Discovery); err != nil {
+	if err := c.Discovery.validate(c.Service); err != nil {
 		return err
 	}
-	if c.Service != "registry" && c.discovery.kind == "registry" && c.RegistryURL == "" {
-		return fmt.Errorf("%s needs the registry's URL (--registry or JUNCTION_REGISTRY_URL) or another discovery backend (--discovery)", c.Service)
-	}
-	if err := checkBrokerURL("--broker (JUNCTION_BROKER)", c.BrokerURL); err != nil {
+	if err := c.Broker.validate(); err != nil {
 		return err
 	}
 	if c.AdvertiseHTTP != "" {
@@ -187,34 +226,22 @@ func (c *serveConfig) check() error {
 		}
 	}
 	for _, a := range []struct{ name, value string }{
-		{"--http-addr (JUNCTION_HTTP_ADDR)", c.HTTPAddr}, {"--grpc-addr (JUNCTION_GRPC_ADDR)", c.GRPCAddr}, {"--broker-addr (JUNCTION_BROKER_ADDR)", c.BrokerAddr},
+		{"--http-addr (JUNCTION_HTTP_ADDR)", c.HTTPAddr}, {"--grpc-addr (JUNCTION_GRPC_ADDR)", c.GRPCAddr},
 	} {
 		if _, _, err := net.SplitHostPort(a.value); err != nil {
 			return fmt.Errorf("%s %q: want a listen address host:port", a.name, a.value)
 		}
 	}
+	for _, v := range []interface{ Validate() error }{c.Limits, c.User, c.Shipping} {
+		if err := v.Validate(); err != nil {
+			return err
+		}
+	}
 	switch {
-	case c.Limits.PerAddress < 0:
-		return fmt.Errorf("--rate-per-address (JUNCTION_RATE_PER_ADDRESS) %v: must not be negative", c.Limits.PerAddress)
-	case c.Limits.PerUser < 0:
-		return fmt.Errorf("--rate-per-user (JUNCTION_RATE_PER_USER) %v: must not be negative", c.Limits.PerUser)
-	case c.Limits.MaxInFlight < 0:
-		return fmt.Errorf("--max-in-flight (JUNCTION_MAX_IN_FLIGHT) %v: must not be negative", c.Limits.MaxInFlight)
-	case c.Limits.RequestTimeout < 100*time.Millisecond || c.Limits.RequestTimeout > 10*time.Minute:
-		return fmt.Errorf("--request-timeout (JUNCTION_REQUEST_TIMEOUT) %v: must be between 100ms and 10m", c.Limits.RequestTimeout)
-	case c.RefuseRate < 0 || c.RefuseRate > 1:
-		return fmt.Errorf("--shipping-refuse-rate (JUNCTION_SHIPPING_REFUSE_RATE) %v: must be between 0 and 1", c.RefuseRate)
-	case c.DispatchDelay < 0:
-		return fmt.Errorf("--dispatch-delay (JUNCTION_DISPATCH_DELAY) %v: must not be negative", c.DispatchDelay)
-	case c.TokenTTL < time.Minute || c.TokenTTL > 24*time.Hour:
-		return fmt.Errorf("--token-ttl (JUNCTION_TOKEN_TTL) %v: must be between 1m and 24h", c.TokenTTL)
 	case c.FailpointMax < 0:
 		return fmt.Errorf("--failpoints-max (JUNCTION_FAILPOINTS_MAX) %d: must not be negative", c.FailpointMax)
 	case c.ListenFD < 0:
 		return fmt.Errorf("--listen-fd (JUNCTION_LISTEN_FD) %d: must not be negative", c.ListenFD)
-	}
-	if n := len(c.DemoPassword); c.SeedDemo && (n < 8 || n > 72) {
-		return fmt.Errorf("--demo-password (JUNCTION_DEMO_PASSWORD): must be 8 to 72 bytes")
 	}
 	if c.failText != "" {
 		c.Failpoints = map[string]float64{}
@@ -232,18 +259,18 @@ func (c *serveConfig) check() error {
 
 // String prints the settings with secrets masked, for the start-up log.
 func (c *serveConfig) String() string {
-	s := fmt.Sprintf("service=%s instance=%s registry=%s", c.Service, c.InstanceID, c.RegistryURL)
-	if c.Discovery != "" {
-		s += " discovery=" + redactURL(c.Discovery)
-	}
+	s := fmt.Sprintf("service=%s instance=%s %s", c.Service, c.InstanceID, c.Discovery)
 	if row, _ := serviceNamed(c.Service); row.stores {
-		s += " database=" + redactURL(c.DatabaseURL) + " broker=" + redactURL(c.BrokerURL)
+		s += " database=" + redactURL(c.Database.URL) + " broker=" + redactURL(c.Broker.URL)
 	}
 	if c.Service == services.Broker {
-		s += fmt.Sprintf(" nats=%s sync_always=%t", c.BrokerAddr, c.BrokerSync)
+		s += fmt.Sprintf(" nats=%s sync_always=%t", c.Broker.Addr, c.Broker.SyncAlways)
 	}
-	if c.Service == services.Shipping {
-		s += fmt.Sprintf(" dispatch_delay=%v refuse_rate=%v", c.DispatchDelay, c.RefuseRate)
+	switch c.Service {
+	case services.Shipping:
+		s += " " + c.Shipping.String()
+	case services.User:
+		s += " " + c.User.String()
 	}
 	if len(c.Failpoints) > 0 {
 		s += fmt.Sprintf(" failpoints=%v", c.Failpoints)

@@ -66,7 +66,7 @@ func parseDiscovery(raw string) (discoverySpec, error) {
 
 // openDiscovery opens the backend cfg names (see parseDiscovery).
 func openDiscovery(cfg serveConfig) (*discoveryBackend, error) {
-	spec := cfg.discovery
+	spec := cfg.Discovery.parsed
 	switch spec.kind {
 	case "dns":
 		dc := spec.dns
@@ -89,7 +89,7 @@ func openDiscovery(cfg serveConfig) (*discoveryBackend, error) {
 		d := etcddisc.New(cli, etcddisc.Config{Prefix: spec.prefix})
 		return &discoveryBackend{Source: d, Registrar: d, Close: func() { cli.Close() }}, nil
 	default:
-		c := discovery.NewClient(cfg.RegistryURL, nil)
+		c := discovery.NewClient(cfg.Discovery.RegistryURL, nil)
 		return &discoveryBackend{Source: c, Registrar: c, Close: func() {}}, nil
 	}
 }

@@ -39,7 +39,7 @@ func failpointBudget(cfg serveConfig) bool {
 	if cfg.FailpointMax <= 0 {
 		return true
 	}
-	f, err := os.OpenFile(filepath.Join(cfg.DataDir, "failpoints.fired"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(filepath.Join(cfg.Database.DataDir, "failpoints.fired"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return false
 	}

@@ -104,8 +104,8 @@ func TestAVariableSetsItsFlag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.TokenTTL != 2*time.Hour || cfg.DispatchDelay != 3*time.Second || !cfg.BrokerSync {
-		t.Errorf("token ttl %v, dispatch delay %v, sync %v; want 2h from its variable, 3s from the flag over its variable, true from 1", cfg.TokenTTL, cfg.DispatchDelay, cfg.BrokerSync)
+	if cfg.User.TokenTTL != 2*time.Hour || cfg.Shipping.DispatchDelay != 3*time.Second || !cfg.Broker.SyncAlways {
+		t.Errorf("token ttl %v, dispatch delay %v, sync %v; want 2h from its variable, 3s from the flag over its variable, true from 1", cfg.User.TokenTTL, cfg.Shipping.DispatchDelay, cfg.Broker.SyncAlways)
 	}
 }
 

@@ -86,7 +86,7 @@ It seeds demo data only with --seed-demo, which 'junction up' passes.`,
 		ValidArgs: serviceNames(nil),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg.Service = args[0]
-			if err := cfg.finish(); err != nil {
+			if err := cfg.finish(cmd.Flags()); err != nil {
 				return err
 			}
 			log := telemetry.NewLogger(stderr, cfg.LogLevel, cfg.Service, cfg.InstanceID)
@@ -216,7 +216,7 @@ func serveRegistry(ctx context.Context, cfg serveConfig, log *slog.Logger) error
 // serveBroker runs NATS with JetStream in this process and registers its
 // client address as the "nats" endpoint of the "broker" service.
 func serveBroker(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
-	host, port, err := net.SplitHostPort(cfg.BrokerAddr)
+	host, port, err := net.SplitHostPort(cfg.Broker.Addr)
 	if err != nil {
 		return err
 	}
@@ -232,9 +232,9 @@ func serveBroker(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		Host:       host,
 		Port:       p,
 		JetStream:  true,
-		StoreDir:   filepath.Join(cfg.DataDir, "broker"),
+		StoreDir:   filepath.Join(cfg.Database.DataDir, "broker"),
 		NoSigs:     true,
-		SyncAlways: cfg.BrokerSync,
+		SyncAlways: cfg.Broker.SyncAlways,
 		MaxPayload: 1 << 20,
 	}
 	ns, err := server.NewServer(opts)
@@ -252,7 +252,7 @@ func serveBroker(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("broker: not ready for connections within 30s (is %s free?)", cfg.BrokerAddr)
+			return fmt.Errorf("broker: not ready for connections within 30s (is %s free?)", cfg.Broker.Addr)
 		}
 	}
 	addr := ns.Addr().String()
@@ -289,7 +289,7 @@ func (d *deps) close() {
 // over the registry and a connection to the broker.
 func openDeps(ctx context.Context, cfg serveConfig, log *slog.Logger, broker bool) (*deps, error) {
 	d := &deps{}
-	db, err := sqldb.Open(ctx, cfg.DatabaseURL)
+	db, err := sqldb.Open(ctx, cfg.Database.URL)
 	if err != nil {
 		return nil, err
 	}
@@ -318,12 +318,12 @@ func serveUsers(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	svc := user.NewService(st, cfg.TokenTTL, nil)
+	svc := user.NewService(st, cfg.User.TokenTTL, nil)
 	if err := svc.Start(ctx); err != nil {
 		return err
 	}
 	if cfg.SeedDemo {
-		for _, u := range user.DemoAccounts(cfg.DemoPassword) {
+		for _, u := range user.DemoAccounts(cfg.User.DemoPassword) {
 			created, err := svc.EnsureUser(ctx, u)
 			if err != nil {
 				return fmt.Errorf("demo account %s: %w", u.Username, err)
@@ -506,7 +506,7 @@ func serveShipping(ctx context.Context, cfg serveConfig, log *slog.Logger) error
 	defer bg.stop()
 	bg.relay(st.Outbox(), d.bus, cfg, log)
 	bg.goRun(func(ctx context.Context) error { return shipping.RunDispatcher(ctx, st, 100*time.Millisecond, log) })
-	subs, err := shippingmsg.Subscribe(ctx, d.bus, d.bus, st, shippingmsg.Config{DispatchDelay: cfg.DispatchDelay, RefuseRate: cfg.RefuseRate, Seed: cfg.Seed}, log)
+	subs, err := shippingmsg.Subscribe(ctx, d.bus, d.bus, st, cfg.Shipping, log)
 	if err != nil {
 		return err
 	}
@@ -601,7 +601,7 @@ func connectBus(ctx context.Context, cfg serveConfig, r *discovery.Resolver, log
 	wait := 50 * time.Millisecond
 	said := false
 	for {
-		url, err := cfg.BrokerURL, error(nil)
+		url, err := cfg.Broker.URL, error(nil)
 		if url == "" {
 			var addr string
 			if addr, err = r.Pick(wctx, "broker", discovery.EndpointNATS); err == nil {
@@ -622,7 +622,7 @@ func connectBus(ctx context.Context, cfg serveConfig, r *discovery.Resolver, log
 			}
 		}
 		if !said && time.Since(started) > 500*time.Millisecond {
-			log.Info("waiting for the broker", "url", redactURL(cfg.BrokerURL), "reason", err.Error())
+			log.Info("waiting for the broker", "url", redactURL(cfg.Broker.URL), "reason", err.Error())
 			said = true
 		}
 		select {

@@ -61,6 +61,28 @@ func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
 	return err
 }
 
+// flagged names the flag and variable of a setting in err: a service's
+// own Config says "token-ttl 30s: …" (the setting's name first), which
+// becomes "--token-ttl (JUNCTION_TOKEN_TTL) 30s: …". Other errors are
+// returned as they are.
+func flagged(fs *pflag.FlagSet, err error) error {
+	msg := err.Error()
+	name, rest, _ := strings.Cut(msg, " ")
+	name = strings.TrimSuffix(name, ":")
+	f := fs.Lookup(name)
+	if f == nil || strings.HasPrefix(msg, "--") {
+		return err
+	}
+	label := "--" + name
+	if keys := f.Annotations[envKey]; len(keys) > 0 {
+		label += " (" + keys[0] + ")"
+	}
+	if rest == "" || strings.HasPrefix(msg, name+":") {
+		return fmt.Errorf("%s%s", label, strings.TrimPrefix(msg, name))
+	}
+	return fmt.Errorf("%s %s", label, rest)
+}
+
 // accepts says what kind of value a flag takes.
 func accepts(f *pflag.Flag) string {
 	switch f.Value.Type() {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"log/slog"
 	"math"
 	"net"
@@ -37,7 +38,31 @@ type Limits struct {
 }
 
 // DefaultLimits are generous: they stop a runaway client, not a busy shop.
-var DefaultLimits = Limits{PerAddress: 5000, AddressBurst: 5000, PerUser: 2000, UserBurst: 2000, MaxInFlight: 2048}
+var DefaultLimits = Limits{PerAddress: 5000, AddressBurst: 5000, PerUser: 2000, UserBurst: 2000, MaxInFlight: 2048, RequestTimeout: UpstreamTimeout}
+
+// Validate reports the first limit the gateway cannot use; the error
+// begins with the setting's name (rate-per-address, rate-per-user,
+// max-in-flight, request-timeout).
+func (l Limits) Validate() error {
+	switch {
+	case l.PerAddress < 0:
+		return fmt.Errorf("rate-per-address %v: must not be negative", l.PerAddress)
+	case l.PerUser < 0:
+		return fmt.Errorf("rate-per-user %v: must not be negative", l.PerUser)
+	case l.MaxInFlight < 0:
+		return fmt.Errorf("max-in-flight %v: must not be negative", l.MaxInFlight)
+	case l.RequestTimeout < 100*time.Millisecond || l.RequestTimeout > 10*time.Minute:
+		return fmt.Errorf("request-timeout %v: must be between 100ms and 10m", l.RequestTimeout)
+	}
+	return nil
+}
+
+// WithBursts returns l with bursts of a second's worth of each rate.
+func (l Limits) WithBursts() Limits {
+	l.AddressBurst = max(1, int(l.PerAddress))
+	l.UserBurst = max(1, int(l.PerUser))
+	return l
+}
 
 // keyedLimiter is a token bucket per key. Idle buckets are dropped when the
 // map grows past its cap, so memory stays bounded whatever the clients.

@@ -4,6 +4,7 @@ package shipping
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/junction-go/junction/auth"
@@ -59,4 +60,35 @@ func (s *Service) Get(ctx context.Context, caller auth.Principal, orderID int64)
 		return Shipment{}, fault.New(fault.NotFound, "no shipment for order %d", orderID)
 	}
 	return sh, nil
+}
+
+// Config is shipping-service's own settings.
+type Config struct {
+	// DispatchDelay is how long after confirmation a shipment leaves.
+	DispatchDelay time.Duration
+	// RefuseRate is the share of bookings refused ("no courier"), chosen
+	// by order id and Seed so a retry gets the same answer (fault tests).
+	RefuseRate float64
+	Seed       uint64
+}
+
+// DefaultConfig is a shop that dispatches two seconds after confirmation
+// and refuses nothing.
+var DefaultConfig = Config{DispatchDelay: 2 * time.Second}
+
+// Validate reports the first setting c cannot use; the error begins with
+// the setting's name (dispatch-delay, shipping-refuse-rate).
+func (c Config) Validate() error {
+	if c.DispatchDelay < 0 {
+		return fmt.Errorf("dispatch-delay %v: must not be negative", c.DispatchDelay)
+	}
+	if c.RefuseRate < 0 || c.RefuseRate > 1 {
+		return fmt.Errorf("shipping-refuse-rate %v: must be between 0 and 1", c.RefuseRate)
+	}
+	return nil
+}
+
+// String prints c for the start-up log.
+func (c Config) String() string {
+	return fmt.Sprintf("dispatch_delay=%v refuse_rate=%v", c.DispatchDelay, c.RefuseRate)
 }

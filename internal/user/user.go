@@ -148,6 +148,35 @@ type NewUser struct {
 	Username, DisplayName, Password, Role string
 }
 
+// Config is user-service's own settings.
+type Config struct {
+	// TokenTTL is the lifetime of the access tokens it issues.
+	TokenTTL time.Duration
+	// DemoPassword is the password of the demo accounts (DemoAccounts),
+	// when they are made.
+	DemoPassword string
+}
+
+// DefaultConfig issues tokens for auth.TokenExpiry and seeds nothing.
+var DefaultConfig = Config{TokenTTL: auth.TokenExpiry, DemoPassword: "junction"}
+
+// Validate reports the first setting c cannot use; the error begins with
+// the setting's name (token-ttl, demo-password).
+func (c Config) Validate() error {
+	if c.TokenTTL < time.Minute || c.TokenTTL > 24*time.Hour {
+		return fmt.Errorf("token-ttl %v: must be between 1m and 24h", c.TokenTTL)
+	}
+	if n := len(c.DemoPassword); n < 8 || n > 72 {
+		return fmt.Errorf("demo-password: must be 8 to 72 bytes")
+	}
+	return nil
+}
+
+// String prints c for the start-up log, without the password.
+func (c Config) String() string {
+	return fmt.Sprintf("token_ttl=%v", c.TokenTTL)
+}
+
 // DemoAccounts are the accounts `junction up` starts with: alice and bob
 // (customers) and admin (administrator), all with password.
 func DemoAccounts(password string) []NewUser {

@@ -21,15 +21,8 @@ import (
 // MaxDeliveries is how often a message is tried before it is dead-lettered.
 const MaxDeliveries = 5
 
-// Config tunes shipping's behaviour.
-type Config struct {
-	// DispatchDelay is how long after confirmation a shipment leaves.
-	DispatchDelay time.Duration
-	// RefuseRate is the share of bookings refused ("no courier"), chosen
-	// by order id and Seed so a retry gets the same answer.
-	RefuseRate float64
-	Seed       uint64
-}
+// Config is shipping-service's (shipping.Config).
+type Config = shipping.Config
 
 // Subscribe starts shipping-service's subscriptions:
 //
