@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/junction-go/junction/telemetry"
 )
 
 // ProblemsPath is where every Junction HTTP server describes its error
@@ -87,6 +89,7 @@ func Routes(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
 		if pattern != "" {
+			telemetry.SetRoute(r.Context(), pattern)
 			mux.ServeHTTP(w, r)
 			return
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/junction-go/junction/internal/gateway"
 	"github.com/junction-go/junction/internal/shipping"
 	"github.com/junction-go/junction/internal/user"
+	"github.com/junction-go/junction/telemetry"
 )
 
 // serveConfig is what `junction serve` reads, once, from flags and the
@@ -27,8 +28,10 @@ type serveConfig struct {
 	Discovery discoveryConfig
 	Database  databaseConfig
 	Broker    brokerConfig
-	// disc is the opened discovery backend, set by serve.
-	disc *discoveryBackend
+	// disc is the opened discovery backend, and metrics the process's
+	// registry, both set by serve.
+	disc    *discoveryBackend
+	metrics *telemetry.Metrics
 	// Where this instance listens and what it registers.
 	HTTPAddr  string
 	GRPCAddr  string

@@ -136,6 +136,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		defer disc.Close()
 		cfg.disc = disc
 	}
+	cfg.metrics = telemetry.NewMetrics()
 	return row.run(ctx, cfg, log)
 }
 
@@ -176,6 +177,7 @@ func instanceConfig(cfg serveConfig) instance.Config {
 		AdvertiseHost: cfg.Advertise,
 		AdvertiseHTTP: cfg.AdvertiseHTTP,
 		Version:       version(),
+		Metrics:       cfg.metrics,
 	}
 }
 
@@ -207,7 +209,10 @@ func serveRegistry(ctx context.Context, cfg serveConfig, log *slog.Logger) error
 			}
 		}
 	}()
-	srv := rest.NewServer(registryhttp.Handler(reg, log))
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", cfg.metrics.Handler())
+	mux.Handle("/", registryhttp.Handler(reg, log))
+	srv := rest.NewServer(cfg.metrics.HTTPMetrics(mux))
 	srv.WriteTimeout = registryhttp.MaxWatch + 15*time.Second
 	log.Info("listening", "addr", ln.Addr().String())
 	return rest.Serve(ctx, srv, ln, 5*time.Second)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/junction-go/junction/discovery"
 	"github.com/junction-go/junction/rest"
+	"github.com/junction-go/junction/telemetry"
 )
 
 // Config says where an instance listens and how it registers.
@@ -50,6 +51,9 @@ type Config struct {
 	Version string
 	// Endpoints are extra endpoints to register (a broker's client port).
 	Endpoints map[string]string
+	// Metrics, when set, are served at GET /metrics on the HTTP port
+	// (never routed by the gateway), and count every HTTP request.
+	Metrics *telemetry.Metrics
 }
 
 // Parts is what a service hands the runtime.
@@ -130,7 +134,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, p Parts) error {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("/", p.HTTP)
-	srv := rest.NewServer(mux)
+	var handler http.Handler = mux
+	if cfg.Metrics != nil {
+		mux.Handle("GET /metrics", cfg.Metrics.Handler())
+		handler = cfg.Metrics.HTTPMetrics(mux)
+	}
+	srv := rest.NewServer(handler)
 
 	log.Info("listening", "endpoints", endpoints)
 	inst := discovery.Instance{

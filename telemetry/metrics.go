@@ -1,0 +1,130 @@
+package telemetry
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics is one process's Prometheus registry: the Go runtime's and the
+// process's own figures, and what the parts of the process register.
+// Labels never hold ids (an order, a message, a user): only route
+// patterns, topics, groups, dependencies and outcomes, so every series is
+// bounded. It is safe for concurrent use.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewMetrics returns a registry with the Go and process collectors and the
+// HTTP server's request metrics.
+func NewMetrics() *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &Metrics{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "http_server_requests_total",
+			Help: "HTTP requests served, by route pattern, method and status code.",
+		}, []string{"route", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "http_server_request_duration_seconds",
+			Help:    "Time to serve an HTTP request, by route pattern and method.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"route", "method"}),
+	}
+	reg.MustRegister(m.requests, m.duration)
+	return m
+}
+
+// Registerer is where the process's parts add their metrics.
+func (m *Metrics) Registerer() prometheus.Registerer { return m.reg }
+
+// Gatherer reads them, for tests and for the handler.
+func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
+
+// Handler serves the registry in the Prometheus exposition format (GET
+// /metrics).
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+type routeKey struct{}
+
+// routeHolder receives the pattern of the route that served a request,
+// from the innermost router (SetRoute), through every copy of the request
+// a middleware makes on the way.
+type routeHolder struct{ pattern string }
+
+// SetRoute records the route pattern that serves the request of ctx, for
+// the HTTP metrics (a no-op outside HTTPMetrics).
+func SetRoute(ctx context.Context, pattern string) {
+	if h, ok := ctx.Value(routeKey{}).(*routeHolder); ok {
+		h.pattern = pattern
+	}
+}
+
+// HTTPMetrics counts and times every request by the pattern of the route
+// that served it ("GET /api/orders/{id}"; the innermost router's, see
+// SetRoute), never by its path, so ids do not become labels. A request no
+// route took is counted under "unmatched".
+func (m *Metrics) HTTPMetrics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		holder := &routeHolder{}
+		r = r.WithContext(context.WithValue(r.Context(), routeKey{}, holder))
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		start := time.Now()
+		next.ServeHTTP(sw, r)
+		route := holder.pattern
+		if route == "" {
+			route = r.Pattern
+		}
+		if route == "" {
+			route = "unmatched"
+		}
+		// A pattern names its method ("GET /x") or matches any ("/x/"):
+		// the method is a label of its own.
+		if method, path, ok := strings.Cut(route, " "); ok && method == strings.ToUpper(method) {
+			route = path
+		}
+		m.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.status)).Inc()
+		m.duration.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
+	})
+}
+
+// statusWriter remembers the status a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if !s.wrote {
+		s.status, s.wrote = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	s.wrote = true
+	return s.ResponseWriter.Write(b)
+}
+
+// Flush lets streaming handlers (server-sent events) flush through.
+func (s *statusWriter) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
