@@ -305,10 +305,12 @@ func openDeps(ctx context.Context, cfg serveConfig, log *slog.Logger, broker boo
 	}
 	d.resolver = discovery.NewResolver(cfg.disc.Source)
 	d.closers = append(d.closers, d.resolver.Close)
-	if d.bus, err = connectBus(ctx, cfg, d.resolver, log); err != nil {
+	b, err := connectBus(ctx, cfg, d.resolver, log)
+	if err != nil {
 		d.close()
 		return nil, err
 	}
+	d.bus = meterBus(b, cfg.metrics)
 	d.closers = append(d.closers, func() { d.bus.Close() })
 	return d, nil
 }
@@ -410,6 +412,7 @@ func (l *loops) stop() { l.cancel(); l.wg.Wait() }
 
 // relay runs the outbox relay of ob, publishing with pub.
 func (l *loops) relay(ob *outbox.Outbox, pub bus.Publisher, cfg serveConfig, log *slog.Logger) {
+	meterOutbox(cfg.metrics, ob)
 	l.goRun(outbox.NewRelay(ob, pub, outbox.RelayConfig{Holder: cfg.InstanceID, Failpoint: failpoints(cfg, log)}, log).Run)
 }
 
@@ -459,9 +462,11 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	}
 	defer closeAll(subs)
 
+	usersPolicy, stockPolicy := resilience.New(clients.UserServicePolicy(log)), resilience.New(clients.InventoryPolicy(log))
+	meterPolicies(cfg.metrics, map[string]*resilience.Policy{services.User: usersPolicy, services.Inventory: stockPolicy})
 	svc := order.NewService(st, waiters,
-		clients.NewUsers(users, resilience.New(clients.UserServicePolicy(log))),
-		clients.NewInventory(stock, resilience.New(clients.InventoryPolicy(log)), log),
+		clients.NewUsers(users, usersPolicy),
+		clients.NewInventory(stock, stockPolicy, log),
 		nil)
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
 		HTTP:  orderhttp.Handler(svc, jwksVerifier(d.resolver), log),
@@ -482,9 +487,11 @@ func servePayments(ctx context.Context, cfg serveConfig, log *slog.Logger) error
 	bg := startLoops(ctx)
 	defer bg.stop()
 	bg.relay(st.Outbox(), d.bus, cfg, log)
+	providerPolicy := resilience.New(paymentclients.ProviderPolicy(log))
+	meterPolicies(cfg.metrics, map[string]*resilience.Policy{services.PaymentProvider: providerPolicy})
 	provider := paymentclients.NewProvider("http://"+services.PaymentProvider,
 		&http.Client{Transport: &discovery.Transport{Resolver: d.resolver, Balancer: &discovery.Balancer{Resolver: d.resolver}}},
-		resilience.New(paymentclients.ProviderPolicy(log)))
+		providerPolicy)
 	sub, err := paymentmsg.Subscribe(ctx, d.bus, d.bus, st, provider, failpoints(cfg, log), log)
 	if err != nil {
 		return err
