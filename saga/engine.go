@@ -540,6 +540,28 @@ func (e *Engine) FireDue(ctx context.Context) (int, error) {
 	return len(ids), nil
 }
 
+// Count returns how many instances there are, by definition and status.
+func (e *Engine) Count(ctx context.Context) (map[string]map[Status]int, error) {
+	rows, err := e.db.QueryContext(ctx, `SELECT saga, status, COUNT(*) FROM saga_instances GROUP BY saga, status`)
+	if err != nil {
+		return nil, fmt.Errorf("saga: count: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]map[Status]int{}
+	for rows.Next() {
+		var name, status string
+		var n int
+		if err := rows.Scan(&name, &status, &n); err != nil {
+			return nil, fmt.Errorf("saga: count: %w", err)
+		}
+		if out[name] == nil {
+			out[name] = map[Status]int{}
+		}
+		out[name][Status(status)] = n
+	}
+	return out, rows.Err()
+}
+
 // Get returns instance id with its history, or ErrNotFound.
 func (e *Engine) Get(ctx context.Context, id string) (*Instance, error) {
 	in, err := e.load(ctx, e.db, id, false)

@@ -8,8 +8,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/junction-go/junction/bus"
+	"github.com/junction-go/junction/internal/gateway"
+	"github.com/junction-go/junction/internal/registry"
 	"github.com/junction-go/junction/outbox"
 	"github.com/junction-go/junction/resilience"
+	"github.com/junction-go/junction/saga"
 	"github.com/junction-go/junction/telemetry"
 )
 
@@ -155,4 +158,65 @@ func (c *policyCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.rejected, prometheus.CounterValue, float64(st.Rejected), name)
 		ch <- prometheus.MustNewConstMetric(c.opened, prometheus.CounterValue, float64(st.BreakerOpened), name)
 	}
+}
+
+// funcCollector reports values read when Prometheus scrapes.
+type funcCollector struct {
+	descs   []*prometheus.Desc
+	collect func(ch chan<- prometheus.Metric)
+}
+
+func (c funcCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+func (c funcCollector) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
+
+// meterSagas reports the saga instances by definition and status.
+func meterSagas(m *telemetry.Metrics, e *saga.Engine) {
+	desc := prometheus.NewDesc("saga_instances", "Saga instances in this service's database, by saga and status (running, compensating, completed, compensated, needs_attention).", []string{"saga", "status"}, nil)
+	m.Registerer().MustRegister(funcCollector{descs: []*prometheus.Desc{desc}, collect: func(ch chan<- prometheus.Metric) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		counts, err := e.Count(ctx)
+		if err != nil {
+			return
+		}
+		for name, by := range counts {
+			for status, n := range by {
+				ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(n), name, string(status))
+			}
+		}
+	}})
+}
+
+// meterGateway reports what the gateway did besides forwarding.
+func meterGateway(m *telemetry.Metrics, g *gateway.Gateway) {
+	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
+	limited := d("gateway_rate_limited_total", "Requests answered 429: over their address's or user's rate.")
+	shed := d("gateway_shed_total", "Requests answered 503 because the gateway had as many in flight as it takes.")
+	fallbacks := d("gateway_fallbacks_total", "Requests answered from the last good copy of the catalogue while inventory-service could not answer.")
+	retries := d("gateway_retries_total", "Attempts sent again to another instance (requests that never arrived, or idempotent ones).")
+	refused := d("gateway_retries_refused_total", "Retries the retry budget did not allow.")
+	m.Registerer().MustRegister(funcCollector{descs: []*prometheus.Desc{limited, shed, fallbacks, retries, refused}, collect: func(ch chan<- prometheus.Metric) {
+		st := g.Stats()
+		for _, v := range []struct {
+			d *prometheus.Desc
+			n int64
+		}{{limited, st.RateLimited}, {shed, st.Shed}, {fallbacks, st.Fallbacks}, {retries, st.Retries}, {refused, st.RetriesRefused}} {
+			ch <- prometheus.MustNewConstMetric(v.d, prometheus.CounterValue, float64(v.n))
+		}
+	}})
+}
+
+// meterRegistry reports the instances the registry knows, by service.
+func meterRegistry(m *telemetry.Metrics, reg *registry.Registry) {
+	desc := prometheus.NewDesc("registry_instances", "Instances in lookups, by service (leased and passing their readiness probes).", []string{"service"}, nil)
+	m.Registerer().MustRegister(funcCollector{descs: []*prometheus.Desc{desc}, collect: func(ch chan<- prometheus.Metric) {
+		for _, v := range reg.Catalog().Services {
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(len(v.Instances)), v.Service)
+		}
+	}})
 }

@@ -187,6 +187,7 @@ func serveRegistry(ctx context.Context, cfg serveConfig, log *slog.Logger) error
 		return err
 	}
 	reg := registry.New(nil)
+	meterRegistry(cfg.metrics, reg)
 	var loops sync.WaitGroup
 	defer loops.Wait()
 	loops.Add(2)
@@ -456,6 +457,7 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	defer bg.stop()
 	bg.relay(st.Outbox(), d.bus, cfg, log)
 	bg.goRun(st.Engine().Run)
+	meterSagas(cfg.metrics, st.Engine())
 	subs, err := ordermsg.Subscribe(ctx, d.bus, d.bus, st, log)
 	if err != nil {
 		return err
@@ -690,6 +692,7 @@ func serveGateway(ctx context.Context, cfg serveConfig, log *slog.Logger) error 
 	resolver := discovery.NewResolver(cfg.disc.Source)
 	defer resolver.Close()
 	gw := gateway.New(resolver, jwksVerifier(resolver), cfg.Limits, log)
+	meterGateway(cfg.metrics, gw)
 	icfg := instanceConfig(cfg)
 	icfg.HTTPListener = ln
 	return instance.Run(ctx, icfg, log, instance.Parts{HTTP: gw.Handler()})

@@ -1,0 +1,193 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/junction-go/junction/discovery"
+)
+
+var updateDocs = flag.Bool("update", false, "rewrite the generated docs (docs/observability.md's metrics)")
+
+// family is one metric as the services expose it.
+type family struct {
+	name, typ, help string
+	labels          []string
+}
+
+// TestEveryInstanceServesItsMetrics runs the system, places an order, and
+// scrapes GET /metrics of every instance the registry lists (and of the
+// registry): each answers, each is clean for promtool, no label holds an
+// id, and the metrics are exactly those docs/observability.md lists (its
+// table is generated from this scrape: -update rewrites it).
+func TestEveryInstanceServesItsMetrics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the whole system")
+	}
+	s := startSystem(t, t.TempDir())
+	c := newClient(t, s.Gateway)
+	c.login("alice", "junction")
+	r := c.do("POST", "/api/orders", map[string]any{"items": []map[string]any{{"sku": "JX-MUG", "quantity": 1}}})
+	if r.Status != http.StatusCreated {
+		t.Fatalf("place an order = %d %s", r.Status, r.Body)
+	}
+	var o orderJSON
+	r.decode(t, &o)
+	c.do("GET", fmt.Sprintf("/api/orders/%d?wait=10s", o.OrderID), nil)
+	// A message no consumer can read: a dead letter, so its metric shows.
+	poison(t, s.Broker, "metrics-poison")
+	admin := newClient(t, s.Gateway)
+	admin.login("admin", "junction")
+	eventually(t, 15*time.Second, "the poison message to be a dead letter", func() error {
+		if r := admin.do("GET", "/api/admin/deadletters/1", nil); r.Status != http.StatusOK {
+			return fmt.Errorf("%d", r.Status)
+		}
+		return nil
+	})
+
+	cat, err := discovery.NewClient(s.Registry, nil).Catalog(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := map[string]string{"registry": strings.TrimPrefix(s.Registry, "http://")}
+	for _, v := range cat.Services {
+		for _, in := range v.Instances {
+			if addr := in.Endpoints[discovery.EndpointHTTP]; addr != "" && in.Service != "fault-links" {
+				targets[in.Service] = addr // one instance of each is enough
+			}
+		}
+	}
+	if len(targets) < 10 {
+		t.Fatalf("only %d services to scrape: %v", len(targets), targets)
+	}
+	promtool, promErr := exec.LookPath("promtool")
+	if promErr != nil {
+		if os.Getenv("JUNCTION_REQUIRE_ALL") == "1" {
+			t.Fatalf("promtool is required (JUNCTION_REQUIRE_ALL=1): %v (apt-get install prometheus)", promErr)
+		}
+		t.Logf("no promtool (%v): the exposition is not linted", promErr)
+	}
+	families := map[string]*family{}
+	hc := &http.Client{Timeout: 5 * time.Second}
+	for service, addr := range targets {
+		// Every instance has served a request of its own before: the
+		// HTTP metrics show whatever the probes did so far.
+		if resp, err := hc.Get("http://" + addr + "/readyz"); err == nil {
+			resp.Body.Close()
+		}
+		resp, err := hc.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatalf("%s: GET /metrics: %v", service, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: GET /metrics = %d", service, resp.StatusCode)
+		}
+		if promtool != "" {
+			cmd := exec.Command(promtool, "check", "metrics")
+			cmd.Stdin = bytes.NewReader(body)
+			if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+				t.Errorf("%s: promtool check metrics: %v\n%s", service, err, out)
+			}
+		}
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		mfs, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+		if err != nil {
+			t.Fatalf("%s: %v", service, err)
+		}
+		for name, mf := range mfs {
+			if strings.HasPrefix(name, "go_") || strings.HasPrefix(name, "process_") || strings.HasPrefix(name, "promhttp_") {
+				continue // the collectors of client_golang, listed as a group
+			}
+			f := families[name]
+			if f == nil {
+				f = &family{name: name, typ: strings.ToLower(mf.GetType().String()), help: mf.GetHelp()}
+				families[name] = f
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if !slices.Contains(f.labels, l.GetName()) {
+						f.labels = append(f.labels, l.GetName())
+					}
+					checkLabel(t, service, name, l)
+				}
+			}
+		}
+	}
+	want := metricsTable(families)
+	path := filepath.Join("..", "docs", "observability.md")
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	begin, end := "<!-- metrics:begin -->\n", "<!-- metrics:end -->"
+	i, j := bytes.Index(doc, []byte(begin)), bytes.Index(doc, []byte(end))
+	if i < 0 || j < i {
+		t.Fatalf("docs/observability.md lacks the %q … %q markers", begin, end)
+	}
+	got := string(doc[i+len(begin) : j])
+	if *updateDocs {
+		doc = append(append(append([]byte{}, doc[:i+len(begin)]...), want...), doc[j:]...)
+		if err := os.WriteFile(path, doc, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got = want
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("docs/observability.md lists other metrics than the services expose; go test ./e2e -run TestEveryInstanceServesItsMetrics -update (-want +got):\n%s", diff)
+	}
+}
+
+// checkLabel fails on a label value that is an id: every label is bounded.
+func checkLabel(t *testing.T, service, metric string, l *dto.LabelPair) {
+	t.Helper()
+	v := l.GetValue()
+	digits := 0
+	for _, r := range v {
+		if r >= '0' && r <= '9' {
+			digits++
+		}
+	}
+	switch l.GetName() {
+	case "code", "le", "quantile", "version":
+		return
+	}
+	if digits >= 4 && digits*2 >= len(v) {
+		t.Errorf("%s: %s{%s=%q} looks like an id in a label", service, metric, l.GetName(), v)
+	}
+}
+
+// metricsTable is the generated table of docs/observability.md.
+func metricsTable(families map[string]*family) string {
+	names := make([]string, 0, len(families))
+	for n := range families {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var b strings.Builder
+	b.WriteString("| metric | type | labels | meaning |\n|---|---|---|---|\n")
+	for _, n := range names {
+		f := families[n]
+		slices.Sort(f.labels)
+		f.labels = slices.DeleteFunc(f.labels, func(l string) bool { return l == "le" })
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", n, f.typ, strings.Join(f.labels, ", "), strings.ReplaceAll(f.help, "|", `\|`))
+	}
+	return b.String()
+}
