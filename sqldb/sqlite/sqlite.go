@@ -48,13 +48,20 @@ func (opener) Open(ctx context.Context, url string) (*sqldb.DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("sqldb: create folder: %w", err)
 	}
+	// busy_timeout first: the pragmas run in order as each connection
+	// opens, and switching a new file to WAL while another process opens
+	// it too must wait for its lock, not fail at once.
 	dsn := "file:" + path + "?_txlock=immediate" +
-		"&_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)" +
+		"&_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)" +
 		"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)"
 	db := sql.OpenDB(cachingConnector{dsn: dsn, drv: &msqlite.Driver{}})
 	db.SetMaxOpenConns(8)
 	db.SetMaxIdleConns(8)
-	if err := db.PingContext(ctx); err != nil {
+	// The first connection turns a new file to WAL, which SQLite does
+	// not wait for when another process opens it at the same moment: the
+	// processes take turns.
+	err := withFileLock(path, func() error { return db.PingContext(ctx) })
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqldb: open %s: %w", path, err)
 	}
@@ -78,20 +85,27 @@ func (Dialect) IsUniqueViolation(err error) bool {
 	return e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 }
 
-// Migrate holds a lock on the file's "-migrate.lock" beside it while it
-// migrates, so processes that open one database at once (replicas
-// starting together) apply each migration once instead of racing to.
+// Migrate holds the lock file beside the database while it migrates, so
+// processes that open one database at once (replicas starting together)
+// apply each migration once instead of racing to.
 func (d Dialect) Migrate(ctx context.Context, db *sql.DB, fsys fs.FS, versionTable string) error {
-	if d.path != "" {
-		f, err := os.OpenFile(d.path+"-migrate.lock", os.O_CREATE|os.O_RDWR, 0o644)
-		if err != nil {
-			return fmt.Errorf("sqldb: migration lock: %w", err)
-		}
-		defer f.Close()
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-			return fmt.Errorf("sqldb: migration lock: %w", err)
-		}
-		defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return withFileLock(d.path, func() error { return goosemigrate.Up(ctx, db, goose.DialectSQLite3, fsys, versionTable) })
+}
+
+// withFileLock runs fn holding an exclusive lock on the file "<path>-lock",
+// shared with every process that opens the database at path.
+func withFileLock(path string, fn func() error) error {
+	if path == "" {
+		return fn()
 	}
-	return goosemigrate.Up(ctx, db, goose.DialectSQLite3, fsys, versionTable)
+	f, err := os.OpenFile(path+"-lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return fmt.Errorf("sqldb: lock: %w", err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("sqldb: lock: %w", err)
+	}
+	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return fn()
 }
