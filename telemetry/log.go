@@ -24,26 +24,49 @@ func RequestID(ctx context.Context) string {
 
 // NewLogger returns a JSON logger writing to w whose every record names the
 // service and instance, and carries the request id of the context it is
-// logged with (use the …Context methods).
+// logged with (use the …Context methods), at the top level of the record
+// even when the logger has groups.
 func NewLogger(w io.Writer, level slog.Level, service, instance string) *slog.Logger {
 	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
-	return slog.New(contextHandler{h}).With("service", service, "instance", instance)
+	return slog.New(contextHandler{root: h, h: h}).With("service", service, "instance", instance)
 }
 
-// contextHandler adds the values a context carries to each record.
-type contextHandler struct{ slog.Handler }
+// contextHandler adds the values a context carries to each record, at the
+// top level: it keeps the handler before any group (root) and what was
+// done to it since (ops), to replay them after adding those values.
+type contextHandler struct {
+	root slog.Handler
+	h    slog.Handler // root with ops applied
+	ops  []func(slog.Handler) slog.Handler
+	// grouped is true once a group was opened: until then attributes can
+	// go straight on h.
+	grouped bool
+}
 
-func (h contextHandler) Handle(ctx context.Context, r slog.Record) error {
-	if id := RequestID(ctx); id != "" {
-		r.AddAttrs(slog.String("request_id", id))
+func (c contextHandler) Enabled(ctx context.Context, l slog.Level) bool { return c.h.Enabled(ctx, l) }
+
+func (c contextHandler) Handle(ctx context.Context, r slog.Record) error {
+	id := RequestID(ctx)
+	if id == "" {
+		return c.h.Handle(ctx, r)
 	}
-	return h.Handler.Handle(ctx, r)
+	if !c.grouped {
+		r.AddAttrs(slog.String("request_id", id))
+		return c.h.Handle(ctx, r)
+	}
+	h := c.root.WithAttrs([]slog.Attr{slog.String("request_id", id)})
+	for _, op := range c.ops {
+		h = op(h)
+	}
+	return h.Handle(ctx, r)
 }
 
-func (h contextHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return contextHandler{h.Handler.WithAttrs(attrs)}
+func (c contextHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	op := func(h slog.Handler) slog.Handler { return h.WithAttrs(attrs) }
+	return contextHandler{root: c.root, h: op(c.h), ops: append(c.ops[:len(c.ops):len(c.ops)], op), grouped: c.grouped}
 }
 
-func (h contextHandler) WithGroup(name string) slog.Handler {
-	return contextHandler{h.Handler.WithGroup(name)}
+func (c contextHandler) WithGroup(name string) slog.Handler {
+	op := func(h slog.Handler) slog.Handler { return h.WithGroup(name) }
+	return contextHandler{root: c.root, h: op(c.h), ops: append(c.ops[:len(c.ops):len(c.ops)], op), grouped: true}
 }
