@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -19,6 +20,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/promql/parser"
+	"go.yaml.in/yaml/v2"
 
 	"github.com/junction-go/junction/discovery"
 )
@@ -84,6 +87,7 @@ func TestEveryInstanceServesItsMetrics(t *testing.T) {
 		t.Logf("no promtool (%v): the exposition is not linted", promErr)
 	}
 	families := map[string]*family{}
+	exposed, exposedLabels := map[string]bool{}, map[string]bool{}
 	hc := &http.Client{Timeout: 5 * time.Second}
 	for service, addr := range targets {
 		// Every instance has served a request of its own before: the
@@ -113,6 +117,12 @@ func TestEveryInstanceServesItsMetrics(t *testing.T) {
 			t.Fatalf("%s: %v", service, err)
 		}
 		for name, mf := range mfs {
+			exposed[name] = true
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					exposedLabels[l.GetName()] = true
+				}
+			}
 			if strings.HasPrefix(name, "go_") || strings.HasPrefix(name, "process_") || strings.HasPrefix(name, "promhttp_") {
 				continue // the collectors of client_golang, listed as a group
 			}
@@ -131,6 +141,7 @@ func TestEveryInstanceServesItsMetrics(t *testing.T) {
 			}
 		}
 	}
+	checkQueries(t, exposed, exposedLabels)
 	want := metricsTable(families)
 	path := filepath.Join("..", "docs", "observability.md")
 	doc, err := os.ReadFile(path)
@@ -190,4 +201,90 @@ func metricsTable(families map[string]*family) string {
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", n, f.typ, strings.Join(f.labels, ", "), strings.ReplaceAll(f.help, "|", `\|`))
 	}
 	return b.String()
+}
+
+// targetLabels are the labels Prometheus adds when it scrapes (the
+// shipped configuration's relabelling), beside those of the exposition.
+var targetLabels = []string{"service", "instance_id", "version", "job", "instance", "le"}
+
+// checkQueries parses every panel of the Grafana dashboards and every
+// alert rule (the PromQL parser of Prometheus itself) and fails on a
+// metric or a label that the running system does not expose.
+func checkQueries(t *testing.T, exposed, labels map[string]bool) {
+	t.Helper()
+	exprs := map[string]string{} // where -> expression
+	dashboards, err := filepath.Glob(filepath.Join("..", "deploy", "grafana", "dashboards", "*.json"))
+	if err != nil || len(dashboards) < 4 {
+		t.Fatalf("dashboards: %v %v, want at least four", dashboards, err)
+	}
+	for _, file := range dashboards {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct {
+			Title  string `json:"title"`
+			Panels []struct {
+				Title   string `json:"title"`
+				Targets []struct {
+					Expr string `json:"expr"`
+				} `json:"targets"`
+			} `json:"panels"`
+		}
+		if err := json.Unmarshal(raw, &d); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		for _, p := range d.Panels {
+			if len(p.Targets) == 0 {
+				t.Errorf("%s: panel %q has no query", d.Title, p.Title)
+			}
+			for i, tg := range p.Targets {
+				exprs[fmt.Sprintf("%s / %s #%d", d.Title, p.Title, i+1)] = strings.ReplaceAll(tg.Expr, "$service", "gateway")
+			}
+		}
+	}
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Alert string `yaml:"alert"`
+				Expr  string `yaml:"expr"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	raw, err := os.ReadFile(filepath.Join("..", "deploy", "prometheus", "rules", "junction.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(raw, &rules); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			exprs["alert "+r.Alert] = r.Expr
+		}
+	}
+	for where, e := range exprs {
+		expr, err := parser.NewParser(parser.Options{}).ParseExpr(e)
+		if err != nil {
+			t.Errorf("%s: %v", where, err)
+			continue
+		}
+		parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
+			vs, ok := n.(*parser.VectorSelector)
+			if !ok {
+				return nil
+			}
+			name := vs.Name
+			base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_sum"), "_count")
+			if name != "up" && !exposed[name] && !exposed[base] {
+				t.Errorf("%s names %s, which no instance exposes", where, name)
+			}
+			for _, m := range vs.LabelMatchers {
+				if m.Name != "__name__" && !labels[m.Name] && !slices.Contains(targetLabels, m.Name) {
+					t.Errorf("%s matches on label %q, which no metric has", where, m.Name)
+				}
+			}
+			return nil
+		})
+	}
 }
