@@ -7,6 +7,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 )
 
 type requestIDKey struct{}
@@ -27,7 +28,46 @@ func RequestID(ctx context.Context) string {
 // logged with (use the …Context methods), at the top level of the record
 // even when the logger has groups.
 func NewLogger(w io.Writer, level slog.Level, service, instance string) *slog.Logger {
-	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
+	return NewLoggerFormat(w, level, FormatJSON, service, instance)
+}
+
+// Log formats.
+const (
+	// FormatJSON is slog's JSON: time, level, msg and the attributes.
+	FormatJSON = "json"
+	// FormatECS names the fields as Elastic Common Schema does, for an
+	// ELK pipeline: @timestamp, log.level, message, service.name,
+	// service.node.name, http.request.id, error.message, ecs.version.
+	FormatECS = "ecs"
+)
+
+// ecsNames are the ECS names of Junction's own top-level fields.
+var ecsNames = map[string]string{
+	slog.TimeKey: "@timestamp", slog.LevelKey: "log.level", slog.MessageKey: "message",
+	"service": "service.name", "instance": "service.node.name", "request_id": "http.request.id", "err": "error.message",
+}
+
+// NewLoggerFormat is NewLogger in format (FormatJSON or FormatECS).
+func NewLoggerFormat(w io.Writer, level slog.Level, format, service, instance string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	if format == FormatECS {
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) > 0 {
+				return a
+			}
+			if n, ok := ecsNames[a.Key]; ok {
+				a.Key = n
+			}
+			if a.Key == "log.level" {
+				a.Value = slog.StringValue(strings.ToLower(a.Value.String()))
+			}
+			return a
+		}
+		h = slog.NewJSONHandler(w, opts).WithAttrs([]slog.Attr{slog.String("ecs.version", "8.11.0")})
+	} else {
+		h = slog.NewJSONHandler(w, opts)
+	}
 	return slog.New(contextHandler{root: h, h: h}).With("service", service, "instance", instance)
 }
 

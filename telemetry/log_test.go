@@ -34,3 +34,24 @@ func TestRequestIDStaysAtTheTop(t *testing.T) {
 		}
 	}
 }
+
+// TestECSFieldNames: with FormatECS the fields carry Elastic Common Schema
+// names, for an ELK pipeline.
+func TestECSFieldNames(t *testing.T) {
+	var b bytes.Buffer
+	log := telemetry.NewLoggerFormat(&b, slog.LevelInfo, telemetry.FormatECS, "order-service", "order-service-1")
+	log.ErrorContext(telemetry.WithRequestID(context.Background(), "r-9"), "request failed", "err", "boom")
+	var rec map[string]any
+	if err := json.Unmarshal(b.Bytes(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{"message": "request failed", "log.level": "error", "service.name": "order-service",
+		"service.node.name": "order-service-1", "http.request.id": "r-9", "error.message": "boom", "ecs.version": "8.11.0"} {
+		if rec[k] != want {
+			t.Errorf("%s = %v, want %v (record %s)", k, rec[k], want, b.String())
+		}
+	}
+	if _, ok := rec["@timestamp"]; !ok {
+		t.Errorf("no @timestamp in %s", b.String())
+	}
+}

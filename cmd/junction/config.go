@@ -40,6 +40,7 @@ type serveConfig struct {
 	AdvertiseHTTP string
 	ListenFD      int
 	LogLevel      slog.Level
+	LogFormat     string
 	// The services' own settings, each validated by its own type.
 	Limits   gateway.Limits
 	User     user.Config
@@ -134,6 +135,8 @@ func (c *serveConfig) flags(fs *pflag.FlagSet) {
 	envFlag(fs, "advertise-host", "JUNCTION_ADVERTISE_HOST")
 	fs.StringVar(&c.logLevelText, "log-level", "info", "debug, info, warn or error")
 	envFlag(fs, "log-level", "JUNCTION_LOG_LEVEL")
+	fs.StringVar(&c.LogFormat, "log-format", telemetry.FormatJSON, "json, or ecs (Elastic Common Schema field names, for an ELK pipeline)")
+	envFlag(fs, "log-format", "JUNCTION_LOG_FORMAT")
 	c.User, c.Shipping = user.DefaultConfig, shipping.DefaultConfig
 	fs.DurationVar(&c.User.TokenTTL, "token-ttl", c.User.TokenTTL, "user-service: lifetime of access tokens, 1m to 24h")
 	envFlag(fs, "token-ttl", "JUNCTION_TOKEN_TTL")
@@ -213,6 +216,9 @@ func (c *serveConfig) finish(fs *pflag.FlagSet) error {
 func (c *serveConfig) check() error {
 	if _, ok := serviceNamed(c.Service); !ok {
 		return fmt.Errorf("unknown service %q; one of: %s", c.Service, strings.Join(serviceNames(nil), ", "))
+	}
+	if c.LogFormat != telemetry.FormatJSON && c.LogFormat != telemetry.FormatECS {
+		return fmt.Errorf("--log-format (JUNCTION_LOG_FORMAT) %q: want json or ecs", c.LogFormat)
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(c.logLevelText)); err != nil {
 		return fmt.Errorf("--log-level (JUNCTION_LOG_LEVEL) %q: want debug, info, warn or error", c.logLevelText)

@@ -89,7 +89,7 @@ It seeds demo data only with --seed-demo, which 'junction up' passes.`,
 			if err := cfg.finish(cmd.Flags()); err != nil {
 				return err
 			}
-			log := telemetry.NewLogger(stderr, cfg.LogLevel, cfg.Service, cfg.InstanceID)
+			log := telemetry.NewLoggerFormat(stderr, cfg.LogLevel, cfg.LogFormat, cfg.Service, cfg.InstanceID)
 			log.Info("starting", "version", version(), "config", cfg.String())
 			if cfg.ProfileDir != "" {
 				stop, err := cpuProfile(cfg)

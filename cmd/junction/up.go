@@ -30,6 +30,7 @@ type upConfig struct {
 	Replicas     []string
 	DemoPassword string
 	LogLevel     string
+	LogFormat    string
 	ReadyTimeout time.Duration
 	Broker       string
 	FaultLinks   bool
@@ -67,6 +68,8 @@ with the password given by --demo-password, and a small catalogue.`,
 	envFlag(fs, "demo-password", "JUNCTION_DEMO_PASSWORD")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "log level of every service: debug, info, warn or error")
 	envFlag(fs, "log-level", "JUNCTION_LOG_LEVEL")
+	fs.StringVar(&cfg.LogFormat, "log-format", "json", "log format of every service: json, or ecs (Elastic Common Schema field names)")
+	envFlag(fs, "log-format", "JUNCTION_LOG_FORMAT")
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", 60*time.Second, "how long to wait for every service to be ready")
 	envFlag(fs, "ready-timeout", "JUNCTION_READY_TIMEOUT")
 	fs.StringVar(&cfg.Broker, "broker", "", "use this broker instead of starting the embedded NATS: "+brokerSchemes)
@@ -109,6 +112,9 @@ func (cfg upConfig) check() error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		return fmt.Errorf("--log-level (JUNCTION_LOG_LEVEL) %q: want debug, info, warn or error", cfg.LogLevel)
+	}
+	if cfg.LogFormat != "json" && cfg.LogFormat != "ecs" {
+		return fmt.Errorf("--log-format (JUNCTION_LOG_FORMAT) %q: want json or ecs", cfg.LogFormat)
 	}
 	if cfg.ReadyTimeout <= 0 {
 		return fmt.Errorf("--ready-timeout (JUNCTION_READY_TIMEOUT) %v: must be positive", cfg.ReadyTimeout)
@@ -183,6 +189,7 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 		"JUNCTION_REGISTRY_URL="+registryURL,
 		"JUNCTION_DATA="+data,
 		"JUNCTION_LOG_LEVEL="+cfg.LogLevel,
+		"JUNCTION_LOG_FORMAT="+cfg.LogFormat,
 		"JUNCTION_BROKER="+brokerURL,
 		// The demo accounts and catalogue, made by their own services.
 		"JUNCTION_SEED_DEMO=true",
