@@ -213,7 +213,8 @@ func TestOpenAPIDescribesTheGateway(t *testing.T) {
 }
 
 // poison publishes a malformed OrderCreated to the broker at url, which
-// its consumers dead-letter.
+// its consumers dead-letter. The stream exists once a service has used the
+// topic: it waits for that.
 func poison(t *testing.T, url, id string) {
 	t.Helper()
 	nc, err := nats.Connect(url)
@@ -232,11 +233,12 @@ func poison(t *testing.T, url, id string) {
 	m.Header.Set("ce-specversion", "1.0")
 	m.Header.Set("Nats-Msg-Id", id)
 	m.Data = []byte("this is not json")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := js.PublishMsg(ctx, m); err != nil {
-		t.Fatal(err)
-	}
+	eventually(t, 10*time.Second, "publish the poison message", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := js.PublishMsg(ctx, m)
+		return err
+	})
 }
 
 // route is a method and a path pattern the gateway serves ("GET

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -375,29 +374,7 @@ func TestDeadLetters(t *testing.T) {
 		t.Skip("starts the whole system; skipped with -short")
 	}
 	sys := startSystem(t, t.TempDir())
-	nc, err := nats.Connect(sys.Broker)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	poison := nats.NewMsg("orders")
-	poison.Header.Set("ce-id", "poison-1")
-	poison.Header.Set("ce-type", "OrderCreated")
-	poison.Header.Set("ce-specversion", "1.0")
-	poison.Header.Set("Nats-Msg-Id", "poison-1")
-	poison.Data = []byte("this is not json")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	// The stream exists once order-service or notification-service has
-	// used it; wait for that.
-	eventually(t, 10*time.Second, "publish the poison message", func() error {
-		_, err := js.PublishMsg(ctx, poison)
-		return err
-	})
+	poison(t, sys.Broker, "poison-1")
 
 	cli := func(args ...string) (string, error) {
 		out, err := exec.Command(binary, append([]string{"deadletters", "--gateway", sys.Gateway}, args...)...).CombinedOutput()

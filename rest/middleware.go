@@ -91,39 +91,14 @@ func AccessLog(log *slog.Logger) Middleware {
 				return
 			}
 			start := time.Now()
-			rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+			rec := telemetry.NewResponseRecorder(w)
 			next.ServeHTTP(rec, r)
 			log.InfoContext(r.Context(), "request",
-				"method", r.Method, "path", r.URL.Path, "status", rec.status,
-				"bytes", rec.bytes, "duration_ms", float64(time.Since(start).Microseconds())/1000)
+				"method", r.Method, "path", r.URL.Path, "status", rec.Status(),
+				"bytes", rec.Bytes(), "duration_ms", float64(time.Since(start).Microseconds())/1000)
 		})
 	}
 }
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-	bytes  int
-	wrote  bool
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	if !s.wrote {
-		s.status, s.wrote = code, true
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	s.wrote = true
-	n, err := s.ResponseWriter.Write(b)
-	s.bytes += n
-	return n, err
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer (flush,
-// hijack for WebSockets, deadlines).
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // DeadlineHeader carries the time by which the caller needs the answer, as
 // Unix nanoseconds, from the gateway to every service behind it.

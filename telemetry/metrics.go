@@ -80,7 +80,7 @@ func (m *Metrics) HTTPMetrics(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		holder := &routeHolder{}
 		r = r.WithContext(context.WithValue(r.Context(), routeKey{}, holder))
-		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		sw := NewResponseRecorder(w)
 		start := time.Now()
 		next.ServeHTTP(sw, r)
 		route := holder.pattern
@@ -95,36 +95,45 @@ func (m *Metrics) HTTPMetrics(next http.Handler) http.Handler {
 		if method, path, ok := strings.Cut(route, " "); ok && method == strings.ToUpper(method) {
 			route = path
 		}
-		m.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.status)).Inc()
+		m.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.Status())).Inc()
 		m.duration.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
 	})
 }
 
-// statusWriter remembers the status a handler wrote.
-type statusWriter struct {
+// ResponseRecorder passes a response through and remembers its status
+// and size, for access logs and metrics.
+type ResponseRecorder struct {
 	http.ResponseWriter
 	status int
+	bytes  int
 	wrote  bool
 }
 
-func (s *statusWriter) WriteHeader(code int) {
+// NewResponseRecorder wraps w; a handler that writes no header answers 200.
+func NewResponseRecorder(w http.ResponseWriter) *ResponseRecorder {
+	return &ResponseRecorder{ResponseWriter: w, status: http.StatusOK}
+}
+
+// Status is the status written.
+func (s *ResponseRecorder) Status() int { return s.status }
+
+// Bytes is the size of the body written.
+func (s *ResponseRecorder) Bytes() int { return s.bytes }
+
+func (s *ResponseRecorder) WriteHeader(code int) {
 	if !s.wrote {
 		s.status, s.wrote = code, true
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
-func (s *statusWriter) Write(b []byte) (int, error) {
+func (s *ResponseRecorder) Write(b []byte) (int, error) {
 	s.wrote = true
-	return s.ResponseWriter.Write(b)
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += n
+	return n, err
 }
 
-// Flush lets streaming handlers (server-sent events) flush through.
-func (s *statusWriter) Flush() {
-	if f, ok := s.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-// Unwrap lets http.ResponseController reach the connection.
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+// Unwrap lets http.ResponseController reach the underlying writer (flush
+// for server-sent events, hijack for WebSockets, deadlines).
+func (s *ResponseRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
