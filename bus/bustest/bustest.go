@@ -389,17 +389,23 @@ func testRedeliveryAfterClose(t *testing.T, s Setup) {
 	}
 }
 
-func testDeadLetter(t *testing.T, s Setup) {
-	pub, sub := open(t, s)
-	topic := uniqueTopic(t)
+// deadLetters collects the dead letters of topic: those of every test
+// share one topic, and each takes only its own.
+func deadLetters(t *testing.T, sub bus.Subscriber, topic string) *collector {
 	dead := newCollector()
-	// Dead letters of every test share one topic; take only this test's.
 	subscribe(t, sub, bus.DeadLetterTopic, "dlq-"+topic, func(ctx context.Context, m *bus.Message) error {
 		if m.Headers[bus.HeaderDLQTopic] == topic {
 			dead.add(m)
 		}
 		return nil
 	})
+	return dead
+}
+
+func testDeadLetter(t *testing.T, s Setup) {
+	pub, sub := open(t, s)
+	topic := uniqueTopic(t)
+	dead := deadLetters(t, sub, topic)
 	good := newCollector()
 	poison := msg(0, "p")
 	h := bus.Chain(func(ctx context.Context, m *bus.Message) error {
@@ -437,13 +443,7 @@ func testDeadLetter(t *testing.T, s Setup) {
 func testReliableStack(t *testing.T, s Setup) {
 	pub, sub := open(t, s)
 	topic := uniqueTopic(t)
-	dead := newCollector()
-	subscribe(t, sub, bus.DeadLetterTopic, "dlq-"+topic, func(ctx context.Context, m *bus.Message) error {
-		if m.Headers[bus.HeaderDLQTopic] == topic {
-			dead.add(m)
-		}
-		return nil
-	})
+	dead := deadLetters(t, sub, topic)
 	const maxDeliveries = 3
 	kinds := []string{"Fine", "Panics", "Permanent", "Flaky", "Broken", "Expiring"}
 	handled := newCollector()
