@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/junction-go/junction/api/events"
 	"github.com/junction-go/junction/api/services"
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/auth/grpcauth"
@@ -438,8 +439,24 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		return err
 	}
 	defer d.close()
+	// The order's sagas start and end in the store's transactions: the
+	// engine's definitions end through the store (Ended), and the store
+	// starts sagas with the engine.
+	ob, err := outbox.New(ctx, d.db)
+	if err != nil {
+		return err
+	}
 	waiters := order.NewWaiters()
-	st, err := orderstore.New(ctx, d.db, saga.Config{Failpoint: failpoints(cfg, log), Ended: waiters.Ended}, log)
+	place, cancel := order.PlaceOrderSaga(), order.CancelOrderSaga()
+	place.OnEnd, cancel.OnEnd = orderstore.Ended(d.db, ob, order.PlaceEnded), orderstore.Ended(d.db, ob, order.CancelEnded)
+	engine, err := saga.New(ctx, d.db, ob, saga.Config{
+		ReplyTopic: events.TopicOrderReplies, Source: events.SourceOrderService,
+		Failpoint: failpoints(cfg, log), Ended: waiters.Ended,
+	}, log, place, cancel)
+	if err != nil {
+		return err
+	}
+	st, err := orderstore.New(ctx, d.db, ob, engine)
 	if err != nil {
 		return err
 	}
@@ -456,8 +473,8 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	bg := startLoops(ctx)
 	defer bg.stop()
 	bg.relay(st.Outbox(), d.bus, cfg, log)
-	bg.goRun(st.Engine().Run)
-	meterSagas(cfg.metrics, st.Engine())
+	bg.goRun(engine.Run)
+	meterSagas(cfg.metrics, engine)
 	subs, err := ordermsg.Subscribe(ctx, d.bus, d.bus, st, log)
 	if err != nil {
 		return err

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -17,8 +16,7 @@ import (
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/fault"
 	"github.com/junction-go/junction/internal/order"
-	"github.com/junction-go/junction/internal/order/store"
-	"github.com/junction-go/junction/saga"
+	"github.com/junction-go/junction/internal/order/ordertest"
 	"github.com/junction-go/junction/sqldb"
 	"github.com/junction-go/junction/sqldb/sqldbtest"
 )
@@ -68,13 +66,8 @@ func newServiceDB(t *testing.T) (*order.Service, *users, *sqldb.DB) {
 func newServiceWith(t *testing.T, stock order.Stock) (*order.Service, *users, *sqldb.DB) {
 	t.Helper()
 	db := sqldbtest.SQLite(t)
-	waiters := order.NewWaiters()
-	st, err := store.New(context.Background(), db, saga.Config{Ended: waiters.Ended}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
 	u := &users{known: map[int64]bool{1: true, 2: true, 3: true}}
-	return order.NewService(st, waiters, u, stock, clock), u, db
+	return ordertest.New(t, db, u, stock, clock).Service, u, db
 }
 
 // TestPlaceWritesOrderCreatedToTheOutbox: the event is written with the

@@ -12,9 +12,8 @@ import (
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/internal/order"
 	"github.com/junction-go/junction/internal/order/httpapi"
-	"github.com/junction-go/junction/internal/order/store"
+	"github.com/junction-go/junction/internal/order/ordertest"
 	"github.com/junction-go/junction/rest"
-	"github.com/junction-go/junction/saga"
 	"github.com/junction-go/junction/sqldb/sqldbtest"
 )
 
@@ -45,12 +44,7 @@ func TestRoutes(t *testing.T) {
 	bob := token(auth.Principal{UserID: 2, Username: "bob", Role: auth.RoleCustomer})
 	admin := token(auth.Principal{UserID: 3, Username: "admin", Role: auth.RoleAdmin})
 
-	waiters := order.NewWaiters()
-	st, err := store.New(context.Background(), sqldbtest.SQLite(t), saga.Config{Ended: waiters.Ended}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := httpapi.Handler(order.NewService(st, waiters, users{}, nil, nil), verifier, slog.New(slog.DiscardHandler))
+	h := httpapi.Handler(ordertest.New(t, sqldbtest.SQLite(t), users{}, nil, nil).Service, verifier, slog.New(slog.DiscardHandler))
 	do := func(method, path, tok, body string, header ...string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(method, path, strings.NewReader(body))
 		if body != "" {

@@ -7,7 +7,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -33,29 +32,16 @@ type Store struct {
 
 var _ order.Store = (*Store)(nil)
 
-// New migrates db to the current schema (with the outbox's and the saga
-// engine's tables) and returns a store over it, with the saga engine that
-// runs the order's sagas (cfg.ReplyTopic and Source are set here; Ended is
-// the caller's, to wake order.Waiters). The sagas start in the store's
-// transactions (Create, StartCancel) and end in them (their OnEnd), which
-// is why the store holds the engine.
-func New(ctx context.Context, db *sqldb.DB, cfg saga.Config, log *slog.Logger) (*Store, error) {
+// New migrates db to the orders' schema and returns a store over it that
+// writes its events through ob and starts the order's sagas with sagas in
+// the same transactions (Create, StartCancel). The sagas end in the
+// store's transactions too: their OnEnd is Ended's. ob and sagas are over
+// db; the caller composes them (cmd's wiring, ordertest).
+func New(ctx context.Context, db *sqldb.DB, ob *outbox.Outbox, sagas *saga.Engine) (*Store, error) {
 	if err := db.Migrate(ctx, sqldb.MigrationsFS(migrations, "migrations")); err != nil {
 		return nil, err
 	}
-	ob, err := outbox.New(ctx, db)
-	if err != nil {
-		return nil, err
-	}
-	s := &Store{db: db, outbox: ob}
-	place, cancel := order.PlaceOrderSaga(), order.CancelOrderSaga()
-	place.OnEnd = s.ended(order.PlaceEnded)
-	cancel.OnEnd = s.ended(order.CancelEnded)
-	cfg.ReplyTopic, cfg.Source = orderevents.TopicOrderReplies, orderevents.SourceOrderService
-	if s.sagas, err = saga.New(ctx, db, ob, cfg, log, place, cancel); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return &Store{db: db, outbox: ob, sagas: sagas}, nil
 }
 
 func (s *Store) Sagas(ctx context.Context, f saga.Filter) ([]*saga.Instance, error) {
@@ -77,9 +63,11 @@ func (s *Store) Engine() *saga.Engine { return s.sagas }
 // DB returns the database, for the inbox.
 func (s *Store) DB() *sqldb.DB { return s.db }
 
-// ended returns the OnEnd of a saga: it applies fn's change to the order
-// and writes its events, in the saga's ending transaction.
-func (s *Store) ended(fn func(order.Order, *saga.Instance, time.Time) (order.Order, []*bus.Message, error)) func(context.Context, *sql.Tx, *saga.Instance) error {
+// Ended returns the OnEnd of one of the order's sagas: in the saga's
+// ending transaction it applies fn's change to the order (on db) and
+// writes its events through ob.
+func Ended(db *sqldb.DB, ob *outbox.Outbox, fn func(order.Order, *saga.Instance, time.Time) (order.Order, []*bus.Message, error)) func(context.Context, *sql.Tx, *saga.Instance) error {
+	s := &Store{db: db, outbox: ob}
 	return func(ctx context.Context, tx *sql.Tx, in *saga.Instance) error {
 		id, err := order.SagaOrder(in)
 		if err != nil {
@@ -91,7 +79,7 @@ func (s *Store) ended(fn func(order.Order, *saga.Instance, time.Time) (order.Ord
 	}
 }
 
-// apply changes order id in tx by fn and writes the events fn returns.
+// apply changes order id in tx by fn and writes the messages fn returns.
 func (s *Store) apply(ctx context.Context, tx *sql.Tx, id int64, fn func(order.Order) (order.Order, []*bus.Message, error)) error {
 	o, err := s.get(ctx, tx, id)
 	if err != nil {

@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"slices"
 	"testing"
 	"time"
@@ -11,18 +10,14 @@ import (
 	"github.com/junction-go/junction/bus"
 	"github.com/junction-go/junction/fault"
 	"github.com/junction-go/junction/internal/order"
+	"github.com/junction-go/junction/internal/order/ordertest"
 	"github.com/junction-go/junction/internal/order/store"
-	"github.com/junction-go/junction/saga"
 	"github.com/junction-go/junction/sqldb/sqldbtest"
 )
 
 func newStore(t *testing.T) *store.Store {
 	t.Helper()
-	st, err := store.New(context.Background(), sqldbtest.SQLite(t), saga.Config{}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return ordertest.New(t, sqldbtest.SQLite(t), nil, nil, nil).Store
 }
 
 func pending(user int64, skus ...string) order.Order {
