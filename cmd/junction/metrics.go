@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/junction-go/junction/bus"
@@ -13,6 +14,7 @@ import (
 	"github.com/junction-go/junction/outbox"
 	"github.com/junction-go/junction/resilience"
 	"github.com/junction-go/junction/saga"
+	"github.com/junction-go/junction/sqldb"
 	"github.com/junction-go/junction/telemetry"
 )
 
@@ -219,4 +221,61 @@ func meterRegistry(m *telemetry.Metrics, reg *registry.Registry) {
 			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(len(v.Instances)), v.Service)
 		}
 	}})
+}
+
+// meterDB reports the group commit of a one-writer database (SQLite):
+// transactions and the commits that carried them, so their ratio is the
+// mean group size.
+func meterDB(m *telemetry.Metrics, db *sqldb.DB) {
+	m.Registerer().MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sqldb_transactions_total", Help: "Write transactions this process ran on its database (SQLite's group commit counts each)."},
+			func() float64 { tx, _ := db.GroupStats(); return float64(tx) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sqldb_commits_total", Help: "Commits that carried them: transactions per commit is the mean size of a group commit."},
+			func() float64 { _, c := db.GroupStats(); return float64(c) }),
+	)
+}
+
+// meterBroker reports the embedded NATS server's own figures: traffic,
+// connections, each stream's contents and each consumer group's backlog.
+func meterBroker(m *telemetry.Metrics, ns *server.Server) {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	inMsgs := d("nats_server_received_messages_total", "Messages the broker received from clients.")
+	outMsgs := d("nats_server_sent_messages_total", "Messages the broker sent to clients.")
+	inBytes := d("nats_server_received_bytes_total", "Bytes the broker received from clients.")
+	outBytes := d("nats_server_sent_bytes_total", "Bytes the broker sent to clients.")
+	conns := d("nats_server_connections", "Clients connected now.")
+	streamMsgs := d("jetstream_stream_messages", "Messages a stream (a topic) holds.", "stream")
+	streamBytes := d("jetstream_stream_bytes", "Bytes a stream (a topic) holds.", "stream")
+	pending := d("jetstream_consumer_pending_messages", "Messages of a stream its consumer (a group) has not been delivered yet.", "stream", "consumer")
+	ackPending := d("jetstream_consumer_ack_pending_messages", "Messages delivered to a consumer (a group) and not acknowledged yet.", "stream", "consumer")
+	redelivered := d("jetstream_consumer_redelivered_messages", "Messages a consumer (a group) has had delivered more than once, of those outstanding.", "stream", "consumer")
+	m.Registerer().MustRegister(funcCollector{
+		descs: []*prometheus.Desc{inMsgs, outMsgs, inBytes, outBytes, conns, streamMsgs, streamBytes, pending, ackPending, redelivered},
+		collect: func(ch chan<- prometheus.Metric) {
+			if v, err := ns.Varz(nil); err == nil {
+				ch <- prometheus.MustNewConstMetric(inMsgs, prometheus.CounterValue, float64(v.InMsgs))
+				ch <- prometheus.MustNewConstMetric(outMsgs, prometheus.CounterValue, float64(v.OutMsgs))
+				ch <- prometheus.MustNewConstMetric(inBytes, prometheus.CounterValue, float64(v.InBytes))
+				ch <- prometheus.MustNewConstMetric(outBytes, prometheus.CounterValue, float64(v.OutBytes))
+				ch <- prometheus.MustNewConstMetric(conns, prometheus.GaugeValue, float64(v.Connections))
+			}
+			js, err := ns.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Consumer: true})
+			if err != nil {
+				return
+			}
+			for _, acc := range js.AccountDetails {
+				for _, st := range acc.Streams {
+					ch <- prometheus.MustNewConstMetric(streamMsgs, prometheus.GaugeValue, float64(st.State.Msgs), st.Name)
+					ch <- prometheus.MustNewConstMetric(streamBytes, prometheus.GaugeValue, float64(st.State.Bytes), st.Name)
+					for _, c := range st.Consumer {
+						ch <- prometheus.MustNewConstMetric(pending, prometheus.GaugeValue, float64(c.NumPending), st.Name, c.Name)
+						ch <- prometheus.MustNewConstMetric(ackPending, prometheus.GaugeValue, float64(c.NumAckPending), st.Name, c.Name)
+						ch <- prometheus.MustNewConstMetric(redelivered, prometheus.GaugeValue, float64(c.NumRedelivered), st.Name, c.Name)
+					}
+				}
+			}
+		},
+	})
 }

@@ -263,6 +263,7 @@ func serveBroker(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		}
 	}
 	addr := ns.Addr().String()
+	meterBroker(cfg.metrics, ns)
 	log.Info("broker ready", "nats", "nats://"+addr, "store", opts.StoreDir, "sync_always", opts.SyncAlways)
 	icfg := instanceConfig(cfg)
 	icfg.Endpoints = map[string]string{"nats": addr}
@@ -302,6 +303,7 @@ func openDeps(ctx context.Context, cfg serveConfig, log *slog.Logger, broker boo
 	}
 	d.db = db
 	d.closers = append(d.closers, func() { db.Close() })
+	meterDB(cfg.metrics, db)
 	if !broker {
 		return d, nil
 	}
