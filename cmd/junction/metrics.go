@@ -93,21 +93,22 @@ func (b *meteredBus) Check(ctx context.Context) error {
 	return nil
 }
 
-// meterOutbox reports ob's backlog at every scrape: how many messages wait
-// and how old the oldest is (the lag between a commit and its publish).
+// meterOutbox reports ob's backlog at every scrape (one query): how many
+// messages wait and how old the oldest is (the lag between a commit and
+// its publish).
 func meterOutbox(m *telemetry.Metrics, ob *outbox.Outbox) {
-	backlog := func() outbox.Backlog {
+	unsent := prometheus.NewDesc("outbox_unsent_messages", "Messages committed to the outbox and not yet acknowledged by the broker.", nil, nil)
+	age := prometheus.NewDesc("outbox_oldest_unsent_age_seconds", "Age of the oldest message the outbox has not sent yet; 0 when none waits.", nil, nil)
+	m.Registerer().MustRegister(funcCollector{descs: []*prometheus.Desc{unsent, age}, collect: func(ch chan<- prometheus.Metric) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		b, _ := ob.Backlog(ctx)
-		return b
-	}
-	m.Registerer().MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "outbox_unsent_messages", Help: "Messages committed to the outbox and not yet acknowledged by the broker."},
-			func() float64 { return float64(backlog().Unsent) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "outbox_oldest_unsent_age_seconds", Help: "Age of the oldest message the outbox has not sent yet; 0 when none waits."},
-			func() float64 { return backlog().OldestAge.Seconds() }),
-	)
+		b, err := ob.Backlog(ctx)
+		if err != nil {
+			return
+		}
+		ch <- prometheus.MustNewConstMetric(unsent, prometheus.GaugeValue, float64(b.Unsent))
+		ch <- prometheus.MustNewConstMetric(age, prometheus.GaugeValue, b.OldestAge.Seconds())
+	}})
 }
 
 // policyCollector reports each outbound dependency's policy: breaker state
