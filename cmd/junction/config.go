@@ -54,6 +54,8 @@ type serveConfig struct {
 	// FailpointMax caps the failpoints fired by all processes on one data
 	// folder; 0 for no cap.
 	FailpointMax int
+	// Metrics turns the process's Prometheus metrics on (the default).
+	Metrics bool
 	// ProfileDir, when set, receives this process's CPU profile.
 	ProfileDir   string
 	logLevelText string
@@ -165,6 +167,8 @@ func (c *serveConfig) flags(fs *pflag.FlagSet) {
 	envFlag(fs, "failpoints", "JUNCTION_FAILPOINTS")
 	fs.IntVar(&c.FailpointMax, "failpoints-max", 0, "fault tests only: most failpoints all processes on one data folder fire, 0 for no cap")
 	envFlag(fs, "failpoints-max", "JUNCTION_FAILPOINTS_MAX")
+	fs.BoolVar(&c.Metrics, "metrics", true, "serve Prometheus metrics at GET /metrics and count what the service does (false: no metrics, to measure their cost)")
+	envFlag(fs, "metrics", "JUNCTION_METRICS")
 	fs.StringVar(&c.ProfileDir, "cpu-profile-dir", "", "write this process's CPU profile to <dir>/<instance>.cpu.pprof")
 	envFlag(fs, "cpu-profile-dir", "JUNCTION_CPU_PROFILE_DIR")
 	fs.BoolVar(&c.SeedDemo, "seed-demo", false, "user-service and inventory-service: create the demo accounts and catalogue when missing ('junction up' asks for them)")

@@ -28,7 +28,11 @@ type meteredBus struct {
 
 var messagingBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
-func meterBus(b messageBus, m *telemetry.Metrics) *meteredBus {
+// meterBus returns b counted into m; b itself without metrics (m nil).
+func meterBus(b messageBus, m *telemetry.Metrics) messageBus {
+	if m == nil {
+		return b
+	}
 	mb := &meteredBus{
 		messageBus: b,
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -97,6 +101,9 @@ func (b *meteredBus) Check(ctx context.Context) error {
 // messages wait and how old the oldest is (the lag between a commit and
 // its publish).
 func meterOutbox(m *telemetry.Metrics, ob *outbox.Outbox) {
+	if m == nil {
+		return // metrics off
+	}
 	unsent := prometheus.NewDesc("outbox_unsent_messages", "Messages committed to the outbox and not yet acknowledged by the broker.", nil, nil)
 	age := prometheus.NewDesc("outbox_oldest_unsent_age_seconds", "Age of the oldest message the outbox has not sent yet; 0 when none waits.", nil, nil)
 	m.Registerer().MustRegister(funcCollector{descs: []*prometheus.Desc{unsent, age}, collect: func(ch chan<- prometheus.Metric) {
@@ -124,6 +131,9 @@ type policyCollector struct {
 
 // meterPolicies registers the policies, by dependency name.
 func meterPolicies(m *telemetry.Metrics, policies map[string]*resilience.Policy) {
+	if m == nil {
+		return // metrics off
+	}
 	label := []string{"dependency"}
 	err := m.Registerer().Register(&policyCollector{
 		policies: policies,
@@ -179,6 +189,9 @@ func (c funcCollector) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
 
 // meterSagas reports the saga instances by definition and status.
 func meterSagas(m *telemetry.Metrics, e *saga.Engine) {
+	if m == nil {
+		return // metrics off
+	}
 	desc := prometheus.NewDesc("saga_instances", "Saga instances in this service's database, by saga and status (running, compensating, completed, compensated, needs_attention).", []string{"saga", "status"}, nil)
 	m.Registerer().MustRegister(funcCollector{descs: []*prometheus.Desc{desc}, collect: func(ch chan<- prometheus.Metric) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -197,6 +210,9 @@ func meterSagas(m *telemetry.Metrics, e *saga.Engine) {
 
 // meterGateway reports what the gateway did besides forwarding.
 func meterGateway(m *telemetry.Metrics, g *gateway.Gateway) {
+	if m == nil {
+		return // metrics off
+	}
 	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
 	limited := d("gateway_rate_limited_total", "Requests answered 429: over their address's or user's rate.")
 	shed := d("gateway_shed_total", "Requests answered 503 because the gateway had as many in flight as it takes.")
@@ -216,6 +232,9 @@ func meterGateway(m *telemetry.Metrics, g *gateway.Gateway) {
 
 // meterRegistry reports the instances the registry knows, by service.
 func meterRegistry(m *telemetry.Metrics, reg *registry.Registry) {
+	if m == nil {
+		return // metrics off
+	}
 	desc := prometheus.NewDesc("registry_instances", "Instances in lookups, by service (leased and passing their readiness probes).", []string{"service"}, nil)
 	m.Registerer().MustRegister(funcCollector{descs: []*prometheus.Desc{desc}, collect: func(ch chan<- prometheus.Metric) {
 		for _, v := range reg.Catalog().Services {
@@ -228,6 +247,9 @@ func meterRegistry(m *telemetry.Metrics, reg *registry.Registry) {
 // transactions and the commits that carried them, so their ratio is the
 // mean group size.
 func meterDB(m *telemetry.Metrics, db *sqldb.DB) {
+	if m == nil {
+		return // metrics off
+	}
 	m.Registerer().MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sqldb_transactions_total", Help: "Write transactions this process ran on its database (SQLite's group commit counts each)."},
 			func() float64 { tx, _ := db.GroupStats(); return float64(tx) }),
@@ -239,6 +261,9 @@ func meterDB(m *telemetry.Metrics, db *sqldb.DB) {
 // meterBroker reports the embedded NATS server's own figures: traffic,
 // connections, each stream's contents and each consumer group's backlog.
 func meterBroker(m *telemetry.Metrics, ns *server.Server) {
+	if m == nil {
+		return // metrics off
+	}
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, labels, nil)
 	}

@@ -137,7 +137,9 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		defer disc.Close()
 		cfg.disc = disc
 	}
-	cfg.metrics = telemetry.NewMetrics()
+	if cfg.Metrics {
+		cfg.metrics = telemetry.NewMetrics()
+	}
 	return row.run(ctx, cfg, log)
 }
 
@@ -211,10 +213,14 @@ func serveRegistry(ctx context.Context, cfg serveConfig, log *slog.Logger) error
 			}
 		}
 	}()
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", cfg.metrics.Handler())
-	mux.Handle("/", registryhttp.Handler(reg, log))
-	srv := rest.NewServer(cfg.metrics.HTTPMetrics(mux))
+	var handler http.Handler = registryhttp.Handler(reg, log)
+	if cfg.metrics != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", cfg.metrics.Handler())
+		mux.Handle("/", handler)
+		handler = cfg.metrics.HTTPMetrics(mux)
+	}
+	srv := rest.NewServer(handler)
 	srv.WriteTimeout = registryhttp.MaxWatch + 15*time.Second
 	log.Info("listening", "addr", ln.Addr().String())
 	return rest.Serve(ctx, srv, ln, 5*time.Second)
