@@ -90,10 +90,16 @@ func (s *Supervisor) Run(ctx context.Context, specs []Spec) error {
 	s.pids = map[string]int{}
 	s.mu.Unlock()
 
+	// Every prefix has one width, wide enough for the longest name, so the
+	// lines of all children start in the same column.
+	width := 20
+	for _, spec := range specs {
+		width = max(width, len(spec.Name)+1)
+	}
 	tiers := map[int][]*child{}
 	var order []int
 	for i, spec := range specs {
-		c := &child{spec: spec, sup: s, color: colors[i%len(colors)], stop: make(chan struct{}), done: make(chan struct{})}
+		c := &child{spec: spec, sup: s, color: colors[i%len(colors)], width: width, stop: make(chan struct{}), done: make(chan struct{})}
 		if _, ok := tiers[spec.Tier]; !ok {
 			order = append(order, spec.Tier)
 		}
@@ -169,6 +175,7 @@ type child struct {
 	spec  Spec
 	sup   *Supervisor
 	color string
+	width int // of the name column in the output prefix
 	stop  chan struct{}
 	done  chan struct{}
 }
@@ -256,7 +263,7 @@ func (c *child) once() error {
 func (c *child) copyLines(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	prefix := fmt.Sprintf("%-20s| ", c.spec.Name)
+	prefix := fmt.Sprintf("%-*s| ", c.width, c.spec.Name)
 	if c.sup.Color {
 		prefix = c.color + prefix + "\x1b[0m"
 	}

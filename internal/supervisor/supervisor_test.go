@@ -185,3 +185,33 @@ func TestAStopWhileATierWaitsNeverStartsTheRest(t *testing.T) {
 		t.Errorf("upper was started:\n%s", out.String())
 	}
 }
+
+func TestLinesOfAllChildrenStartInOneColumn(t *testing.T) {
+	out := &syncBuffer{}
+	s := &supervisor.Supervisor{Out: out}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	long := "a-name-longer-than-twenty-characters"
+	go func() { done <- s.Run(ctx, []supervisor.Spec{child("short", "polite", 0), child(long, "polite", 0)}) }()
+	waitFor(t, "both children said hello", func() bool { return strings.Count(out.String(), "| hello from") == 2 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	col := -1
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		i := strings.Index(line, "| ")
+		if i < 0 {
+			t.Fatalf("line without a prefix: %q", line)
+		}
+		if col == -1 {
+			col = i
+		}
+		if i != col {
+			t.Errorf("line %q starts at column %d, others at %d", line, i+2, col+2)
+		}
+	}
+	if col != len(long)+1 {
+		t.Errorf("name column is %d wide, want %d (the longest name and a space)", col, len(long)+1)
+	}
+}
