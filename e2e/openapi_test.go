@@ -123,6 +123,19 @@ func TestOpenAPIDescribesTheGateway(t *testing.T) {
 		return got
 	}
 
+	// awaitOK waits until who's GET of path is answered 200 (what the
+	// asynchronous part of the shop has yet to do), outside the check.
+	awaitOK := func(what, who, path string) {
+		r := newClient(t, s.Gateway)
+		r.token = tokens[who]
+		eventually(t, 15*time.Second, what, func() error {
+			if got := r.do("GET", path, nil); got.Status != 200 {
+				return fmt.Errorf("%d", got.Status)
+			}
+			return nil
+		})
+	}
+
 	// Public.
 	call("", "GET", "/", nil, 200)
 	call("", "GET", "/problems/", nil, 200)
@@ -160,14 +173,7 @@ func TestOpenAPIDescribesTheGateway(t *testing.T) {
 	call("alice", "GET", "/api/orders/0", nil, 400)
 	call("alice", "GET", "/api/orders?limit=5", nil, 200)
 	call("alice", "GET", "/api/orders?limit=500", nil, 400)
-	eventually(t, 10*time.Second, "the shipment to be booked", func() error {
-		r := newClient(t, s.Gateway)
-		r.token = tokens["alice"]
-		if got := r.do("GET", fmt.Sprintf("/api/shipments/%d", o.OrderID), nil); got.Status != 200 {
-			return fmt.Errorf("%d", got.Status)
-		}
-		return nil
-	})
+	awaitOK("the shipment to be booked", "alice", fmt.Sprintf("/api/shipments/%d", o.OrderID))
 	call("alice", "GET", fmt.Sprintf("/api/shipments/%d", o.OrderID), nil, 200)
 	call("bob", "GET", fmt.Sprintf("/api/shipments/%d", o.OrderID), nil, 404)
 	call("alice", "GET", "/api/notifications", nil, 200)
@@ -184,14 +190,7 @@ func TestOpenAPIDescribesTheGateway(t *testing.T) {
 	call("admin", "GET", "/api/admin/sagas/1", nil, 200)
 	call("admin", "GET", "/api/admin/sagas/999999", nil, 404)
 	poison(t, s.Broker, "openapi-poison")
-	eventually(t, 15*time.Second, "the poison message to be a dead letter", func() error {
-		r := newClient(t, s.Gateway)
-		r.token = tokens["admin"]
-		if got := r.do("GET", "/api/admin/deadletters/1", nil); got.Status != 200 {
-			return fmt.Errorf("%d", got.Status)
-		}
-		return nil
-	})
+	awaitOK("the poison message to be a dead letter", "admin", "/api/admin/deadletters/1")
 	call("alice", "GET", "/api/admin/deadletters", nil, 403)
 	call("admin", "GET", "/api/admin/deadletters", nil, 200)
 	call("admin", "GET", "/api/admin/deadletters/1", nil, 200)

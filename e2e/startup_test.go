@@ -116,10 +116,16 @@ func hogCPUs() (stop func()) {
 func TestServicesRideOutABrokerRestart(t *testing.T) {
 	s := startShop(t, nil, nil)
 	loaded := make(chan []*attempt, 1)
+	flowing := make(chan struct{}) // closed once 40 orders were answered: the fault strikes mid-load
+	var once sync.Once
 	go func() {
-		loaded <- s.load(200, 20, func(int) []line { return []line{{SKU: "LOAD-A", Quantity: 1}} }, anyCard, nil)
+		loaded <- s.load(200, 20, func(int) []line { return []line{{SKU: "LOAD-A", Quantity: 1}} }, anyCard, func(done int) {
+			if done >= 40 {
+				once.Do(func() { close(flowing) })
+			}
+		})
 	}()
-	time.Sleep(2 * time.Second) // orders flowing before the fault: the schedule
+	<-flowing
 	pid := s.pid("broker")
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)

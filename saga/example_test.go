@@ -46,7 +46,8 @@ func Example() {
 			{Name: "charge", Do: saga.Action{Topic: "payments", Type: "ChargeCard"}, Timeout: 5 * time.Second},
 		},
 	}
-	engine, err := saga.New(ctx, db, ob, saga.Config{ReplyTopic: "replies", Source: "order-service"}, quiet, placeOrder)
+	ended := make(chan struct{}) // the one saga of this example has ended
+	engine, err := saga.New(ctx, db, ob, saga.Config{ReplyTopic: "replies", Source: "order-service", Ended: func(*saga.Instance) { close(ended) }}, quiet, placeOrder)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -86,17 +87,21 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		in, err := engine.Get(ctx, "7")
-		if err == nil && in.Status.Terminal() {
-			fmt.Println(in.Status, "-", in.Reason)
-			for _, ev := range in.History {
-				fmt.Println("  " + strings.TrimSpace(ev.Step+" "+string(ev.Kind)))
-			}
-			return
-		}
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		fmt.Println("not ended")
+		return
 	}
-	fmt.Println("not ended")
+	in, err := engine.Get(ctx, "7")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(in.Status, "-", in.Reason)
+	for _, ev := range in.History {
+		fmt.Println("  " + strings.TrimSpace(ev.Step+" "+string(ev.Kind)))
+	}
 	// Output:
 	// compensated - card declined
 	//   started
