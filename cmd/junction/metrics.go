@@ -73,6 +73,13 @@ func (b *meteredBus) Publish(ctx context.Context, topic string, msgs ...*bus.Mes
 }
 
 func (b *meteredBus) Subscribe(ctx context.Context, topic, group string, h bus.Handler) (bus.Subscription, error) {
+	// The labels are fixed for the subscription: look the series up once,
+	// not on every delivery.
+	outcomes := map[string]prometheus.Counter{}
+	for _, o := range []string{"handled", "rejected", "redelivered"} {
+		outcomes[o] = b.consumed.WithLabelValues(topic, group, o)
+	}
+	took := b.consumeTime.WithLabelValues(topic, group)
 	return b.messageBus.Subscribe(ctx, topic, group, func(ctx context.Context, m *bus.Message) error {
 		start := time.Now()
 		err := h(ctx, m)
@@ -83,8 +90,8 @@ func (b *meteredBus) Subscribe(ctx context.Context, topic, group string, h bus.H
 		case err != nil:
 			outcome = "redelivered"
 		}
-		b.consumed.WithLabelValues(topic, group, outcome).Inc()
-		b.consumeTime.WithLabelValues(topic, group).Observe(time.Since(start).Seconds())
+		outcomes[outcome].Inc()
+		took.Observe(time.Since(start).Seconds())
 		return err
 	})
 }
