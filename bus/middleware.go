@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"strconv"
 	"time"
@@ -87,10 +88,8 @@ func DeadLetter(pub Publisher, group string, maxDeliveries int, onDead func(m *M
 				}
 			}
 			dead := *m
-			dead.Headers = make(map[string]string, len(m.Headers)+5)
-			for k, v := range m.Headers {
-				dead.Headers[k] = v
-			}
+			dead.Headers = make(map[string]string, len(m.Headers)+6)
+			maps.Copy(dead.Headers, m.Headers)
 			dead.Headers[HeaderDLQID] = m.ID
 			dead.Headers[HeaderDLQReason] = truncate(err.Error(), 1024)
 			dead.Headers[HeaderDLQTopic] = m.Topic
