@@ -2,7 +2,6 @@ package instance
 
 import (
 	"context"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -19,31 +18,23 @@ import (
 type health struct {
 	healthpb.UnimplementedHealthServer
 	services map[string]bool
-	draining *atomic.Bool
-	ready    func(context.Context) error
+	ready    func(context.Context) error // the instance's readiness, as GET /readyz answers it
 	// poll is how often Watch asks again.
 	poll time.Duration
 }
 
-func newHealth(s *grpc.Server, draining *atomic.Bool, ready func(context.Context) error) *health {
-	h := &health{services: map[string]bool{"": true}, draining: draining, ready: ready, poll: time.Second}
+func newHealth(s *grpc.Server, ready func(context.Context) error) *health {
+	h := &health{services: map[string]bool{"": true}, ready: ready, poll: time.Second}
 	for name := range s.GetServiceInfo() {
 		h.services[name] = true
 	}
 	return h
 }
 
-// status is the instance's state now, with a second at most to find out.
+// status is the instance's state now.
 func (h *health) status(ctx context.Context) healthpb.HealthCheckResponse_ServingStatus {
-	if h.draining.Load() {
+	if h.ready(ctx) != nil {
 		return healthpb.HealthCheckResponse_NOT_SERVING
-	}
-	if h.ready != nil {
-		ctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		if h.ready(ctx) != nil {
-			return healthpb.HealthCheckResponse_NOT_SERVING
-		}
 	}
 	return healthpb.HealthCheckResponse_SERVING
 }

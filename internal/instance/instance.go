@@ -69,6 +69,9 @@ type Parts struct {
 	Ready func(context.Context) error
 }
 
+// errDraining is the readiness of an instance that is stopping.
+var errDraining = errors.New("stopping")
+
 // Run serves p until ctx is done, then stops gracefully. It registers the
 // instance once its listeners are open and deregisters it first at stop.
 func Run(ctx context.Context, cfg Config, log *slog.Logger, p Parts) error {
@@ -103,10 +106,24 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, p Parts) error {
 	}
 
 	var draining atomic.Bool
+	// readiness is the one answer of GET /readyz and the gRPC health
+	// service: not while draining, nor while Ready fails.
+	readiness := func(ctx context.Context) error {
+		if draining.Load() {
+			return errDraining
+		}
+		if p.Ready == nil {
+			return nil
+		}
+		// A probe that waits longer than this has given up anyway.
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		return p.Ready(ctx)
+	}
 	if p.GRPC != nil {
 		// Registered here, before the server starts, so it answers from
 		// the instance's own readiness.
-		healthpb.RegisterHealthServer(p.GRPC, newHealth(p.GRPC, &draining, p.Ready))
+		healthpb.RegisterHealthServer(p.GRPC, newHealth(p.GRPC, readiness))
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -115,23 +132,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, p Parts) error {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if draining.Load() {
+		switch err := readiness(r.Context()); {
+		case errors.Is(err, errDraining):
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte("stopping\n"))
-			return
+		case err != nil:
+			log.WarnContext(r.Context(), "not ready", "err", err)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready\n"))
+		default:
+			_, _ = w.Write([]byte("ready\n"))
 		}
-		if p.Ready != nil {
-			// A probe that waits longer than this has given up anyway.
-			ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-			defer cancel()
-			if err := p.Ready(ctx); err != nil {
-				log.WarnContext(r.Context(), "not ready", "err", err)
-				w.WriteHeader(http.StatusServiceUnavailable)
-				_, _ = w.Write([]byte("not ready\n"))
-				return
-			}
-		}
-		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("/", p.HTTP)
 	var handler http.Handler = mux
