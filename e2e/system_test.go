@@ -59,6 +59,7 @@ type system struct {
 	Registry string
 	Broker   string
 	Links    string // the Toxiproxy API of --fault-links
+	Traces   string // up's trace store (its base URL), when it runs one
 	Data     string
 	Ready    time.Duration
 }
@@ -114,12 +115,13 @@ func startSystemEnv(t testing.TB, data string, env []string, args ...string) *sy
 		signalled := false
 		for sc.Scan() {
 			line := strings.TrimSpace(sc.Text())
-			for prefix, dst := range map[string]*string{"gateway:": &s.Gateway, "registry:": &s.Registry, "broker:": &s.Broker, "links:": &s.Links} {
+			for prefix, dst := range map[string]*string{"gateway:": &s.Gateway, "registry:": &s.Registry, "broker:": &s.Broker, "links:": &s.Links, "traces:": &s.Traces} {
 				if v, ok := strings.CutPrefix(line, prefix); ok {
 					*dst, _, _ = strings.Cut(strings.TrimSpace(v), " ")
 				}
 			}
 			if strings.HasPrefix(line, "data:") && !signalled {
+				s.Traces = strings.TrimSuffix(s.Traces, "/v1/traces")
 				signalled = true
 				close(ready)
 			}

@@ -8,6 +8,12 @@
 // published but not yet marked is published again with the same id, which
 // the broker's dedupe or the consumer's inbox absorbs.
 //
+// Every message written gets a "create <topic>" span (OpenTelemetry's
+// messaging conventions) in the trace of the work that wrote it, and that
+// span's context in its traceparent header, stored with the row: the
+// relay's send and the consumer's process spans continue that trace, so a
+// message crosses the outbox without starting a new one.
+//
 // On the consuming side, Idempotent records each message id in the same
 // transaction as the handler's effect, so a redelivered or duplicated
 // message has no second effect.
@@ -22,9 +28,16 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/junction-go/junction/bus"
 	"github.com/junction-go/junction/sqldb"
 )
+
+var tracer = otel.Tracer("github.com/junction-go/junction/outbox")
 
 //go:embed migrations
 var migrations embed.FS
@@ -77,6 +90,7 @@ func (o *Outbox) Add(ctx context.Context, tx *sql.Tx, topic string, msgs ...*bus
 		if err := bus.Validate(topic, m); err != nil {
 			return err
 		}
+		created(ctx, topic, m)
 		headers, err := json.Marshal(bus.ToHeaders(m))
 		if err != nil {
 			return fmt.Errorf("outbox: %w", err)
@@ -90,6 +104,30 @@ func (o *Outbox) Add(ctx context.Context, tx *sql.Tx, topic string, msgs ...*bus
 		}
 	}
 	return nil
+}
+
+// created records m's creation in a span of ctx's trace (or, when ctx has
+// none, of the trace m already carries) and puts that span's context in
+// m's headers.
+func created(ctx context.Context, topic string, m *bus.Message) {
+	if m.Headers == nil {
+		m.Headers = map[string]string{}
+	}
+	prop := otel.GetTextMapPropagator()
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		ctx = prop.Extract(ctx, propagation.MapCarrier(m.Headers))
+	}
+	ctx, span := tracer.Start(ctx, "create "+topic,
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			semconv.MessagingOperationTypeCreate,
+			semconv.MessagingOperationName("create"),
+			semconv.MessagingDestinationName(topic),
+			semconv.MessagingMessageID(m.ID),
+			semconv.MessagingMessageConversationID(m.CorrelationID),
+		))
+	prop.Inject(ctx, propagation.MapCarrier(m.Headers))
+	span.End()
 }
 
 // Notify tells a relay in this process that new messages were committed, so

@@ -12,9 +12,25 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/junction-go/junction/bus"
 	"github.com/junction-go/junction/outbox"
 	"github.com/junction-go/junction/sqldb"
+)
+
+var tracer = otel.Tracer("github.com/junction-go/junction/saga")
+
+// Span attributes of the engine's spans.
+const (
+	attrSaga   = attribute.Key("saga.name")
+	attrID     = attribute.Key("saga.id")
+	attrStep   = attribute.Key("saga.step")
+	attrStatus = attribute.Key("saga.status")
 )
 
 //go:embed migrations
@@ -147,12 +163,17 @@ func (e *Engine) Start(ctx context.Context, tx *sql.Tx, saga, id string, data an
 		return fmt.Errorf("saga: data: %w", err)
 	}
 	now := e.cfg.Now().UTC()
+	ctx, span := tracer.Start(ctx, "saga start "+saga, trace.WithAttributes(attrSaga.String(saga), attrID.String(id)))
+	defer span.End()
+	carrier := propagation.MapCarrier{}
+	otel.GetTextMapPropagator().Inject(ctx, carrier)
 	t := &txn{ctx: ctx, tx: tx, def: def, now: now, insert: true, in: &Instance{
 		ID: id, Saga: saga, Status: Running, Data: raw, Results: map[string]json.RawMessage{},
-		CreatedAt: now, UpdatedAt: now,
+		CreatedAt: now, UpdatedAt: now, TraceParent: carrier.Get("traceparent"),
 	}}
 	t.record("", EventStarted, "")
 	if err := e.send(t, dirDo); err != nil {
+		span.SetStatus(codes.Error, err.Error())
 		return err
 	}
 	return e.save(t)
@@ -211,9 +232,11 @@ func (e *Engine) HandleReply(ctx context.Context, m *bus.Message) error {
 	return err
 }
 
-func (e *Engine) stepName(t *txn) string {
-	if t.in.Step < len(t.def.Steps) {
-		return t.def.Steps[t.in.Step].Name
+func (e *Engine) stepName(t *txn) string { return stepOf(t.def, t.in) }
+
+func stepOf(def *Definition, in *Instance) string {
+	if in.Step < len(def.Steps) {
+		return def.Steps[in.Step].Name
 	}
 	return "end"
 }
@@ -278,9 +301,25 @@ func (e *Engine) transition(ctx context.Context, id, point string, fn func(t *tx
 		if def == nil {
 			return fmt.Errorf("saga: instance %s is of unknown saga %q", id, in.Saga)
 		}
-		t := &txn{ctx: ctx, tx: tx, def: def, in: in, now: e.cfg.Now().UTC()}
+		// A transition is a span of the instance's trace: of the reply's
+		// when a reply caused it, else (a timer, an abort from elsewhere)
+		// of the trace that started the instance.
+		sctx := ctx
+		if !trace.SpanContextFromContext(ctx).IsValid() && in.TraceParent != "" {
+			sctx = otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier{"traceparent": in.TraceParent})
+		}
+		sctx, span := tracer.Start(sctx, strings.ReplaceAll(point, ".", " ")+" "+in.Saga,
+			trace.WithAttributes(attrSaga.String(in.Saga), attrID.String(in.ID), attrStep.String(stepOf(def, in))))
+		defer func() { span.SetAttributes(attrStatus.String(string(in.Status))); span.End() }()
+		t := &txn{ctx: sctx, tx: tx, def: def, in: in, now: e.cfg.Now().UTC()}
 		if err := fn(t); err != nil {
+			if !errors.Is(err, ErrEnded) {
+				span.SetStatus(codes.Error, err.Error())
+			}
 			return err
+		}
+		for _, ev := range t.events {
+			span.AddEvent(string(ev.Kind), trace.WithAttributes(attrStep.String(ev.Step), attribute.String("saga.detail", ev.Detail)))
 		}
 		if err := e.save(t); err != nil {
 			return err
@@ -374,6 +413,14 @@ func (e *Engine) send(t *txn, dir string) error {
 		act, kind = *step.Undo, EventUndoSent
 	}
 	in.Attempt++
+	op := "command"
+	if dir == dirUndo {
+		op = "compensate"
+	}
+	ctx, span := tracer.Start(t.ctx, "saga "+op+" "+step.Name, trace.WithAttributes(
+		attrSaga.String(in.Saga), attrID.String(in.ID), attrStep.String(step.Name),
+		attribute.String("saga.command", act.Type), attribute.Int("saga.attempt", in.Attempt)))
+	defer span.End()
 	var body any = struct{}{}
 	if act.Body != nil {
 		b, err := act.Body(in)
@@ -415,14 +462,15 @@ func (e *Engine) send(t *txn, dir string) error {
 	// waiting for it (bus.SkipExpired), so a redelivery never overlaps
 	// the next attempt.
 	m.Headers[bus.HeaderDeadline] = strconv.FormatInt(in.DeadlineAt.UnixNano(), 10)
-	if err := e.ob.Add(t.ctx, t.tx, act.Topic, m); err != nil {
+	if err := e.ob.Add(ctx, t.tx, act.Topic, m); err != nil {
+		span.SetStatus(codes.Error, err.Error())
 		return err
 	}
 	t.record(step.Name, kind, "attempt "+attempt)
 	return nil
 }
 
-const instanceCols = `id, saga, status, step, attempt, data, results, reason, deadline_at, created_at, updated_at`
+const instanceCols = `id, saga, status, step, attempt, data, results, reason, deadline_at, created_at, updated_at, trace`
 
 func (e *Engine) load(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
@@ -446,7 +494,7 @@ func scanInstance(row interface{ Scan(...any) error }) (*Instance, error) {
 	var status, data, results string
 	var deadline sql.NullInt64
 	var created, updated int64
-	if err := row.Scan(&in.ID, &in.Saga, &status, &in.Step, &in.Attempt, &data, &results, &in.Reason, &deadline, &created, &updated); err != nil {
+	if err := row.Scan(&in.ID, &in.Saga, &status, &in.Step, &in.Attempt, &data, &results, &in.Reason, &deadline, &created, &updated, &in.TraceParent); err != nil {
 		return nil, err
 	}
 	in.Status = Status(status)
@@ -477,8 +525,8 @@ func (e *Engine) save(t *txn) error {
 	}
 	q := e.db.Dialect.Rebind
 	if t.insert {
-		_, err = t.tx.ExecContext(t.ctx, q(`INSERT INTO saga_instances (`+instanceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			in.ID, in.Saga, string(in.Status), in.Step, in.Attempt, string(in.Data), string(results), in.Reason, deadline, in.CreatedAt.UnixMilli(), in.UpdatedAt.UnixMilli())
+		_, err = t.tx.ExecContext(t.ctx, q(`INSERT INTO saga_instances (`+instanceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			in.ID, in.Saga, string(in.Status), in.Step, in.Attempt, string(in.Data), string(results), in.Reason, deadline, in.CreatedAt.UnixMilli(), in.UpdatedAt.UnixMilli(), in.TraceParent)
 	} else {
 		_, err = t.tx.ExecContext(t.ctx, q(`UPDATE saga_instances SET status = ?, step = ?, attempt = ?, results = ?, reason = ?, deadline_at = ?, updated_at = ? WHERE id = ?`),
 			string(in.Status), in.Step, in.Attempt, string(results), in.Reason, deadline, in.UpdatedAt.UnixMilli(), in.ID)

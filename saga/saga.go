@@ -118,6 +118,10 @@ type Instance struct {
 	DeadlineAt time.Time
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
+	// TraceParent is the W3C traceparent of the work that started the
+	// instance ("" when it was not traced): every transition is a span of
+	// that trace, timers' included.
+	TraceParent string
 	// History is every transition, oldest first (from Get only).
 	History []Event
 }

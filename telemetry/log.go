@@ -1,13 +1,18 @@
 // Package telemetry holds what every Junction process reports about itself:
-// JSON logs that name the service and carry the request id of the work they
-// describe.
+// JSON logs that name the service and carry the request id, the trace and
+// the order of the work they describe; Prometheus metrics; OpenTelemetry
+// traces.
 package telemetry
 
 import (
 	"context"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 type requestIDKey struct{}
@@ -23,10 +28,26 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
+type orderIDKey struct{}
+
+// WithOrderID returns ctx carrying the order its work is about: log lines
+// written with it carry order_id, and the current span gets the attribute
+// order.id (by which the trace store finds an order's traces).
+func WithOrderID(ctx context.Context, id int64) context.Context {
+	trace.SpanFromContext(ctx).SetAttributes(attribute.Int64("order.id", id))
+	return context.WithValue(ctx, orderIDKey{}, id)
+}
+
+// OrderID returns the order id carried by ctx, or 0.
+func OrderID(ctx context.Context) int64 {
+	id, _ := ctx.Value(orderIDKey{}).(int64)
+	return id
+}
+
 // NewLogger returns a JSON logger writing to w whose every record names the
-// service and instance, and carries the request id of the context it is
-// logged with (use the …Context methods), at the top level of the record
-// even when the logger has groups.
+// service and instance, and carries the request id, trace_id, span_id and
+// order_id of the context it is logged with (use the …Context methods), at
+// the top level of the record even when the logger has groups.
 func NewLogger(w io.Writer, level slog.Level, service, instance string) *slog.Logger {
 	return NewLoggerFormat(w, level, FormatJSON, service, instance)
 }
@@ -37,7 +58,8 @@ const (
 	FormatJSON = "json"
 	// FormatECS names the fields as Elastic Common Schema does, for an
 	// ELK pipeline: @timestamp, log.level, message, service.name,
-	// service.node.name, http.request.id, error.message, ecs.version.
+	// service.node.name, http.request.id, trace.id, span.id, error.message,
+	// ecs.version.
 	FormatECS = "ecs"
 )
 
@@ -45,6 +67,7 @@ const (
 var ecsNames = map[string]string{
 	slog.TimeKey: "@timestamp", slog.LevelKey: "log.level", slog.MessageKey: "message",
 	"service": "service.name", "instance": "service.node.name", "request_id": "http.request.id", "err": "error.message",
+	"trace_id": "trace.id", "span_id": "span.id",
 }
 
 // NewLoggerFormat is NewLogger in format (FormatJSON or FormatECS).
@@ -85,16 +108,31 @@ type contextHandler struct {
 
 func (c contextHandler) Enabled(ctx context.Context, l slog.Level) bool { return c.h.Enabled(ctx, l) }
 
+// contextAttrs are the attributes ctx carries for a log line.
+func contextAttrs(ctx context.Context) []slog.Attr {
+	var attrs []slog.Attr
+	if id := RequestID(ctx); id != "" {
+		attrs = append(attrs, slog.String("request_id", id))
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+	}
+	if id := OrderID(ctx); id != 0 {
+		attrs = append(attrs, slog.String("order_id", strconv.FormatInt(id, 10)))
+	}
+	return attrs
+}
+
 func (c contextHandler) Handle(ctx context.Context, r slog.Record) error {
-	id := RequestID(ctx)
-	if id == "" {
+	attrs := contextAttrs(ctx)
+	if len(attrs) == 0 {
 		return c.h.Handle(ctx, r)
 	}
 	if !c.grouped {
-		r.AddAttrs(slog.String("request_id", id))
+		r.AddAttrs(attrs...)
 		return c.h.Handle(ctx, r)
 	}
-	h := c.root.WithAttrs([]slog.Attr{slog.String("request_id", id)})
+	h := c.root.WithAttrs(attrs)
 	for _, op := range c.ops {
 		h = op(h)
 	}

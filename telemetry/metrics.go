@@ -10,6 +10,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/metric/noop"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Metrics is one process's Prometheus registry: the Go runtime's and the
@@ -77,6 +81,19 @@ func SetRoute(ctx context.Context, pattern string) {
 // SetRoute), never by its path, so ids do not become labels. A request no
 // route took is counted under "unmatched".
 func (m *Metrics) HTTPMetrics(next http.Handler) http.Handler {
+	return routed(next, func(r *http.Request, route string, status int, took time.Duration) {
+		m.observe(r.Method, route, status, took)
+	})
+}
+
+func (m *Metrics) observe(method, route string, status int, took time.Duration) {
+	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(route, method).Observe(took.Seconds())
+}
+
+// routed serves next and tells done the route pattern that served each
+// request (without its method), its status and how long it took.
+func routed(next http.Handler, done func(r *http.Request, route string, status int, took time.Duration)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		holder := &routeHolder{}
 		r = r.WithContext(context.WithValue(r.Context(), routeKey{}, holder))
@@ -95,9 +112,48 @@ func (m *Metrics) HTTPMetrics(next http.Handler) http.Handler {
 		if method, path, ok := strings.Cut(route, " "); ok && method == strings.ToUpper(method) {
 			route = path
 		}
-		m.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.Status())).Inc()
-		m.duration.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
+		done(r, route, sw.Status(), time.Since(start))
 	})
+}
+
+// untraced are the paths of an instance that get no span: probes and
+// scrapes, which run every second and are about no one's request.
+var untraced = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+
+// ServerHandler instruments an instance's HTTP server: a server span for
+// every request (W3C traceparent continued; at a public endpoint, the
+// gateway, a new trace linked to the caller's instead, so outsiders cannot
+// join or sample our traces), named by its route pattern; and, with m set,
+// the request metrics of HTTPMetrics. Probes and /metrics get no span.
+func ServerHandler(next http.Handler, m *Metrics, public bool) http.Handler {
+	inner := routed(next, func(r *http.Request, route string, status int, took time.Duration) {
+		if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+			span.SetName(r.Method + " " + route)
+			span.SetAttributes(semconv.HTTPRoute(route))
+		}
+		if m != nil {
+			m.observe(r.Method, route, status, took)
+		}
+	})
+	opts := []otelhttp.Option{
+		otelhttp.WithMeterProvider(noop.NewMeterProvider()),
+		otelhttp.WithFilter(func(r *http.Request) bool { return !untraced[r.URL.Path] }),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }),
+	}
+	if public {
+		opts = append(opts, otelhttp.WithPublicEndpointFn(func(*http.Request) bool { return true }))
+	}
+	return otelhttp.NewHandler(inner, "http.server", opts...)
+}
+
+// ClientTransport traces the calls made through base (nil: the default
+// transport) with client spans and sends the W3C traceparent with each.
+func ClientTransport(base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return otelhttp.NewTransport(base, otelhttp.WithMeterProvider(noop.NewMeterProvider()),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Host }))
 }
 
 // ResponseRecorder passes a response through and remembers its status

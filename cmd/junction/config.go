@@ -32,6 +32,8 @@ type serveConfig struct {
 	// registry, both set by serve.
 	disc    *discoveryBackend
 	metrics *telemetry.Metrics
+	// getenv reads the OTEL_* variables.
+	getenv func(string) string
 	// Where this instance listens and what it registers.
 	HTTPAddr  string
 	GRPCAddr  string

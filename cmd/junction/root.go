@@ -10,7 +10,10 @@ import (
 
 // run is the program: it parses args and runs the subcommand they name
 // until ctx is done. Nothing below it reads the environment: getenv is the
-// only source of JUNCTION_* settings.
+// only source of JUNCTION_* settings and of the OTEL_* ones that decide
+// whether and how a service traces (the OTLP exporters read their
+// endpoint's details, OTEL_EXPORTER_OTLP_*, from the process environment
+// themselves).
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	root := newRoot(getenv, stdout, stderr)
 	root.SetArgs(args)
@@ -36,8 +39,8 @@ func newRoot(getenv func(string) string, stdout, stderr io.Writer) *cobra.Comman
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(
-		newUpCommand(stdout),
-		newServeCommand(stderr),
+		newUpCommand(getenv, stdout),
+		newServeCommand(getenv, stderr),
 		newVersionCommand(stdout),
 		newDeadLettersCommand(stdout),
 		newBenchCommand(stdout, stderr),

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/auth/grpcauth"
 	"github.com/junction-go/junction/bus"
+	"github.com/junction-go/junction/bus/bustrace"
 	"github.com/junction-go/junction/bus/kafkabus"
 	"github.com/junction-go/junction/bus/natsbus"
 	"github.com/junction-go/junction/bus/rabbitbus"
@@ -76,8 +78,8 @@ import (
 	"github.com/junction-go/junction/telemetry"
 )
 
-func newServeCommand(stderr io.Writer) *cobra.Command {
-	var cfg serveConfig
+func newServeCommand(getenv func(string) string, stderr io.Writer) *cobra.Command {
+	cfg := serveConfig{getenv: getenv}
 	cmd := &cobra.Command{
 		Use:   "serve <service>",
 		Short: "Run one service (registry, broker, gateway or any of the shop's services)",
@@ -139,6 +141,21 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	}
 	if cfg.Metrics {
 		cfg.metrics = telemetry.NewMetrics()
+	}
+	if cfg.Service != services.Registry && cfg.Service != services.Broker {
+		tracing, err := telemetry.StartTracing(ctx, telemetry.TracingConfig{
+			Service: cfg.Service, Instance: cfg.InstanceID, Version: version(),
+			Getenv: cfg.getenv, Metrics: cfg.metrics, Log: log,
+		})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			// What is still queued goes out, unless the collector is away.
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			_ = tracing.Shutdown(sctx)
+		}()
 	}
 	return row.run(ctx, cfg, log)
 }
@@ -320,9 +337,38 @@ func openDeps(ctx context.Context, cfg serveConfig, log *slog.Logger, broker boo
 		d.close()
 		return nil, err
 	}
-	d.bus = meterBus(b, cfg.metrics)
+	d.bus = bustrace.Wrap(meterBus(b, cfg.metrics), bustrace.Config{System: brokerSystem(b), OnProcess: orderOfMessage})
 	d.closers = append(d.closers, func() { d.bus.Close() })
 	return d, nil
+}
+
+// brokerSystem is the messaging.system of b's spans.
+func brokerSystem(b messageBus) string {
+	switch b.(type) {
+	case *natsbus.Bus:
+		return "nats"
+	case *kafkabus.Bus:
+		return "kafka"
+	case *rabbitbus.Bus:
+		return "rabbitmq"
+	case *stompbus.Bus:
+		return "activemq"
+	}
+	return "junction"
+}
+
+// orderOfMessage adds the order a message is about to its handler's logs
+// and process span: every message of an order's flow has the order's id as
+// its correlation id ("123", or "123-cancel" for a cancellation's saga).
+func orderOfMessage(ctx context.Context, m *bus.Message) context.Context {
+	digits := m.CorrelationID
+	if i := strings.IndexFunc(digits, func(r rune) bool { return r < '0' || r > '9' }); i >= 0 {
+		digits = digits[:i]
+	}
+	if id, err := strconv.ParseInt(digits, 10, 64); err == nil && id > 0 {
+		return telemetry.WithOrderID(ctx, id)
+	}
+	return ctx
 }
 
 func serveUsers(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
@@ -353,7 +399,7 @@ func serveUsers(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	verifier := auth.NewVerifier(auth.StaticKeySource(svc.JWKS), nil)
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
 		HTTP:  userhttp.Handler(svc, verifier, log),
-		GRPC:  usergrpc.NewServer(svc, verifier),
+		GRPC:  usergrpc.NewServer(svc, verifier, telemetry.GRPCServerOptions(cfg.metrics)...),
 		Ready: ready(st.Ping, d.bus),
 	})
 }
@@ -388,7 +434,7 @@ func serveInventory(ctx context.Context, cfg serveConfig, log *slog.Logger) erro
 	defer closeAll(subs)
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
 		HTTP:  inventoryhttp.Handler(svc, log),
-		GRPC:  inventorygrpc.NewServer(svc, jwksVerifier(d.resolver)),
+		GRPC:  inventorygrpc.NewServer(svc, jwksVerifier(d.resolver), telemetry.GRPCServerOptions(cfg.metrics)...),
 		Ready: ready(st.Ping, d.bus),
 	})
 }
@@ -427,14 +473,14 @@ func (l *loops) relay(ob *outbox.Outbox, pub bus.Publisher, cfg serveConfig, log
 }
 
 // grpcClient dials service over client-side discovery, forwarding the
-// caller's token.
-func grpcClient(r *discovery.Resolver, service string) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(grpcresolve.Target(service),
+// caller's token; instrument are the process's telemetry.GRPCDialOptions.
+func grpcClient(r *discovery.Resolver, service string, instrument []grpc.DialOption) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(grpcresolve.Target(service), append([]grpc.DialOption{
 		grpc.WithResolvers(grpcresolve.NewBuilder(r)),
 		grpc.WithDefaultServiceConfig(grpcresolve.ServiceConfig),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpcauth.ForwardToken(),
-	)
+	}, instrument...)...)
 	if err != nil {
 		return nil, fmt.Errorf("%s client: %w", service, err)
 	}
@@ -468,12 +514,13 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	users, err := grpcClient(d.resolver, services.User)
+	instrument := telemetry.GRPCDialOptions(cfg.metrics)
+	users, err := grpcClient(d.resolver, services.User, instrument)
 	if err != nil {
 		return err
 	}
 	defer users.Close()
-	stock, err := grpcClient(d.resolver, services.Inventory)
+	stock, err := grpcClient(d.resolver, services.Inventory, instrument)
 	if err != nil {
 		return err
 	}
@@ -517,7 +564,7 @@ func servePayments(ctx context.Context, cfg serveConfig, log *slog.Logger) error
 	providerPolicy := resilience.New(paymentclients.ProviderPolicy(log))
 	meterPolicies(cfg.metrics, map[string]*resilience.Policy{services.PaymentProvider: providerPolicy})
 	provider := paymentclients.NewProvider("http://"+services.PaymentProvider,
-		&http.Client{Transport: &discovery.Transport{Resolver: d.resolver, Balancer: &discovery.Balancer{Resolver: d.resolver}}},
+		&http.Client{Transport: telemetry.ClientTransport(&discovery.Transport{Resolver: d.resolver, Balancer: &discovery.Balancer{Resolver: d.resolver}})},
 		providerPolicy)
 	sub, err := paymentmsg.Subscribe(ctx, d.bus, d.bus, st, provider, failpoints(cfg, log), log)
 	if err != nil {
@@ -719,7 +766,7 @@ func serveGateway(ctx context.Context, cfg serveConfig, log *slog.Logger) error 
 	gw := gateway.New(resolver, jwksVerifier(resolver), cfg.Limits, log)
 	meterGateway(cfg.metrics, gw)
 	icfg := instanceConfig(cfg)
-	icfg.HTTPListener = ln
+	icfg.HTTPListener, icfg.Public = ln, true
 	return instance.Run(ctx, icfg, log, instance.Parts{HTTP: gw.Handler()})
 }
 

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -34,10 +35,15 @@ type upConfig struct {
 	ReadyTimeout time.Duration
 	Broker       string
 	FaultLinks   bool
+	// OTLP is a collector's OTLP/HTTP base URL the trace store forwards
+	// to.
+	OTLP string
+	// getenv reads the OTEL_* variables the user may have set.
+	getenv func(string) string
 }
 
-func newUpCommand(stdout io.Writer) *cobra.Command {
-	var cfg upConfig
+func newUpCommand(getenv func(string) string, stdout io.Writer) *cobra.Command {
+	cfg := upConfig{getenv: getenv}
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run the whole system on this machine, each service as its own process",
@@ -76,7 +82,17 @@ with the password given by --demo-password, and a small catalogue.`,
 	envFlag(fs, "broker", "JUNCTION_BROKER")
 	fs.BoolVar(&cfg.FaultLinks, "fault-links", false, "put a Toxiproxy link in front of every instance's HTTP port and of its broker connection, for 'junction chaos link'")
 	envFlag(fs, "fault-links", "JUNCTION_FAULT_LINKS")
+	fs.StringVar(&cfg.OTLP, "otlp", "", "also send every trace to this OTLP/HTTP collector (Jaeger: http://127.0.0.1:4318); without it they stay in up's trace store only")
+	envFlag(fs, "otlp", "JUNCTION_OTLP")
 	return cmd
+}
+
+// userOTLP reports whether the user's own OTEL_* variables say where
+// traces go (or that there are none): up then passes them on unchanged
+// and runs no trace store.
+func (cfg upConfig) userOTLP() bool {
+	return cfg.getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || cfg.getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "" ||
+		strings.EqualFold(cfg.getenv("OTEL_SDK_DISABLED"), "true")
 }
 
 // parseReplicas returns the instances of each service: 1 of each, or
@@ -121,6 +137,15 @@ func (cfg upConfig) check() error {
 	}
 	if n := len(cfg.DemoPassword); n < 8 || n > 72 {
 		return fmt.Errorf("--demo-password (JUNCTION_DEMO_PASSWORD): must be 8 to 72 bytes")
+	}
+	if cfg.OTLP != "" {
+		u, err := url.Parse(cfg.OTLP)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("--otlp (JUNCTION_OTLP) %q: want a collector's OTLP/HTTP base URL, such as http://127.0.0.1:4318", cfg.OTLP)
+		}
+		if cfg.userOTLP() {
+			return errors.New("--otlp (JUNCTION_OTLP) and OTEL_EXPORTER_OTLP_ENDPOINT both say where traces go: give one")
+		}
 	}
 	return checkBrokerURL("--broker (JUNCTION_BROKER)", cfg.Broker)
 }
@@ -185,6 +210,13 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("find own binary: %w", err)
 	}
+	var traces *traceStore
+	if !cfg.userOTLP() {
+		if traces, err = startTraceStore(strings.TrimSuffix(cfg.OTLP, "/"), logf); err != nil {
+			return err
+		}
+		defer traces.close()
+	}
 	base := append(os.Environ(),
 		"JUNCTION_REGISTRY_URL="+registryURL,
 		"JUNCTION_DATA="+data,
@@ -195,6 +227,10 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 		"JUNCTION_SEED_DEMO=true",
 		"JUNCTION_DEMO_PASSWORD="+cfg.DemoPassword,
 	)
+	if traces != nil {
+		// Every service exports its spans to the trace store.
+		base = append(base, "OTEL_EXPORTER_OTLP_ENDPOINT="+traces.url, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf", "JUNCTION_TRACES_URL="+traces.url)
+	}
 	var links *faultLinks
 	if cfg.FaultLinks {
 		if links, err = startFaultLinks(brokerURL); err != nil {
@@ -285,6 +321,14 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "  gateway:  %s\n", gatewayURL)
 		fmt.Fprintf(stdout, "  registry: %s\n", registryURL)
 		fmt.Fprintf(stdout, "  broker:   %s\n", redactURL(brokerURL))
+		switch {
+		case traces != nil && cfg.OTLP != "":
+			fmt.Fprintf(stdout, "  traces:   %s/v1/traces (the latest; an order's: /v1/orders/{id}/traces), also sent to %s\n", traces.url, cfg.OTLP)
+		case traces != nil:
+			fmt.Fprintf(stdout, "  traces:   %s/v1/traces (the latest; an order's: /v1/orders/{id}/traces)\n", traces.url)
+		default:
+			fmt.Fprintf(stdout, "  traces:   as your OTEL_* variables say\n")
+		}
 		if links != nil {
 			fmt.Fprintf(stdout, "  links:    http://%s (Toxiproxy API; junction chaos links)\n", links.api)
 		}

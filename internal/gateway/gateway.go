@@ -30,6 +30,7 @@ import (
 	"github.com/junction-go/junction/discovery"
 	"github.com/junction-go/junction/fault"
 	"github.com/junction-go/junction/rest"
+	"github.com/junction-go/junction/telemetry"
 )
 
 // Limits of a proxied request.
@@ -89,7 +90,7 @@ func New(resolver *discovery.Resolver, verifier *auth.Verifier, limits Limits, l
 			// The service works within what is left of the gateway's time.
 			rest.SetDeadline(pr.Out.Header, pr.In.Context())
 		},
-		Transport:    newRetryingTransport(NewTransport(), &discovery.Balancer{Resolver: resolver}, &g.retries, &g.retriesRefused, log),
+		Transport:    newRetryingTransport(telemetry.ClientTransport(NewTransport()), &discovery.Balancer{Resolver: resolver}, &g.retries, &g.retriesRefused, log),
 		BufferPool:   copyBuffers{},
 		ErrorHandler: g.proxyError,
 		ModifyResponse: func(resp *http.Response) error {

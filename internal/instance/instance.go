@@ -54,6 +54,9 @@ type Config struct {
 	// Metrics, when set, are served at GET /metrics on the HTTP port
 	// (never routed by the gateway), and count every HTTP request.
 	Metrics *telemetry.Metrics
+	// Public marks an instance that outsiders call (the gateway): its
+	// requests start new traces instead of joining a caller's.
+	Public bool
 }
 
 // Parts is what a service hands the runtime.
@@ -145,12 +148,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, p Parts) error {
 		}
 	})
 	mux.Handle("/", p.HTTP)
-	var handler http.Handler = mux
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics.Handler())
-		handler = cfg.Metrics.HTTPMetrics(mux)
 	}
-	srv := rest.NewServer(handler)
+	srv := rest.NewServer(telemetry.ServerHandler(mux, cfg.Metrics, cfg.Public))
 
 	log.Info("listening", "endpoints", endpoints)
 	inst := discovery.Instance{

@@ -14,6 +14,7 @@ import (
 	"github.com/junction-go/junction/internal/order"
 	"github.com/junction-go/junction/rest"
 	"github.com/junction-go/junction/saga"
+	"github.com/junction-go/junction/telemetry"
 )
 
 // Handler returns the REST API of svc; v verifies access tokens.
@@ -100,6 +101,7 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request) {
 		rest.Error(w, r, h.log, err)
 		return
 	}
+	telemetry.WithOrderID(r.Context(), placed.Order.ID) // the span's order.id
 	w.Header().Set("Location", fmt.Sprintf("/api/orders/%d", placed.Order.ID))
 	if placed.Replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
@@ -112,6 +114,7 @@ func orderID(r *http.Request) (int64, error) {
 	if err != nil || id < 1 {
 		return 0, fault.New(fault.Invalid, "order id must be a positive integer")
 	}
+	telemetry.WithOrderID(r.Context(), id) // the span's order.id
 	return id, nil
 }
 

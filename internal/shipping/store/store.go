@@ -9,6 +9,11 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/junction-go/junction/api/events"
 	"github.com/junction-go/junction/bus"
 	"github.com/junction-go/junction/fault"
@@ -19,6 +24,8 @@ import (
 
 //go:embed migrations
 var migrations embed.FS
+
+var tracer = otel.Tracer("github.com/junction-go/junction/internal/shipping/store")
 
 // Store keeps shipments. It is safe for concurrent use.
 type Store struct {
@@ -90,11 +97,15 @@ func (s *Store) Load(ctx context.Context, tx *sql.Tx, orderID int64) (shipping.S
 
 // Save writes sh in tx, as a new shipment or over the one of its order.
 func (s *Store) Save(ctx context.Context, tx *sql.Tx, sh shipping.Shipment) error {
-	_, err := tx.ExecContext(ctx, s.db.Dialect.Rebind(`INSERT INTO shipments (order_id, user_id, state, reason, tracking_code, dispatch_at, dispatched_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+	// The trace of the work saving it, so the dispatch continues it.
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	_, err := tx.ExecContext(ctx, s.db.Dialect.Rebind(`INSERT INTO shipments (order_id, user_id, state, reason, tracking_code, dispatch_at, dispatched_at, updated_at, trace)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (order_id) DO UPDATE SET user_id = excluded.user_id, state = excluded.state, reason = excluded.reason,
-			tracking_code = excluded.tracking_code, dispatch_at = excluded.dispatch_at, dispatched_at = excluded.dispatched_at, updated_at = excluded.updated_at`),
-		sh.OrderID, sh.UserID, string(sh.State), sh.Reason, sh.TrackingCode, millis(sh.DispatchAt), millis(sh.DispatchedAt), sh.UpdatedAt.UnixMilli())
+			tracking_code = excluded.tracking_code, dispatch_at = excluded.dispatch_at, dispatched_at = excluded.dispatched_at, updated_at = excluded.updated_at,
+			trace = CASE WHEN excluded.trace <> '' THEN excluded.trace ELSE shipments.trace END`),
+		sh.OrderID, sh.UserID, string(sh.State), sh.Reason, sh.TrackingCode, millis(sh.DispatchAt), millis(sh.DispatchedAt), sh.UpdatedAt.UnixMilli(), carrier.Get("traceparent"))
 	if err != nil {
 		return fmt.Errorf("save shipment %d: %w", sh.OrderID, err)
 	}
@@ -109,42 +120,56 @@ func millis(t time.Time) sql.NullInt64 {
 	return sql.NullInt64{Int64: t.UnixMilli(), Valid: true}
 }
 
+// dispatchOne dispatches shipment id in a span of the trace that last
+// changed it (the order's confirmation).
+func (s *Store) dispatchOne(ctx context.Context, tx *sql.Tx, id int64, traceparent string, dispatch func(shipping.Shipment) (shipping.Shipment, []*bus.Message, error)) error {
+	if traceparent != "" {
+		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent})
+	}
+	ctx, span := tracer.Start(ctx, "dispatch shipment", trace.WithAttributes(attribute.Int64("order.id", id)))
+	defer span.End()
+	sh, err := s.get(ctx, tx, id)
+	if err != nil {
+		return err
+	}
+	next, msgs, err := dispatch(sh)
+	if err != nil {
+		return err
+	}
+	if err := s.Save(ctx, tx, next); err != nil {
+		return err
+	}
+	return s.outbox.Add(ctx, tx, events.TopicShipments, msgs...)
+}
+
 // DispatchDue hands every ready shipment whose time has come (at most 256)
 // to dispatch and saves what it returns, with the messages it returns, in
 // one transaction, through the outbox; it returns how many.
 func (s *Store) DispatchDue(ctx context.Context, now time.Time, dispatch func(shipping.Shipment) (shipping.Shipment, []*bus.Message, error)) (int, error) {
 	n := 0
 	err := s.outbox.InTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, s.db.Dialect.Rebind(`SELECT order_id FROM shipments WHERE state = ? AND dispatch_at <= ? ORDER BY dispatch_at LIMIT 256`), string(shipping.Ready), now.UnixMilli())
+		rows, err := tx.QueryContext(ctx, s.db.Dialect.Rebind(`SELECT order_id, trace FROM shipments WHERE state = ? AND dispatch_at <= ? ORDER BY dispatch_at LIMIT 256`), string(shipping.Ready), now.UnixMilli())
 		if err != nil {
 			return err
 		}
 		var due []int64
+		traces := map[int64]string{}
 		for rows.Next() {
 			var id int64
-			if err := rows.Scan(&id); err != nil {
+			var trace string
+			if err := rows.Scan(&id, &trace); err != nil {
 				rows.Close()
 				return err
 			}
 			due = append(due, id)
+			traces[id] = trace
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
 		for _, id := range due {
-			sh, err := s.get(ctx, tx, id)
-			if err != nil {
-				return err
-			}
-			next, msgs, err := dispatch(sh)
-			if err != nil {
-				return err
-			}
-			if err := s.Save(ctx, tx, next); err != nil {
-				return err
-			}
-			if err := s.outbox.Add(ctx, tx, events.TopicShipments, msgs...); err != nil {
+			if err := s.dispatchOne(ctx, tx, id, traces[id], dispatch); err != nil {
 				return err
 			}
 		}

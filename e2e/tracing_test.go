@@ -1,0 +1,219 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// traceJSON is a trace as up's trace store serves it.
+type traceJSON struct {
+	TraceID  string     `json:"traceId"`
+	Root     string     `json:"root"`
+	RootSvc  string     `json:"rootService"`
+	Services []string   `json:"services"`
+	Orphans  int        `json:"orphanCount"`
+	Spans    []spanJSON `json:"spans"`
+}
+
+type spanJSON struct {
+	TraceID    string         `json:"traceId"`
+	SpanID     string         `json:"spanId"`
+	Parent     string         `json:"parentSpanId"`
+	Name       string         `json:"name"`
+	Kind       string         `json:"kind"`
+	Service    string         `json:"service"`
+	Attributes map[string]any `json:"attributes"`
+	Links      []struct {
+		SpanID string `json:"spanId"`
+	} `json:"links"`
+}
+
+func getJSON(t *testing.T, url string, v any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// orderTrace waits until the trace store holds the trace of order id's
+// POST, through to want (service: span names) all being there, and
+// returns it.
+func orderTrace(t *testing.T, store string, id int64, want map[string][]string) traceJSON {
+	t.Helper()
+	var tr traceJSON
+	eventually(t, 20*time.Second, fmt.Sprintf("order %d's whole trace in the store", id), func() error {
+		var list struct {
+			Traces []traceJSON `json:"traces"`
+		}
+		getJSON(t, fmt.Sprintf("%s/v1/orders/%d/traces", store, id), &list)
+		i := slices.IndexFunc(list.Traces, func(x traceJSON) bool { return x.Root == "POST /api/orders" && x.RootSvc == "gateway" })
+		if i < 0 {
+			return fmt.Errorf("no trace rooted at the gateway's POST /api/orders among %d", len(list.Traces))
+		}
+		if code := getJSON(t, store+"/v1/traces/"+list.Traces[i].TraceID, &tr); code != http.StatusOK {
+			return fmt.Errorf("GET trace = %d", code)
+		}
+		for svc, names := range want {
+			for _, n := range names {
+				if !slices.ContainsFunc(tr.Spans, func(s spanJSON) bool { return s.Service == svc && s.Name == n }) {
+					return fmt.Errorf("no span %q of %s yet (%d spans)", n, svc, len(tr.Spans))
+				}
+			}
+		}
+		return nil
+	})
+	return tr
+}
+
+// wholeOrder are the hops of one confirmed and dispatched order, by
+// service.
+var wholeOrder = map[string][]string{
+	"gateway":              {"POST /api/orders"},
+	"order-service":        {"POST /api/orders", "user.v1.UserService/GetUser", "saga start place-order", "saga command reserve-stock", "saga command authorize-payment", "saga command schedule-shipment", "saga command capture-payment", "process order-replies", "process shipments"},
+	"user-service":         {"user.v1.UserService/GetUser"},
+	"inventory-service":    {"inventory.v1.InventoryService/CheckAvailability", "process inventory-commands", "process orders"},
+	"payment-service":      {"process payment-commands", "POST payment-provider"},
+	"payment-provider":     {"POST /"},
+	"shipping-service":     {"process shipping-commands", "dispatch shipment", "send shipments"},
+	"notification-service": {"process orders", "process shipments"},
+}
+
+// TestOneTracePerOrder: an order is one trace, from the POST at the
+// gateway through every service (HTTP, gRPC, the outbox, the broker, the
+// saga, the payment provider) to the shipment's dispatch, with no span
+// whose parent is missing; the messaging spans follow OpenTelemetry's
+// conventions; and the services' log lines about it carry its trace id.
+func TestOneTracePerOrder(t *testing.T) {
+	s := startShop(t, nil, nil)
+	if s.sys.Traces == "" {
+		t.Fatalf("junction up printed no trace store:\n%s", s.sys.out.String())
+	}
+	a := &attempt{key: "trace-1", items: []line{{SKU: "JX-MUG", Quantity: 1}}}
+	s.place(s.customers[0], a, "")
+	if a.id == 0 {
+		t.Fatalf("order not placed: %s", a.err)
+	}
+	tr := orderTrace(t, s.sys.Traces, a.id, wholeOrder)
+
+	if tr.Orphans != 0 {
+		t.Errorf("the store counts %d orphan spans", tr.Orphans)
+	}
+	byID := map[string]spanJSON{}
+	for _, sp := range tr.Spans {
+		byID[sp.SpanID] = sp
+	}
+	roots := 0
+	for _, sp := range tr.Spans {
+		if sp.TraceID != tr.TraceID {
+			t.Errorf("span %s (%s) is of trace %s", sp.Name, sp.Service, sp.TraceID)
+		}
+		switch _, ok := byID[sp.Parent]; {
+		case sp.Parent == "":
+			roots++
+		case !ok:
+			t.Errorf("span %q of %s has parent %s, which is not in the trace", sp.Name, sp.Service, sp.Parent)
+		}
+		switch sp.Kind {
+		case "consumer":
+			for _, k := range []string{"messaging.system", "messaging.destination.name", "messaging.consumer.group.name", "messaging.message.id", "junction.message.delivery_count"} {
+				if sp.Attributes[k] == nil {
+					t.Errorf("process span %q of %s has no %s: %v", sp.Name, sp.Service, k, sp.Attributes)
+				}
+			}
+			if sp.Attributes["messaging.system"] != "nats" || sp.Attributes["messaging.operation.type"] != "process" {
+				t.Errorf("process span %q: %v", sp.Name, sp.Attributes)
+			}
+			// Its parent is the message's creation, in the producer.
+			if p := byID[sp.Parent]; !strings.HasPrefix(p.Name, "create ") && !strings.HasPrefix(p.Name, "send ") {
+				t.Errorf("process span %q of %s has parent %q, want the message's create span", sp.Name, sp.Service, p.Name)
+			}
+		case "producer":
+			if strings.HasPrefix(sp.Name, "send ") && byID[sp.Parent].Name == "create "+strings.TrimPrefix(sp.Name, "send ") {
+				if len(sp.Links) != 1 || sp.Links[0].SpanID != sp.Parent {
+					t.Errorf("send span %q of %s is not linked to its create span: %v", sp.Name, sp.Service, sp.Links)
+				}
+			}
+		}
+	}
+	if roots != 1 {
+		t.Errorf("%d root spans, want 1", roots)
+	}
+	var services []string
+	for svc := range wholeOrder {
+		services = append(services, svc)
+	}
+	slices.Sort(services)
+	if !slices.Equal(tr.Services, services) {
+		t.Errorf("services = %v, want %v", tr.Services, services)
+	}
+
+	// The logs of the request and of its messages carry the trace id, and
+	// the order's id where it is known.
+	tagged := map[string]bool{}
+	for _, l := range strings.Split(s.sys.out.String(), "\n") {
+		if strings.Contains(l, `"trace_id":"`+tr.TraceID+`"`) {
+			inst, _, _ := strings.Cut(l, "|")
+			tagged[strings.TrimSpace(inst)] = true
+			if strings.Contains(l, `"order_id"`) && !strings.Contains(l, `"order_id":"`+strconv.FormatInt(a.id, 10)+`"`) {
+				t.Errorf("a log line of trace %s names another order: %s", tr.TraceID, l)
+			}
+		}
+	}
+	if !tagged["gateway-1"] {
+		t.Errorf("no gateway log line carries trace_id %s (tagged: %v)", tr.TraceID, tagged)
+	}
+	t.Logf("order %d: trace %s, %d spans across %d services; log lines with its trace id from %v", a.id, tr.TraceID, len(tr.Spans), len(tr.Services), tagged)
+}
+
+// TestTraceStoreAPI: the trace store's answers to what it does not hold
+// and to malformed requests.
+func TestTraceStoreAPI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the whole system; skipped with -short")
+	}
+	sys := startSystem(t, t.TempDir())
+	for _, c := range []struct {
+		method, path, ctype string
+		want                int
+	}{
+		{"GET", "/v1/traces/0af7651916cd43dd8448eb211c80319c", "", http.StatusNotFound},
+		{"GET", "/v1/traces/not-a-trace-id", "", http.StatusBadRequest},
+		{"GET", "/v1/traces/00000000000000000000000000000000", "", http.StatusBadRequest},
+		{"GET", "/v1/traces?limit=0", "", http.StatusBadRequest},
+		{"GET", "/v1/traces?limit=5", "", http.StatusOK},
+		{"GET", "/v1/orders/x/traces", "", http.StatusBadRequest},
+		{"GET", "/v1/orders/999/traces", "", http.StatusOK},
+		{"POST", "/v1/traces", "application/json", http.StatusUnsupportedMediaType},
+		{"POST", "/v1/traces", "application/x-protobuf", http.StatusBadRequest},
+	} {
+		req, _ := http.NewRequest(c.method, sys.Traces+c.path, strings.NewReader("\xff\xff not protobuf"))
+		if c.ctype != "" {
+			req.Header.Set("Content-Type", c.ctype)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s %s (%s) = %d, want %d", c.method, c.path, c.ctype, resp.StatusCode, c.want)
+		}
+		if c.want >= 400 && resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s %s: Content-Type %q, want a problem document", c.method, c.path, resp.Header.Get("Content-Type"))
+		}
+	}
+}

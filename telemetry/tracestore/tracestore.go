@@ -1,0 +1,354 @@
+// Package tracestore keeps the recent traces of a whole system in memory,
+// fed over OTLP/HTTP by every process, and serves them as JSON: a trace by
+// its id, the traces of an order by its id, the latest traces. It is
+// bounded: past MaxSpans the oldest traces go first.
+//
+// It is what `junction up` runs when no collector is configured, so a trace
+// can be read on one machine without Jaeger; with one (--otlp), it also
+// forwards what it receives there.
+package tracestore
+
+import (
+	"cmp"
+	"encoding/hex"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+)
+
+// Span is one span as the API shows it.
+type Span struct {
+	TraceID      string `json:"traceId"`
+	SpanID       string `json:"spanId"`
+	ParentSpanID string `json:"parentSpanId,omitempty"`
+	Name         string `json:"name"`
+	// Kind is server, client, producer, consumer or internal.
+	Kind     string    `json:"kind"`
+	Service  string    `json:"service"`
+	Instance string    `json:"instance,omitempty"`
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+	// Status is "error" or "" (not an error).
+	Status        string         `json:"status,omitempty"`
+	StatusMessage string         `json:"statusMessage,omitempty"`
+	Attributes    map[string]any `json:"attributes,omitempty"`
+	Events        []Event        `json:"events,omitempty"`
+	Links         []Link         `json:"links,omitempty"`
+}
+
+// Event is a span's event.
+type Event struct {
+	Name       string         `json:"name"`
+	Time       time.Time      `json:"time"`
+	Attributes map[string]any `json:"attributes,omitempty"`
+}
+
+// Link points at another span.
+type Link struct {
+	TraceID string `json:"traceId"`
+	SpanID  string `json:"spanId"`
+}
+
+// Trace is every span of one trace the store holds, by start time.
+type Trace struct {
+	Summary
+	Spans []Span `json:"spans"`
+}
+
+// Summary describes a trace without its spans.
+type Summary struct {
+	TraceID string `json:"traceId"`
+	// Root is the name of the span without a parent ("" while it has not
+	// arrived), and RootService its service.
+	Root        string    `json:"root"`
+	RootService string    `json:"rootService,omitempty"`
+	Services    []string  `json:"services"`
+	Spans       int       `json:"spanCount"`
+	Errors      int       `json:"errorCount"`
+	Start       time.Time `json:"start"`
+	End         time.Time `json:"end"`
+	// Orphans counts spans whose parent is not in the trace (yet: spans
+	// of one trace arrive from many processes, in any order).
+	Orphans  int     `json:"orphanCount"`
+	OrderIDs []int64 `json:"orderIds,omitempty"`
+}
+
+// Config bounds a store; the zero value is usable.
+type Config struct {
+	// MaxSpans is the most spans kept in all; 100,000 when zero.
+	MaxSpans int
+	// MaxSpansPerTrace is the most kept of one trace (the rest are
+	// counted as dropped); 5,000 when zero.
+	MaxSpansPerTrace int
+}
+
+// Store holds the traces. It is safe for concurrent use.
+type Store struct {
+	cfg Config
+
+	mu      sync.Mutex
+	traces  map[string]*entry
+	order   []string // trace ids by arrival, oldest first (a queue)
+	byOrder map[int64][]string
+	spans   int
+	dropped int64
+}
+
+type entry struct {
+	spans  []Span
+	orders []int64
+}
+
+// New returns an empty store.
+func New(cfg Config) *Store {
+	if cfg.MaxSpans <= 0 {
+		cfg.MaxSpans = 100_000
+	}
+	if cfg.MaxSpansPerTrace <= 0 {
+		cfg.MaxSpansPerTrace = 5_000
+	}
+	return &Store{cfg: cfg, traces: map[string]*entry{}, byOrder: map[int64][]string{}}
+}
+
+// OrderAttribute is the span attribute by which the store finds an order's
+// traces.
+const OrderAttribute = "order.id"
+
+// Add stores the spans of an OTLP export request's resource spans.
+func (s *Store) Add(rss []*tracepb.ResourceSpans) {
+	var spans []Span
+	for _, rs := range rss {
+		var service, inst string
+		for _, kv := range rs.GetResource().GetAttributes() {
+			switch kv.GetKey() {
+			case "service.name":
+				service = kv.GetValue().GetStringValue()
+			case "service.instance.id":
+				inst = kv.GetValue().GetStringValue()
+			}
+		}
+		for _, ss := range rs.GetScopeSpans() {
+			for _, sp := range ss.GetSpans() {
+				spans = append(spans, convert(sp, service, inst))
+			}
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sp := range spans {
+		e := s.traces[sp.TraceID]
+		if e == nil {
+			e = &entry{}
+			s.traces[sp.TraceID] = e
+			s.order = append(s.order, sp.TraceID)
+		}
+		if len(e.spans) >= s.cfg.MaxSpansPerTrace {
+			s.dropped++
+			continue
+		}
+		e.spans = append(e.spans, sp)
+		s.spans++
+		if id, ok := orderID(sp.Attributes[OrderAttribute]); ok && !slices.Contains(e.orders, id) {
+			e.orders = append(e.orders, id)
+			s.byOrder[id] = append(s.byOrder[id], sp.TraceID)
+		}
+	}
+	for s.spans > s.cfg.MaxSpans && len(s.order) > 0 {
+		s.evictOldest()
+	}
+}
+
+func (s *Store) evictOldest() {
+	id := s.order[0]
+	s.order[0] = ""
+	s.order = s.order[1:]
+	e := s.traces[id]
+	if e == nil {
+		return
+	}
+	delete(s.traces, id)
+	s.spans -= len(e.spans)
+	for _, o := range e.orders {
+		ids := slices.DeleteFunc(s.byOrder[o], func(t string) bool { return t == id })
+		if len(ids) == 0 {
+			delete(s.byOrder, o)
+		} else {
+			s.byOrder[o] = ids
+		}
+	}
+}
+
+// Stats are the store's counts.
+type Stats struct {
+	Traces, Spans int
+	// Dropped counts spans past MaxSpansPerTrace.
+	Dropped int64
+}
+
+// Stats returns what the store holds.
+func (s *Store) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{Traces: len(s.traces), Spans: s.spans, Dropped: s.dropped}
+}
+
+// Trace returns the trace with id (32 hex digits), if the store holds it.
+func (s *Store) Trace(id string) (Trace, bool) {
+	s.mu.Lock()
+	e := s.traces[id]
+	var spans []Span
+	if e != nil {
+		spans = slices.Clone(e.spans)
+	}
+	s.mu.Unlock()
+	if e == nil {
+		return Trace{}, false
+	}
+	slices.SortStableFunc(spans, func(a, b Span) int { return a.Start.Compare(b.Start) })
+	return Trace{Summary: summarize(id, spans), Spans: spans}, true
+}
+
+// Order returns the summaries of the traces that touch order id, oldest
+// first.
+func (s *Store) Order(id int64) []Summary {
+	s.mu.Lock()
+	ids := slices.Clone(s.byOrder[id])
+	s.mu.Unlock()
+	return s.summaries(ids)
+}
+
+// Recent returns the summaries of the latest n traces, newest first.
+func (s *Store) Recent(n int) []Summary {
+	s.mu.Lock()
+	ids := slices.Clone(s.order[max(0, len(s.order)-n):])
+	s.mu.Unlock()
+	slices.Reverse(ids)
+	return s.summaries(ids)
+}
+
+func (s *Store) summaries(ids []string) []Summary {
+	out := make([]Summary, 0, len(ids))
+	for _, id := range ids {
+		if t, ok := s.Trace(id); ok {
+			out = append(out, t.Summary)
+		}
+	}
+	return out
+}
+
+func summarize(id string, spans []Span) Summary {
+	sum := Summary{TraceID: id, Spans: len(spans), Services: []string{}}
+	have := make(map[string]bool, len(spans))
+	for _, sp := range spans {
+		have[sp.SpanID] = true
+	}
+	for i, sp := range spans {
+		if i == 0 || sp.Start.Before(sum.Start) {
+			sum.Start = sp.Start
+		}
+		if sp.End.After(sum.End) {
+			sum.End = sp.End
+		}
+		if !slices.Contains(sum.Services, sp.Service) {
+			sum.Services = append(sum.Services, sp.Service)
+		}
+		if sp.Status == "error" {
+			sum.Errors++
+		}
+		switch {
+		case sp.ParentSpanID == "":
+			if sum.Root == "" {
+				sum.Root, sum.RootService = sp.Name, sp.Service
+			}
+		case !have[sp.ParentSpanID]:
+			sum.Orphans++
+		}
+		if id, ok := orderID(sp.Attributes[OrderAttribute]); ok && !slices.Contains(sum.OrderIDs, id) {
+			sum.OrderIDs = append(sum.OrderIDs, id)
+		}
+	}
+	slices.Sort(sum.Services)
+	slices.Sort(sum.OrderIDs)
+	return sum
+}
+
+func orderID(v any) (int64, bool) {
+	switch v := v.(type) {
+	case int64:
+		return v, v > 0
+	case string:
+		id, err := strconv.ParseInt(v, 10, 64)
+		return id, err == nil && id > 0
+	}
+	return 0, false
+}
+
+var kinds = map[tracepb.Span_SpanKind]string{
+	tracepb.Span_SPAN_KIND_INTERNAL: "internal", tracepb.Span_SPAN_KIND_SERVER: "server",
+	tracepb.Span_SPAN_KIND_CLIENT: "client", tracepb.Span_SPAN_KIND_PRODUCER: "producer",
+	tracepb.Span_SPAN_KIND_CONSUMER: "consumer",
+}
+
+func convert(sp *tracepb.Span, service, inst string) Span {
+	out := Span{
+		TraceID:    hex.EncodeToString(sp.GetTraceId()),
+		SpanID:     hex.EncodeToString(sp.GetSpanId()),
+		Name:       sp.GetName(),
+		Kind:       cmp.Or(kinds[sp.GetKind()], "internal"),
+		Service:    service,
+		Instance:   inst,
+		Start:      time.Unix(0, int64(sp.GetStartTimeUnixNano())).UTC(),
+		End:        time.Unix(0, int64(sp.GetEndTimeUnixNano())).UTC(),
+		Attributes: attributes(sp.GetAttributes()),
+	}
+	if p := sp.GetParentSpanId(); len(p) > 0 {
+		out.ParentSpanID = hex.EncodeToString(p)
+	}
+	if sp.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR {
+		out.Status, out.StatusMessage = "error", sp.GetStatus().GetMessage()
+	}
+	for _, ev := range sp.GetEvents() {
+		out.Events = append(out.Events, Event{Name: ev.GetName(), Time: time.Unix(0, int64(ev.GetTimeUnixNano())).UTC(), Attributes: attributes(ev.GetAttributes())})
+	}
+	for _, l := range sp.GetLinks() {
+		out.Links = append(out.Links, Link{TraceID: hex.EncodeToString(l.GetTraceId()), SpanID: hex.EncodeToString(l.GetSpanId())})
+	}
+	return out
+}
+
+func attributes(kvs []*commonpb.KeyValue) map[string]any {
+	if len(kvs) == 0 {
+		return nil
+	}
+	m := make(map[string]any, len(kvs))
+	for _, kv := range kvs {
+		m[kv.GetKey()] = value(kv.GetValue())
+	}
+	return m
+}
+
+func value(v *commonpb.AnyValue) any {
+	switch x := v.GetValue().(type) {
+	case *commonpb.AnyValue_StringValue:
+		return x.StringValue
+	case *commonpb.AnyValue_IntValue:
+		return x.IntValue
+	case *commonpb.AnyValue_DoubleValue:
+		return x.DoubleValue
+	case *commonpb.AnyValue_BoolValue:
+		return x.BoolValue
+	case *commonpb.AnyValue_ArrayValue:
+		out := make([]any, 0, len(x.ArrayValue.GetValues()))
+		for _, e := range x.ArrayValue.GetValues() {
+			out = append(out, value(e))
+		}
+		return out
+	case *commonpb.AnyValue_BytesValue:
+		return hex.EncodeToString(x.BytesValue)
+	}
+	return nil
+}
