@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -326,8 +327,10 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 			fmt.Fprintf(stdout, "  traces:   %s/v1/traces (the latest; an order's: /v1/orders/{id}/traces), also sent to %s\n", traces.url, cfg.OTLP)
 		case traces != nil:
 			fmt.Fprintf(stdout, "  traces:   %s/v1/traces (the latest; an order's: /v1/orders/{id}/traces)\n", traces.url)
+		case strings.EqualFold(cfg.getenv("OTEL_SDK_DISABLED"), "true"):
+			fmt.Fprintf(stdout, "  traces:   none (OTEL_SDK_DISABLED)\n")
 		default:
-			fmt.Fprintf(stdout, "  traces:   as your OTEL_* variables say\n")
+			fmt.Fprintf(stdout, "  traces:   sent to %s (OTEL_EXPORTER_OTLP_*)\n", cmp.Or(cfg.getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), cfg.getenv("OTEL_EXPORTER_OTLP_ENDPOINT")))
 		}
 		if links != nil {
 			fmt.Fprintf(stdout, "  links:    http://%s (Toxiproxy API; junction chaos links)\n", links.api)
