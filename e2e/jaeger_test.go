@@ -126,11 +126,11 @@ func TestOrderTraceInJaeger(t *testing.T) {
 	for _, mode := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "--otlp"} {
 		t.Run(mode, func(t *testing.T) {
 			otlp, query := startJaeger(t)
-			var env, args []string
+			env, args := []string{"JUNCTION_TRACES_PER_SECOND=-1"}, []string(nil)
 			if mode == "--otlp" {
 				args = []string{"--otlp", otlp}
 			} else {
-				env = []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + otlp, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"}
+				env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+otlp, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")
 			}
 			s := startShop(t, env, nil, args...)
 			if (s.sys.Traces != "") != (mode == "--otlp") {

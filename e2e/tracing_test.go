@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -98,7 +99,8 @@ var wholeOrder = map[string][]string{
 // whose parent is missing; the messaging spans follow OpenTelemetry's
 // conventions; and the services' log lines about it carry its trace id.
 func TestOneTracePerOrder(t *testing.T) {
-	s := startShop(t, nil, nil)
+	// Every trace kept: this is about what a trace holds, not which are.
+	s := startShop(t, []string{"JUNCTION_TRACES_PER_SECOND=-1"}, nil)
 	if s.sys.Traces == "" {
 		t.Fatalf("junction up printed no trace store:\n%s", s.sys.out.String())
 	}
@@ -215,5 +217,46 @@ func TestTraceStoreAPI(t *testing.T) {
 		if c.want >= 400 && resp.Header.Get("Content-Type") != "application/problem+json" {
 			t.Errorf("%s %s: Content-Type %q, want a problem document", c.method, c.path, resp.Header.Get("Content-Type"))
 		}
+	}
+}
+
+// TestCollectorAway: with the collector the services are told of down,
+// orders go through as before; their spans are dropped and counted, and
+// each service says so once, not once per batch.
+func TestCollectorAway(t *testing.T) {
+	ln := freePort(t) // nobody listens there
+	s := startShop(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + ln, "JUNCTION_TRACES_PER_SECOND=-1"}, nil)
+	as := s.load(20, 20, func(int) []line { return []line{{SKU: "JX-MUG", Quantity: 1}} }, func(int) string { return "" }, nil)
+	got := s.quiesce(as, 30*time.Second)
+	for _, a := range as {
+		if st := got[a.id].Status; a.id == 0 || (st != "confirmed" && st != "shipped") {
+			t.Errorf("order %d (%s): %q, want confirmed or shipped", a.id, a.err, got[a.id].Status)
+		}
+	}
+	orders := s.endpoint("order-service")
+	eventually(t, 30*time.Second, "order-service to count its dropped spans", func() error {
+		resp, err := http.Get("http://" + orders + "/metrics")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, `junction_trace_spans_dropped_total{reason="export_failed"}`) {
+				if n, _ := strconv.ParseFloat(strings.Fields(l)[1], 64); n > 0 {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("no export_failed spans counted yet")
+	})
+	warned := 0
+	for _, l := range strings.Split(s.sys.out.String(), "\n") {
+		if strings.HasPrefix(l, "order-service-1") && strings.Contains(l, "traces not exported") {
+			warned++
+		}
+	}
+	if warned != 1 {
+		t.Errorf("order-service warned %d times about the collector, want once", warned)
 	}
 }

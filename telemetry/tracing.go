@@ -18,6 +18,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/time/rate"
 )
 
 // TracingConfig says who a process is and where its spans go.
@@ -33,6 +35,44 @@ type TracingConfig struct {
 	// QueueSize bounds the spans waiting for export; past it new ones are
 	// dropped (and counted), never waited for. 8192 when zero.
 	QueueSize int
+	// Sampler is used when OTEL_TRACES_SAMPLER does not name one; nil
+	// means ParentBased(RateLimitedSampler(DefaultTracesPerSecond)).
+	Sampler sdktrace.Sampler
+}
+
+// DefaultTracesPerSecond is how many new traces a process keeps each
+// second by default: every one at a person's pace, a bounded share under
+// load.
+const DefaultTracesPerSecond = 20
+
+// RateLimitedSampler keeps at most perSecond new traces each second (a
+// token bucket with a second's worth of burst) and samples none of the
+// rest, whatever their ids: at a person's pace every trace is whole; under
+// load the cost of tracing stays bounded (a ratio would cost the same
+// share at any rate, and miss most of one person's orders). Wrap it in
+// ParentBased, so only roots decide and every hop of a kept trace is kept.
+func RateLimitedSampler(perSecond float64) sdktrace.Sampler {
+	if perSecond <= 0 {
+		return sdktrace.NeverSample()
+	}
+	return &rateLimited{lim: rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond))), perSecond: perSecond}
+}
+
+type rateLimited struct {
+	lim       *rate.Limiter
+	perSecond float64
+}
+
+func (r *rateLimited) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingResult {
+	d := sdktrace.Drop
+	if r.lim.Allow() {
+		d = sdktrace.RecordAndSample
+	}
+	return sdktrace.SamplingResult{Decision: d, Tracestate: trace.SpanContextFromContext(p.ParentContext).TraceState()}
+}
+
+func (r *rateLimited) Description() string {
+	return fmt.Sprintf("RateLimited{%g/s}", r.perSecond)
 }
 
 // Tracing is a process's tracer provider.
@@ -63,8 +103,9 @@ func (t *Tracing) Shutdown(ctx context.Context) error {
 //   - OTEL_EXPORTER_OTLP_PROTOCOL (or _TRACES_PROTOCOL): http/protobuf (the
 //     default) or grpc; the exporters read their other OTEL_EXPORTER_OTLP_*
 //     variables themselves (headers, timeout, insecure, compression);
-//   - OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG: the sampler, by
-//     default parentbased_always_on (every trace is kept);
+//   - OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG: the sampler; unset,
+//     it is TracingConfig.Sampler (by default parent-based, with
+//     RateLimitedSampler(DefaultTracesPerSecond) deciding for roots);
 //   - OTEL_TRACES_EXPORTER=none: no export;
 //   - OTEL_RESOURCE_ATTRIBUTES: more resource attributes (service.name is
 //     always the registry name).
@@ -109,6 +150,13 @@ func StartTracing(ctx context.Context, cfg TracingConfig) (*Tracing, error) {
 			sdktrace.WithExportTimeout(5*time.Second))
 		opts = append(opts, sdktrace.WithSpanProcessor(&boundedProcessor{SpanProcessor: bsp, limit: int64(queue), exp: counted}))
 		exporting = true
+		if getenv("OTEL_TRACES_SAMPLER") == "" {
+			sampler := cfg.Sampler
+			if sampler == nil {
+				sampler = sdktrace.ParentBased(RateLimitedSampler(DefaultTracesPerSecond))
+			}
+			opts = append(opts, sdktrace.WithSampler(sampler))
+		}
 	} else {
 		// Nowhere to send them: keep the ids, record nothing.
 		opts = append(opts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))

@@ -58,6 +58,9 @@ type serveConfig struct {
 	FailpointMax int
 	// Metrics turns the process's Prometheus metrics on (the default).
 	Metrics bool
+	// TracesPerSecond caps the new traces this process starts each second
+	// when OTEL_TRACES_SAMPLER does not choose a sampler.
+	TracesPerSecond float64
 	// ProfileDir, when set, receives this process's CPU profile.
 	ProfileDir   string
 	logLevelText string
@@ -171,6 +174,8 @@ func (c *serveConfig) flags(fs *pflag.FlagSet) {
 	envFlag(fs, "failpoints-max", "JUNCTION_FAILPOINTS_MAX")
 	fs.BoolVar(&c.Metrics, "metrics", true, "serve Prometheus metrics at GET /metrics and count what the service does (false: no metrics, to measure their cost)")
 	envFlag(fs, "metrics", "JUNCTION_METRICS")
+	fs.Float64Var(&c.TracesPerSecond, "traces-per-second", telemetry.DefaultTracesPerSecond, "new traces this process keeps each second, the rest not sampled (a kept trace is kept at every hop); -1 keeps every one; OTEL_TRACES_SAMPLER replaces this sampler")
+	envFlag(fs, "traces-per-second", "JUNCTION_TRACES_PER_SECOND")
 	fs.StringVar(&c.ProfileDir, "cpu-profile-dir", "", "write this process's CPU profile to <dir>/<instance>.cpu.pprof")
 	envFlag(fs, "cpu-profile-dir", "JUNCTION_CPU_PROFILE_DIR")
 	fs.BoolVar(&c.SeedDemo, "seed-demo", false, "user-service and inventory-service: create the demo accounts and catalogue when missing ('junction up' asks for them)")

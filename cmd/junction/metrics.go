@@ -10,6 +10,7 @@ import (
 
 	"github.com/junction-go/junction/bus"
 	"github.com/junction-go/junction/internal/gateway"
+	"github.com/junction-go/junction/internal/order"
 	"github.com/junction-go/junction/internal/registry"
 	"github.com/junction-go/junction/outbox"
 	"github.com/junction-go/junction/resilience"
@@ -213,6 +214,44 @@ func meterSagas(m *telemetry.Metrics, e *saga.Engine) {
 			}
 		}
 	}})
+}
+
+// meterOrders returns the hook, for the saga engine's Ended, that counts
+// the orders placed by their verdict and times the confirmed ones from
+// creation to confirmation; nil with metrics off.
+func meterOrders(m *telemetry.Metrics) func(in *saga.Instance) {
+	if m == nil {
+		return nil
+	}
+	ended := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "orders_total",
+		Help: "Orders that got their verdict in this process, by outcome: confirmed, rejected (out of stock, card declined, a step that got no answer), cancelled (by the customer while it was placed) or needs_attention.",
+	}, []string{"outcome"})
+	confirm := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "order_confirm_duration_seconds",
+		Help:    "Time from an order's creation to its confirmation (every step of its saga done).",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+	})
+	m.Registerer().MustRegister(ended, confirm)
+	for _, o := range []string{"confirmed", "rejected", "cancelled", "needs_attention"} {
+		ended.WithLabelValues(o)
+	}
+	return func(in *saga.Instance) {
+		if in.Saga != order.SagaPlaceOrder {
+			return
+		}
+		switch {
+		case in.Status == saga.Completed:
+			ended.WithLabelValues("confirmed").Inc()
+			confirm.Observe(in.UpdatedAt.Sub(in.CreatedAt).Seconds())
+		case in.Status == saga.NeedsAttention:
+			ended.WithLabelValues("needs_attention").Inc()
+		case in.Reason == order.CancelledByCustomer:
+			ended.WithLabelValues("cancelled").Inc()
+		default:
+			ended.WithLabelValues("rejected").Inc()
+		}
+	}
 }
 
 // meterGateway reports what the gateway did besides forwarding.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/spf13/cobra"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -145,7 +146,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if cfg.Service != services.Registry && cfg.Service != services.Broker {
 		tracing, err := telemetry.StartTracing(ctx, telemetry.TracingConfig{
 			Service: cfg.Service, Instance: cfg.InstanceID, Version: version(),
-			Getenv: cfg.getenv, Metrics: cfg.metrics, Log: log,
+			Getenv: cfg.getenv, Metrics: cfg.metrics, Log: log, Sampler: sampler(cfg.TracesPerSecond),
 		})
 		if err != nil {
 			return err
@@ -158,6 +159,16 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		}()
 	}
 	return row.run(ctx, cfg, log)
+}
+
+// sampler decides which new traces this process keeps: every one
+// (perSecond < 0) or at most perSecond a second; the calls a kept trace
+// makes are kept wherever they go.
+func sampler(perSecond float64) sdktrace.Sampler {
+	if perSecond < 0 {
+		return sdktrace.ParentBased(sdktrace.AlwaysSample())
+	}
+	return sdktrace.ParentBased(telemetry.RateLimitedSampler(perSecond))
 }
 
 // httpListener returns the listener a supervisor handed down (so the
@@ -501,11 +512,15 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		return err
 	}
 	waiters := order.NewWaiters()
+	ended := waiters.Ended
+	if count := meterOrders(cfg.metrics); count != nil {
+		ended = func(in *saga.Instance) { waiters.Ended(in); count(in) }
+	}
 	place, cancel := order.PlaceOrderSaga(), order.CancelOrderSaga()
 	place.OnEnd, cancel.OnEnd = orderstore.Ended(d.db, ob, order.PlaceEnded), orderstore.Ended(d.db, ob, order.CancelEnded)
 	engine, err := saga.New(ctx, d.db, ob, saga.Config{
 		ReplyTopic: events.TopicOrderReplies, Source: events.SourceOrderService,
-		Failpoint: failpoints(cfg, log), Ended: waiters.Ended,
+		Failpoint: failpoints(cfg, log), Ended: ended,
 	}, log, place, cancel)
 	if err != nil {
 		return err

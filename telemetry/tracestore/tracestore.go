@@ -91,16 +91,23 @@ type Store struct {
 	cfg Config
 
 	mu      sync.Mutex
-	traces  map[string]*entry
-	order   []string // trace ids by arrival, oldest first (a queue)
+	traces  map[string]*entry // by trace id (its 16 bytes)
+	order   []string          // trace ids by arrival, oldest first (a queue)
 	byOrder map[int64][]string
 	spans   int
 	dropped int64
 }
 
+// entry is one trace: its spans as they arrived (converted to Span only
+// when read, so taking them in costs little) and the orders they touch.
 type entry struct {
-	spans  []Span
+	spans  []raw
 	orders []int64
+}
+
+type raw struct {
+	span              *tracepb.Span
+	service, instance string
 }
 
 // New returns an empty store.
@@ -120,7 +127,8 @@ const OrderAttribute = "order.id"
 
 // Add stores the spans of an OTLP export request's resource spans.
 func (s *Store) Add(rss []*tracepb.ResourceSpans) {
-	var spans []Span
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, rs := range rss {
 		var service, inst string
 		for _, kv := range rs.GetResource().GetAttributes() {
@@ -133,32 +141,37 @@ func (s *Store) Add(rss []*tracepb.ResourceSpans) {
 		}
 		for _, ss := range rs.GetScopeSpans() {
 			for _, sp := range ss.GetSpans() {
-				spans = append(spans, convert(sp, service, inst))
+				s.add(raw{span: sp, service: service, instance: inst})
 			}
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, sp := range spans {
-		e := s.traces[sp.TraceID]
-		if e == nil {
-			e = &entry{}
-			s.traces[sp.TraceID] = e
-			s.order = append(s.order, sp.TraceID)
-		}
-		if len(e.spans) >= s.cfg.MaxSpansPerTrace {
-			s.dropped++
-			continue
-		}
-		e.spans = append(e.spans, sp)
-		s.spans++
-		if id, ok := orderID(sp.Attributes[OrderAttribute]); ok && !slices.Contains(e.orders, id) {
-			e.orders = append(e.orders, id)
-			s.byOrder[id] = append(s.byOrder[id], sp.TraceID)
 		}
 	}
 	for s.spans > s.cfg.MaxSpans && len(s.order) > 0 {
 		s.evictOldest()
+	}
+}
+
+func (s *Store) add(r raw) {
+	tid := string(r.span.GetTraceId())
+	e := s.traces[tid]
+	if e == nil {
+		e = &entry{}
+		s.traces[tid] = e
+		s.order = append(s.order, tid)
+	}
+	if len(e.spans) >= s.cfg.MaxSpansPerTrace {
+		s.dropped++
+		return
+	}
+	e.spans = append(e.spans, r)
+	s.spans++
+	for _, kv := range r.span.GetAttributes() {
+		if kv.GetKey() != OrderAttribute {
+			continue
+		}
+		if id, ok := orderID(value(kv.GetValue())); ok && !slices.Contains(e.orders, id) {
+			e.orders = append(e.orders, id)
+			s.byOrder[id] = append(s.byOrder[id], tid)
+		}
 	}
 }
 
@@ -198,18 +211,30 @@ func (s *Store) Stats() Stats {
 
 // Trace returns the trace with id (32 hex digits), if the store holds it.
 func (s *Store) Trace(id string) (Trace, bool) {
+	tid, err := hex.DecodeString(id)
+	if err != nil {
+		return Trace{}, false
+	}
+	return s.trace(string(tid))
+}
+
+func (s *Store) trace(tid string) (Trace, bool) {
 	s.mu.Lock()
-	e := s.traces[id]
-	var spans []Span
+	e := s.traces[tid]
+	var raws []raw
 	if e != nil {
-		spans = slices.Clone(e.spans)
+		raws = slices.Clone(e.spans)
 	}
 	s.mu.Unlock()
 	if e == nil {
 		return Trace{}, false
 	}
+	spans := make([]Span, len(raws))
+	for i, r := range raws {
+		spans[i] = convert(r.span, r.service, r.instance)
+	}
 	slices.SortStableFunc(spans, func(a, b Span) int { return a.Start.Compare(b.Start) })
-	return Trace{Summary: summarize(id, spans), Spans: spans}, true
+	return Trace{Summary: summarize(hex.EncodeToString([]byte(tid)), spans), Spans: spans}, true
 }
 
 // Order returns the summaries of the traces that touch order id, oldest
@@ -233,7 +258,7 @@ func (s *Store) Recent(n int) []Summary {
 func (s *Store) summaries(ids []string) []Summary {
 	out := make([]Summary, 0, len(ids))
 	for _, id := range ids {
-		if t, ok := s.Trace(id); ok {
+		if t, ok := s.trace(id); ok {
 			out = append(out, t.Summary)
 		}
 	}
