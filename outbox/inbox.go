@@ -4,7 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/junction-go/junction/bus"
 	"github.com/junction-go/junction/sqldb"
@@ -31,6 +35,7 @@ func (o *Outbox) Idempotent(consumer string, fn TxHandler) bus.Handler {
 }
 
 func idempotent(db *sqldb.DB, inTx func(context.Context, func(*sql.Tx) error) error, consumer string, fn TxHandler) bus.Handler {
+	duplicates.LoadOrStore(consumer, new(atomic.Uint64)) // counted from zero
 	insert := db.Dialect.Rebind(`INSERT INTO inbox (consumer, message_id, handled_at) VALUES (?, ?, ?) ON CONFLICT (consumer, message_id) DO NOTHING`)
 	return func(ctx context.Context, m *bus.Message) error {
 		return inTx(ctx, func(tx *sql.Tx) error {
@@ -39,9 +44,35 @@ func idempotent(db *sqldb.DB, inTx func(context.Context, func(*sql.Tx) error) er
 				return fmt.Errorf("inbox: record %s: %w", m.ID, err)
 			}
 			if n, _ := res.RowsAffected(); n == 0 {
+				countDuplicate(consumer)
+				trace.SpanFromContext(ctx).AddEvent("duplicate skipped: applied before")
 				return nil // applied before
 			}
 			return fn(ctx, tx, m)
 		})
 	}
+}
+
+// duplicates counts, per consumer, the messages this process's inboxes
+// skipped because they had been applied before.
+var duplicates sync.Map // consumer -> *atomic.Uint64
+
+func countDuplicate(consumer string) {
+	c, ok := duplicates.Load(consumer)
+	if !ok {
+		c, _ = duplicates.LoadOrStore(consumer, new(atomic.Uint64))
+	}
+	c.(*atomic.Uint64).Add(1)
+}
+
+// DuplicatesSkipped returns, per consumer, how many messages the inboxes of
+// this process skipped as applied before (a redelivery after a crash, a
+// relay publishing again): for metrics.
+func DuplicatesSkipped() map[string]uint64 {
+	out := map[string]uint64{}
+	duplicates.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Uint64).Load()
+		return true
+	})
+	return out
 }

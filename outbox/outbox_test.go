@@ -399,6 +399,7 @@ func TestIdempotentAppliesEachMessageOnce(t *testing.T) {
 			}
 		}
 		failures := 0
+		before := outbox.DuplicatesSkipped()["counter"]
 		for _, m := range stream {
 			if err := apply(ctx, m); errors.Is(err, injected) {
 				failures++
@@ -408,6 +409,11 @@ func TestIdempotentAppliesEachMessageOnce(t *testing.T) {
 		}
 		if failures != 1 {
 			t.Fatalf("injected failures = %d, want 1", failures)
+		}
+		// Every delivery but the applied ones and the failed one was a
+		// duplicate the inbox skipped.
+		if skipped := outbox.DuplicatesSkipped()["counter"] - before; skipped != uint64(len(stream)-unique-1) {
+			t.Errorf("duplicates skipped = %d, want %d", skipped, len(stream)-unique-1)
 		}
 		var rows, total, dup int
 		_ = e.db.QueryRowContext(ctx, `SELECT COUNT(*), SUM(n), SUM(CASE WHEN n > 1 THEN 1 ELSE 0 END) FROM effects`).Scan(&rows, &total, &dup)

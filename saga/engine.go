@@ -61,6 +61,11 @@ type Config struct {
 	// Ended, when set, is told of every instance this engine ended, after
 	// the ending transaction committed (to wake whoever waits for it).
 	Ended func(in *Instance)
+	// Recorded, when set, is told of the events of every transition this
+	// engine committed (each step's outcome), for metrics; and of a
+	// start's when Start returns (in the caller's transaction, which
+	// commits after: one that then rolls back was reported anyway).
+	Recorded func(in *Instance, events []Event)
 }
 
 // Engine runs the instances of its definitions. It is safe for concurrent
@@ -176,7 +181,13 @@ func (e *Engine) Start(ctx context.Context, tx *sql.Tx, saga, id string, data an
 		span.SetStatus(codes.Error, err.Error())
 		return err
 	}
-	return e.save(t)
+	if err := e.save(t); err != nil {
+		return err
+	}
+	if e.cfg.Recorded != nil {
+		e.cfg.Recorded(t.in, t.events)
+	}
+	return nil
 }
 
 // HandleReply is the bus handler for Config.ReplyTopic. It applies a reply
@@ -330,11 +341,19 @@ func (e *Engine) transition(ctx context.Context, id, point string, fn func(t *tx
 	})
 	if err == nil {
 		e.failpoint(point + ".afterCommit")
-		if done.ended && e.cfg.Ended != nil {
-			e.cfg.Ended(done.in)
-		}
+		e.committed(done)
 	}
 	return err
+}
+
+// committed tells the hooks of a transition that committed.
+func (e *Engine) committed(t *txn) {
+	if e.cfg.Recorded != nil && len(t.events) > 0 {
+		e.cfg.Recorded(t.in, t.events)
+	}
+	if t.ended && e.cfg.Ended != nil {
+		e.cfg.Ended(t.in)
+	}
 }
 
 func (e *Engine) failpoint(name string) {

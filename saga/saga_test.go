@@ -598,3 +598,24 @@ func TestListIsNewestFirst(t *testing.T) {
 		}
 	})
 }
+
+// TestRecordedHook: the engine reports every committed transition's events
+// (a start's when Start returns), each once, in order.
+func TestRecordedHook(t *testing.T) {
+	h := newHarness(t, sqldbtest.SQLite(t), threeSteps())
+	var got []string
+	h.cfg.Recorded = func(in *saga.Instance, events []saga.Event) {
+		for _, ev := range events {
+			got = append(got, ev.Step+":"+string(ev.Kind))
+		}
+	}
+	h.restart()
+	h.start("r1")
+	h.deliver(h.answer(h.one(), true, "", map[string]int{"Total": 4200}))
+	h.deliver(h.answer(h.one(), false, "card declined", nil))
+	h.deliver(h.answer(h.one(), true, "", nil)) // the release
+	want := []string{":started", "reserve:sent", "reserve:succeeded", "charge:sent", "charge:failed", "reserve:undo_sent", "reserve:undone", ":compensated"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("recorded events (-want +got):\n%s", diff)
+	}
+}

@@ -216,6 +216,65 @@ func meterSagas(m *telemetry.Metrics, e *saga.Engine) {
 	}})
 }
 
+// sagaHooks are the engine's hooks that count and time its instances.
+type sagaHooks struct {
+	recorded func(in *saga.Instance, events []saga.Event)
+	ended    func(in *saga.Instance)
+}
+
+// meterSagaEvents returns the hooks that count sagas started and ended
+// (by status, with their duration) and each step's outcomes; nil with
+// metrics off.
+func meterSagaEvents(m *telemetry.Metrics) *sagaHooks {
+	if m == nil {
+		return nil
+	}
+	started := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "saga_started_total", Help: "Saga instances this process started, by saga.",
+	}, []string{"saga"})
+	ended := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "saga_ended_total", Help: "Saga instances this process ended, by saga and status (completed, compensated, needs_attention).",
+	}, []string{"saga", "status"})
+	took := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "saga_duration_seconds", Help: "Time from a saga instance's start to its end, by saga and status.",
+		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+	}, []string{"saga", "status"})
+	steps := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "saga_step_events_total", Help: "What happened to saga steps, by saga, step and event: sent, succeeded, failed, timed_out, undo_sent, undone, undo_failed, aborted, ignored (a late or duplicate reply).",
+	}, []string{"saga", "step", "event"})
+	m.Registerer().MustRegister(started, ended, took, steps)
+	return &sagaHooks{
+		recorded: func(in *saga.Instance, events []saga.Event) {
+			for _, ev := range events {
+				switch {
+				case ev.Kind == saga.EventStarted:
+					started.WithLabelValues(in.Saga).Inc()
+				case ev.Step != "":
+					steps.WithLabelValues(in.Saga, ev.Step, string(ev.Kind)).Inc()
+				}
+			}
+		},
+		ended: func(in *saga.Instance) {
+			ended.WithLabelValues(in.Saga, string(in.Status)).Inc()
+			took.WithLabelValues(in.Saga, string(in.Status)).Observe(in.UpdatedAt.Sub(in.CreatedAt).Seconds())
+		},
+	}
+}
+
+// meterInboxes reports, at every scrape, the messages this process's
+// inboxes skipped as applied before.
+func meterInboxes(m *telemetry.Metrics) {
+	if m == nil {
+		return
+	}
+	desc := prometheus.NewDesc("inbox_duplicates_skipped_total", "Messages an idempotent consumer of this process skipped because it had applied them before (a redelivery, a publish repeated by a relay), by consumer group.", []string{"group"}, nil)
+	m.Registerer().MustRegister(funcCollector{descs: []*prometheus.Desc{desc}, collect: func(ch chan<- prometheus.Metric) {
+		for group, n := range outbox.DuplicatesSkipped() {
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(n), group)
+		}
+	}})
+}
+
 // meterOrders returns the hook, for the saga engine's Ended, that counts
 // the orders placed by their verdict and times the confirmed ones from
 // creation to confirmation; nil with metrics off.

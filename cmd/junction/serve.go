@@ -142,6 +142,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	}
 	if cfg.Metrics {
 		cfg.metrics = telemetry.NewMetrics()
+		meterInboxes(cfg.metrics)
 	}
 	if cfg.Service != services.Registry && cfg.Service != services.Broker {
 		tracing, err := telemetry.StartTracing(ctx, telemetry.TracingConfig{
@@ -512,15 +513,16 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		return err
 	}
 	waiters := order.NewWaiters()
-	ended := waiters.Ended
-	if count := meterOrders(cfg.metrics); count != nil {
-		ended = func(in *saga.Instance) { waiters.Ended(in); count(in) }
+	ended, recorded := waiters.Ended, func(*saga.Instance, []saga.Event) {}
+	if count, hooks := meterOrders(cfg.metrics), meterSagaEvents(cfg.metrics); count != nil {
+		ended = func(in *saga.Instance) { waiters.Ended(in); count(in); hooks.ended(in) }
+		recorded = hooks.recorded
 	}
 	place, cancel := order.PlaceOrderSaga(), order.CancelOrderSaga()
 	place.OnEnd, cancel.OnEnd = orderstore.Ended(d.db, ob, order.PlaceEnded), orderstore.Ended(d.db, ob, order.CancelEnded)
 	engine, err := saga.New(ctx, d.db, ob, saga.Config{
 		ReplyTopic: events.TopicOrderReplies, Source: events.SourceOrderService,
-		Failpoint: failpoints(cfg, log), Ended: ended,
+		Failpoint: failpoints(cfg, log), Ended: ended, Recorded: recorded,
 	}, log, place, cancel)
 	if err != nil {
 		return err
