@@ -4,12 +4,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // traceJSON is a trace as up's trace store serves it.
@@ -99,8 +104,63 @@ var wholeOrder = map[string][]string{
 // whose parent is missing; the messaging spans follow OpenTelemetry's
 // conventions; and the services' log lines about it carry its trace id.
 func TestOneTracePerOrder(t *testing.T) {
+	t.Run("nats", func(t *testing.T) { oneTracePerOrder(t, "nats") })
+	// The same over Kafka's protocol: franz-go's kfake in this process,
+	// the shop's processes connected to it over TCP.
+	t.Run("kafka", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("starts the whole system; skipped with -short")
+		}
+		c, err := kfake.NewCluster(kfake.NumBrokers(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		oneTracePerOrder(t, "kafka", "--broker", "kafka://"+strings.Join(c.ListenAddrs(), ","))
+	})
+	// And over the machine's RabbitMQ, in a virtual host of its own.
+	t.Run("rabbitmq", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("starts the whole system; skipped with -short")
+		}
+		vhost := rabbitVhost(t)
+		oneTracePerOrder(t, "rabbitmq", "--broker", "amqp://guest:guest@127.0.0.1:5672/"+vhost)
+	})
+}
+
+// rabbitVhost makes a fresh virtual host on the machine's RabbitMQ for the
+// test (deleted after it), so no queue of an earlier run is in the way;
+// without RabbitMQ the test skips, or fails under JUNCTION_REQUIRE_ALL=1.
+func rabbitVhost(t *testing.T) string {
+	t.Helper()
+	missing := func(why string) {
+		if os.Getenv("JUNCTION_REQUIRE_ALL") == "1" {
+			t.Fatalf("RabbitMQ is required (JUNCTION_REQUIRE_ALL=1): %s", why)
+		}
+		t.Skipf("no RabbitMQ: %s", why)
+	}
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:5672", time.Second); err != nil {
+		missing(err.Error())
+	} else {
+		c.Close()
+	}
+	ctl, err := exec.LookPath("rabbitmqctl")
+	if err != nil {
+		missing("rabbitmqctl is not installed")
+	}
+	vhost := fmt.Sprintf("junction-e2e-%d", time.Now().UnixNano())
+	for _, args := range [][]string{{"add_vhost", vhost}, {"set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"}} {
+		if out, err := exec.Command(ctl, args...).CombinedOutput(); err != nil {
+			t.Fatalf("rabbitmqctl %v: %v\n%s", args, err, out)
+		}
+	}
+	t.Cleanup(func() { _ = exec.Command(ctl, "delete_vhost", vhost).Run() })
+	return vhost
+}
+
+func oneTracePerOrder(t *testing.T, system string, args ...string) {
 	// Every trace kept: this is about what a trace holds, not which are.
-	s := startShop(t, []string{"JUNCTION_TRACES_PER_SECOND=-1"}, nil)
+	s := startShop(t, []string{"JUNCTION_TRACES_PER_SECOND=-1"}, nil, args...)
 	if s.sys.Traces == "" {
 		t.Fatalf("junction up printed no trace store:\n%s", s.sys.out.String())
 	}
@@ -136,7 +196,7 @@ func TestOneTracePerOrder(t *testing.T) {
 					t.Errorf("process span %q of %s has no %s: %v", sp.Name, sp.Service, k, sp.Attributes)
 				}
 			}
-			if sp.Attributes["messaging.system"] != "nats" || sp.Attributes["messaging.operation.type"] != "process" {
+			if sp.Attributes["messaging.system"] != system || sp.Attributes["messaging.operation.type"] != "process" {
 				t.Errorf("process span %q: %v", sp.Name, sp.Attributes)
 			}
 			// Its parent is the message's creation, in the producer.
