@@ -66,6 +66,11 @@ type Config struct {
 	// start's when Start returns (in the caller's transaction, which
 	// commits after: one that then rolls back was reported anyway).
 	Recorded func(in *Instance, events []Event)
+	// Journal, when set, gets the events of every transition in its
+	// transaction, in order, before the owner's OnEnd sees the ending
+	// (so an owner's own history can interleave them with its changes);
+	// its error rolls the transition back.
+	Journal func(ctx context.Context, tx *sql.Tx, in *Instance, events []Event) error
 }
 
 // Engine runs the instances of its definitions. It is safe for concurrent
@@ -145,8 +150,23 @@ type txn struct {
 	in     *Instance
 	now    time.Time
 	events []Event
-	insert bool
-	ended  bool
+	// journaled counts the events handed to Config.Journal already.
+	journaled int
+	insert    bool
+	ended     bool
+}
+
+// journal hands the events not yet journaled to Config.Journal.
+func (e *Engine) journal(t *txn) error {
+	if e.cfg.Journal == nil || t.journaled == len(t.events) {
+		return nil
+	}
+	evs := t.events[t.journaled:]
+	t.journaled = len(t.events)
+	if err := e.cfg.Journal(t.ctx, t.tx, t.in, evs); err != nil {
+		return fmt.Errorf("saga %s: journal: %w", t.in.ID, err)
+	}
+	return nil
 }
 
 func (t *txn) record(step string, kind EventKind, detail string) {
@@ -182,6 +202,9 @@ func (e *Engine) Start(ctx context.Context, tx *sql.Tx, saga, id string, data an
 		return err
 	}
 	if err := e.save(t); err != nil {
+		return err
+	}
+	if err := e.journal(t); err != nil {
 		return err
 	}
 	if e.cfg.Recorded != nil {
@@ -329,6 +352,9 @@ func (e *Engine) transition(ctx context.Context, id, point string, fn func(t *tx
 			}
 			return err
 		}
+		if err := e.journal(t); err != nil {
+			return err
+		}
 		for _, ev := range t.events {
 			span.AddEvent(string(ev.Kind), trace.WithAttributes(attrStep.String(ev.Step), attribute.String("saga.detail", ev.Detail)))
 		}
@@ -413,6 +439,9 @@ func (e *Engine) backoff(s Step, attempt int) time.Duration {
 
 func (e *Engine) end(t *txn) error {
 	t.ended = true
+	if err := e.journal(t); err != nil {
+		return err
+	}
 	if t.def.OnEnd == nil {
 		return nil
 	}

@@ -522,7 +522,7 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	place.OnEnd, cancel.OnEnd = orderstore.Ended(d.db, ob, order.PlaceEnded), orderstore.Ended(d.db, ob, order.CancelEnded)
 	engine, err := saga.New(ctx, d.db, ob, saga.Config{
 		ReplyTopic: events.TopicOrderReplies, Source: events.SourceOrderService,
-		Failpoint: failpoints(cfg, log), Ended: ended, Recorded: recorded,
+		Failpoint: failpoints(cfg, log), Ended: ended, Recorded: recorded, Journal: orderstore.Journal(d.db),
 	}, log, place, cancel)
 	if err != nil {
 		return err

@@ -74,6 +74,34 @@ type Step struct {
 	At     time.Time
 }
 
+// Event is one entry of an order's history: a change of its status, or a
+// step of one of its sagas. Seq counts from 1 per order, with no gap.
+type Event struct {
+	Seq int64
+	At  time.Time
+	// Kind is EventStatus (Status and Detail, the reason, are set),
+	// EventSaga (a saga started, completed or compensated: Saga, Outcome)
+	// or EventStep (Saga, Step, Outcome: sent, succeeded, failed,
+	// timed_out, undo_sent, undone, undo_failed, aborted,
+	// needs_attention; Detail).
+	Kind    string
+	Status  Status
+	Saga    string
+	Step    string
+	Outcome string
+	Detail  string
+}
+
+// The kinds of Event.
+const (
+	EventStatus = "status"
+	EventSaga   = "saga"
+	EventStep   = "step"
+)
+
+// MaxEvents is the most events one read of a history returns.
+const MaxEvents = 500
+
 // Item is one line of an order.
 type Item struct {
 	SKU      string
@@ -110,6 +138,9 @@ type Store interface {
 	// Status returns only the owner and status of order id (a cheap
 	// read).
 	Status(ctx context.Context, id int64) (owner int64, st Status, err error)
+	// Events returns order id's history after seq after, at most limit
+	// events, oldest first.
+	Events(ctx context.Context, id, after int64, limit int) ([]Event, error)
 	// Sagas lists saga instances (without history); Saga reads one with
 	// its history, or fault.NotFound.
 	Sagas(ctx context.Context, f saga.Filter) ([]*saga.Instance, error)
@@ -325,6 +356,26 @@ func (s *Service) Get(ctx context.Context, caller auth.Principal, id int64) (Ord
 		return Order{}, err
 	}
 	return o, nil
+}
+
+// Events returns order id's history after seq after (0: from the
+// start), at most limit (1 to MaxEvents) entries, oldest first, if caller
+// may see the order.
+func (s *Service) Events(ctx context.Context, caller auth.Principal, id, after int64, limit int) ([]Event, error) {
+	if err := validID(id); err != nil {
+		return nil, err
+	}
+	if after < 0 || limit < 1 || limit > MaxEvents {
+		return nil, fault.New(fault.Invalid, "after is a seq (0 or more) and limit 1 to %d", MaxEvents)
+	}
+	owner, _, err := s.store.Status(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := visible(caller, id, owner); err != nil {
+		return nil, err
+	}
+	return s.store.Events(ctx, id, after, limit)
 }
 
 func validID(id int64) error {

@@ -25,6 +25,7 @@ func Handler(svc *order.Service, v *auth.Verifier, log *slog.Logger) http.Handle
 	mux.HandleFunc("GET /api/orders", h.list)
 	mux.HandleFunc("GET /api/orders/{id}", h.get)
 	mux.HandleFunc("POST /api/orders/{id}/cancel", h.cancel)
+	mux.HandleFunc("GET /api/orders/{id}/events", h.events)
 	mux.HandleFunc("GET /api/admin/sagas", h.sagas)
 	mux.HandleFunc("GET /api/admin/sagas/{id}", h.saga)
 	return rest.Chain(rest.Routes(mux), rest.RequestID, rest.AccessLog(log), rest.Recover(log), rest.Deadline, auth.Require(v, log))
@@ -158,6 +159,56 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rest.JSON(w, http.StatusOK, toJSON(o))
+}
+
+type eventJSON struct {
+	Seq     int64  `json:"seq"`
+	At      string `json:"at"`
+	Kind    string `json:"kind"`
+	Status  string `json:"status,omitempty"`
+	Saga    string `json:"saga,omitempty"`
+	Step    string `json:"step,omitempty"`
+	Outcome string `json:"outcome,omitempty"`
+	Detail  string `json:"detail,omitempty"`
+}
+
+// events answers an order's history after ?after= (a seq; 0 when absent),
+// at most ?limit= (100 when absent) entries, oldest first.
+func (h *handler) events(w http.ResponseWriter, r *http.Request) {
+	id, err := orderID(r)
+	if err != nil {
+		rest.Error(w, r, h.log, err)
+		return
+	}
+	after, limit := int64(0), 100
+	q := r.URL.Query()
+	if v := q.Get("after"); v != "" {
+		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 0 {
+			rest.Error(w, r, h.log, fault.New(fault.Invalid, "after is the last seq seen: 0 or more"))
+			return
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > order.MaxEvents {
+			rest.Error(w, r, h.log, fault.New(fault.Invalid, "limit is 1 to %d", order.MaxEvents))
+			return
+		}
+	}
+	p, _ := auth.FromContext(r.Context())
+	evs, err := h.svc.Events(r.Context(), p, id, after, limit)
+	if err != nil {
+		rest.Error(w, r, h.log, err)
+		return
+	}
+	out := struct {
+		OrderID int64       `json:"orderId"`
+		Events  []eventJSON `json:"events"`
+	}{OrderID: id, Events: make([]eventJSON, 0, len(evs))}
+	for _, ev := range evs {
+		out.Events = append(out.Events, eventJSON{Seq: ev.Seq, At: ev.At.UTC().Format(timeFormat), Kind: ev.Kind, Status: string(ev.Status),
+			Saga: ev.Saga, Step: ev.Step, Outcome: ev.Outcome, Detail: ev.Detail})
+	}
+	rest.JSON(w, http.StatusOK, out)
 }
 
 type listJSON struct {

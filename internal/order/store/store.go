@@ -93,7 +93,77 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, id int64, fn func(order.O
 		string(o.Status), o.Reason, o.UpdatedAt.UnixMilli(), id); err != nil {
 		return fmt.Errorf("update order %d: %w", id, err)
 	}
+	if err := appendEvents(ctx, s.db, tx, id, order.Event{At: o.UpdatedAt, Kind: order.EventStatus, Status: o.Status, Detail: o.Reason}); err != nil {
+		return err
+	}
 	return s.outbox.Add(ctx, tx, orderevents.TopicOrders, msgs...)
+}
+
+// appendEvents adds evs to order id's history in tx, numbered after its
+// last. Every writer of an order's history runs in a transaction that
+// changes the order or one of its sagas, so two never number the same
+// seq: one of two racing ones fails on the primary key and is retried
+// (its message redelivered).
+func appendEvents(ctx context.Context, db *sqldb.DB, tx *sql.Tx, id int64, evs ...order.Event) error {
+	var last int64
+	if err := tx.QueryRowContext(ctx, db.Dialect.Rebind(`SELECT COALESCE(MAX(seq), 0) FROM order_events WHERE order_id = ?`), id).Scan(&last); err != nil {
+		return fmt.Errorf("order %d history: %w", id, err)
+	}
+	ins := db.Dialect.Rebind(`INSERT INTO order_events (order_id, seq, at, kind, status, saga, step, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	for i, ev := range evs {
+		if _, err := tx.ExecContext(ctx, ins, id, last+int64(i)+1, ev.At.UnixMilli(), ev.Kind, string(ev.Status), ev.Saga, ev.Step, ev.Outcome, ev.Detail); err != nil {
+			return fmt.Errorf("order %d history: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// Journal returns the saga engine's Journal for the order's sagas on db:
+// each step (and a saga's start and end) joins the order's history in the
+// transition's transaction. Ignored replies (late, duplicate) do not.
+func Journal(db *sqldb.DB) func(ctx context.Context, tx *sql.Tx, in *saga.Instance, events []saga.Event) error {
+	return func(ctx context.Context, tx *sql.Tx, in *saga.Instance, events []saga.Event) error {
+		id, err := order.SagaOrder(in)
+		if err != nil {
+			return err
+		}
+		var evs []order.Event
+		for _, ev := range events {
+			if ev.Kind == saga.EventIgnored {
+				continue
+			}
+			kind := order.EventStep
+			if ev.Step == "" {
+				kind = order.EventSaga
+			}
+			evs = append(evs, order.Event{At: ev.Time, Kind: kind, Saga: in.Saga, Step: ev.Step, Outcome: string(ev.Kind), Detail: ev.Detail})
+		}
+		if len(evs) == 0 {
+			return nil
+		}
+		return appendEvents(ctx, db, tx, id, evs...)
+	}
+}
+
+// Events returns order id's history after seq after, oldest first.
+func (s *Store) Events(ctx context.Context, id, after int64, limit int) ([]order.Event, error) {
+	rows, err := s.db.QueryContext(ctx, s.db.Dialect.Rebind(`SELECT seq, at, kind, status, saga, step, outcome, detail FROM order_events WHERE order_id = ? AND seq > ? ORDER BY seq LIMIT ?`), id, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("order %d history: %w", id, err)
+	}
+	defer rows.Close()
+	out := []order.Event{}
+	for rows.Next() {
+		var ev order.Event
+		var at int64
+		var status string
+		if err := rows.Scan(&ev.Seq, &at, &ev.Kind, &status, &ev.Saga, &ev.Step, &ev.Outcome, &ev.Detail); err != nil {
+			return nil, fmt.Errorf("order %d history: %w", id, err)
+		}
+		ev.At, ev.Status = time.UnixMilli(at).UTC(), order.Status(status)
+		out = append(out, ev)
+	}
+	return out, rows.Err()
 }
 
 // Shipped marks a confirmed order shipped in tx (a ShipmentDispatched
@@ -180,6 +250,9 @@ func (s *Store) Create(ctx context.Context, o order.Order, key, hash string, eve
 			return fmt.Errorf("order events: %w", err)
 		}
 		if err := s.outbox.Add(ctx, tx, orderevents.TopicOrders, msgs...); err != nil {
+			return err
+		}
+		if err := appendEvents(ctx, s.db, tx, o.ID, order.Event{At: o.CreatedAt, Kind: order.EventStatus, Status: o.Status}); err != nil {
 			return err
 		}
 		if err := s.sagas.Start(ctx, tx, order.SagaPlaceOrder, strconv.FormatInt(o.ID, 10), order.SagaData(o)); err != nil {
