@@ -320,3 +320,68 @@ func TestCollectorAway(t *testing.T) {
 		t.Errorf("order-service warned %d times about the collector, want once", warned)
 	}
 }
+
+// TestSampledTracesAreWhole: with the default sampler (a budget of new
+// traces a second at the gateway) under more orders than it keeps, every
+// order trace kept is whole: the decision is the root's and every hop
+// follows it, so no trace lacks a hop and no hop starts a trace of its own.
+func TestSampledTracesAreWhole(t *testing.T) {
+	s := startShop(t, nil, nil)
+	// 120 orders in two seconds: about twice what 20 new traces a second
+	// (and a second's burst) keep.
+	as := s.load(120, 60, func(int) []line { return []line{{SKU: "JX-MUG", Quantity: 1}} }, func(int) string { return "" }, nil)
+	s.quiesce(as, 30*time.Second)
+	var kept []traceJSON
+	eventually(t, 20*time.Second, "every kept order trace whole", func() error {
+		var recent struct {
+			Traces []traceJSON `json:"traces"`
+		}
+		getJSON(t, s.sys.Traces+"/v1/traces?limit=1000", &recent)
+		kept = kept[:0]
+		for _, sum := range recent.Traces {
+			if sum.Root != "POST /api/orders" {
+				continue
+			}
+			var tr traceJSON
+			getJSON(t, s.sys.Traces+"/v1/traces/"+sum.TraceID, &tr)
+			if !slices.ContainsFunc(tr.Spans, func(sp spanJSON) bool { return sp.Name == "saga start place-order" }) {
+				continue // refused at the door (out of stock), or a retry answered from the idempotency key
+			}
+			for svc, names := range wholeOrder {
+				for _, n := range names {
+					if !slices.ContainsFunc(tr.Spans, func(sp spanJSON) bool { return sp.Service == svc && sp.Name == n }) {
+						return fmt.Errorf("trace %s has no span %q of %s (%d spans)", tr.TraceID, n, svc, len(tr.Spans))
+					}
+				}
+			}
+			if tr.Orphans != 0 {
+				return fmt.Errorf("trace %s has %d orphan spans", tr.TraceID, tr.Orphans)
+			}
+			kept = append(kept, tr)
+		}
+		if len(kept) == 0 {
+			return fmt.Errorf("no order trace kept")
+		}
+		return nil
+	})
+	// No hop of an order whose trace was not kept shows up on its own.
+	var recent struct {
+		Traces []struct {
+			Root        string `json:"root"`
+			RootService string `json:"rootService"`
+		} `json:"traces"`
+	}
+	getJSON(t, s.sys.Traces+"/v1/traces?limit=1000", &recent)
+	for _, sum := range recent.Traces {
+		if sum.RootService != "gateway" && sum.Root != "GET /.well-known/jwks.json" {
+			t.Errorf("a trace rooted at %q of %s: a hop of an unsampled request started its own", sum.Root, sum.RootService)
+		}
+	}
+	refused := 0
+	for _, a := range as {
+		if a.refused {
+			refused++
+		}
+	}
+	t.Logf("%d of %d orders traced, each whole (%d refused at the door: out of stock)", len(kept), len(as), refused)
+}
