@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,16 +29,6 @@ func jaegerBinary(t *testing.T) string {
 		t.Skipf("no Jaeger at %q (scripts/jaeger builds it)", path)
 	}
 	return path
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // startJaeger runs Jaeger with memory storage, OTLP/HTTP in and its query
@@ -173,8 +162,12 @@ func TestOrderTraceInJaeger(t *testing.T) {
 			}
 			eventually(t, 30*time.Second, "order "+traceID+"'s whole trace in Jaeger", func() error {
 				jt.Data = nil
-				if code := getJSON(t, query+"/api/traces/"+traceID, &jt); code != http.StatusOK || len(jt.Data) != 1 {
-					return fmt.Errorf("GET /api/traces/%s = %d, %d traces", traceID, code, len(jt.Data))
+				r := newClient(t, query).do("GET", "/api/traces/"+traceID, nil)
+				if r.Status == http.StatusOK {
+					r.decode(t, &jt)
+				}
+				if r.Status != http.StatusOK || len(jt.Data) != 1 {
+					return fmt.Errorf("GET /api/traces/%s = %d, %d traces", traceID, r.Status, len(jt.Data))
 				}
 				have := map[string]bool{}
 				for _, sp := range jt.Data[0].Spans {

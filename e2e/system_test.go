@@ -12,6 +12,7 @@ import (
 	"fmt"
 	_ "github.com/junction-go/junction/sqldb/sqlite" // the tests read the services' SQLite files
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -198,6 +199,18 @@ func (s *system) instanceLog(id string) []logRecord {
 		}
 	}
 	return recs
+}
+
+// freePort returns a loopback address with a port nobody listens on now,
+// for a server the test starts (or for a peer that must not answer).
+func freePort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 func tail(s string, lines int) string {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -40,39 +39,27 @@ type spanJSON struct {
 	} `json:"links"`
 }
 
-func getJSON(t *testing.T, url string, v any) int {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusOK {
-		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-			t.Fatalf("GET %s: %v", url, err)
-		}
-	}
-	return resp.StatusCode
-}
-
 // orderTrace waits until the trace store holds the trace of order id's
 // POST, through to want (service: span names) all being there, and
 // returns it.
-func orderTrace(t *testing.T, store string, id int64, want map[string][]string) traceJSON {
+func orderTrace(t *testing.T, base string, id int64, want map[string][]string) traceJSON {
 	t.Helper()
+	store := newClient(t, base)
 	var tr traceJSON
 	eventually(t, 20*time.Second, fmt.Sprintf("order %d's whole trace in the store", id), func() error {
 		var list struct {
 			Traces []traceJSON `json:"traces"`
 		}
-		getJSON(t, fmt.Sprintf("%s/v1/orders/%d/traces", store, id), &list)
+		store.do("GET", fmt.Sprintf("/v1/orders/%d/traces", id), nil).decode(t, &list)
 		i := slices.IndexFunc(list.Traces, func(x traceJSON) bool { return x.Root == "POST /api/orders" && x.RootSvc == "gateway" })
 		if i < 0 {
 			return fmt.Errorf("no trace rooted at the gateway's POST /api/orders among %d", len(list.Traces))
 		}
-		if code := getJSON(t, store+"/v1/traces/"+list.Traces[i].TraceID, &tr); code != http.StatusOK {
-			return fmt.Errorf("GET trace = %d", code)
+		r := store.do("GET", "/v1/traces/"+list.Traces[i].TraceID, nil)
+		if r.Status != http.StatusOK {
+			return fmt.Errorf("GET trace = %d", r.Status)
 		}
+		r.decode(t, &tr)
 		for svc, names := range want {
 			for _, n := range names {
 				if !slices.ContainsFunc(tr.Spans, func(s spanJSON) bool { return s.Service == svc && s.Name == n }) {
@@ -327,6 +314,7 @@ func TestCollectorAway(t *testing.T) {
 // follows it, so no trace lacks a hop and no hop starts a trace of its own.
 func TestSampledTracesAreWhole(t *testing.T) {
 	s := startShop(t, nil, nil)
+	store := newClient(t, s.sys.Traces)
 	// 120 orders in two seconds: about twice what 20 new traces a second
 	// (and a second's burst) keep.
 	as := s.load(120, 60, func(int) []line { return []line{{SKU: "JX-MUG", Quantity: 1}} }, func(int) string { return "" }, nil)
@@ -336,14 +324,14 @@ func TestSampledTracesAreWhole(t *testing.T) {
 		var recent struct {
 			Traces []traceJSON `json:"traces"`
 		}
-		getJSON(t, s.sys.Traces+"/v1/traces?limit=1000", &recent)
+		store.do("GET", "/v1/traces?limit=1000", nil).decode(t, &recent)
 		kept = kept[:0]
 		for _, sum := range recent.Traces {
 			if sum.Root != "POST /api/orders" {
 				continue
 			}
 			var tr traceJSON
-			getJSON(t, s.sys.Traces+"/v1/traces/"+sum.TraceID, &tr)
+			store.do("GET", "/v1/traces/"+sum.TraceID, nil).decode(t, &tr)
 			if !slices.ContainsFunc(tr.Spans, func(sp spanJSON) bool { return sp.Name == "saga start place-order" }) {
 				continue // refused at the door (out of stock), or a retry answered from the idempotency key
 			}
@@ -371,7 +359,7 @@ func TestSampledTracesAreWhole(t *testing.T) {
 			RootService string `json:"rootService"`
 		} `json:"traces"`
 	}
-	getJSON(t, s.sys.Traces+"/v1/traces?limit=1000", &recent)
+	store.do("GET", "/v1/traces?limit=1000", nil).decode(t, &recent)
 	for _, sum := range recent.Traces {
 		if sum.RootService != "gateway" && sum.Root != "GET /.well-known/jwks.json" {
 			t.Errorf("a trace rooted at %q of %s: a hop of an unsampled request started its own", sum.Root, sum.RootService)

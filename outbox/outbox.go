@@ -29,11 +29,11 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/junction-go/junction/bus"
+	"github.com/junction-go/junction/bus/bustrace"
 	"github.com/junction-go/junction/sqldb"
 )
 
@@ -110,12 +110,8 @@ func (o *Outbox) Add(ctx context.Context, tx *sql.Tx, topic string, msgs ...*bus
 // none, of the trace m already carries) and puts that span's context in
 // m's headers.
 func created(ctx context.Context, topic string, m *bus.Message) {
-	if m.Headers == nil {
-		m.Headers = map[string]string{}
-	}
-	prop := otel.GetTextMapPropagator()
 	if !trace.SpanContextFromContext(ctx).IsValid() {
-		ctx = prop.Extract(ctx, propagation.MapCarrier(m.Headers))
+		ctx = bustrace.Extract(ctx, m)
 	}
 	ctx, span := tracer.Start(ctx, "create "+topic,
 		trace.WithSpanKind(trace.SpanKindProducer),
@@ -126,7 +122,7 @@ func created(ctx context.Context, topic string, m *bus.Message) {
 			semconv.MessagingMessageID(m.ID),
 			semconv.MessagingMessageConversationID(m.CorrelationID),
 		))
-	prop.Inject(ctx, propagation.MapCarrier(m.Headers))
+	bustrace.Inject(ctx, m)
 	span.End()
 }
 

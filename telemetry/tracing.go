@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -130,9 +131,9 @@ func StartTracing(ctx context.Context, cfg TracingConfig) (*Tracing, error) {
 	}
 	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
 	exporting := false
-	endpoint := firstNonEmpty(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))
+	endpoint := cmp.Or(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))
 	if endpoint != "" && !strings.EqualFold(getenv("OTEL_TRACES_EXPORTER"), "none") {
-		exp, err := newExporter(ctx, firstNonEmpty(getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"), getenv("OTEL_EXPORTER_OTLP_PROTOCOL")))
+		exp, err := newExporter(ctx, cmp.Or(getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"), getenv("OTEL_EXPORTER_OTLP_PROTOCOL")))
 		if err != nil {
 			return nil, err
 		}
@@ -167,15 +168,6 @@ func StartTracing(ctx context.Context, cfg TracingConfig) (*Tracing, error) {
 		otel.SetErrorHandler(&quietErrors{log: cfg.Log, every: time.Minute})
 	}
 	return &Tracing{Exporting: exporting, tp: tp}, nil
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 func newExporter(ctx context.Context, protocol string) (sdktrace.SpanExporter, error) {

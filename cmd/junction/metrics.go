@@ -223,12 +223,13 @@ type sagaHooks struct {
 }
 
 // meterSagaEvents returns the hooks that count sagas started and ended
-// (by status, with their duration) and each step's outcomes; nil with
-// metrics off.
-func meterSagaEvents(m *telemetry.Metrics) *sagaHooks {
+// (by status, with their duration), each step's outcomes and the orders'
+// verdicts; hooks that do nothing with metrics off.
+func meterSagaEvents(m *telemetry.Metrics) sagaHooks {
 	if m == nil {
-		return nil
+		return sagaHooks{recorded: func(*saga.Instance, []saga.Event) {}, ended: func(*saga.Instance) {}}
 	}
+	orderEnded := meterOrders(m)
 	started := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "saga_started_total", Help: "Saga instances this process started, by saga.",
 	}, []string{"saga"})
@@ -243,7 +244,7 @@ func meterSagaEvents(m *telemetry.Metrics) *sagaHooks {
 		Name: "saga_step_events_total", Help: "What happened to saga steps, by saga, step and event: sent, succeeded, failed, timed_out, undo_sent, undone, undo_failed, aborted, ignored (a late or duplicate reply).",
 	}, []string{"saga", "step", "event"})
 	m.Registerer().MustRegister(started, ended, took, steps)
-	return &sagaHooks{
+	return sagaHooks{
 		recorded: func(in *saga.Instance, events []saga.Event) {
 			for _, ev := range events {
 				switch {
@@ -257,6 +258,7 @@ func meterSagaEvents(m *telemetry.Metrics) *sagaHooks {
 		ended: func(in *saga.Instance) {
 			ended.WithLabelValues(in.Saga, string(in.Status)).Inc()
 			took.WithLabelValues(in.Saga, string(in.Status)).Observe(in.UpdatedAt.Sub(in.CreatedAt).Seconds())
+			orderEnded(in)
 		},
 	}
 }
@@ -277,11 +279,8 @@ func meterInboxes(m *telemetry.Metrics) {
 
 // meterOrders returns the hook, for the saga engine's Ended, that counts
 // the orders placed by their verdict and times the confirmed ones from
-// creation to confirmation; nil with metrics off.
+// creation to confirmation.
 func meterOrders(m *telemetry.Metrics) func(in *saga.Instance) {
-	if m == nil {
-		return nil
-	}
 	ended := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "orders_total",
 		Help: "Orders that got their verdict in this process, by outcome: confirmed, rejected (out of stock, card declined, a step that got no answer), cancelled (by the customer while it was placed) or needs_attention.",

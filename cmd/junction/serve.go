@@ -513,16 +513,12 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		return err
 	}
 	waiters := order.NewWaiters()
-	ended, recorded := waiters.Ended, func(*saga.Instance, []saga.Event) {}
-	if count, hooks := meterOrders(cfg.metrics), meterSagaEvents(cfg.metrics); count != nil {
-		ended = func(in *saga.Instance) { waiters.Ended(in); count(in); hooks.ended(in) }
-		recorded = hooks.recorded
-	}
+	counted := meterSagaEvents(cfg.metrics)
 	place, cancel := order.PlaceOrderSaga(), order.CancelOrderSaga()
 	place.OnEnd, cancel.OnEnd = orderstore.Ended(d.db, ob, order.PlaceEnded), orderstore.Ended(d.db, ob, order.CancelEnded)
 	engine, err := saga.New(ctx, d.db, ob, saga.Config{
 		ReplyTopic: events.TopicOrderReplies, Source: events.SourceOrderService,
-		Failpoint: failpoints(cfg, log), Ended: ended, Recorded: recorded, Journal: orderstore.Journal(d.db),
+		Failpoint: failpoints(cfg, log), Ended: func(in *saga.Instance) { waiters.Ended(in); counted.ended(in) }, Recorded: counted.recorded, Journal: orderstore.Journal(d.db),
 	}, log, place, cancel)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -56,13 +57,6 @@ func (t *traceStore) close() {
 type logWriter func(string, ...any)
 
 func (l logWriter) Write(p []byte) (int, error) {
-	l("%s", string(trimNewline(p)))
+	l("%s", bytes.TrimRight(p, "\r\n"))
 	return len(p), nil
-}
-
-func trimNewline(p []byte) []byte {
-	for len(p) > 0 && (p[len(p)-1] == '\n' || p[len(p)-1] == '\r') {
-		p = p[:len(p)-1]
-	}
-	return p
 }

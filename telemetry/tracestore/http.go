@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
 
@@ -121,21 +122,9 @@ func (s *Server) recent(w http.ResponseWriter, r *http.Request) {
 	rest.JSON(w, http.StatusOK, map[string]any{"traces": s.store.Recent(limit)})
 }
 
-func validTraceID(id string) bool {
-	if len(id) != 32 || id == "00000000000000000000000000000000" {
-		return false
-	}
-	for _, c := range []byte(id) {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
-
 func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if !validTraceID(id) {
+	id, err := trace.TraceIDFromHex(r.PathValue("id"))
+	if err != nil {
 		rest.Error(w, r, s.log, fault.New(fault.Invalid, "a trace id is 32 lowercase hex digits, not all zero"))
 		return
 	}

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 )
@@ -209,24 +210,10 @@ func (s *Store) Stats() Stats {
 	return Stats{Traces: len(s.traces), Spans: s.spans, Dropped: s.dropped}
 }
 
-// Trace returns the trace with id (32 hex digits), if the store holds it.
-func (s *Store) Trace(id string) (Trace, bool) {
-	tid, err := hex.DecodeString(id)
-	if err != nil {
-		return Trace{}, false
-	}
-	return s.trace(string(tid))
-}
-
-func (s *Store) trace(tid string) (Trace, bool) {
-	s.mu.Lock()
-	e := s.traces[tid]
-	var raws []raw
-	if e != nil {
-		raws = slices.Clone(e.spans)
-	}
-	s.mu.Unlock()
-	if e == nil {
+// Trace returns the trace with id, if the store holds it.
+func (s *Store) Trace(id trace.TraceID) (Trace, bool) {
+	raws, orders, ok := s.entry(string(id[:]))
+	if !ok {
 		return Trace{}, false
 	}
 	spans := make([]Span, len(raws))
@@ -234,7 +221,18 @@ func (s *Store) trace(tid string) (Trace, bool) {
 		spans[i] = convert(r.span, r.service, r.instance)
 	}
 	slices.SortStableFunc(spans, func(a, b Span) int { return a.Start.Compare(b.Start) })
-	return Trace{Summary: summarize(hex.EncodeToString([]byte(tid)), spans), Spans: spans}, true
+	return Trace{Summary: summarize(id.String(), raws, orders), Spans: spans}, true
+}
+
+// entry returns a copy of what the store holds of trace tid.
+func (s *Store) entry(tid string) ([]raw, []int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.traces[tid]
+	if e == nil {
+		return nil, nil, false
+	}
+	return slices.Clone(e.spans), slices.Clone(e.orders), true
 }
 
 // Order returns the summaries of the traces that touch order id, oldest
@@ -255,49 +253,49 @@ func (s *Store) Recent(n int) []Summary {
 	return s.summaries(ids)
 }
 
+// summaries summarizes the traces ids from their spans as they arrived,
+// without converting them.
 func (s *Store) summaries(ids []string) []Summary {
 	out := make([]Summary, 0, len(ids))
-	for _, id := range ids {
-		if t, ok := s.trace(id); ok {
-			out = append(out, t.Summary)
+	for _, tid := range ids {
+		if raws, orders, ok := s.entry(tid); ok {
+			out = append(out, summarize(hex.EncodeToString([]byte(tid)), raws, orders))
 		}
 	}
 	return out
 }
 
-func summarize(id string, spans []Span) Summary {
-	sum := Summary{TraceID: id, Spans: len(spans), Services: []string{}}
+func summarize(id string, spans []raw, orders []int64) Summary {
+	sum := Summary{TraceID: id, Spans: len(spans), Services: []string{}, OrderIDs: slices.Sorted(slices.Values(orders))}
 	have := make(map[string]bool, len(spans))
-	for _, sp := range spans {
-		have[sp.SpanID] = true
+	for _, r := range spans {
+		have[string(r.span.GetSpanId())] = true
 	}
-	for i, sp := range spans {
-		if i == 0 || sp.Start.Before(sum.Start) {
-			sum.Start = sp.Start
+	for i, r := range spans {
+		sp := r.span
+		start, end := time.Unix(0, int64(sp.GetStartTimeUnixNano())).UTC(), time.Unix(0, int64(sp.GetEndTimeUnixNano())).UTC()
+		if i == 0 || start.Before(sum.Start) {
+			sum.Start = start
 		}
-		if sp.End.After(sum.End) {
-			sum.End = sp.End
+		if end.After(sum.End) {
+			sum.End = end
 		}
-		if !slices.Contains(sum.Services, sp.Service) {
-			sum.Services = append(sum.Services, sp.Service)
+		if !slices.Contains(sum.Services, r.service) {
+			sum.Services = append(sum.Services, r.service)
 		}
-		if sp.Status == "error" {
+		if sp.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR {
 			sum.Errors++
 		}
-		switch {
-		case sp.ParentSpanID == "":
+		switch parent := sp.GetParentSpanId(); {
+		case len(parent) == 0:
 			if sum.Root == "" {
-				sum.Root, sum.RootService = sp.Name, sp.Service
+				sum.Root, sum.RootService = sp.GetName(), r.service
 			}
-		case !have[sp.ParentSpanID]:
+		case !have[string(parent)]:
 			sum.Orphans++
-		}
-		if id, ok := orderID(sp.Attributes[OrderAttribute]); ok && !slices.Contains(sum.OrderIDs, id) {
-			sum.OrderIDs = append(sum.OrderIDs, id)
 		}
 	}
 	slices.Sort(sum.Services)
-	slices.Sort(sum.OrderIDs)
 	return sum
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -95,8 +96,13 @@ func TestForward(t *testing.T) {
 	defer srv.Close()
 	_, span := exporterTo(t, srv.URL, "gateway", true).Tracer("t").Start(context.Background(), "x")
 	span.End()
-	if b := <-got; len(b) == 0 {
-		t.Error("the collector got an empty export")
+	select {
+	case b := <-got:
+		if len(b) == 0 {
+			t.Error("the collector got an empty export")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing forwarded to the collector within 10s")
 	}
 }
 
