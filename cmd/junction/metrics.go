@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -126,59 +125,35 @@ func meterOutbox(m *telemetry.Metrics, ob *outbox.Outbox) {
 	}})
 }
 
-// policyCollector reports each outbound dependency's policy: breaker state
-// and what the policy did.
-type policyCollector struct {
-	policies map[string]*resilience.Policy
-	state    *prometheus.Desc
-	calls    *prometheus.Desc
-	retries  *prometheus.Desc
-	rejected *prometheus.Desc
-	opened   *prometheus.Desc
-}
-
-// meterPolicies registers the policies, by dependency name.
+// meterPolicies reports each outbound dependency's policy, by dependency
+// name: its breaker's state and what the policy did.
 func meterPolicies(m *telemetry.Metrics, policies map[string]*resilience.Policy) {
 	if m == nil {
 		return // metrics off
 	}
 	label := []string{"dependency"}
-	err := m.Registerer().Register(&policyCollector{
-		policies: policies,
-		state:    prometheus.NewDesc("resilience_breaker_state", "The dependency's circuit breaker: 0 closed, 1 half-open, 2 open.", label, nil),
-		calls:    prometheus.NewDesc("resilience_calls_total", "Calls made to the dependency through its policy.", label, nil),
-		retries:  prometheus.NewDesc("resilience_retries_total", "Attempts sent again after a transient failure.", label, nil),
-		rejected: prometheus.NewDesc("resilience_rejected_total", "Calls refused without reaching the dependency (breaker open, bulkhead full, retry budget spent).", label, nil),
-		opened:   prometheus.NewDesc("resilience_breaker_opened_total", "Times the breaker opened.", label, nil),
-	})
-	var dup prometheus.AlreadyRegisteredError
-	if err != nil && !errors.As(err, &dup) {
-		panic(err) // descriptors are fixed: a mistake in this file, caught by any test
-	}
-}
-
-func (c *policyCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.state, c.calls, c.retries, c.rejected, c.opened} {
-		ch <- d
-	}
-}
-
-func (c *policyCollector) Collect(ch chan<- prometheus.Metric) {
-	for name, p := range c.policies {
-		state := 0.0
-		switch p.BreakerState() {
-		case "half-open":
-			state = 1
-		case "open":
-			state = 2
+	state := prometheus.NewDesc("resilience_breaker_state", "The dependency's circuit breaker: 0 closed, 1 half-open, 2 open.", label, nil)
+	calls := prometheus.NewDesc("resilience_calls_total", "Calls made to the dependency through its policy.", label, nil)
+	retries := prometheus.NewDesc("resilience_retries_total", "Attempts sent again after a transient failure.", label, nil)
+	rejected := prometheus.NewDesc("resilience_rejected_total", "Calls refused without reaching the dependency (breaker open, bulkhead full, retry budget spent).", label, nil)
+	opened := prometheus.NewDesc("resilience_breaker_opened_total", "Times the breaker opened.", label, nil)
+	m.Registerer().MustRegister(funcCollector{descs: []*prometheus.Desc{state, calls, retries, rejected, opened}, collect: func(ch chan<- prometheus.Metric) {
+		for name, p := range policies {
+			breaker := 0.0
+			switch p.BreakerState() {
+			case "half-open":
+				breaker = 1
+			case "open":
+				breaker = 2
+			}
+			st := p.Stats()
+			ch <- prometheus.MustNewConstMetric(state, prometheus.GaugeValue, breaker, name)
+			ch <- prometheus.MustNewConstMetric(calls, prometheus.CounterValue, float64(st.Calls), name)
+			ch <- prometheus.MustNewConstMetric(retries, prometheus.CounterValue, float64(st.Retries), name)
+			ch <- prometheus.MustNewConstMetric(rejected, prometheus.CounterValue, float64(st.Rejected), name)
+			ch <- prometheus.MustNewConstMetric(opened, prometheus.CounterValue, float64(st.BreakerOpened), name)
 		}
-		st := p.Stats()
-		ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, state, name)
-		ch <- prometheus.MustNewConstMetric(c.calls, prometheus.CounterValue, float64(st.Calls), name)
-		ch <- prometheus.MustNewConstMetric(c.retries, prometheus.CounterValue, float64(st.Retries), name)
-		ch <- prometheus.MustNewConstMetric(c.rejected, prometheus.CounterValue, float64(st.Rejected), name)
-		ch <- prometheus.MustNewConstMetric(c.opened, prometheus.CounterValue, float64(st.BreakerOpened), name)
-	}
+	}})
 }
 
 // funcCollector reports values read when Prometheus scrapes.
