@@ -54,6 +54,10 @@ type Principal struct {
 	UserID   int64
 	Username string
 	Role     string
+	// Expires is when the token that named it stops being accepted (its
+	// expiry plus the leeway): a connection that outlives the request, a
+	// WebSocket, ends then unless given a newer token.
+	Expires time.Time
 }
 
 // IsAdmin reports whether p is an administrator.
@@ -242,8 +246,8 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 	if !slices.Contains(v.scope.Roles, c.Role) {
 		return Principal{}, fault.New(fault.Unauthorized, "invalid access token: unknown role")
 	}
-	p := Principal{UserID: id, Username: c.Username, Role: c.Role}
-	v.remember(token, p, kid, c.ExpiresAt.Add(leeway))
+	p := Principal{UserID: id, Username: c.Username, Role: c.Role, Expires: c.ExpiresAt.Add(leeway).UTC()}
+	v.remember(token, p, kid, p.Expires)
 	return p, nil
 }
 

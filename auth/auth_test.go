@@ -47,6 +47,13 @@ func keySet(keys ...auth.Key) auth.KeySource {
 
 var alice = auth.Principal{UserID: 7, Username: "alice", Role: auth.RoleCustomer}
 
+// verifiedAs is p as a verifier names it from a token signed at now that
+// lives ttl: accepted until its expiry plus the 5 s leeway.
+func verifiedAs(p auth.Principal, ttl time.Duration) auth.Principal {
+	p.Expires = now.Add(ttl + 5*time.Second)
+	return p
+}
+
 func TestSignVerifyRoundTrip(t *testing.T) {
 	k := newKey(t)
 	tok, err := auth.NewSigner(k, 0, clock).Sign(alice)
@@ -54,8 +61,8 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := auth.NewVerifier(keySet(k), clock).Verify(context.Background(), tok)
-	if err != nil || got != alice {
-		t.Fatalf("Verify(signed token) = %+v, %v; want %+v", got, err, alice)
+	if want := verifiedAs(alice, 15*time.Minute); err != nil || got != want {
+		t.Fatalf("Verify(signed token) = %+v, %v; want %+v", got, err, want)
 	}
 }
 
@@ -200,7 +207,7 @@ func TestRequire(t *testing.T) {
 	tok, _ := auth.NewSigner(k, 0, clock).Sign(alice)
 	h := auth.Require(auth.NewVerifier(keySet(k), clock), discardLogger())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, _ := auth.FromContext(r.Context())
-		if p != alice || auth.TokenFromContext(r.Context()) != tok {
+		if p != verifiedAs(alice, 15*time.Minute) || auth.TokenFromContext(r.Context()) != tok {
 			t.Errorf("principal in handler = %+v", p)
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -255,8 +262,8 @@ func TestVerifierRemembersATokenOnlyWhileItIsValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		if got, err := v.Verify(ctx, tok); err != nil || got != alice {
-			t.Fatalf("Verify #%d = %+v, %v; want %+v", i+1, got, err, alice)
+		if got, err := v.Verify(ctx, tok); err != nil || got != verifiedAs(alice, time.Minute) {
+			t.Fatalf("Verify #%d = %+v, %v; want %+v", i+1, got, err, verifiedAs(alice, time.Minute))
 		}
 	}
 	tampered := []byte(tok)

@@ -90,6 +90,18 @@ type Subscriber interface {
 	Close() error
 }
 
+// LiveSubscriber is implemented by adapters that can follow a topic live:
+// every live subscription gets every message published to topic after it
+// is in place (fan-out to each, shared with no one), none from before, at
+// most once: a handler's error is not redelivered. Nothing of it is left at
+// the broker after Close (no durable consumer, queue or offset), so a
+// process may take a new one each time it starts. It suits readers that can
+// fill a gap from the owner (the gateway's WebSockets fetch an order's
+// history when a seq is missing), not work that must be done.
+type LiveSubscriber interface {
+	SubscribeLive(ctx context.Context, topic string, h Handler) (Subscription, error)
+}
+
 // Subscription is one running subscription.
 type Subscription interface {
 	// Close stops delivery and waits for running handlers to return.

@@ -101,3 +101,69 @@ func SubscribeAll(ctx context.Context, sub Subscriber, group string, handlers ma
 	}
 	return subs, nil
 }
+
+// LiveBuffer is how many messages a live subscription holds for a handler
+// that is behind; past it, new ones are dropped (at most once).
+const LiveBuffer = 4096
+
+// Live is the running part of a LiveSubscriber's subscription: the
+// adapter's broker callback hands each message to Offer, which never
+// blocks, and one goroutine calls h with them in order.
+type Live struct {
+	msgs   chan *Message
+	cancel context.CancelFunc
+	stop   func()
+	done   chan struct{}
+	subs   *Subscriptions
+	once   sync.Once
+}
+
+// StartLive runs h over what Offer is given until ctx ends or Close; stop
+// ends the adapter's side (unsubscribes at the broker) and is called once,
+// first, by Close. It is recorded in subs, so the adapter's Close closes
+// it.
+func StartLive(ctx context.Context, subs *Subscriptions, h Handler, stop func()) (*Live, error) {
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	l := &Live{msgs: make(chan *Message, LiveBuffer), cancel: cancel, stop: stop, done: make(chan struct{}), subs: subs}
+	if err := subs.Add(l); err != nil {
+		cancel()
+		return nil, err
+	}
+	go func() {
+		defer close(l.done)
+		for {
+			select {
+			case <-hctx.Done():
+				return
+			case m := <-l.msgs:
+				_ = h(hctx, m)
+			}
+		}
+	}()
+	CloseWhenDone(ctx, l, l.done)
+	return l, nil
+}
+
+// Offer queues m for the handler, or drops it when the handler is
+// LiveBuffer messages behind; it reports whether m was queued.
+func (l *Live) Offer(m *Message) bool {
+	select {
+	case l.msgs <- m:
+		return true
+	default:
+		return false
+	}
+}
+
+// Close unsubscribes and waits for a running handler to return.
+func (l *Live) Close() error {
+	l.once.Do(func() {
+		if l.stop != nil {
+			l.stop()
+		}
+		l.cancel()
+		<-l.done
+		l.subs.Remove(l)
+	})
+	return nil
+}

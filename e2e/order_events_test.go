@@ -10,6 +10,29 @@ import (
 	"github.com/junction-go/junction/internal/paymentsim"
 )
 
+// historyOf names each entry: "status pending", "saga started",
+// "reserve-stock sent", …
+func historyOf(evs []orderEvent) []string {
+	var out []string
+	for _, ev := range evs {
+		switch ev.Kind {
+		case "status":
+			out = append(out, "status "+ev.Status)
+		case "saga":
+			out = append(out, "saga "+ev.Outcome)
+		default:
+			out = append(out, ev.Step+" "+ev.Outcome)
+		}
+	}
+	return out
+}
+
+// placedHistory is the history of an order placed, paid and shipped.
+var placedHistory = []string{"status pending", "saga started",
+	"reserve-stock sent", "reserve-stock succeeded", "authorize-payment sent", "authorize-payment succeeded",
+	"schedule-shipment sent", "schedule-shipment succeeded", "capture-payment sent", "capture-payment succeeded",
+	"saga completed", "status confirmed", "status shipped"}
+
 type orderEvent struct {
 	Seq     int64  `json:"seq"`
 	Kind    string `json:"kind"`
@@ -48,26 +71,14 @@ func TestOrderHistory(t *testing.T) {
 		}
 		return nil
 	})
-	var kinds []string
 	for i, ev := range all {
 		if ev.Seq != int64(i+1) {
 			t.Fatalf("event %d has seq %d: %+v", i, ev.Seq, all)
 		}
-		switch ev.Kind {
-		case "status":
-			kinds = append(kinds, "status "+ev.Status)
-		case "saga":
-			kinds = append(kinds, "saga "+ev.Outcome)
-		default:
-			kinds = append(kinds, ev.Step+" "+ev.Outcome)
-		}
 	}
-	want := []string{"status pending", "saga started",
-		"reserve-stock sent", "reserve-stock succeeded", "authorize-payment sent", "authorize-payment succeeded",
-		"schedule-shipment sent", "schedule-shipment succeeded", "capture-payment sent", "capture-payment succeeded",
-		"saga completed", "status confirmed", "status shipped"}
-	if !slices.Equal(kinds, want) {
-		t.Errorf("history:\n  %v\nwant\n  %v", kinds, want)
+	kinds := historyOf(all)
+	if !slices.Equal(kinds, placedHistory) {
+		t.Errorf("history:\n  %v\nwant\n  %v", kinds, placedHistory)
 	}
 
 	var tail struct {

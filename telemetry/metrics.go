@@ -117,8 +117,9 @@ func routed(next http.Handler, done func(r *http.Request, route string, status i
 }
 
 // untraced are the paths of an instance that get no span: probes and
-// scrapes, which run every second and are about no one's request.
-var untraced = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+// scrapes, which run every second and are about no one's request, and the
+// gateway's WebSocket, one request that lasts for hours.
+var untraced = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true, "/ws": true}
 
 // ServerHandler instruments an instance's HTTP server: a server span for
 // every request (W3C traceparent continued; at a public endpoint, the

@@ -30,6 +30,12 @@ const (
 	// TopicOrders carries the order lifecycle: OrderCreated, … Key: the
 	// order id.
 	TopicOrders = "orders"
+	// TopicOrderHistory carries each order's history as it is written
+	// (OrderHistory: its status changes and saga steps, numbered), for
+	// live readers only: the gateway follows it to push to WebSockets.
+	// Nobody works from it, and a broker may drop what nobody follows.
+	// Key: the order id.
+	TopicOrderHistory = "order-history"
 	// TopicShipments carries ShipmentDispatched. Key: the order id.
 	TopicShipments = "shipments"
 
@@ -72,6 +78,8 @@ const (
 	TypeOrderCancelled = "OrderCancelled"
 
 	TypeShipmentDispatched = "ShipmentDispatched"
+
+	TypeOrderHistory = "OrderHistory"
 )
 
 // Command types (ce-type); the reply to each is its type + "Reply".
@@ -120,6 +128,31 @@ type OrderStatusChanged struct {
 	Reason string    `json:"reason,omitempty"`
 	Items  []Item    `json:"items,omitempty"`
 	At     time.Time `json:"at"`
+}
+
+// OrderHistory is entries appended to one order's history in one
+// transaction, in seq order. Seq counts from 1 per order with no gap, so a
+// reader that sees seq n+2 after n knows it missed one and reads the
+// order's history (GET /api/orders/{id}/events?after=n).
+type OrderHistory struct {
+	OrderID int64          `json:"orderId"`
+	UserID  int64          `json:"userId"`
+	Events  []HistoryEntry `json:"events"`
+}
+
+// HistoryEntry is one entry of an order's history: a change of its status
+// (kind "status": status, detail the reason) or a saga's start or end
+// (kind "saga": saga, outcome) or step (kind "step": saga, step, outcome,
+// detail).
+type HistoryEntry struct {
+	Seq     int64     `json:"seq"`
+	At      time.Time `json:"at"`
+	Kind    string    `json:"kind"`
+	Status  string    `json:"status,omitempty"`
+	Saga    string    `json:"saga,omitempty"`
+	Step    string    `json:"step,omitempty"`
+	Outcome string    `json:"outcome,omitempty"`
+	Detail  string    `json:"detail,omitempty"`
 }
 
 // ShipmentDispatched is published when a shipment leaves the warehouse.

@@ -91,6 +91,7 @@ func Run(t *testing.T, s Setup) {
 		{"RequestReply", testRequestReply},
 		{"NewGroupReadsFromTheStart", testNewGroupFromStart},
 		{"CloudEventsOnTheWire", testWire},
+		{"LiveSubscription", testLive},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -643,5 +644,67 @@ func testWire(t *testing.T, s Setup) {
 				t.Errorf("on the wire: %s uses another binding's names than %q", k, p)
 			}
 		}
+	}
+}
+
+// testLive: two live subscriptions each get every message published after
+// they are in place, none from before, each once even when the handler
+// fails, and none after Close; a group on the same topic is unaffected.
+func testLive(t *testing.T, s Setup) {
+	pub, sub := open(t, s)
+	ls, ok := sub.(bus.LiveSubscriber)
+	if !ok {
+		t.Fatalf("%T does not implement bus.LiveSubscriber", sub)
+	}
+	topic := uniqueTopic(t)
+	grp := newCollector()
+	subscribe(t, sub, topic, "g", grp.handler) // so brokers that refuse what no queue receives take it
+	before := msg(0, "k")
+	publish(t, pub, topic, before)
+	grp.waitFor(t, s.Timeout, "the group reads the first message", func(ms []*bus.Message) bool { return len(ms) >= 1 })
+
+	failing, steady := newCollector(), newCollector()
+	a, err := ls.SubscribeLive(context.Background(), topic, func(ctx context.Context, m *bus.Message) error {
+		failing.add(m)
+		return errors.New("this handler always fails")
+	})
+	if err != nil {
+		t.Fatalf("SubscribeLive: %v", err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	b, err := ls.SubscribeLive(context.Background(), topic, steady.handler)
+	if err != nil {
+		t.Fatalf("SubscribeLive: %v", err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+
+	m1, m2 := msg(1, "k"), msg(2, "k")
+	publish(t, pub, topic, m1, m2)
+	ids := func(ms []*bus.Message) []string {
+		out := make([]string, len(ms))
+		for i, m := range ms {
+			out[i] = m.ID
+		}
+		return out
+	}
+	want := []string{m1.ID, m2.ID}
+	if got := ids(steady.waitFor(t, s.Timeout, "a live subscription gets what follows it", func(ms []*bus.Message) bool { return len(ms) >= 2 })); !slices.Equal(got, want) {
+		t.Errorf("live subscription got %v, want %v (and not %s, published before it)", got, want, before.ID)
+	}
+	failing.waitFor(t, s.Timeout, "the other live subscription gets them too", func(ms []*bus.Message) bool { return len(ms) >= 2 })
+	if err := a.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	m3 := msg(3, "k")
+	publish(t, pub, topic, m3)
+	if got := ids(steady.waitFor(t, s.Timeout, "the open live subscription gets the next", func(ms []*bus.Message) bool { return len(ms) >= 3 })); !slices.Equal(got, append(want, m3.ID)) {
+		t.Errorf("live subscription got %v, want %v", got, append(want, m3.ID))
+	}
+	grp.waitFor(t, s.Timeout, "the group gets every message", func(ms []*bus.Message) bool { return len(ms) >= 4 })
+	// m3 reached the open subscription and the group: had the closed one,
+	// or a redelivery of a failed message, been coming, it would have come
+	// by now on every adapter's single ordered connection.
+	if got := ids(failing.snapshot()); !slices.Equal(got, want) {
+		t.Errorf("failing, then closed, live subscription got %v, want %v once each and nothing after Close", got, want)
 	}
 }

@@ -244,6 +244,58 @@ func handle(ctx context.Context, h bus.Handler, r *kgo.Record) bool {
 	}
 }
 
+
+// SubscribeLive follows topic from its current end, with no consumer
+// group: every partition is read from the end offset it had when the call
+// began, so every record produced after it returns is delivered (once,
+// not again on a handler's error). Nothing is committed or left behind.
+func (b *Bus) SubscribeLive(ctx context.Context, topic string, h bus.Handler) (bus.Subscription, error) {
+	if b.subs.Closed() {
+		return nil, bus.ErrClosed
+	}
+	if err := b.ensureTopic(ctx, topic); err != nil {
+		return nil, err
+	}
+	ends, err := b.admin.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kafkabus: live subscription to %s: %w", topic, err)
+	}
+	from := map[int32]kgo.Offset{}
+	ends.Each(func(o kadm.ListedOffset) { from[o.Partition] = kgo.NewOffset().At(o.Offset) })
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.cfg.Brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from}),
+		kgo.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		return nil, fmt.Errorf("kafkabus: live subscription to %s: %w", topic, err)
+	}
+	live, err := bus.StartLive(ctx, &b.subs, h, cl.Close)
+	if err != nil {
+		cl.Close()
+		return nil, err
+	}
+	go func() {
+		for {
+			fetches := cl.PollFetches(context.Background())
+			if fetches.IsClientClosed() {
+				return
+			}
+			fetches.EachRecord(func(r *kgo.Record) {
+				hdr := make(map[string]string, len(r.Headers))
+				for _, x := range r.Headers {
+					hdr[x.Key] = string(x.Value)
+				}
+				m := bus.BindingKafka.Message(hdr, r.Value)
+				m.Topic, m.Attempt = r.Topic, 1
+				live.Offer(m)
+			})
+		}
+	}()
+	return live, nil
+}
+
 // Close stops delivery, waits for running handlers, and leaves the group.
 func (s *subscription) Close() error {
 	s.once.Do(func() {

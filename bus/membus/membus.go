@@ -7,6 +7,7 @@ package membus
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"time"
 
@@ -19,6 +20,7 @@ type Bus struct {
 	mu     sync.Mutex
 	topics map[string]*topic
 	closed bool
+	lives  int
 	wg     sync.WaitGroup
 }
 
@@ -33,6 +35,9 @@ type group struct {
 	turn    int
 	running bool
 	wake    chan struct{}
+	// live is the name of a live subscription's own group, which goes
+	// when its member does; "" for a named group.
+	live string
 }
 
 // New returns an empty bus.
@@ -78,6 +83,26 @@ func poke(ch chan struct{}) {
 	case ch <- struct{}{}:
 	default:
 	}
+}
+
+// SubscribeLive follows topic from now on in a group of its own, which is
+// forgotten when the subscription ends; a failed message is not delivered
+// again.
+func (b *Bus) SubscribeLive(ctx context.Context, topicName string, h bus.Handler) (bus.Subscription, error) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, bus.ErrClosed
+	}
+	b.lives++
+	name := "\x00live-" + strconv.Itoa(b.lives)
+	t := b.topic(topicName)
+	t.groups[name] = &group{wake: make(chan struct{}, 1), next: len(t.log), live: name}
+	b.mu.Unlock()
+	return b.Subscribe(ctx, topicName, name, func(ctx context.Context, m *bus.Message) error {
+		_ = h(ctx, m)
+		return nil
+	})
 }
 
 type subscription struct {
@@ -134,6 +159,9 @@ func (b *Bus) pump(t *topic, g *group) {
 		b.mu.Lock()
 		if len(g.members) == 0 {
 			g.running = false
+			if g.live != "" {
+				delete(t.groups, g.live)
+			}
 			b.mu.Unlock()
 			return
 		}

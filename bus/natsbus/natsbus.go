@@ -253,6 +253,51 @@ func (b *Bus) Subscribe(ctx context.Context, topic, group string, h bus.Handler)
 	return sub, nil
 }
 
+// SubscribeLive follows topic with a plain NATS subscription on its
+// subject: the server sends it each message as the stream stores it, from
+// now on, and keeps nothing for it. A message published with no live
+// reader, or while the handler is bus.LiveBuffer messages behind, is not
+// delivered to it.
+func (b *Bus) SubscribeLive(ctx context.Context, topic string, h bus.Handler) (bus.Subscription, error) {
+	if b.subs.Closed() {
+		return nil, bus.ErrClosed
+	}
+	var live *bus.Live
+	ready := make(chan struct{})
+	ns, err := b.nc.Subscribe(topic, func(nm *nats.Msg) {
+		<-ready
+		hs := make(map[string]string, len(nm.Header))
+		for k, vs := range nm.Header {
+			if len(vs) > 0 && !strings.HasPrefix(k, "Nats-") {
+				hs[k] = vs[0]
+			}
+		}
+		m := bus.BindingNATS.Message(hs, nm.Data)
+		m.Topic, m.Attempt = nm.Subject, 1
+		if live != nil {
+			live.Offer(m)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: live subscription to %s: %w", topic, err)
+	}
+	live, err = bus.StartLive(ctx, &b.subs, h, func() { _ = ns.Unsubscribe() })
+	if err != nil {
+		_ = ns.Unsubscribe()
+		close(ready)
+		return nil, err
+	}
+	close(ready)
+	// In place once the server has the subscription.
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := b.nc.FlushWithContext(fctx); err != nil {
+		_ = live.Close()
+		return nil, fmt.Errorf("natsbus: live subscription to %s: %w", topic, err)
+	}
+	return live, nil
+}
+
 // settle tells the server the handler's verdict.
 func settle(jm jetstream.Msg, m *bus.Message, err error) {
 	switch {

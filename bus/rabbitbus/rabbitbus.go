@@ -26,6 +26,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,6 +48,10 @@ type Config struct {
 	// it has had no consumer for that long (x-expires): for short-lived
 	// groups such as tests and reply queues. Zero keeps queues.
 	QueueExpiry time.Duration
+	// LiveTopics are read only by live subscriptions (SubscribeLive): a
+	// message published to one while nobody follows it is dropped, not an
+	// error, as on a broker that keeps history no one reads.
+	LiveTopics []string
 }
 
 // Bus publishes on one confirmed channel and gives each subscription a
@@ -176,7 +181,7 @@ func (b *Bus) Publish(ctx context.Context, topic string, msgs ...*bus.Message) e
 		for k, v := range bus.BindingAMQP.Headers(m) {
 			headers[k] = v
 		}
-		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, topic, "", true, false, amqp.Publishing{
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, topic, "", !slices.Contains(b.cfg.LiveTopics, topic), false, amqp.Publishing{
 			Headers: headers, ContentType: bus.ContentType(m), MessageId: m.ID, Type: m.Type, DeliveryMode: amqp.Persistent, Body: m.Body,
 		})
 		if err != nil {
@@ -234,6 +239,90 @@ func (b *Bus) Subscribe(ctx context.Context, topic, group string, h bus.Handler)
 	go s.run(hctx, topic, group, h, deliveries, ch)
 	bus.CloseWhenDone(ctx, s, s.done)
 	return s, nil
+}
+
+// SubscribeLive follows topic with a queue of its own that the broker
+// names and deletes when the subscription's channel closes (exclusive,
+// auto-delete), acknowledged on delivery. After a lost connection it
+// follows again on a new queue; what was published meanwhile is not
+// delivered to it.
+func (b *Bus) SubscribeLive(ctx context.Context, topic string, h bus.Handler) (bus.Subscription, error) {
+	if b.subs.Closed() {
+		return nil, bus.ErrClosed
+	}
+	deliveries, ch, err := b.consumeLive(topic)
+	if err != nil {
+		return nil, err
+	}
+	stopped := make(chan struct{})
+	live, err := bus.StartLive(ctx, &b.subs, h, func() { close(stopped) })
+	if err != nil {
+		ch.Close()
+		return nil, err
+	}
+	go func() {
+		backoff := 100 * time.Millisecond
+		for {
+			func() {
+				defer ch.Close()
+				for {
+					select {
+					case <-stopped:
+						return
+					case d, ok := <-deliveries:
+						if !ok {
+							return
+						}
+						live.Offer(fromDelivery(d))
+					}
+				}
+			}()
+			for {
+				select {
+				case <-stopped:
+					return
+				case <-time.After(backoff):
+				}
+				if deliveries, ch, err = b.consumeLive(topic); err == nil {
+					backoff = 100 * time.Millisecond
+					break
+				}
+				backoff = min(backoff*2, 10*time.Second)
+			}
+		}
+	}()
+	return live, nil
+}
+
+// consumeLive opens a channel with a live queue on topic's exchange.
+func (b *Bus) consumeLive(topic string) (<-chan amqp.Delivery, *amqp.Channel, error) {
+	conn, err := b.connection()
+	if err != nil {
+		return nil, nil, err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, nil, fmt.Errorf("rabbitbus: channel: %w", err)
+	}
+	fail := func(what string, err error) (<-chan amqp.Delivery, *amqp.Channel, error) {
+		ch.Close()
+		return nil, nil, fmt.Errorf("rabbitbus: %s for a live subscription to %s: %w", what, topic, err)
+	}
+	if err := ch.ExchangeDeclare(topic, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
+		return fail("declare exchange", err)
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		return fail("declare queue", err)
+	}
+	if err := ch.QueueBind(q.Name, "", topic, false, nil); err != nil {
+		return fail("bind queue", err)
+	}
+	deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		return fail("consume", err)
+	}
+	return deliveries, ch, nil
 }
 
 // QueueName is the queue of group on topic.

@@ -203,6 +203,54 @@ func (b *Bus) Subscribe(ctx context.Context, topic, group string, h bus.Handler)
 	return s, nil
 }
 
+// SubscribeLive follows topic on its virtual topic itself (not a group's
+// queue), on a connection of its own with automatic acks: ActiveMQ sends
+// it what is published from now on and keeps nothing for it. A lost
+// connection ends the delivery (the subscription's handler is not called
+// again); take a new subscription.
+func (b *Bus) SubscribeLive(ctx context.Context, topic string, h bus.Handler) (bus.Subscription, error) {
+	if b.subs.Closed() {
+		return nil, bus.ErrClosed
+	}
+	conn, err := b.dial()
+	if err != nil {
+		return nil, err
+	}
+	sub, err := conn.Subscribe(TopicDestination(topic), stomp.AckAuto)
+	if err == nil {
+		// Receipted: the broker has the SUBSCRIBE once this returns.
+		err = conn.Send("/queue/junction.subscribed", "", nil, stomp.SendOpt.Receipt, stomp.SendOpt.Header("expires", "1"))
+	}
+	if err != nil {
+		_ = conn.MustDisconnect()
+		return nil, fmt.Errorf("stompbus: live subscription to %s: %w", topic, err)
+	}
+	stopped := make(chan struct{})
+	live, err := bus.StartLive(ctx, &b.subs, h, func() {
+		close(stopped)
+		_ = sub.Unsubscribe()
+		_ = conn.Disconnect()
+	})
+	if err != nil {
+		_ = conn.MustDisconnect()
+		return nil, err
+	}
+	go func() {
+		for {
+			select {
+			case <-stopped:
+				return
+			case msg, ok := <-sub.C:
+				if !ok || msg.Err != nil {
+					return
+				}
+				live.Offer(fromFrame(topic, msg))
+			}
+		}
+	}()
+	return live, nil
+}
+
 func (s *subscription) run(ctx context.Context, topic string, h bus.Handler) {
 	defer close(s.done)
 	lanes := bus.NewLanes(ctx, s.b.cfg.Concurrency, 2, h)

@@ -45,6 +45,7 @@ type serveConfig struct {
 	LogFormat     string
 	// The services' own settings, each validated by its own type.
 	Limits   gateway.Limits
+	Live     gateway.LiveLimits
 	User     user.Config
 	Shipping shipping.Config
 	// SeedDemo creates the demo accounts (user-service) and the demo
@@ -162,6 +163,15 @@ func (c *serveConfig) flags(fs *pflag.FlagSet) {
 	envFlag(fs, "max-in-flight", "JUNCTION_MAX_IN_FLIGHT")
 	fs.DurationVar(&c.Limits.RequestTimeout, "request-timeout", c.Limits.RequestTimeout, "gateway: time a request gets, retries included, 100ms to 10m; the deadline travels downstream")
 	envFlag(fs, "request-timeout", "JUNCTION_REQUEST_TIMEOUT")
+	c.Live = gateway.DefaultLiveLimits
+	fs.IntVar(&c.Live.PerUser, "ws-per-user", c.Live.PerUser, "gateway: WebSockets open at once per user")
+	envFlag(fs, "ws-per-user", "JUNCTION_WS_PER_USER")
+	fs.IntVar(&c.Live.PerAddress, "ws-per-address", c.Live.PerAddress, "gateway: WebSockets open at once per client address")
+	envFlag(fs, "ws-per-address", "JUNCTION_WS_PER_ADDRESS")
+	fs.IntVar(&c.Live.Total, "ws-max", c.Live.Total, "gateway: WebSockets open at once in all")
+	envFlag(fs, "ws-max", "JUNCTION_WS_MAX")
+	fs.StringSliceVar(&c.Live.Origins, "ws-origins", nil, "gateway: origins (host patterns such as shop.example.com or *.example.com) whose pages may open WebSockets, besides the gateway's own")
+	envFlag(fs, "ws-origins", "JUNCTION_WS_ORIGINS")
 	fs.DurationVar(&c.Shipping.DispatchDelay, "dispatch-delay", c.Shipping.DispatchDelay, "shipping-service: time from confirmation to dispatch")
 	envFlag(fs, "dispatch-delay", "JUNCTION_DISPATCH_DELAY")
 	fs.Float64Var(&c.Shipping.RefuseRate, "shipping-refuse-rate", 0, "shipping-service: share of shipments refused (0 to 1), for fault tests")
@@ -252,7 +262,7 @@ func (c *serveConfig) check() error {
 			return fmt.Errorf("%s %q: want a listen address host:port", a.name, a.value)
 		}
 	}
-	for _, v := range []interface{ Validate() error }{c.Limits, c.User, c.Shipping} {
+	for _, v := range []interface{ Validate() error }{c.Limits, c.Live, c.User, c.Shipping} {
 		if err := v.Validate(); err != nil {
 			return err
 		}

@@ -288,7 +288,7 @@ func meterOrders(m *telemetry.Metrics) func(in *saga.Instance) {
 }
 
 // meterGateway reports what the gateway did besides forwarding.
-func meterGateway(m *telemetry.Metrics, g *gateway.Gateway) {
+func meterGateway(m *telemetry.Metrics, g *gateway.Gateway, live *gateway.Live) {
 	if m == nil {
 		return // metrics off
 	}
@@ -298,14 +298,21 @@ func meterGateway(m *telemetry.Metrics, g *gateway.Gateway) {
 	fallbacks := d("gateway_fallbacks_total", "Requests answered from the last good copy of the catalogue while inventory-service could not answer.")
 	retries := d("gateway_retries_total", "Attempts sent again to another instance (requests that never arrived, or idempotent ones).")
 	refused := d("gateway_retries_refused_total", "Retries the retry budget did not allow.")
-	m.Registerer().MustRegister(funcCollector{descs: []*prometheus.Desc{limited, shed, fallbacks, retries, refused}, collect: func(ch chan<- prometheus.Metric) {
-		st := g.Stats()
+	wsOpen := d("gateway_websockets", "WebSockets open now.")
+	wsAccepted := d("gateway_websockets_accepted_total", "WebSockets authenticated.")
+	wsRefused := d("gateway_websockets_refused_total", "WebSockets refused: not authenticated, or over a cap (per user, per address, in all).")
+	wsSlow := d("gateway_websockets_too_slow_total", "WebSockets dropped because they did not read their frames fast enough.")
+	wsFrames := d("gateway_websocket_events_total", "Order events sent over WebSockets.")
+	m.Registerer().MustRegister(funcCollector{descs: []*prometheus.Desc{limited, shed, fallbacks, retries, refused, wsOpen, wsAccepted, wsRefused, wsSlow, wsFrames}, collect: func(ch chan<- prometheus.Metric) {
+		st, ls := g.Stats(), live.Stats()
 		for _, v := range []struct {
 			d *prometheus.Desc
 			n int64
-		}{{limited, st.RateLimited}, {shed, st.Shed}, {fallbacks, st.Fallbacks}, {retries, st.Retries}, {refused, st.RetriesRefused}} {
+		}{{limited, st.RateLimited}, {shed, st.Shed}, {fallbacks, st.Fallbacks}, {retries, st.Retries}, {refused, st.RetriesRefused},
+			{wsAccepted, ls.Accepted}, {wsRefused, ls.Refused}, {wsSlow, ls.Slow}, {wsFrames, ls.Frames}} {
 			ch <- prometheus.MustNewConstMetric(v.d, prometheus.CounterValue, float64(v.n))
 		}
+		ch <- prometheus.MustNewConstMetric(wsOpen, prometheus.GaugeValue, float64(ls.Open))
 	}})
 }
 

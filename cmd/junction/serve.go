@@ -518,7 +518,7 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	place.OnEnd, cancel.OnEnd = orderstore.Ended(d.db, ob, order.PlaceEnded), orderstore.Ended(d.db, ob, order.CancelEnded)
 	engine, err := saga.New(ctx, d.db, ob, saga.Config{
 		ReplyTopic: events.TopicOrderReplies, Source: events.SourceOrderService,
-		Failpoint: failpoints(cfg, log), Ended: func(in *saga.Instance) { waiters.Ended(in); counted.ended(in) }, Recorded: counted.recorded, Journal: orderstore.Journal(d.db),
+		Failpoint: failpoints(cfg, log), Ended: func(in *saga.Instance) { waiters.Ended(in); counted.ended(in) }, Recorded: counted.recorded, Journal: orderstore.Journal(d.db, ob),
 	}, log, place, cancel)
 	if err != nil {
 		return err
@@ -756,7 +756,7 @@ func openBus(rawURL, name string) (messageBus, error) {
 	case "kafka":
 		return kafkabus.Connect(kafkabus.Config{Brokers: strings.Split(rest, ",")})
 	case "amqp", "amqps":
-		return rabbitbus.Connect(rabbitbus.Config{URL: rawURL})
+		return rabbitbus.Connect(rabbitbus.Config{URL: rawURL, LiveTopics: []string{events.TopicOrderHistory}})
 	case "stomp":
 		u, err := url.Parse(rawURL)
 		if err != nil {
@@ -776,8 +776,39 @@ func serveGateway(ctx context.Context, cfg serveConfig, log *slog.Logger) error 
 	}
 	resolver := discovery.NewResolver(cfg.disc.Source)
 	defer resolver.Close()
-	gw := gateway.New(resolver, jwksVerifier(resolver), cfg.Limits, log)
-	meterGateway(cfg.metrics, gw)
+	verifier := jwksVerifier(resolver)
+	gw := gateway.New(resolver, verifier, cfg.Limits, log)
+	// WebSockets: this instance follows every order's history itself, and
+	// reads what it missed from order-service as the client.
+	b, err := connectBus(ctx, cfg, resolver, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	follower, ok := b.(bus.LiveSubscriber)
+	if !ok {
+		return fmt.Errorf("broker %T cannot follow a topic live", b)
+	}
+	orders := &http.Client{Transport: telemetry.ClientTransport(&discovery.Transport{Resolver: resolver, Balancer: &discovery.Balancer{Resolver: resolver}})}
+	live := gateway.NewLive(verifier, gateway.OrderHistory(orders), cfg.Live, log)
+	feed, err := follower.SubscribeLive(ctx, events.TopicOrderHistory, live.Deliver)
+	if err != nil {
+		return err
+	}
+	defer feed.Close()
+	gw.ServeLive(live)
+	meterGateway(cfg.metrics, gw, live)
+	// On a stop, the WebSockets close with 1001 as the instance leaves the
+	// registry, so their clients resume on another replica.
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		live.Shutdown(sctx)
+	}()
+	defer func() { <-stopped }()
 	icfg := instanceConfig(cfg)
 	icfg.HTTPListener, icfg.Public = ln, true
 	return instance.Run(ctx, icfg, log, instance.Parts{HTTP: gw.Handler()})

@@ -55,6 +55,7 @@ type Gateway struct {
 	// retriesRefused counts retries the budget did not allow.
 	retriesRefused atomic.Int64
 	catalogue      *lastGood
+	live           *Live
 }
 
 // Stats counts the gateway's policy actions.
@@ -73,6 +74,9 @@ func (g *Gateway) Stats() Stats {
 }
 
 type serviceKey struct{}
+
+// ServeLive has the gateway answer GET /ws with l; call it before Handler.
+func (g *Gateway) ServeLive(l *Live) { g.live = l }
 
 // New returns a gateway that finds services through resolver, verifies
 // tokens with verifier and enforces limits.

@@ -39,9 +39,23 @@ func (g *Gateway) Handler() http.Handler {
 	mux.Handle("/api/admin/deadletters/", signedIn(g.forward(services.DeadLetter)))
 
 	mux.HandleFunc("GET /{$}", index)
-	return rest.Chain(rest.Routes(mux), rest.RequestID, rest.AccessLog(g.log), rest.Recover(g.log),
-		shed(g.limits.MaxInFlight, g.log, &g.inFlight, &g.shed),
-		limitAddress(g.limits, g.log, &g.rateLimited))
+	perAddress := limitAddress(g.limits, g.log, &g.rateLimited)
+	api := rest.Chain(rest.Routes(mux), rest.RequestID, rest.AccessLog(g.log), rest.Recover(g.log),
+		shed(g.limits.MaxInFlight, g.log, &g.inFlight, &g.shed), perAddress)
+	if g.live == nil {
+		return api
+	}
+	// A WebSocket is one request for hours: it counts against the
+	// address's rate once, and not against the requests in flight (its
+	// own caps bound it).
+	ws := rest.Chain(g.live, rest.RequestID, rest.AccessLog(g.log), rest.Recover(g.log), perAddress)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ws" && r.Method == http.MethodGet {
+			ws.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
 }
 
 func index(w http.ResponseWriter, _ *http.Request) {

@@ -342,6 +342,26 @@ func orderMessage(o Order, typ, what string, at time.Time, body any) (*bus.Messa
 	}, nil
 }
 
+// HistoryEntries are evs as the history topic and API carry them.
+func HistoryEntries(evs []Event) []events.HistoryEntry {
+	out := make([]events.HistoryEntry, len(evs))
+	for i, ev := range evs {
+		out[i] = events.HistoryEntry{Seq: ev.Seq, At: ev.At.UTC(), Kind: ev.Kind, Status: string(ev.Status), Saga: ev.Saga, Step: ev.Step, Outcome: ev.Outcome, Detail: ev.Detail}
+	}
+	return out
+}
+
+// HistoryMessage is the OrderHistory message of evs, entries of order
+// id's (of user's) history just written; its id names the first seq, so a
+// transaction retried writes the same message.
+func HistoryMessage(id, user int64, evs []Event) (*bus.Message, error) {
+	h := events.OrderHistory{OrderID: id, UserID: user, Events: HistoryEntries(evs)}
+	if len(evs) == 0 {
+		return nil, errors.New("an order history message needs an entry")
+	}
+	return orderMessage(Order{ID: id}, events.TypeOrderHistory, "history-"+strconv.FormatInt(evs[0].Seq, 10), evs[0].At, h)
+}
+
 // Get returns order id if caller may see it: its owner or an administrator.
 // Anyone else gets fault.NotFound, as if it did not exist.
 func (s *Service) Get(ctx context.Context, caller auth.Principal, id int64) (Order, error) {

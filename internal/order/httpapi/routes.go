@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/junction-go/junction/api/events"
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/fault"
 	"github.com/junction-go/junction/internal/order"
@@ -161,17 +162,6 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request) {
 	rest.JSON(w, http.StatusOK, toJSON(o))
 }
 
-type eventJSON struct {
-	Seq     int64  `json:"seq"`
-	At      string `json:"at"`
-	Kind    string `json:"kind"`
-	Status  string `json:"status,omitempty"`
-	Saga    string `json:"saga,omitempty"`
-	Step    string `json:"step,omitempty"`
-	Outcome string `json:"outcome,omitempty"`
-	Detail  string `json:"detail,omitempty"`
-}
-
 // events answers an order's history after ?after= (a seq; 0 when absent),
 // at most ?limit= (100 when absent) entries, oldest first.
 func (h *handler) events(w http.ResponseWriter, r *http.Request) {
@@ -200,14 +190,11 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 		rest.Error(w, r, h.log, err)
 		return
 	}
+	// The entries as the history topic carries them (api/events).
 	out := struct {
-		OrderID int64       `json:"orderId"`
-		Events  []eventJSON `json:"events"`
-	}{OrderID: id, Events: make([]eventJSON, 0, len(evs))}
-	for _, ev := range evs {
-		out.Events = append(out.Events, eventJSON{Seq: ev.Seq, At: ev.At.UTC().Format(timeFormat), Kind: ev.Kind, Status: string(ev.Status),
-			Saga: ev.Saga, Step: ev.Step, Outcome: ev.Outcome, Detail: ev.Detail})
-	}
+		OrderID int64                 `json:"orderId"`
+		Events  []events.HistoryEntry `json:"events"`
+	}{OrderID: id, Events: order.HistoryEntries(evs)}
 	rest.JSON(w, http.StatusOK, out)
 }
 

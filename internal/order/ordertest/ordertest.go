@@ -37,7 +37,7 @@ func New(t testing.TB, db *sqldb.DB, users order.Users, stock order.Stock, clock
 	waiters := order.NewWaiters()
 	place, cancel := order.PlaceOrderSaga(), order.CancelOrderSaga()
 	place.OnEnd, cancel.OnEnd = store.Ended(db, ob, order.PlaceEnded), store.Ended(db, ob, order.CancelEnded)
-	engine, err := saga.New(ctx, db, ob, saga.Config{ReplyTopic: events.TopicOrderReplies, Source: events.SourceOrderService, Ended: waiters.Ended, Journal: store.Journal(db)},
+	engine, err := saga.New(ctx, db, ob, saga.Config{ReplyTopic: events.TopicOrderReplies, Source: events.SourceOrderService, Ended: waiters.Ended, Journal: store.Journal(db, ob)},
 		slog.New(slog.DiscardHandler), place, cancel)
 	if err != nil {
 		t.Fatal(err)

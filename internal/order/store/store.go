@@ -93,7 +93,7 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, id int64, fn func(order.O
 		string(o.Status), o.Reason, o.UpdatedAt.UnixMilli(), id); err != nil {
 		return fmt.Errorf("update order %d: %w", id, err)
 	}
-	if err := appendEvents(ctx, s.db, tx, id, order.Event{At: o.UpdatedAt, Kind: order.EventStatus, Status: o.Status, Detail: o.Reason}); err != nil {
+	if err := appendEvents(ctx, s.db, s.outbox, tx, id, order.Event{At: o.UpdatedAt, Kind: order.EventStatus, Status: o.Status, Detail: o.Reason}); err != nil {
 		return err
 	}
 	return s.outbox.Add(ctx, tx, orderevents.TopicOrders, msgs...)
@@ -104,24 +104,33 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, id int64, fn func(order.O
 // changes the order or one of its sagas, so two never number the same
 // seq: one of two racing ones fails on the primary key and is retried
 // (its message redelivered).
-func appendEvents(ctx context.Context, db *sqldb.DB, tx *sql.Tx, id int64, evs ...order.Event) error {
-	var last int64
-	if err := tx.QueryRowContext(ctx, db.Dialect.Rebind(`SELECT COALESCE(MAX(seq), 0) FROM order_events WHERE order_id = ?`), id).Scan(&last); err != nil {
+//
+// The entries go out on the history topic through ob, in the same
+// transaction, for live readers.
+func appendEvents(ctx context.Context, db *sqldb.DB, ob *outbox.Outbox, tx *sql.Tx, id int64, evs ...order.Event) error {
+	var last, user int64
+	if err := tx.QueryRowContext(ctx, db.Dialect.Rebind(`SELECT user_id, (SELECT COALESCE(MAX(seq), 0) FROM order_events WHERE order_id = ?) FROM orders WHERE id = ?`), id, id).Scan(&user, &last); err != nil {
 		return fmt.Errorf("order %d history: %w", id, err)
 	}
 	ins := db.Dialect.Rebind(`INSERT INTO order_events (order_id, seq, at, kind, status, saga, step, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	for i, ev := range evs {
-		if _, err := tx.ExecContext(ctx, ins, id, last+int64(i)+1, ev.At.UnixMilli(), ev.Kind, string(ev.Status), ev.Saga, ev.Step, ev.Outcome, ev.Detail); err != nil {
+	for i := range evs {
+		ev := &evs[i]
+		ev.Seq = last + int64(i) + 1
+		if _, err := tx.ExecContext(ctx, ins, id, ev.Seq, ev.At.UnixMilli(), ev.Kind, string(ev.Status), ev.Saga, ev.Step, ev.Outcome, ev.Detail); err != nil {
 			return fmt.Errorf("order %d history: %w", id, err)
 		}
 	}
-	return nil
+	m, err := order.HistoryMessage(id, user, evs)
+	if err != nil {
+		return fmt.Errorf("order %d history: %w", id, err)
+	}
+	return ob.Add(ctx, tx, orderevents.TopicOrderHistory, m)
 }
 
 // Journal returns the saga engine's Journal for the order's sagas on db:
 // each step (and a saga's start and end) joins the order's history in the
 // transition's transaction. Ignored replies (late, duplicate) do not.
-func Journal(db *sqldb.DB) func(ctx context.Context, tx *sql.Tx, in *saga.Instance, events []saga.Event) error {
+func Journal(db *sqldb.DB, ob *outbox.Outbox) func(ctx context.Context, tx *sql.Tx, in *saga.Instance, events []saga.Event) error {
 	return func(ctx context.Context, tx *sql.Tx, in *saga.Instance, events []saga.Event) error {
 		id, err := order.SagaOrder(in)
 		if err != nil {
@@ -141,7 +150,7 @@ func Journal(db *sqldb.DB) func(ctx context.Context, tx *sql.Tx, in *saga.Instan
 		if len(evs) == 0 {
 			return nil
 		}
-		return appendEvents(ctx, db, tx, id, evs...)
+		return appendEvents(ctx, db, ob, tx, id, evs...)
 	}
 }
 
@@ -252,7 +261,7 @@ func (s *Store) Create(ctx context.Context, o order.Order, key, hash string, eve
 		if err := s.outbox.Add(ctx, tx, orderevents.TopicOrders, msgs...); err != nil {
 			return err
 		}
-		if err := appendEvents(ctx, s.db, tx, o.ID, order.Event{At: o.CreatedAt, Kind: order.EventStatus, Status: o.Status}); err != nil {
+		if err := appendEvents(ctx, s.db, s.outbox, tx, o.ID, order.Event{At: o.CreatedAt, Kind: order.EventStatus, Status: o.Status}); err != nil {
 			return err
 		}
 		if err := s.sagas.Start(ctx, tx, order.SagaPlaceOrder, strconv.FormatInt(o.ID, 10), order.SagaData(o)); err != nil {
