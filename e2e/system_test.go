@@ -180,6 +180,10 @@ type logRecord struct {
 	Msg  string    `json:"msg"`
 	Path string    `json:"path"`
 	Type string    `json:"type"`
+	// By and Instance are the ops dashboard's actions: who did what to
+	// which instance.
+	By       string `json:"by"`
+	Instance string `json:"instance"`
 }
 
 // instanceLog returns instance id's log records so far, in order, from

@@ -18,3 +18,9 @@ const (
 	DeadLetter      = "deadletter-service"
 	PaymentProvider = "payment-provider" // stands for a third party that only payment-service calls
 )
+
+// All are the services that register, in name order (the registry itself
+// does not).
+func All() []string {
+	return []string{Broker, DeadLetter, Gateway, Inventory, Notification, Order, Payment, PaymentProvider, Shipping, User}
+}

@@ -244,7 +244,6 @@ func handle(ctx context.Context, h bus.Handler, r *kgo.Record) bool {
 	}
 }
 
-
 // SubscribeLive follows topic from its current end, with no consumer
 // group: every partition is read from the end offset it had when the call
 // began, so every record produced after it returns is delivered (once,

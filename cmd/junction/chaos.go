@@ -46,16 +46,7 @@ machine.
 		if registry == "" {
 			return nil, usagef("chaos: --registry is needed ('junction up' prints it)")
 		}
-		cat, err := discovery.NewClient(registry, nil).Catalog(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("chaos: %w", err)
-		}
-		var out []discovery.Instance
-		for _, v := range cat.Services {
-			out = append(out, v.Instances...)
-		}
-		sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-		return out, nil
+		return registryInstances(ctx, registry)
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use: "list", Short: "List the instances the registry knows, with their processes", Args: usageArgs(cobra.NoArgs),
@@ -74,10 +65,10 @@ machine.
 		name, short string
 		sig         syscall.Signal
 	}{
-		{"kill", "SIGKILL an instance", syscall.SIGKILL},
-		{"stop", "SIGTERM an instance (graceful stop)", syscall.SIGTERM},
-		{"pause", "SIGSTOP an instance (it stops answering)", syscall.SIGSTOP},
-		{"resume", "SIGCONT a paused instance", syscall.SIGCONT},
+		{"kill", "SIGKILL an instance", chaosSignals["kill"]},
+		{"stop", "SIGTERM an instance (graceful stop)", chaosSignals["stop"]},
+		{"pause", "SIGSTOP an instance (it stops answering)", chaosSignals["pause"]},
+		{"resume", "SIGCONT a paused instance", chaosSignals["resume"]},
 	} {
 		cmd.AddCommand(&cobra.Command{
 			Use: a.name + " ID", Short: a.short, Args: usageArgs(cobra.ExactArgs(1)),
@@ -140,6 +131,24 @@ machine.
 	cmd.AddCommand(chaosLinkCommands(&registry, stdout)...)
 	return cmd
 }
+
+// registryInstances returns every instance the registry at url lists, by
+// id.
+func registryInstances(ctx context.Context, url string) ([]discovery.Instance, error) {
+	cat, err := discovery.NewClient(url, nil).Catalog(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("chaos: %w", err)
+	}
+	var out []discovery.Instance
+	for _, v := range cat.Services {
+		out = append(out, v.Instances...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// chaosSignals are what chaos kill, stop, pause and resume send.
+var chaosSignals = map[string]syscall.Signal{"kill": syscall.SIGKILL, "stop": syscall.SIGTERM, "pause": syscall.SIGSTOP, "resume": syscall.SIGCONT}
 
 // lookupService returns service's live instances from the registry, or
 // an error saying missing when it has none.

@@ -797,6 +797,7 @@ func serveGateway(ctx context.Context, cfg serveConfig, log *slog.Logger) error 
 	}
 	defer feed.Close()
 	gw.ServeLive(live)
+	gw.ServeOps(gateway.OpsConfig{Source: cfg.disc.Source, Traces: cfg.getenv("JUNCTION_TRACES_URL"), Control: cfg.getenv("JUNCTION_CONTROL_URL")})
 	meterGateway(cfg.metrics, gw, live)
 	// On a stop, the WebSockets close with 1001 as the instance leaves the
 	// registry, so their clients resume on another replica.

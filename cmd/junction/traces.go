@@ -14,43 +14,68 @@ import (
 	"github.com/junction-go/junction/telemetry/tracestore"
 )
 
+// localServer is an HTTP server of up's own process on a free loopback
+// port (the trace store, the control API).
+type localServer struct {
+	url  string
+	srv  *http.Server
+	done chan struct{}
+}
+
+// serveLocal serves h on a free loopback port until close; name is for
+// errors.
+func serveLocal(name string, h http.Handler, logf func(string, ...any)) (*localServer, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	l := &localServer{url: "http://" + ln.Addr().String(), srv: rest.NewServer(h), done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		if err := l.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logf("%s stopped: %v", name, err)
+		}
+	}()
+	return l, nil
+}
+
+func (l *localServer) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = l.srv.Shutdown(ctx)
+	<-l.done
+}
+
+// localLog is the logger of up's local servers: warnings and errors, as
+// up's own lines.
+func localLog(logf func(string, ...any)) *slog.Logger {
+	return slog.New(slog.NewTextHandler(logWriter(logf), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
 // traceStore is up's in-process trace store: every service of the run
 // exports its spans to it over OTLP/HTTP.
 type traceStore struct {
-	url    string
-	srv    *http.Server
+	*localServer
 	cancel context.CancelFunc
-	done   chan struct{}
 }
 
 // startTraceStore serves a trace store on a free loopback port; forward,
 // when set, is a collector it sends everything on to.
 func startTraceStore(forward string, logf func(string, ...any)) (*traceStore, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	api := tracestore.NewServer(tracestore.New(tracestore.Config{}), forward, localLog(logf))
+	l, err := serveLocal("trace store", api.Handler(), logf)
 	if err != nil {
-		return nil, fmt.Errorf("trace store: %w", err)
+		return nil, err
 	}
-	log := slog.New(slog.NewTextHandler(logWriter(logf), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	api := tracestore.NewServer(tracestore.New(tracestore.Config{}), forward, log)
 	ctx, cancel := context.WithCancel(context.Background())
-	t := &traceStore{url: "http://" + ln.Addr().String(), srv: rest.NewServer(api.Handler()), cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(t.done)
-		go api.Run(ctx)
-		if err := t.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logf("trace store stopped: %v", err)
-		}
-	}()
-	return t, nil
+	go api.Run(ctx)
+	return &traceStore{localServer: l, cancel: cancel}, nil
 }
 
 // close stops the store, after the services (whose last spans it takes).
 func (t *traceStore) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = t.srv.Shutdown(ctx)
+	t.localServer.close()
 	t.cancel()
-	<-t.done
 }
 
 // logWriter turns each line written into one logf line.

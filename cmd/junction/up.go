@@ -228,6 +228,12 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 		"JUNCTION_SEED_DEMO=true",
 		"JUNCTION_DEMO_PASSWORD="+cfg.DemoPassword,
 	)
+	ctl, err := startControl(registryURL, logf)
+	if err != nil {
+		return err
+	}
+	defer ctl.close()
+	base = append(base, "JUNCTION_CONTROL_URL="+ctl.url)
 	if traces != nil {
 		// Every service exports its spans to the trace store.
 		base = append(base, "OTEL_EXPORTER_OTLP_ENDPOINT="+traces.url, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf", "JUNCTION_TRACES_URL="+traces.url)
@@ -319,6 +325,7 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 	switch {
 	case err == nil:
 		fmt.Fprintf(stdout, "\njunction is ready in %.1fs\n", time.Since(started).Seconds())
+		fmt.Fprintf(stdout, "  shop:     %s/ (ops dashboard: %s/ops)\n", gatewayURL, gatewayURL)
 		fmt.Fprintf(stdout, "  gateway:  %s\n", gatewayURL)
 		fmt.Fprintf(stdout, "  registry: %s\n", registryURL)
 		fmt.Fprintf(stdout, "  broker:   %s\n", redactURL(brokerURL))

@@ -56,6 +56,7 @@ type Gateway struct {
 	retriesRefused atomic.Int64
 	catalogue      *lastGood
 	live           *Live
+	ops            *ops
 }
 
 // Stats counts the gateway's policy actions.

@@ -5,6 +5,7 @@ import (
 
 	"github.com/junction-go/junction/api/services"
 	"github.com/junction-go/junction/auth"
+	"github.com/junction-go/junction/internal/web"
 	"github.com/junction-go/junction/rest"
 )
 
@@ -38,7 +39,12 @@ func (g *Gateway) Handler() http.Handler {
 	mux.Handle("/api/admin/deadletters", signedIn(g.forward(services.DeadLetter)))
 	mux.Handle("/api/admin/deadletters/", signedIn(g.forward(services.DeadLetter)))
 
-	mux.HandleFunc("GET /{$}", index)
+	if g.ops != nil {
+		g.ops.routes(mux, signedIn)
+	}
+	mux.Handle("GET /{$}", web.Pages(http.HandlerFunc(index)))
+	mux.Handle("GET /ops", web.Pages(nil))
+	mux.Handle("GET /assets/", web.Assets())
 	perAddress := limitAddress(g.limits, g.log, &g.rateLimited)
 	api := rest.Chain(rest.Routes(mux), rest.RequestID, rest.AccessLog(g.log), rest.Recover(g.log),
 		shed(g.limits.MaxInFlight, g.log, &g.inFlight, &g.shed), perAddress)

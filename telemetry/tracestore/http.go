@@ -30,6 +30,7 @@ const MaxBody = 16 << 20
 //	GET  /v1/traces?limit=50       the latest traces' summaries, newest first
 //	GET  /v1/traces/{traceId}      one trace with every span, by start time
 //	GET  /v1/orders/{id}/traces    the summaries of the traces that touch an order
+//	GET  /v1/graph?window=60s      the calls between services in the spans of the last window
 type Server struct {
 	store *Store
 	log   *slog.Logger
@@ -62,6 +63,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/traces", s.recent)
 	mux.HandleFunc("GET /v1/traces/{id}", s.trace)
 	mux.HandleFunc("GET /v1/orders/{id}/traces", s.order)
+	mux.HandleFunc("GET /v1/graph", s.graph)
 	return mux
 }
 
@@ -202,4 +204,17 @@ func (f *forwarder) send(ctx context.Context, raw []byte) error {
 		return errors.New("collector answered " + resp.Status)
 	}
 	return nil
+}
+
+func (s *Server) graph(w http.ResponseWriter, r *http.Request) {
+	window := time.Minute
+	if q := r.URL.Query().Get("window"); q != "" {
+		d, err := time.ParseDuration(q)
+		if err != nil || d < time.Second || d > time.Hour {
+			rest.Error(w, r, s.log, fault.New(fault.Invalid, "window is a duration from 1s to 1h, such as 60s"))
+			return
+		}
+		window = d
+	}
+	rest.JSON(w, http.StatusOK, map[string]any{"window": window.String(), "edges": s.store.Graph(time.Now(), window)})
 }

@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -374,4 +375,61 @@ func value(v *commonpb.AnyValue) any {
 		return hex.EncodeToString(x.BytesValue)
 	}
 	return nil
+}
+
+// Edge is the calls from one service to another seen in the store's
+// traces: a span whose parent span is another service's (an HTTP or gRPC
+// call, a message from its creation to its processing).
+type Edge struct {
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Calls  int    `json:"calls"`
+	Errors int    `json:"errors"`
+	// MeanMS is the mean duration of the callee's spans.
+	MeanMS float64 `json:"meanMs"`
+}
+
+// Graph returns the edges between services of the spans that started
+// within window before now, busiest first.
+func (s *Store) Graph(now time.Time, window time.Duration) []Edge {
+	since := uint64(now.Add(-window).UnixNano())
+	type key struct{ from, to string }
+	sums := map[key]*Edge{}
+	total := map[key]time.Duration{}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.traces {
+		byID := make(map[string]*raw, len(e.spans))
+		for i := range e.spans {
+			byID[string(e.spans[i].span.GetSpanId())] = &e.spans[i]
+		}
+		for _, r := range e.spans {
+			sp := r.span
+			if sp.GetStartTimeUnixNano() < since {
+				continue
+			}
+			parent, ok := byID[string(sp.GetParentSpanId())]
+			if !ok || parent.service == r.service {
+				continue
+			}
+			k := key{parent.service, r.service}
+			ed := sums[k]
+			if ed == nil {
+				ed = &Edge{From: k.from, To: k.to}
+				sums[k] = ed
+			}
+			ed.Calls++
+			if sp.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR {
+				ed.Errors++
+			}
+			total[k] += time.Duration(sp.GetEndTimeUnixNano() - sp.GetStartTimeUnixNano())
+		}
+	}
+	out := make([]Edge, 0, len(sums))
+	for k, ed := range sums {
+		ed.MeanMS = float64(total[k]) / float64(ed.Calls) / 1e6
+		out = append(out, *ed)
+	}
+	slices.SortFunc(out, func(a, b Edge) int { return cmp.Or(b.Calls-a.Calls, strings.Compare(a.From+a.To, b.From+b.To)) })
+	return out
 }

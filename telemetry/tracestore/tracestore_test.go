@@ -76,6 +76,17 @@ func TestExportedTracesAreServed(t *testing.T) {
 	if get(t, srv.URL+"/v1/orders/8/traces", &byOrder); len(byOrder.Traces) != 0 {
 		t.Errorf("order 8's traces = %+v", byOrder.Traces)
 	}
+	// One call, from the gateway to order-service.
+	var graph struct {
+		Edges []tracestore.Edge `json:"edges"`
+	}
+	if code := get(t, srv.URL+"/v1/graph?window=1m", &graph); code != http.StatusOK || len(graph.Edges) != 1 ||
+		graph.Edges[0].From != "gateway" || graph.Edges[0].To != "order-service" || graph.Edges[0].Calls != 1 || graph.Edges[0].Errors != 0 {
+		t.Errorf("graph = %d %+v, want one call from gateway to order-service", code, graph.Edges)
+	}
+	if code := get(t, srv.URL+"/v1/graph?window=forever", &graph); code != http.StatusBadRequest {
+		t.Errorf("graph?window=forever = %d, want 400", code)
+	}
 }
 
 // TestForward: with a collector to forward to, it gets what the store got.
