@@ -34,13 +34,14 @@ type benchConfig struct {
 	rate                     float64
 	duration, warmup         time.Duration
 	concurrency              int
+	clients                  int
 	asJSON                   bool
 }
 
 func newBenchCommand(stdout, stderr io.Writer) *cobra.Command {
 	var cfg benchConfig
 	cmd := &cobra.Command{
-		Use:   "bench <orders|read|grpc|bus|http>",
+		Use:   "bench <orders|read|grpc|bus|http|ws>",
 		Short: "Load a running system at a constant rate and report latency percentiles",
 		Long: `Load a running Junction (by default the local 'junction up') at a constant
 arrival rate (open loop) and report what it sustained, with latency measured
@@ -55,12 +56,21 @@ stall is counted (no coordinated omission).
   bus    publish to the broker (--broker, or the one in --registry) and wait until a
          consumer has the message
   http   GET --url, any HTTP endpoint (to compare the gateway with a direct call or another proxy)
+  ws     --clients WebSockets open at once (alice's and bob's), orders placed at --rate
+         for them in turn, each followed over its client's WebSocket: the time from each
+         change at order-service to its frame, the verdict's beside a long poll of the
+         same order, and the gateway's memory per connection (with --registry). More
+         than 1,000 clients need the gateway's cap per user raised
+         (JUNCTION_WS_PER_USER=10000 junction up).
 
 With --find-max it searches for the highest rate whose p99 stays within --p99
 and that is achieved (99% of the offered rate), running --duration at each.`,
 		Args:      usageArgs(cobra.ExactArgs(1)),
-		ValidArgs: []string{"orders", "read", "grpc", "bus", "http"},
+		ValidArgs: []string{"orders", "read", "grpc", "bus", "http", "ws"},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if args[0] == "ws" {
+				return benchWS(cmd.Context(), cfg, stdout, stderr)
+			}
 			return bench(cmd.Context(), args[0], cfg, stdout, stderr)
 		},
 	}
@@ -79,6 +89,7 @@ and that is achieved (99% of the offered rate), running --duration at each.`,
 	fs.DurationVar(&cfg.warmup, "warmup", 2*time.Second, "unmeasured time before it")
 	fs.IntVar(&cfg.concurrency, "concurrency", 64, "most calls in flight")
 	fs.BoolVar(&cfg.asJSON, "json", false, "print the figures as JSON")
+	fs.IntVar(&cfg.clients, "clients", 1000, "WebSockets open at once, for ws")
 	fs.StringVar(&cfg.url, "url", "", "URL to GET, for http")
 	fs.BoolVar(&cfg.findMax, "find-max", false, "search for the highest rate that holds --p99")
 	fs.StringVar(&cfg.svg, "svg", "", "also write the latency-over-time and percentile plots to this SVG file")
@@ -220,7 +231,7 @@ func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr
 			return nil
 		}
 	default:
-		return usagef("bench: unknown scenario %q; one of orders, read, grpc, bus, http", scenario)
+		return usagef("bench: unknown scenario %q; one of orders, read, grpc, bus, http, ws", scenario)
 	}
 	if cfg.findMax {
 		return findMax(ctx, scenario, cfg, op, stdout, stderr)

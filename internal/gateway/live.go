@@ -59,8 +59,10 @@ const (
 	authWait = 5 * time.Second
 	// readLimit is the largest message a client may send.
 	readLimit = 8 << 10
-	// sendBuffer frames wait for a slow client; one more and it is dropped.
-	sendBuffer = 512
+	// sendBuffer frames wait for a slow client; one more and it is dropped
+	// (an order has about 13 events; a client that follows ten placed at
+	// once has room).
+	sendBuffer = 128
 	// maxFollows is the most orders one connection follows by id.
 	maxFollows = 200
 	pingEvery  = 30 * time.Second
@@ -429,16 +431,11 @@ func (c *liveConn) refuse(err error) {
 func (c *liveConn) run() {
 	go c.writeLoop()
 	defer c.cancel()
-	expiry := time.NewTimer(time.Until(c.principal.Expires))
+	expiry := time.AfterFunc(time.Until(c.principal.Expires), func() {
+		c.sendJSON(errorFrame{Type: "error", Code: "token_expired", Detail: "the access token expired; connect again with a new one and after"})
+		c.close(websocket.StatusPolicyViolation, "token expired", true)
+	})
 	defer expiry.Stop()
-	go func() {
-		select {
-		case <-c.ctx.Done():
-		case <-expiry.C:
-			c.sendJSON(errorFrame{Type: "error", Code: "token_expired", Detail: "the access token expired; connect again with a new one and after"})
-			c.close(websocket.StatusPolicyViolation, "token expired", true)
-		}
-	}()
 	for {
 		_, data, err := c.ws.Read(c.ctx)
 		if err != nil {
