@@ -14,7 +14,7 @@ import (
 // rejected with their sagas compensated; an instance killed through it is
 // restarted by junction up; each action is logged with who did it.
 func TestOpsAPI(t *testing.T) {
-	s := startShop(t, nil, nil)
+	s := startShop(t, nil, nil, "--fault-links")
 	alice := s.customers[0]
 	for _, path := range []string{"/api/admin/ops/instances", "/api/admin/ops/metrics", "/api/admin/ops/graph", "/api/admin/ops/provider"} {
 		if r := alice.do("GET", path, nil); r.Status != http.StatusForbidden {
@@ -102,6 +102,45 @@ func TestOpsAPI(t *testing.T) {
 		}
 		return nil
 	})
+
+	// A link's faults, as junction chaos link sets them.
+	type link struct {
+		Name   string   `json:"name"`
+		Down   bool     `json:"down"`
+		Toxics []string `json:"toxics"`
+	}
+	links := func() map[string]link {
+		var out struct {
+			Links []link `json:"links"`
+		}
+		s.admin.do("GET", "/api/admin/ops/links", nil).decode(t, &out)
+		m := map[string]link{}
+		for _, l := range out.Links {
+			m[l.Name] = l
+		}
+		return m
+	}
+	if l, ok := links()["inventory-service-1"]; !ok || l.Down || len(l.Toxics) != 0 {
+		t.Fatalf("links: inventory-service-1 = %+v (found %t), want healthy", l, ok)
+	}
+	if r := s.admin.do("PUT", "/api/admin/ops/links/inventory-service-1", map[string]any{"latencyMs": 200, "down": true}); r.Status != http.StatusOK {
+		t.Fatalf("PUT link faults = %d %s", r.Status, r.Body)
+	}
+	if l := links()["inventory-service-1"]; !l.Down || len(l.Toxics) != 2 || !strings.HasPrefix(l.Toxics[0], "latency") {
+		t.Errorf("after the PUT: %+v, want down with latency both ways", l)
+	}
+	if r := s.admin.do("PUT", "/api/admin/ops/links/inventory-service-1", map[string]any{}); r.Status != http.StatusOK {
+		t.Fatalf("heal the link = %d %s", r.Status, r.Body)
+	}
+	if l := links()["inventory-service-1"]; l.Down || len(l.Toxics) != 0 {
+		t.Errorf("healed: %+v", l)
+	}
+	if r := s.admin.do("PUT", "/api/admin/ops/links/nowhere", map[string]any{}); r.Status != http.StatusNotFound {
+		t.Errorf("an unknown link = %d %s, want 404", r.Status, r.Body)
+	}
+	if r := s.admin.do("PUT", "/api/admin/ops/links/inventory-service-1", map[string]any{"latencyMs": -5}); r.Status != http.StatusBadRequest {
+		t.Errorf("a negative latency = %d %s, want 400", r.Status, r.Body)
+	}
 
 	// Kill an instance; junction up restarts it.
 	if r := s.admin.do("POST", "/api/admin/ops/instances/payment-provider-1/kill", nil); r.Status != http.StatusOK {

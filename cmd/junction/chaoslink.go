@@ -24,6 +24,62 @@ type linkFaults struct {
 	toxicity        float32
 }
 
+// applyLinkFaults replaces the faults of link p with f's.
+func applyLinkFaults(p *toxiclient.Proxy, f linkFaults) error {
+	if f.toxicity <= 0 || f.toxicity > 1 {
+		return fmt.Errorf("chaos: --toxicity %v must be above 0 and at most 1", f.toxicity)
+	}
+	if f.latency < 0 || f.jitter < 0 || f.bandwidth < 0 {
+		return fmt.Errorf("chaos: --latency, --jitter and --bandwidth must not be negative")
+	}
+	for _, t := range p.ActiveToxics {
+		if err := p.RemoveToxic(t.Name); err != nil {
+			return fmt.Errorf("chaos: %w", err)
+		}
+	}
+	add := func(name, typ string, attrs toxiclient.Attributes) error {
+		for _, stream := range []string{"upstream", "downstream"} {
+			if _, err := p.AddToxic(name+"-"+stream, typ, stream, f.toxicity, attrs); err != nil {
+				return fmt.Errorf("chaos: %s: %w", name, err)
+			}
+		}
+		return nil
+	}
+	if f.latency > 0 {
+		// Half each way, so a round trip gains the whole of it.
+		if err := add("latency", "latency", toxiclient.Attributes{"latency": f.latency.Milliseconds() / 2, "jitter": f.jitter.Milliseconds() / 2}); err != nil {
+			return err
+		}
+	}
+	if f.bandwidth > 0 {
+		if err := add("bandwidth", "bandwidth", toxiclient.Attributes{"rate": f.bandwidth}); err != nil {
+			return err
+		}
+	}
+	if f.blackhole {
+		if err := add("blackhole", "timeout", toxiclient.Attributes{"timeout": 0}); err != nil {
+			return err
+		}
+	}
+	if f.reset {
+		if _, err := p.AddToxic("reset", "reset_peer", "downstream", f.toxicity, toxiclient.Attributes{"timeout": 0}); err != nil {
+			return fmt.Errorf("chaos: reset: %w", err)
+		}
+	}
+	if f.down == p.Enabled {
+		var err error
+		if f.down {
+			err = p.Disable()
+		} else {
+			err = p.Enable()
+		}
+		if err != nil {
+			return fmt.Errorf("chaos: %w", err)
+		}
+	}
+	return nil
+}
+
 // chaosLinkCommands are `chaos links` and `chaos link NAME`: the Toxiproxy
 // links 'junction up --fault-links' put in front of every instance.
 func chaosLinkCommands(registry *string, stdout io.Writer) []*cobra.Command {
@@ -83,55 +139,8 @@ flags replace whatever was set; with none, the link is healthy again.`,
 			if err != nil {
 				return fmt.Errorf("chaos: link %q: %w (junction chaos links)", args[0], err)
 			}
-			if f.toxicity <= 0 || f.toxicity > 1 {
-				return fmt.Errorf("chaos: --toxicity %v must be above 0 and at most 1", f.toxicity)
-			}
-			if f.latency < 0 || f.jitter < 0 || f.bandwidth < 0 {
-				return fmt.Errorf("chaos: --latency, --jitter and --bandwidth must not be negative")
-			}
-			for _, t := range p.ActiveToxics {
-				if err := p.RemoveToxic(t.Name); err != nil {
-					return fmt.Errorf("chaos: %w", err)
-				}
-			}
-			add := func(name, typ string, attrs toxiclient.Attributes) error {
-				for _, stream := range []string{"upstream", "downstream"} {
-					if _, err := p.AddToxic(name+"-"+stream, typ, stream, f.toxicity, attrs); err != nil {
-						return fmt.Errorf("chaos: %s: %w", name, err)
-					}
-				}
-				return nil
-			}
-			if f.latency > 0 {
-				// Half each way, so a round trip gains the whole of it.
-				if err := add("latency", "latency", toxiclient.Attributes{"latency": f.latency.Milliseconds() / 2, "jitter": f.jitter.Milliseconds() / 2}); err != nil {
-					return err
-				}
-			}
-			if f.bandwidth > 0 {
-				if err := add("bandwidth", "bandwidth", toxiclient.Attributes{"rate": f.bandwidth}); err != nil {
-					return err
-				}
-			}
-			if f.blackhole {
-				if err := add("blackhole", "timeout", toxiclient.Attributes{"timeout": 0}); err != nil {
-					return err
-				}
-			}
-			if f.reset {
-				if _, err := p.AddToxic("reset", "reset_peer", "downstream", f.toxicity, toxiclient.Attributes{"timeout": 0}); err != nil {
-					return fmt.Errorf("chaos: reset: %w", err)
-				}
-			}
-			if f.down == p.Enabled {
-				if f.down {
-					err = p.Disable()
-				} else {
-					err = p.Enable()
-				}
-				if err != nil {
-					return fmt.Errorf("chaos: %w", err)
-				}
+			if err := applyLinkFaults(p, f); err != nil {
+				return err
 			}
 			fmt.Fprintf(stdout, "%s: latency %v ± %v, bandwidth %d KB/s, blackhole %t, reset %t, down %t (%.0f%% of connections)\n",
 				args[0], f.latency, f.jitter, f.bandwidth, f.blackhole, f.reset, f.down, f.toxicity*100)

@@ -2,9 +2,15 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
+	"time"
+
+	toxiclient "github.com/Shopify/toxiproxy/v2/client"
 
 	"github.com/junction-go/junction/discovery"
 	"github.com/junction-go/junction/fault"
@@ -17,7 +23,10 @@ import (
 // logs who made it).
 //
 //	POST /v1/instances/{id}/{kill|stop|pause|resume}
-func startControl(registryURL string, logf func(string, ...any)) (*localServer, error) {
+//	GET  /v1/links                 with --fault-links: every link and its faults
+//	PUT  /v1/links/{name}          set a link's faults (as junction chaos link): {"latencyMs":200,
+//	                               "jitterMs":0,"bandwidthKBs":0,"blackhole":false,"reset":false,"down":false,"toxicity":1}
+func startControl(registryURL, linksAPI string, logf func(string, ...any)) (*localServer, error) {
 	log := localLog(logf)
 	instances := func(ctx context.Context) ([]discovery.Instance, error) { return registryInstances(ctx, registryURL) }
 	mux := http.NewServeMux()
@@ -44,5 +53,66 @@ func startControl(registryURL string, logf func(string, ...any)) (*localServer, 
 		logf("%s: sent %v (pid %d) for the ops page", id, sig, pid)
 		rest.JSON(w, http.StatusOK, map[string]any{"instance": id, "action": action, "pid": pid})
 	})
+	if linksAPI != "" {
+		links := toxiclient.NewClient("http://" + linksAPI)
+		mux.HandleFunc("GET /v1/links", func(w http.ResponseWriter, r *http.Request) {
+			proxies, err := links.Proxies()
+			if err != nil {
+				rest.Error(w, r, log, fault.Wrap(fault.Unavailable, err, "the links cannot be read"))
+				return
+			}
+			out := []linkJSON{}
+			for _, p := range proxies {
+				l := linkJSON{Name: p.Name, Listen: p.Listen, Upstream: p.Upstream, Down: !p.Enabled, Toxics: []string{}}
+				for _, t := range p.ActiveToxics {
+					l.Toxics = append(l.Toxics, fmt.Sprintf("%s %v", t.Type, t.Attributes))
+				}
+				slices.Sort(l.Toxics)
+				out = append(out, l)
+			}
+			slices.SortFunc(out, func(a, b linkJSON) int { return strings.Compare(a.Name, b.Name) })
+			rest.JSON(w, http.StatusOK, map[string]any{"links": out})
+		})
+		mux.HandleFunc("PUT /v1/links/{name}", func(w http.ResponseWriter, r *http.Request) {
+			var in struct {
+				LatencyMS    int64    `json:"latencyMs"`
+				JitterMS     int64    `json:"jitterMs"`
+				BandwidthKBs int64    `json:"bandwidthKBs"`
+				Blackhole    bool     `json:"blackhole"`
+				Reset        bool     `json:"reset"`
+				Down         bool     `json:"down"`
+				Toxicity     *float32 `json:"toxicity"`
+			}
+			if err := rest.Decode(w, r, 4<<10, &in); err != nil {
+				rest.Error(w, r, log, err)
+				return
+			}
+			p, err := links.Proxy(r.PathValue("name"))
+			if err != nil {
+				rest.Error(w, r, log, fault.Wrap(fault.NotFound, err, "no link %q", r.PathValue("name")))
+				return
+			}
+			f := linkFaults{latency: time.Duration(in.LatencyMS) * time.Millisecond, jitter: time.Duration(in.JitterMS) * time.Millisecond,
+				bandwidth: in.BandwidthKBs, blackhole: in.Blackhole, reset: in.Reset, down: in.Down, toxicity: 1}
+			if in.Toxicity != nil {
+				f.toxicity = *in.Toxicity
+			}
+			if err := applyLinkFaults(p, f); err != nil {
+				rest.Error(w, r, log, fault.Wrap(fault.Invalid, err, "%v", err))
+				return
+			}
+			logf("link %s: faults set for the ops page: %+v", p.Name, in)
+			rest.JSON(w, http.StatusOK, map[string]any{"link": p.Name})
+		})
+	}
 	return serveLocal("control", mux, logf)
+}
+
+// linkJSON is one link as GET /v1/links shows it.
+type linkJSON struct {
+	Name     string   `json:"name"`
+	Listen   string   `json:"listen"`
+	Upstream string   `json:"upstream"`
+	Down     bool     `json:"down"`
+	Toxics   []string `json:"toxics"`
 }

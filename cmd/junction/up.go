@@ -228,12 +228,6 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 		"JUNCTION_SEED_DEMO=true",
 		"JUNCTION_DEMO_PASSWORD="+cfg.DemoPassword,
 	)
-	ctl, err := startControl(registryURL, logf)
-	if err != nil {
-		return err
-	}
-	defer ctl.close()
-	base = append(base, "JUNCTION_CONTROL_URL="+ctl.url)
 	if traces != nil {
 		// Every service exports its spans to the trace store.
 		base = append(base, "OTEL_EXPORTER_OTLP_ENDPOINT="+traces.url, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf", "JUNCTION_TRACES_URL="+traces.url)
@@ -245,6 +239,16 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 		}
 		defer links.close()
 	}
+	linksAPI := ""
+	if links != nil {
+		linksAPI = links.api
+	}
+	ctl, err := startControl(registryURL, linksAPI, logf)
+	if err != nil {
+		return err
+	}
+	defer ctl.close()
+	base = append(base, "JUNCTION_CONTROL_URL="+ctl.url)
 	reg := discovery.NewClient(registryURL, nil)
 	// What the tiers above wait for (the table's ready column).
 	readyCheck := func(row service) func(context.Context) error {

@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
+	neturl "net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -48,6 +47,8 @@ type OpsConfig struct {
 //	GET  /api/admin/ops/provider                  the payment provider's faults
 //	PUT  /api/admin/ops/provider                  set them (as junction chaos provider)
 //	POST /api/admin/ops/instances/{id}/{action}   kill, stop, pause, resume (as junction chaos)
+//	GET  /api/admin/ops/links                     the links of junction up --fault-links
+//	PUT  /api/admin/ops/links/{name}              set a link's latency, blackhole, reset, down (as junction chaos link)
 type ops struct {
 	cfg    OpsConfig
 	client *http.Client
@@ -60,7 +61,7 @@ type ops struct {
 func (g *Gateway) ServeOps(cfg OpsConfig) {
 	o := &ops{cfg: cfg, log: g.log, client: &http.Client{Timeout: 3 * time.Second}}
 	if cfg.Traces != "" {
-		target, err := url.Parse(cfg.Traces)
+		target, err := neturl.Parse(cfg.Traces)
 		if err == nil {
 			o.traces = &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.SetURL(target)
@@ -90,6 +91,8 @@ func (o *ops) routes(mux *http.ServeMux, signedIn func(http.Handler) http.Handle
 	mux.Handle("GET /api/admin/ops/provider", admin(o.provider))
 	mux.Handle("PUT /api/admin/ops/provider", admin(o.provider))
 	mux.Handle("POST /api/admin/ops/instances/{id}/{action}", admin(o.act))
+	mux.Handle("GET /api/admin/ops/links", admin(o.act))
+	mux.Handle("PUT /api/admin/ops/links/{name}", admin(o.act))
 }
 
 // every lists the instances of every service, in the order of the
@@ -263,30 +266,48 @@ func (o *ops) provider(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(answer)
 }
 
-// act kills, stops, pauses or resumes an instance through junction up's
-// control API.
+// act forwards to junction up's control API: an instance's signal, the
+// links' faults.
 func (o *ops) act(w http.ResponseWriter, r *http.Request) {
 	if o.cfg.Control == "" {
-		rest.Error(w, r, o.log, fault.New(fault.NotFound, "instances can be stopped from here only in a system run by junction up"))
+		rest.Error(w, r, o.log, fault.New(fault.NotFound, "instances and links can be broken from here only in a system run by junction up"))
 		return
 	}
-	id, action := r.PathValue("id"), r.PathValue("action")
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, fmt.Sprintf("%s/v1/instances/%s/%s", o.cfg.Control, url.PathEscape(id), url.PathEscape(action)), nil)
+	path := "/v1" + strings.TrimPrefix(r.URL.EscapedPath(), "/api/admin/ops")
+	var body []byte
+	if r.Method == http.MethodPut {
+		var err error
+		if body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, 4<<10)); err != nil {
+			rest.Error(w, r, o.log, fault.New(fault.TooLarge, "the faults are a small JSON object"))
+			return
+		}
+	}
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, o.cfg.Control+path, bytes.NewReader(body))
 	if err != nil {
 		rest.Error(w, r, o.log, err)
 		return
 	}
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := o.client.Do(req)
 	if err != nil {
 		rest.Error(w, r, o.log, fault.Wrap(fault.Unavailable, err, "junction up's control API cannot be reached"))
 		return
 	}
 	defer resp.Body.Close()
-	p, _ := auth.FromContext(r.Context())
-	o.log.InfoContext(r.Context(), "ops: instance action", "by", p.Username, "instance", id, "action", action, "status", resp.StatusCode)
-	for k, v := range resp.Header {
-		w.Header()[k] = v
+	if r.Method != http.MethodGet {
+		p, _ := auth.FromContext(r.Context())
+		attrs := []any{"by", p.Username, "status", resp.StatusCode}
+		if id := r.PathValue("id"); id != "" {
+			attrs = append(attrs, "instance", id, "action", r.PathValue("action"))
+		}
+		if name := r.PathValue("name"); name != "" {
+			attrs = append(attrs, "link", name, "faults", string(bytes.TrimSpace(body)))
+		}
+		o.log.InfoContext(r.Context(), "ops: "+map[bool]string{true: "link faults set", false: "instance action"}[r.PathValue("name") != ""], attrs...)
+	}
+	for _, k := range []string{"Content-Type"} {
+		w.Header().Set(k, resp.Header.Get(k))
 	}
 	w.WriteHeader(resp.StatusCode)
-	_, _ = io.Copy(w, resp.Body)
+	_, _ = io.Copy(w, io.LimitReader(resp.Body, 1<<20))
 }

@@ -199,8 +199,30 @@ async function journeyView(params) {
       })));
 }
 
+// linksPanel lists the links of junction up --fault-links, each with its
+// faults and a form to set them (as junction chaos link does).
+function linksPanel(links) {
+  if (links.error) return h("div", { class: "card" }, h("h2", {}, "Links"), h("p", { class: "hint" }, "Start the system with junction up --fault-links to put a link (Toxiproxy) in front of every instance and its broker connection; then its latency, blackhole, reset and outage are set here."));
+  const rows = links.links.map((l) => {
+    const latency = h("input", { type: "number", min: 0, max: 60000, value: 0, class: "qty", id: "lat-" + l.name, "aria-label": "Latency of " + l.name + " in ms" });
+    const mode = h("select", { id: "mode-" + l.name, "aria-label": "Fault of " + l.name },
+      ["none", "blackhole", "reset", "down"].map((m) => h("option", { value: m }, m)));
+    const set = async (e) => {
+      e.target.disabled = true;
+      try {
+        await api("PUT", "/api/admin/ops/links/" + encodeURIComponent(l.name), { latencyMs: Number(latency.value), blackhole: mode.value === "blackhole", reset: mode.value === "reset", down: mode.value === "down" });
+        await faultsView();
+      } catch (err) { showError(err); e.target.disabled = false; }
+    };
+    return [l.name, (l.down ? "down " : "") + (l.toxics.join(", ") || (l.down ? "" : "healthy")), h("span", {}, latency, " ms ", mode, " ", h("button", { type: "button", class: "small", "data-link": l.name, onclick: set }, "Set"))];
+  });
+  return h("div", { class: "card" }, table("Links", ["link", "faults now", "set (replaces)"], rows),
+    h("p", { class: "hint" }, "A link named after an instance carries every call to it; NAME->broker is that instance's broker connection. Set with latency 0 and none to heal a link."));
+}
+
 async function faultsView() {
-  const [inst, faults] = await Promise.all([api("GET", "/api/admin/ops/instances"), api("GET", "/api/admin/ops/provider").catch((e) => ({ error: e.message }))]);
+  const [inst, faults, links] = await Promise.all([api("GET", "/api/admin/ops/instances"), api("GET", "/api/admin/ops/provider").catch((e) => ({ error: e.message })),
+    api("GET", "/api/admin/ops/links").catch((e) => ({ error: e.message }))]);
   const latency = h("input", { id: "latency", type: "number", min: 0, max: 60000, value: faults.latencyMs || 0 });
   const errors = h("input", { id: "error-rate", type: "number", min: 0, max: 1, step: 0.05, value: faults.errorRate || 0 });
   const outage = h("input", { id: "outage", type: "checkbox", checked: !!faults.outage });
@@ -226,10 +248,11 @@ async function faultsView() {
     e.target.disabled = false;
   };
   const rows = inst.instances.map((i) => [i.id, i.service, Object.entries(i.endpoints || {}).map(([k, v]) => k + " " + v).join(", "),
-    inst.control ? h("span", {}, ["kill", "stop", "pause", "resume"].map((a) => h("button", { type: "button", class: "small" + (a === "kill" ? " danger" : ""), "data-action": a, "data-instance": i.id, onclick: act(i.id, a) }, a))) : "—"]);
+    inst.control ? h("span", { class: "actions" }, ["kill", "stop", "pause", "resume"].map((a) => h("button", { type: "button", class: "small" + (a === "kill" ? " danger" : ""), "data-action": a, "data-instance": i.id, onclick: act(i.id, a) }, a))) : "—"]);
   view("Faults", h("div", { class: "panels" }, form,
     h("div", { class: "card" }, table("Instances", ["instance", "service", "endpoints", "actions"], rows),
-      h("p", { class: "hint" }, inst.control ? "kill: SIGKILL (restarted by junction up); stop: SIGTERM; pause: SIGSTOP (it stops answering; probes take it out); resume: SIGCONT. A paused instance leaves this list; resume it with junction chaos resume ID." : "Instances can be stopped from here in a system run by junction up."))));
+      h("p", { class: "hint" }, inst.control ? "kill: SIGKILL (restarted by junction up); stop: SIGTERM; pause: SIGSTOP (it stops answering; probes take it out); resume: SIGCONT. A paused instance leaves this list; resume it with junction chaos resume ID." : "Instances can be stopped from here in a system run by junction up.")),
+    linksPanel(links)));
 }
 
 async function route() {

@@ -8,6 +8,7 @@ const DECLINED = "4000000000000002";
 let live = null;
 let products = [];
 let onPage = null; // the open page's own use of live events
+let stockTimer = null; // the catalogue's refresh of the stock
 let liveState = "…";
 const cart = new Map(JSON.parse(sessionStorage.getItem("junction.cart") || "[]"));
 
@@ -110,7 +111,8 @@ async function catalogue() {
       h("p", { class: "price" }, money(p.price, p.currency)),
       h("p", { class: "stock" }, p.stock > 0 ? `${p.stock} in stock` : "Out of stock"),
       h("button", { type: "button", class: "add", onclick: () => { cart.set(p.sku, (cart.get(p.sku) || 0) + 1); saveCart(); } }, "Add to cart", h("span", { class: "sr" }, " " + p.name)))));
-  view("Catalogue", grid);
+  view("Catalogue", h("p", { class: "hint" }, "Stock as it is now: it refreshes every few seconds, and at once when one of your orders is decided."), grid);
+  stockTimer = setInterval(refreshStock, 5000);
 }
 
 function cartView() {
@@ -219,6 +221,7 @@ async function route() {
   header();
   const hash = location.hash || "#/";
   onPage = null;
+  clearInterval(stockTimer);
   if (hash === "#/login") return session() ? (location.hash = "#/") : loginView("#/");
   if (!session() && hash !== "#/" && hash !== "#/cart") return loginView(hash);
   try {
