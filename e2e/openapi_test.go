@@ -55,9 +55,11 @@ func TestOpenAPIDescribesTheGateway(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole system")
 	}
-	s := startSystem(t, t.TempDir())
+	s := startSystem(t, t.TempDir(), "--fault-links")
 	doc, router := loadOpenAPI(t, s.Gateway)
 	openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.FileBodyDecoder)
+	openapi3filter.RegisterBodyDecoder("text/css", openapi3filter.FileBodyDecoder)
+	openapi3filter.RegisterBodyDecoder("text/javascript", openapi3filter.FileBodyDecoder)
 
 	tokens := map[string]string{}
 	for _, who := range []string{"alice", "bob", "admin"} {
@@ -200,6 +202,38 @@ func TestOpenAPIDescribesTheGateway(t *testing.T) {
 	call("admin", "GET", "/api/admin/deadletters/999999", nil, 404)
 	call("admin", "POST", "/api/admin/deadletters/1/redrive", nil, 200)
 
+	// The pages, and the ops dashboard's API.
+	call("", "GET", "/ops", nil, 200)
+	call("", "GET", "/assets/style.css", nil, 200)
+	call("", "GET", "/assets/shop.js", nil, 200)
+	call("", "GET", "/assets/nothing.js", nil, 404)
+	call("alice", "GET", "/api/admin/ops/instances", nil, 403)
+	call("admin", "GET", "/api/admin/ops/instances", nil, 200)
+	call("admin", "GET", "/api/admin/ops/metrics", nil, 200)
+	call("admin", "GET", "/api/admin/ops/graph?window=30s", nil, 200)
+	call("admin", "GET", "/api/admin/ops/graph?window=never", nil, 400)
+	traces := call("admin", "GET", "/api/admin/ops/traces?limit=1", nil, 200)
+	var sums struct {
+		Traces []struct {
+			TraceID string `json:"traceId"`
+		} `json:"traces"`
+	}
+	_ = json.Unmarshal(traces, &sums)
+	if len(sums.Traces) == 1 {
+		call("admin", "GET", "/api/admin/ops/traces/"+sums.Traces[0].TraceID, nil, 200)
+	}
+	call("admin", "GET", "/api/admin/ops/traces/"+strings.Repeat("ab", 16), nil, 404)
+	call("admin", "GET", fmt.Sprintf("/api/admin/ops/orders/%d/traces", o.OrderID), nil, 200)
+	call("admin", "GET", "/api/admin/ops/provider", nil, 200)
+	call("admin", "PUT", "/api/admin/ops/provider", map[string]any{"latencyMs": 1}, 200)
+	call("admin", "PUT", "/api/admin/ops/provider", map[string]any{}, 200)
+	call("admin", "POST", "/api/admin/ops/instances/payment-provider-1/resume", nil, 200) // SIGCONT to a running process
+	call("admin", "POST", "/api/admin/ops/instances/nobody-1/resume", nil, 404)
+	call("admin", "GET", "/api/admin/ops/links", nil, 200)
+	call("admin", "PUT", "/api/admin/ops/links/payment-provider-1", map[string]any{"latencyMs": 10}, 200)
+	call("admin", "PUT", "/api/admin/ops/links/payment-provider-1", map[string]any{}, 200)
+	call("admin", "PUT", "/api/admin/ops/links/nowhere", map[string]any{}, 404)
+
 	for _, path := range doc.Paths.InMatchingOrder() {
 		for method, op := range doc.Paths.Value(path).Operations() {
 			if !succeeded[op.OperationID] {
@@ -278,13 +312,16 @@ func gatewayRoutes(t *testing.T) []route {
 		switch {
 		case r.path == "/{$}":
 			out = append(out, route{r.method, "/"})
+		case r.path == "/assets/":
+			out = append(out, route{r.method, "/assets/{file}"})
 		case r.method != "" && !strings.HasPrefix(r.path, "/api/") && !strings.HasPrefix(r.path, "/.well-known/"):
 			out = append(out, r) // served by the gateway itself
 		default:
 			forwarded = append(forwarded, r.path)
 		}
 	}
-	out = append(out, route{"GET", "/problems/"}, route{"GET", "/problems/{code}"}) // rest.Routes adds them
+	out = append(out, route{"GET", "/problems/"}, route{"GET", "/problems/{code}"})  // rest.Routes adds them
+	out = append(out, read(filepath.Join("..", "internal", "gateway", "ops.go"))...) // the gateway's own under /api/
 	services, err := filepath.Glob(filepath.Join("..", "internal", "*", "httpapi", "routes.go"))
 	if err != nil || len(services) == 0 {
 		t.Fatalf("no service routes found: %v", err)

@@ -324,6 +324,7 @@ type liveConn struct {
 	user    int64 // set before the connection is shared
 	send    chan []byte
 	closing chan closeRequest
+	dropped atomic.Bool // too slow: nothing more is queued
 
 	mu        sync.Mutex // guards what follows
 	principal auth.Principal
@@ -718,9 +719,11 @@ func (c *liveConn) queue(b []byte) bool {
 	case <-c.ctx.Done():
 		return false
 	default:
-		c.l.slow.Add(1)
-		c.l.log.Info("websocket too slow; dropping it", "user_id", c.user, "address", c.addr)
-		c.close(websocket.StatusPolicyViolation, "too slow", false)
+		if c.dropped.CompareAndSwap(false, true) {
+			c.l.slow.Add(1)
+			c.l.log.Info("websocket too slow; dropping it", "user_id", c.user, "address", c.addr)
+			c.close(websocket.StatusPolicyViolation, "too slow", false)
+		}
 		return false
 	}
 }

@@ -85,9 +85,10 @@ func (o *ops) routes(mux *http.ServeMux, signedIn func(http.Handler) http.Handle
 	}
 	mux.Handle("GET /api/admin/ops/instances", admin(o.instances))
 	mux.Handle("GET /api/admin/ops/metrics", admin(o.metrics))
-	for _, p := range []string{"/graph", "/traces", "/traces/{id}", "/orders/{id}/traces"} {
-		mux.Handle("GET /api/admin/ops"+p, admin(o.trace))
-	}
+	mux.Handle("GET /api/admin/ops/graph", admin(o.trace))
+	mux.Handle("GET /api/admin/ops/traces", admin(o.trace))
+	mux.Handle("GET /api/admin/ops/traces/{id}", admin(o.trace))
+	mux.Handle("GET /api/admin/ops/orders/{id}/traces", admin(o.trace))
 	mux.Handle("GET /api/admin/ops/provider", admin(o.provider))
 	mux.Handle("PUT /api/admin/ops/provider", admin(o.provider))
 	mux.Handle("POST /api/admin/ops/instances/{id}/{action}", admin(o.act))
