@@ -182,8 +182,30 @@ async function journeyView(params) {
   const t1 = Math.max(...spans.map((s) => Date.parse(s.end)));
   const width = Math.max(1, t1 - t0);
   const services = [...new Set(spans.map((s) => s.service))].sort();
+  // Each message: from its write (create, in the writer's transaction) to
+  // each reader's processing: how far behind the owner every reader is.
+  const byMessage = new Map();
+  for (const sp of spans) {
+    const id = sp.attributes && sp.attributes["messaging.message.id"];
+    if (!id) continue;
+    if (!byMessage.has(id)) byMessage.set(id, []);
+    byMessage.get(id).push(sp);
+  }
+  const lags = [];
+  for (const list of byMessage.values()) {
+    const created = list.find((sp) => sp.name.startsWith("create "));
+    if (!created) continue;
+    const sent = list.find((sp) => sp.name.startsWith("send "));
+    for (const p of list.filter((sp) => sp.name.startsWith("process "))) {
+      lags.push([created.name.slice(7) + ": " + created.service + " → " + p.service + (p.attributes["junction.message.delivery_count"] > 1 ? ` (delivery ${p.attributes["junction.message.delivery_count"]})` : ""),
+        sent ? Date.parse(sent.start) - Date.parse(created.start) : NaN, Date.parse(p.start) - Date.parse(created.start)]);
+    }
+  }
+  lags.sort((a, b) => b[2] - a[2]);
   out.replaceChildren(
     h("p", {}, `${spans.length} spans in ${traces.length} trace(s) across ${services.length} services (${services.join(", ")}), over ${fmt(width)} ms.`),
+    table("From each write to its readers (eventual consistency: the owner had it at once)", ["message: writer → reader", "outbox wait (ms)", "lag to the reader (ms)"], lags.slice(0, 40), "No messages in these traces."),
+    h("h2", {}, "Every hop, by start time"),
     h("div", { class: "waterfall", role: "table", "aria-label": "The order's spans by start time" },
       spans.map((s) => {
         const start = Date.parse(s.start) - t0;
