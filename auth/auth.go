@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/junction-go/junction/fault"
 )
@@ -166,9 +167,18 @@ type Verifier struct {
 	now     func() time.Time
 	refresh time.Duration
 
+	// fetches: one fetch of the key set at a time, outside mu, which
+	// every verification takes only briefly.
+	fetches singleflight.Group
+
 	mu      sync.Mutex
 	keys    map[string]ed25519.PublicKey
 	fetched time.Time
+	// failed is when the last fetch failed, with failure its error: no
+	// new fetch before fetchBackoff has passed, so a stream of unknown
+	// kids while user-service is down costs nothing.
+	failed  time.Time
+	failure error
 	// verified remembers tokens that passed every check, by their exact
 	// text, until they expire: a caller sends the same token with every
 	// request, and an Ed25519 check each time is not free (figures in
@@ -288,28 +298,69 @@ func (v *Verifier) remember(token string, p Principal, kid string, until time.Ti
 	v.verified[token] = verifiedToken{principal: p, kid: kid, until: until}
 }
 
+// fetchBackoff is how long after a failed fetch of the key set the next
+// may start; a key id the set lacks waits for the refresh interval.
+const fetchBackoff = time.Second
+
+// key returns kid's key: from the set held, or from a new fetch of the
+// set when kid is not in it and the last fetch is older than the refresh
+// interval (and the last failure older than fetchBackoff). Fetches run
+// one at a time and outside the lock, so tokens of known keys and
+// remembered tokens never wait for one.
 func (v *Verifier) key(ctx context.Context, kid string) (ed25519.PublicKey, error) {
+	v.mu.Lock()
+	if k, ok := v.keys[kid]; ok {
+		v.mu.Unlock()
+		return k, nil
+	}
+	now := v.now()
+	if !v.fetched.IsZero() && now.Sub(v.fetched) < v.refresh {
+		v.mu.Unlock()
+		return nil, fmt.Errorf("unknown key id %q", kid)
+	}
+	if !v.failed.IsZero() && now.Sub(v.failed) < fetchBackoff {
+		err := v.failure
+		v.mu.Unlock()
+		return nil, fault.Wrap(fault.Unavailable, err, "signing keys are unavailable")
+	}
+	v.mu.Unlock()
+	done := v.fetches.DoChan("keys", func() (any, error) {
+		// Not the first caller's deadline: the others share this fetch.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return nil, v.fetch(fctx)
+	})
+	select {
+	case r := <-done:
+		if r.Err != nil {
+			return nil, fault.Wrap(fault.Unavailable, r.Err, "signing keys are unavailable")
+		}
+	case <-ctx.Done():
+		return nil, fault.Wrap(fault.Unavailable, ctx.Err(), "signing keys are unavailable")
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if k, ok := v.keys[kid]; ok {
 		return k, nil
 	}
-	if !v.fetched.IsZero() && v.now().Sub(v.fetched) < v.refresh {
-		return nil, fmt.Errorf("unknown key id %q", kid)
-	}
-	raw, err := v.source(ctx)
-	if err != nil {
-		return nil, fault.Wrap(fault.Unavailable, err, "signing keys are unavailable")
-	}
-	keys, err := ParseJWKS(raw)
-	if err != nil {
-		return nil, fault.Wrap(fault.Unavailable, err, "signing keys are unavailable")
-	}
-	v.keys, v.fetched = keys, v.now()
-	if k, ok := keys[kid]; ok {
-		return k, nil
-	}
 	return nil, fmt.Errorf("unknown key id %q", kid)
+}
+
+// fetch reads the key set and keeps it, or notes the failure.
+func (v *Verifier) fetch(ctx context.Context) error {
+	raw, err := v.source(ctx)
+	var keys map[string]ed25519.PublicKey
+	if err == nil {
+		keys, err = ParseJWKS(raw)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err != nil {
+		v.failed, v.failure = v.now(), err
+		return err
+	}
+	v.keys, v.fetched, v.failed, v.failure = keys, v.now(), time.Time{}, nil
+	return nil
 }
 
 // ParseJWKS returns the Ed25519 signing keys of a JWKS document by key id;

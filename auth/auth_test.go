@@ -13,6 +13,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -353,5 +356,97 @@ func TestScopesDoNotMix(t *testing.T) {
 	p, err := auth.NewVerifierFor(billing, keySet(k), nil).Verify(context.Background(), tok)
 	if err != nil || p.UserID != 7 || p.Role != "clerk" {
 		t.Errorf("billing verifier = %+v, %v; want user 7, clerk", p, err)
+	}
+}
+
+// TestVerifierDoesNotStallOnAFetch: while the key source hangs, fetching
+// for a stream of tokens with unknown kids, tokens of the known key (new
+// and remembered) verify without waiting for it; and once a fetch has
+// failed, forged kids do not start another for a while.
+func TestVerifierDoesNotStallOnAFetch(t *testing.T) {
+	known, forger := newKey(t), newKey(t)
+	var mu sync.Mutex
+	clock := now
+	tick := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+	at := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	hang := make(chan struct{})
+	var calls atomic.Int64
+	set, _ := json.Marshal(auth.JWKS{Keys: []auth.JWK{auth.PublicJWK(known)}})
+	source := func(ctx context.Context) ([]byte, error) {
+		if calls.Add(1) == 1 {
+			return set, nil
+		}
+		select { // every later fetch hangs until the test ends
+		case <-hang:
+		case <-ctx.Done():
+		}
+		return nil, errors.New("key source away")
+	}
+	v := auth.NewVerifier(source, at)
+	sign := func(k auth.Key, p auth.Principal) string {
+		tok, err := auth.NewSigner(k, time.Hour, at).Sign(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	ctx := context.Background()
+	remembered := sign(known, alice)
+	if _, err := v.Verify(ctx, remembered); err != nil {
+		t.Fatal(err)
+	}
+	tick(time.Minute) // past the refresh interval: an unknown kid fetches
+	forged := make(chan error, 20)
+	for range 20 {
+		go func() {
+			fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			_, err := v.Verify(fctx, sign(forger, alice))
+			forged <- err
+		}()
+	}
+	// The fetch has begun (the second call of the source) and hangs.
+	for calls.Load() < 2 {
+		runtime.Gosched()
+	}
+	done := make(chan error, 1)
+	go func() {
+		for i := range 100 {
+			if _, err := v.Verify(ctx, remembered); err != nil {
+				done <- err
+				return
+			}
+			if _, err := v.Verify(ctx, sign(known, auth.Principal{UserID: int64(100 + i), Username: "u", Role: auth.RoleCustomer})); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("a token of the known key, while the fetch hangs: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("tokens of the known key waited for the hanging fetch")
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("the key source was called %d times for 20 unknown kids at once, want 2 (one fetch at a time)", n)
+	}
+	close(hang)
+	for range 20 {
+		if err := <-forged; !fault.Is(err, fault.Unavailable) {
+			t.Errorf("a forged kid while the key source is away: %v, want unavailable", err)
+		}
+	}
+	// Just failed: more forged kids are refused at once, with no fetch.
+	for range 50 {
+		if _, err := v.Verify(ctx, sign(forger, alice)); !fault.Is(err, fault.Unavailable) {
+			t.Errorf("a forged kid after the failure: %v, want unavailable", err)
+		}
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("the key source was called %d times, want 2: none within the back-off after a failure", n)
 	}
 }
