@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -140,6 +141,9 @@ func TestVerifyRejects(t *testing.T) {
 		{"unknown role", sign(t, jwt.SigningMethodEdDSA, k.Private, hdr, with(goodClaims(), "role", "root"))},
 		{"garbage", "not.a.token"},
 		{"empty", ""},
+		{"another spelling of the signature (a padding bit set)", respell(t, sign(t, jwt.SigningMethodEdDSA, k.Private, hdr, goodClaims()))},
+		{"padded base64", sign(t, jwt.SigningMethodEdDSA, k.Private, hdr, goodClaims()) + "=="},
+		{"oversize", sign(t, jwt.SigningMethodEdDSA, k.Private, hdr, with(goodClaims(), "pad", strings.Repeat("x", auth.MaxTokenSize)))},
 	}
 	v := auth.NewVerifier(keySet(k), clock)
 	for _, tt := range tests {
@@ -150,6 +154,18 @@ func TestVerifyRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// respell sets the last, unused bit of the signature's base64url: a
+// lenient decoder reads the same signature from it.
+func respell(t *testing.T, token string) string {
+	t.Helper()
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	i := strings.IndexByte(alphabet, token[len(token)-1])
+	if i < 0 {
+		t.Fatalf("token %q does not end in base64url", token)
+	}
+	return token[:len(token)-1] + string(alphabet[i^1])
 }
 
 func must[T any](v T, err error) T {
@@ -238,6 +254,14 @@ func TestRequire(t *testing.T) {
 		if tt.want == http.StatusUnauthorized && rec.Header().Get("WWW-Authenticate") == "" {
 			t.Errorf("Authorization %.20q: no WWW-Authenticate", tt.header)
 		}
+	}
+	// Two Authorization headers: which one counts is ambiguous, so none.
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Header.Add("Authorization", "Bearer "+tok)
+	req.Header.Add("Authorization", "Bearer "+tok)
+	if h.ServeHTTP(rec, req); rec.Code != http.StatusBadRequest {
+		t.Errorf("two Authorization headers: status = %d, want 400", rec.Code)
 	}
 }
 

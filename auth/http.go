@@ -55,6 +55,10 @@ func Require(v *Verifier, log *slog.Logger) rest.Middleware {
 	realm := strconv.Quote(v.scope.Audience)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if len(r.Header.Values("Authorization")) > 1 {
+				rest.Error(w, r, log, fault.New(fault.Invalid, "send one Authorization header"))
+				return
+			}
 			token := BearerToken(r.Header.Get("Authorization"))
 			if token == "" {
 				w.Header().Set("WWW-Authenticate", "Bearer realm="+realm)

@@ -181,6 +181,10 @@ func (l *Live) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		addr = r.RemoteAddr
 	}
+	if len(r.Header.Values("Authorization")) > 1 {
+		rest.Error(w, r, l.log, fault.New(fault.Invalid, "send one Authorization header"))
+		return
+	}
 	// Before the upgrade, what can be refused with a status: a stopping
 	// gateway, and the caps of the address and of all.
 	if code, detail := l.admit(addr); code != 0 {
