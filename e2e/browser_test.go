@@ -245,6 +245,9 @@ func TestBrowser(t *testing.T) {
 	}) {
 		t.Errorf("dead letters after the redrive: %+v, want browser-poison redriven", page.Items)
 	}
+	if !slices.ContainsFunc(s.sys.instanceLog("deadletter-service-1"), func(r logRecord) bool { return r.Msg == "dead letter redriven" && r.By == "admin" }) {
+		t.Error("the redrive is not logged with who did it")
+	}
 	b.run("the sagas", chromedp.Navigate(shop+"/ops#/sagas"), waitJS(`document.querySelectorAll("main tbody tr").length >= 2`))
 	b.shot("ops-sagas")
 	b.run("the faults", chromedp.Navigate(shop+"/ops#/faults"), chromedp.WaitVisible(chromedp.CSS(`#set-faults`)))

@@ -108,6 +108,7 @@ func Handler(svc *deadletter.Service, v *auth.Verifier, log *slog.Logger) http.H
 			rest.Error(w, r, log, err)
 			return
 		}
+		log.InfoContext(r.Context(), "dead letter redriven", "by", p.Username, "id", l.ID, "message_id", l.MessageID, "topic", l.Topic, "group", l.Group)
 		rest.JSON(w, http.StatusOK, toJSON(l, false))
 	})
 	return rest.Chain(rest.Routes(mux), rest.RequestID, rest.AccessLog(log), rest.Recover(log), rest.Deadline, auth.Require(v, log))
