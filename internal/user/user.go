@@ -5,6 +5,7 @@ package user
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 	"unicode"
@@ -47,6 +48,8 @@ type Service struct {
 	// dummyHash is compared against when a username is unknown, so a login
 	// takes as long for a missing user as for a wrong password.
 	dummyHash []byte
+	// accounts and addresses count failed logins (throttle.go).
+	accounts, addresses *throttle
 }
 
 // NewService returns the service over store; tokens live ttl
@@ -55,7 +58,7 @@ func NewService(store Store, ttl time.Duration, now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: store, ttl: ttl, now: now}
+	return &Service{store: store, ttl: ttl, now: now, accounts: newThrottle(accountFree, now), addresses: newThrottle(addressFree, now)}
 }
 
 // Start loads the signing keys, making the first one when there is none.
@@ -93,12 +96,16 @@ type Token struct {
 // Login checks a username and password and issues an access token. A wrong
 // username or password is fault.Unauthorized, with the same message for
 // both.
-func (s *Service) Login(ctx context.Context, username, password string) (Token, error) {
+func (s *Service) Login(ctx context.Context, username, password, from string) (Token, error) {
 	if username == "" || password == "" {
 		return Token{}, fault.New(fault.Invalid, "username and password are required")
 	}
 	if len(username) > 64 || len(password) > 72 {
 		return Token{}, fault.New(fault.Unauthorized, "wrong username or password")
+	}
+	account := strings.ToLower(username)
+	if d := max(s.accounts.wait(account), s.addresses.wait(from)); d > 0 {
+		return Token{}, &TooManyLogins{Wait: d}
 	}
 	u, err := s.store.UserByName(ctx, username)
 	if err != nil && !fault.Is(err, fault.NotFound) {
@@ -109,14 +116,29 @@ func (s *Service) Login(ctx context.Context, username, password string) (Token, 
 		hash = s.dummyHash
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil || u.ID == 0 {
+		s.accounts.failed(account)
+		s.addresses.failed(from)
 		return Token{}, fault.New(fault.Unauthorized, "wrong username or password")
 	}
+	s.accounts.succeeded(account)
 	tok, err := s.signer.Sign(auth.Principal{UserID: u.ID, Username: u.Username, Role: u.Role})
 	if err != nil {
 		return Token{}, fmt.Errorf("login: %w", err)
 	}
 	return Token{AccessToken: tok, ExpiresIn: s.signer.TTL()}, nil
 }
+
+// TooManyLogins refuses a login attempt during the back-off that failed
+// logins of its account or address started (throttle.go); Wait is how long
+// is left. It is a fault.RateLimited.
+type TooManyLogins struct{ Wait time.Duration }
+
+func (e *TooManyLogins) Error() string {
+	return fmt.Sprintf("too many failed logins; try again in %d s", int(math.Ceil(e.Wait.Seconds())))
+}
+
+// Unwrap classifies it.
+func (e *TooManyLogins) Unwrap() error { return fault.New(fault.RateLimited, "%s", e.Error()) }
 
 // GetUser returns user id to caller. A customer may read only themselves;
 // any other id is fault.NotFound, so customers cannot probe for accounts.

@@ -2,8 +2,11 @@ package user_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/fault"
@@ -39,7 +42,7 @@ func TestLoginIssuesAVerifiableToken(t *testing.T) {
 	if _, err := svc.CreateUser(ctx, user.NewUser{Username: "alice", Password: "junction", Role: auth.RoleCustomer}); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := svc.Login(ctx, "alice", "junction")
+	tok, err := svc.Login(ctx, "alice", "junction", "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,12 +51,78 @@ func TestLoginIssuesAVerifiableToken(t *testing.T) {
 		t.Errorf("token verifies to %+v, %v (expires in %v)", p, err, tok.ExpiresIn)
 	}
 	for _, c := range []struct{ user, pass string }{{"alice", "wrong"}, {"nobody", "junction"}, {"alice", string(make([]byte, 100))}} {
-		if _, err := svc.Login(ctx, c.user, c.pass); !fault.Is(err, fault.Unauthorized) || fault.Message(err) != "wrong username or password" {
+		if _, err := svc.Login(ctx, c.user, c.pass, "192.0.2.1"); !fault.Is(err, fault.Unauthorized) || fault.Message(err) != "wrong username or password" {
 			t.Errorf("Login(%q, %.8q) = %v, want the one unauthorized message", c.user, c.pass, err)
 		}
 	}
-	if _, err := svc.Login(ctx, "", ""); !fault.Is(err, fault.Invalid) {
+	if _, err := svc.Login(ctx, "", "", "192.0.2.1"); !fault.Is(err, fault.Invalid) {
 		t.Errorf("Login with nothing = %v, want invalid", err)
+	}
+}
+
+// TestFailedLoginsBackOff: after five failures in a row an account waits
+// a second, then two, four, …; meanwhile even its right password is
+// refused (429) without being checked; a success starts the count again.
+// Twenty failures from one address back off every account tried from it.
+func TestFailedLoginsBackOff(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "users.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	st, err := store.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	svc := user.NewService(st, 0, func() time.Time { return clock })
+	if err := svc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"alice", "bob"} {
+		if _, err := svc.CreateUser(ctx, user.NewUser{Username: name, Password: "junction", Role: auth.RoleCustomer}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	login := func(name, pass, from string) error { _, err := svc.Login(ctx, name, pass, from); return err }
+	for i := range 5 {
+		if err := login("alice", "guess", "192.0.2.1"); !fault.Is(err, fault.Unauthorized) {
+			t.Fatalf("failure %d: %v, want unauthorized", i+1, err)
+		}
+	}
+	var tooMany *user.TooManyLogins
+	if err := login("Alice", "junction", "192.0.2.2"); !errors.As(err, &tooMany) || !fault.Is(err, fault.RateLimited) || tooMany.Wait != time.Second {
+		t.Fatalf("the right password after five failures: %v, want a 1 s back-off (rate limited), from any address, in any case", err)
+	}
+	if err := login("bob", "junction", "192.0.2.2"); err != nil {
+		t.Errorf("another account: %v", err)
+	}
+	clock = clock.Add(time.Second)
+	if err := login("alice", "guess", "192.0.2.1"); !fault.Is(err, fault.Unauthorized) {
+		t.Fatalf("after the back-off: %v, want the password checked again", err)
+	}
+	if err := login("alice", "junction", "192.0.2.1"); !errors.As(err, &tooMany) || tooMany.Wait != 2*time.Second {
+		t.Fatalf("after a sixth failure: %v, want a 2 s back-off", err)
+	}
+	clock = clock.Add(2 * time.Second)
+	if err := login("alice", "junction", "192.0.2.1"); err != nil {
+		t.Fatalf("the right password once the back-off is over: %v", err)
+	}
+	if err := login("alice", "guess", "192.0.2.1"); !fault.Is(err, fault.Unauthorized) {
+		t.Errorf("after a success the count starts again: %v, want unauthorized", err)
+	}
+	// One address guessing many accounts.
+	for i := range 20 {
+		if err := login(fmt.Sprintf("user%d", i), "guess", "198.51.100.7"); !fault.Is(err, fault.Unauthorized) {
+			t.Fatalf("address failure %d: %v", i+1, err)
+		}
+	}
+	if err := login("bob", "junction", "198.51.100.7"); !fault.Is(err, fault.RateLimited) {
+		t.Errorf("bob from an address that failed twenty times: %v, want rate limited", err)
+	}
+	if err := login("bob", "junction", "192.0.2.9"); err != nil {
+		t.Errorf("bob from elsewhere: %v", err)
 	}
 }
 
@@ -64,7 +133,7 @@ func TestSigningKeySurvivesRestart(t *testing.T) {
 	if _, err := first.CreateUser(ctx, user.NewUser{Username: "bob", Password: "junction", Role: auth.RoleCustomer}); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := first.Login(ctx, "bob", "junction")
+	tok, err := first.Login(ctx, "bob", "junction", "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
 	}

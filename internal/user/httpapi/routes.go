@@ -3,9 +3,13 @@
 package httpapi
 
 import (
+	"errors"
 	"log/slog"
+	"math"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/fault"
@@ -48,13 +52,31 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 		rest.Error(w, r, h.log, err)
 		return
 	}
-	tok, err := h.svc.Login(r.Context(), req.Username, req.Password)
+	tok, err := h.svc.Login(r.Context(), req.Username, req.Password, clientAddress(r))
+	var throttled *user.TooManyLogins
+	if errors.As(err, &throttled) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(throttled.Wait.Seconds()))))
+	}
 	if err != nil {
 		rest.Error(w, r, h.log, err)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	rest.JSON(w, http.StatusOK, loginResponse{AccessToken: tok.AccessToken, TokenType: "Bearer", ExpiresIn: int(tok.ExpiresIn.Seconds())})
+}
+
+// clientAddress is who is logging in: the address the gateway saw (the
+// last X-Forwarded-For entry, which it sets), or the peer's.
+func clientAddress(r *http.Request) string {
+	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+		hops := strings.Split(xff[len(xff)-1], ",")
+		return strings.TrimSpace(hops[len(hops)-1])
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 func (h *handler) jwks(w http.ResponseWriter, _ *http.Request) {
