@@ -19,6 +19,12 @@ import (
 // newService returns a started service over a real SQLite file at path.
 func newService(t *testing.T, path string) *user.Service {
 	t.Helper()
+	return newServiceAt(t, path, nil)
+}
+
+// newServiceAt is newService with the clock now.
+func newServiceAt(t *testing.T, path string, now func() time.Time) *user.Service {
+	t.Helper()
 	ctx := context.Background()
 	db, err := sqldb.Open(ctx, path)
 	if err != nil {
@@ -29,7 +35,7 @@ func newService(t *testing.T, path string) *user.Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := user.NewService(st, 0, nil)
+	svc := user.NewService(st, 0, now)
 	if err := svc.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -66,20 +72,8 @@ func TestLoginIssuesAVerifiableToken(t *testing.T) {
 // Twenty failures from one address back off every account tried from it.
 func TestFailedLoginsBackOff(t *testing.T) {
 	ctx := context.Background()
-	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "users.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	st, err := store.New(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
 	clock := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	svc := user.NewService(st, 0, func() time.Time { return clock })
-	if err := svc.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	svc := newServiceAt(t, filepath.Join(t.TempDir(), "users.db"), func() time.Time { return clock })
 	for _, name := range []string{"alice", "bob"} {
 		if _, err := svc.CreateUser(ctx, user.NewUser{Username: name, Password: "junction", Role: auth.RoleCustomer}); err != nil {
 			t.Fatal(err)
