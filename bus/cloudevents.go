@@ -117,13 +117,25 @@ var attributes = []struct {
 
 // Headers returns m's attributes and headers as transport headers of b,
 // without the content type (see ContentType).
+//
+// A header that would read back as one of the message's attributes (ce-id,
+// Ce-Type, or the binding's spelling of one) is left out: the attributes
+// come from the message's fields only, so no header can stand in for
+// them. Other ce- headers are extensions, in the binding's names.
 func (b Binding) Headers(m *Message) map[string]string {
 	h := make(map[string]string, len(m.Headers)+len(attributes))
+	prefix := strings.ToLower(b.Prefix)
 	for k, v := range m.Headers {
+		lk := strings.ToLower(k)
+		name, ext := strings.CutPrefix(lk, "ce-")
+		if !ext {
+			name, ext = strings.CutPrefix(lk, prefix)
+		}
 		switch {
 		case k == HeaderContentType:
-		case strings.HasPrefix(k, "ce-"):
-			h[b.Prefix+k[len("ce-"):]] = v
+		case ext && isAttribute(name):
+		case ext:
+			h[b.Prefix+name] = v
 		default:
 			h[k] = v
 		}
@@ -134,6 +146,15 @@ func (b Binding) Headers(m *Message) map[string]string {
 		}
 	}
 	return h
+}
+
+func isAttribute(name string) bool {
+	for _, a := range attributes {
+		if a.name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Message rebuilds a message from transport headers of b (the content
