@@ -109,7 +109,7 @@ func TestForgedTokens(t *testing.T) {
 	none := func(alg string) string {
 		return b64(`{"alg":"`+alg+`","typ":"at+jwt","kid":"`+real.ID+`"}`) + "." + parts[1] + "."
 	}
-	jwks, _ := json.Marshal(auth.JWKS{Keys: []auth.JWK{auth.PublicJWK(real)}})
+	jwks, _ := json.Marshal(auth.JWKS{Keys: []auth.JWK{auth.PublicJWK(real.Key)}})
 	corpus := map[string]string{
 		"alg none":                                 none("none"),
 		"alg None":                                 none("None"),

@@ -202,6 +202,13 @@ func TestOpenAPIDescribesTheGateway(t *testing.T) {
 	call("admin", "GET", "/api/admin/deadletters/999999", nil, 404)
 	call("admin", "POST", "/api/admin/deadletters/1/redrive", nil, 200)
 
+	// Signing keys.
+	call("alice", "GET", "/api/admin/keys", nil, 403)
+	call("admin", "GET", "/api/admin/keys", nil, 200)
+	call("admin", "POST", "/api/admin/keys/rotate", map[string]any{"publishDelay": "1s"}, 400)
+	call("alice", "POST", "/api/admin/keys/rotate", map[string]any{}, 403)
+	call("admin", "POST", "/api/admin/keys/rotate", map[string]any{"publishDelay": "10m"}, 201)
+
 	// The pages, and the ops dashboard's API.
 	call("", "GET", "/ops", nil, 200)
 	call("", "GET", "/assets/style.css", nil, 200)

@@ -43,6 +43,7 @@ func newRoot(getenv func(string) string, stdout, stderr io.Writer) *cobra.Comman
 		newServeCommand(getenv, stderr),
 		newVersionCommand(stdout),
 		newDeadLettersCommand(stdout),
+		newKeysCommand(stdout),
 		newBenchCommand(stdout, stderr),
 		newChaosCommand(stdout),
 	)

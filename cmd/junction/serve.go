@@ -409,6 +409,10 @@ func serveUsers(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		}
 	}
 	verifier := auth.NewVerifier(auth.StaticKeySource(svc.JWKS), nil)
+	// Keys another instance rotated, and keys that activate or retire.
+	bg := startLoops(ctx)
+	defer bg.stop()
+	bg.goRun(func(ctx context.Context) error { return svc.RunKeys(ctx, 2*time.Second) })
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
 		HTTP:  userhttp.Handler(svc, verifier, log),
 		GRPC:  usergrpc.NewServer(svc, verifier, telemetry.GRPCServerOptions(cfg.metrics)...),

@@ -34,6 +34,8 @@ func (g *Gateway) Handler() http.Handler {
 	mux.Handle("/api/orders/", signedIn(g.forward(services.Order)))
 	mux.Handle("/api/shipments/", signedIn(g.forward(services.Shipping)))
 	mux.Handle("/api/notifications", signedIn(g.forward(services.Notification)))
+	mux.Handle("/api/admin/keys", signedIn(g.forward(services.User)))
+	mux.Handle("/api/admin/keys/", signedIn(g.forward(services.User)))
 	mux.Handle("/api/admin/sagas", signedIn(g.forward(services.Order)))
 	mux.Handle("/api/admin/sagas/", signedIn(g.forward(services.Order)))
 	mux.Handle("/api/admin/deadletters", signedIn(g.forward(services.DeadLetter)))

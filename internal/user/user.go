@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -33,18 +34,21 @@ type Store interface {
 	UserByID(ctx context.Context, id int64) (User, error)
 	CreateUser(ctx context.Context, u User) (User, error)
 	// SigningKeys returns the keys, oldest first.
-	SigningKeys(ctx context.Context) ([]auth.Key, error)
-	AddSigningKey(ctx context.Context, k auth.Key) error
+	SigningKeys(ctx context.Context) ([]SigningKey, error)
+	AddSigningKey(ctx context.Context, k SigningKey) error
+	// Rotate adds k and has every other key that stays retire at retire,
+	// in one transaction.
+	Rotate(ctx context.Context, k SigningKey, retire time.Time) error
 }
 
 // Service is user-service's use cases. It is safe for concurrent use once
 // Start has returned.
 type Service struct {
-	store  Store
-	ttl    time.Duration
-	now    func() time.Time
-	signer *auth.Signer
-	keys   []auth.Key
+	store Store
+	ttl   time.Duration
+	now   func() time.Time
+	mu    sync.RWMutex
+	keys  []SigningKey
 	// dummyHash is compared against when a username is unknown, so a login
 	// takes as long for a missing user as for a wrong password.
 	dummyHash []byte
@@ -61,28 +65,31 @@ func NewService(store Store, ttl time.Duration, now func() time.Time) *Service {
 	return &Service{store: store, ttl: ttl, now: now, accounts: newThrottle(accountFree, now), addresses: newThrottle(addressFree, now)}
 }
 
-// Start loads the signing keys, making the first one when there is none.
-// Several instances starting at once may each make one; all of them are
-// published, and every instance signs with the oldest.
+// Start loads the signing keys, making the first one when there is none
+// (active at once). Several instances starting at once may each make one;
+// all of them are published, and every instance signs with the newest
+// (keys.go).
 func (s *Service) Start(ctx context.Context) error {
-	keys, err := s.store.SigningKeys(ctx)
-	if err != nil {
-		return fmt.Errorf("load signing keys: %w", err)
+	if err := s.Reload(ctx); err != nil {
+		return err
 	}
-	if len(keys) == 0 {
+	s.mu.RLock()
+	none := len(s.keys) == 0
+	s.mu.RUnlock()
+	if none {
 		k, err := auth.NewKey()
 		if err != nil {
 			return err
 		}
-		if err := s.store.AddSigningKey(ctx, k); err != nil {
+		now := s.now().UTC().Truncate(time.Millisecond)
+		if err := s.store.AddSigningKey(ctx, SigningKey{Key: k, Created: now, Activates: now}); err != nil {
 			return fmt.Errorf("add signing key: %w", err)
 		}
-		if keys, err = s.store.SigningKeys(ctx); err != nil {
-			return fmt.Errorf("load signing keys: %w", err)
+		if err := s.Reload(ctx); err != nil {
+			return err
 		}
 	}
-	s.keys = keys
-	s.signer = auth.NewSigner(keys[0], s.ttl, s.now)
+	var err error
 	s.dummyHash, err = bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.DefaultCost)
 	return err
 }
@@ -121,11 +128,18 @@ func (s *Service) Login(ctx context.Context, username, password, from string) (T
 		return Token{}, fault.New(fault.Unauthorized, "wrong username or password")
 	}
 	s.accounts.succeeded(account)
-	tok, err := s.signer.Sign(auth.Principal{UserID: u.ID, Username: u.Username, Role: u.Role})
+	s.mu.RLock()
+	key, ok := signingKey(s.keys, s.now())
+	s.mu.RUnlock()
+	if !ok {
+		return Token{}, fault.New(fault.Unavailable, "no signing key is active")
+	}
+	signer := auth.NewSigner(key.Key, s.ttl, s.now)
+	tok, err := signer.Sign(auth.Principal{UserID: u.ID, Username: u.Username, Role: u.Role})
 	if err != nil {
 		return Token{}, fmt.Errorf("login: %w", err)
 	}
-	return Token{AccessToken: tok, ExpiresIn: s.signer.TTL()}, nil
+	return Token{AccessToken: tok, ExpiresIn: signer.TTL()}, nil
 }
 
 // TooManyLogins refuses a login attempt during the back-off that failed
@@ -156,11 +170,18 @@ func (s *Service) GetUser(ctx context.Context, caller auth.Principal, id int64) 
 	return u, nil
 }
 
-// JWKS returns the public signing keys.
+// JWKS returns the public keys that are published now: the active ones,
+// the ones about to sign, and the retiring ones until their last token
+// expires.
 func (s *Service) JWKS() auth.JWKS {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	now := s.now()
 	set := auth.JWKS{Keys: make([]auth.JWK, 0, len(s.keys))}
 	for _, k := range s.keys {
-		set.Keys = append(set.Keys, auth.PublicJWK(k))
+		if k.published(now) {
+			set.Keys = append(set.Keys, auth.PublicJWK(k.Key))
+		}
 	}
 	return set
 }

@@ -2,9 +2,13 @@ package user_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,5 +189,78 @@ func TestCreateUserRules(t *testing.T) {
 	created, err := svc.EnsureUser(ctx, user.NewUser{Username: "carol", Password: "other-password", Role: auth.RoleCustomer})
 	if err != nil || created {
 		t.Errorf("EnsureUser of an existing user = %v, %v; want false, nil", created, err)
+	}
+}
+
+// TestRotation: a new key is published at once and signs only after the
+// publish delay; the old one signs until then, stays published until its
+// last token has expired, then leaves; a second instance on the same
+// database follows once it reads the keys again; only an administrator
+// rotates.
+func TestRotation(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "users.db")
+	clock := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	at := func() time.Time { return clock }
+	one, two := newServiceAt(t, path, at), newServiceAt(t, path, at)
+	if _, err := one.CreateUser(ctx, user.NewUser{Username: "alice", Password: "junction", Role: auth.RoleCustomer}); err != nil {
+		t.Fatal(err)
+	}
+	kidOf := func(svc *user.Service) string {
+		tok, err := svc.Login(ctx, "alice", "junction", "192.0.2.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var h struct {
+			Kid string `json:"kid"`
+		}
+		b, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok.AccessToken, ".")[0])
+		_ = json.Unmarshal(b, &h)
+		return h.Kid
+	}
+	published := func(svc *user.Service) []string {
+		var kids []string
+		for _, k := range svc.JWKS().Keys {
+			kids = append(kids, k.KeyID)
+		}
+		return kids
+	}
+	old := kidOf(one)
+	if _, err := one.Rotate(ctx, auth.Principal{UserID: 1, Role: auth.RoleCustomer}, time.Minute); !fault.Is(err, fault.Forbidden) {
+		t.Errorf("a customer's rotation: %v, want forbidden", err)
+	}
+	if _, err := one.Rotate(ctx, auth.Principal{UserID: 9, Role: auth.RoleAdmin}, time.Second); !fault.Is(err, fault.Invalid) {
+		t.Errorf("a publish delay of 1 s: %v, want invalid", err)
+	}
+	nk, err := one.Rotate(ctx, auth.Principal{UserID: 9, Role: auth.RoleAdmin}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := two.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, svc := range []*user.Service{one, two} {
+		if kids := published(svc); !slices.Equal(kids, []string{old, nk.ID}) {
+			t.Errorf("published right after the rotation: %v, want the old and the new", kids)
+		}
+		if k := kidOf(svc); k != old {
+			t.Errorf("signing during the publish delay with %s, want the old key %s", k, old)
+		}
+	}
+	clock = clock.Add(time.Minute)
+	for _, svc := range []*user.Service{one, two} {
+		if k := kidOf(svc); k != nk.ID {
+			t.Errorf("signing after the delay with %s, want the new key %s", k, nk.ID)
+		}
+	}
+	// The old key's last token was signed at activation; it expires 15
+	// minutes later, and the key leaves the set after a margin.
+	clock = clock.Add(auth.TokenExpiry)
+	if kids := published(one); !slices.Equal(kids, []string{old, nk.ID}) {
+		t.Errorf("when the old key's last token expires: %v, want both still", kids)
+	}
+	clock = clock.Add(time.Minute)
+	if kids := published(one); !slices.Equal(kids, []string{nk.ID}) {
+		t.Errorf("after the margin: %v, want only the new key", kids)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/fault"
@@ -27,6 +28,8 @@ func Handler(svc *user.Service, v *auth.Verifier, log *slog.Logger) http.Handler
 	mux.HandleFunc("GET /.well-known/jwks.json", h.jwks)
 	mux.Handle("GET /api/users/me", authn(http.HandlerFunc(h.me)))
 	mux.Handle("GET /api/users/{id}", authn(http.HandlerFunc(h.get)))
+	mux.Handle("GET /api/admin/keys", authn(http.HandlerFunc(h.keys)))
+	mux.Handle("POST /api/admin/keys/rotate", authn(http.HandlerFunc(h.rotate)))
 	return rest.Chain(rest.Routes(mux), rest.RequestID, rest.AccessLog(log), rest.Recover(log), rest.Deadline)
 }
 
@@ -63,6 +66,67 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	rest.JSON(w, http.StatusOK, loginResponse{AccessToken: tok.AccessToken, TokenType: "Bearer", ExpiresIn: int(tok.ExpiresIn.Seconds())})
+}
+
+type keyJSON struct {
+	KeyID     string `json:"kid"`
+	CreatedAt string `json:"createdAt"`
+	Activates string `json:"activatesAt"`
+	Retires   string `json:"retiresAt,omitempty"`
+	Signing   bool   `json:"signing"`
+}
+
+func keysJSON(keys []user.SigningKey, signing string) []keyJSON {
+	out := make([]keyJSON, 0, len(keys))
+	for _, k := range keys {
+		j := keyJSON{KeyID: k.ID, CreatedAt: k.Created.Format(time.RFC3339Nano), Activates: k.Activates.Format(time.RFC3339Nano), Signing: k.ID == signing}
+		if !k.Retires.IsZero() {
+			j.Retires = k.Retires.Format(time.RFC3339Nano)
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
+// keys lists the signing keys (never their private halves).
+func (h *handler) keys(w http.ResponseWriter, r *http.Request) {
+	p, _ := auth.FromContext(r.Context())
+	keys, err := h.svc.Keys(p)
+	if err != nil {
+		rest.Error(w, r, h.log, err)
+		return
+	}
+	rest.JSON(w, http.StatusOK, map[string]any{"items": keysJSON(keys, h.svc.Signing())})
+}
+
+// rotate makes a new key: {"publishDelay":"30s"} (30 s when absent).
+func (h *handler) rotate(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		PublishDelay string `json:"publishDelay"`
+	}
+	if r.ContentLength != 0 {
+		if err := rest.Decode(w, r, 1<<10, &req); err != nil {
+			rest.Error(w, r, h.log, err)
+			return
+		}
+	}
+	delay := 30 * time.Second
+	if req.PublishDelay != "" {
+		d, err := time.ParseDuration(req.PublishDelay)
+		if err != nil || d > time.Hour {
+			rest.Error(w, r, h.log, fault.New(fault.Invalid, "publishDelay is a duration from %v to 1h", user.MinPublishDelay))
+			return
+		}
+		delay = d
+	}
+	p, _ := auth.FromContext(r.Context())
+	k, err := h.svc.Rotate(r.Context(), p, delay)
+	if err != nil {
+		rest.Error(w, r, h.log, err)
+		return
+	}
+	h.log.InfoContext(r.Context(), "signing key rotated", "by", p.Username, "kid", k.ID, "activates_at", k.Activates)
+	rest.JSON(w, http.StatusCreated, keysJSON([]user.SigningKey{k}, "")[0])
 }
 
 // clientAddress is who is logging in: the address the gateway saw (the

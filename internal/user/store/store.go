@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/fault"
 	"github.com/junction-go/junction/internal/user"
 	"github.com/junction-go/junction/sqldb"
@@ -80,39 +79,55 @@ func (s *Store) CreateUser(ctx context.Context, u user.User) (user.User, error) 
 	return u, nil
 }
 
-func (s *Store) SigningKeys(ctx context.Context) ([]auth.Key, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT kid, private_key FROM signing_keys ORDER BY seq`)
+func (s *Store) SigningKeys(ctx context.Context) ([]user.SigningKey, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT kid, private_key, created_at, activates_at, retires_at FROM signing_keys ORDER BY seq`)
 	if err != nil {
 		return nil, fmt.Errorf("signing keys: %w", err)
 	}
 	defer rows.Close()
-	var keys []auth.Key
+	var keys []user.SigningKey
 	for rows.Next() {
-		var k auth.Key
+		var k user.SigningKey
 		var seed []byte
-		if err := rows.Scan(&k.ID, &seed); err != nil {
+		var created, activates, retires int64
+		if err := rows.Scan(&k.ID, &seed, &created, &activates, &retires); err != nil {
 			return nil, fmt.Errorf("signing keys: %w", err)
 		}
 		if len(seed) != ed25519.SeedSize {
 			return nil, fmt.Errorf("signing key %q is corrupt", k.ID)
 		}
 		k.Private = ed25519.NewKeyFromSeed(seed)
+		k.Created, k.Activates = time.UnixMilli(created).UTC(), time.UnixMilli(activates).UTC()
+		if retires > 0 {
+			k.Retires = time.UnixMilli(retires).UTC()
+		}
 		keys = append(keys, k)
 	}
 	return keys, rows.Err()
 }
 
-func (s *Store) AddSigningKey(ctx context.Context, k auth.Key) error {
+func (s *Store) AddSigningKey(ctx context.Context, k user.SigningKey) error {
+	return s.db.InTx(ctx, func(tx *sql.Tx) error { return s.addKey(ctx, tx, k) })
+}
+
+func (s *Store) addKey(ctx context.Context, tx *sql.Tx, k user.SigningKey) error {
+	var next int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) + 1 FROM signing_keys`).Scan(&next); err != nil {
+		return fmt.Errorf("add signing key: %w", err)
+	}
+	_, err := tx.ExecContext(ctx, s.db.Dialect.Rebind(`INSERT INTO signing_keys (kid, private_key, created_at, seq, activates_at, retires_at) VALUES (?, ?, ?, ?, ?, 0)`),
+		k.ID, k.Private.Seed(), k.Created.UnixMilli(), next, k.Activates.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("add signing key: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) Rotate(ctx context.Context, k user.SigningKey, retire time.Time) error {
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
-		var next int64
-		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) + 1 FROM signing_keys`).Scan(&next); err != nil {
-			return fmt.Errorf("add signing key: %w", err)
+		if _, err := tx.ExecContext(ctx, s.db.Dialect.Rebind(`UPDATE signing_keys SET retires_at = ? WHERE retires_at = 0`), retire.UnixMilli()); err != nil {
+			return fmt.Errorf("retire signing keys: %w", err)
 		}
-		_, err := tx.ExecContext(ctx, s.db.Dialect.Rebind(`INSERT INTO signing_keys (kid, private_key, created_at, seq) VALUES (?, ?, ?, ?)`),
-			k.ID, k.Private.Seed(), time.Now().UnixMilli(), next)
-		if err != nil {
-			return fmt.Errorf("add signing key: %w", err)
-		}
-		return nil
+		return s.addKey(ctx, tx, k)
 	})
 }
