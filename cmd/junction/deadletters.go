@@ -66,6 +66,27 @@ func (c *adminClient) call(ctx context.Context, method, path string, body []byte
 	return json.Unmarshal(raw, out)
 }
 
+// flags binds the gateway, the administrator's name and password, and
+// --json to cmd and its subcommands.
+func (c *adminClient) flags(cmd *cobra.Command, asJSON *bool) {
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&c.gateway, "gateway", "http://127.0.0.1:8080", "gateway URL")
+	envFlag(pf, "gateway", "JUNCTION_GATEWAY")
+	pf.StringVar(&c.username, "username", "admin", "administrator to log in as")
+	envFlag(pf, "username", "JUNCTION_USERNAME")
+	pf.StringVar(&c.password, "password", "junction", "its password")
+	envFlag(pf, "password", "JUNCTION_PASSWORD")
+	pf.BoolVar(asJSON, "json", false, "print JSON")
+}
+
+// page logs in and GETs path's items into out.
+func (c *adminClient) page(ctx context.Context, path string, out any) error {
+	if err := c.login(ctx); err != nil {
+		return err
+	}
+	return c.call(ctx, http.MethodGet, path, nil, out)
+}
+
 func newDeadLettersCommand(stdout io.Writer) *cobra.Command {
 	c := &adminClient{http: &http.Client{Timeout: 30 * time.Second}}
 	var asJSON bool
@@ -78,14 +99,7 @@ reason, origin topic, group and delivery count. Redrive sends one back to its
 topic under its original id: groups that handled it already skip it (inbox),
 the group that gave up tries again.`,
 	}
-	pf := cmd.PersistentFlags()
-	pf.StringVar(&c.gateway, "gateway", "http://127.0.0.1:8080", "gateway URL")
-	envFlag(pf, "gateway", "JUNCTION_GATEWAY")
-	pf.StringVar(&c.username, "username", "admin", "administrator to log in as")
-	envFlag(pf, "username", "JUNCTION_USERNAME")
-	pf.StringVar(&c.password, "password", "junction", "its password")
-	envFlag(pf, "password", "JUNCTION_PASSWORD")
-	pf.BoolVar(&asJSON, "json", false, "print JSON")
+	c.flags(cmd, &asJSON)
 
 	type letter = deadletterhttp.LetterJSON
 	printJSON := func(v any) error {
@@ -103,13 +117,10 @@ the group that gave up tries again.`,
 	list := &cobra.Command{
 		Use: "list", Short: "List the newest dead letters", Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := c.login(cmd.Context()); err != nil {
-				return err
-			}
 			var page struct {
 				Items []letter `json:"items"`
 			}
-			if err := c.call(cmd.Context(), http.MethodGet, "/api/admin/deadletters", nil, &page); err != nil {
+			if err := c.page(cmd.Context(), "/api/admin/deadletters", &page); err != nil {
 				return err
 			}
 			if asJSON {

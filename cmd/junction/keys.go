@@ -27,14 +27,7 @@ verifier's refresh interval, so no verifier meets a kid it cannot fetch); the ke
 replaces stays published until its last token has expired. No request fails across
 a rotation.`,
 	}
-	pf := cmd.PersistentFlags()
-	pf.StringVar(&c.gateway, "gateway", "http://127.0.0.1:8080", "gateway URL")
-	envFlag(pf, "gateway", "JUNCTION_GATEWAY")
-	pf.StringVar(&c.username, "username", "admin", "administrator to log in as")
-	envFlag(pf, "username", "JUNCTION_USERNAME")
-	pf.StringVar(&c.password, "password", "junction", "its password")
-	envFlag(pf, "password", "JUNCTION_PASSWORD")
-	pf.BoolVar(&asJSON, "json", false, "print JSON")
+	c.flags(cmd, &asJSON)
 	type key struct {
 		KeyID     string `json:"kid"`
 		CreatedAt string `json:"createdAt"`
@@ -58,13 +51,10 @@ a rotation.`,
 	list := &cobra.Command{
 		Use: "list", Short: "List the signing keys and which one signs", Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := c.login(cmd.Context()); err != nil {
-				return err
-			}
 			var page struct {
 				Items []key `json:"items"`
 			}
-			if err := c.call(cmd.Context(), http.MethodGet, "/api/admin/keys", nil, &page); err != nil {
+			if err := c.page(cmd.Context(), "/api/admin/keys", &page); err != nil {
 				return err
 			}
 			return show(page.Items)
