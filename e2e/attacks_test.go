@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -45,7 +46,17 @@ func TestForgedTokens(t *testing.T) {
 	// The shop's real signing key, from user-service's database: tokens
 	// with bad claims must be signed well to test the claims.
 	ctx := context.Background()
-	db, err := sqldb.Open(ctx, filepath.Join(s.sys.Data, "user-service", "user-service.db"))
+	path := filepath.Join(s.sys.Data, "user-service", "user-service.db")
+	for _, f := range []string{path, path + "-wal"} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s, which holds the private keys, has mode %v, want 0600", filepath.Base(f), fi.Mode().Perm())
+		}
+	}
+	db, err := sqldb.Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}

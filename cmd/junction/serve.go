@@ -393,6 +393,11 @@ func serveUsers(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// The signing keys' private halves are in this database: its files are
+	// the owner's only.
+	if err := ownerOnly(cfg.Database.URL); err != nil {
+		return err
+	}
 	svc := user.NewService(st, cfg.User.TokenTTL, nil)
 	if err := svc.Start(ctx); err != nil {
 		return err
@@ -418,6 +423,21 @@ func serveUsers(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		GRPC:  usergrpc.NewServer(svc, verifier, telemetry.GRPCServerOptions(cfg.metrics)...),
 		Ready: ready(st.Ping, d.bus),
 	})
+}
+
+// ownerOnly makes a SQLite database's files (the database, its WAL and
+// shared memory, which SQLite creates with the database's mode) readable
+// by their owner only; a URL (PostgreSQL) is the server's business.
+func ownerOnly(database string) error {
+	if strings.Contains(database, "://") {
+		return nil
+	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Chmod(database+suffix, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("database %s: %w", database, err)
+		}
+	}
+	return nil
 }
 
 func serveInventory(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
