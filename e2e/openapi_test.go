@@ -146,6 +146,15 @@ func TestOpenAPIDescribesTheGateway(t *testing.T) {
 	call("", "POST", "/api/auth/login", map[string]string{"username": "alice", "password": "junction"}, 200)
 	call("", "POST", "/api/auth/login", map[string]string{"username": "alice", "password": "wrong password"}, 401)
 	call("", "POST", "/api/auth/login", map[string]string{"username": ""}, 400)
+	var session struct {
+		RefreshToken string `json:"refreshToken"`
+	}
+	_ = json.Unmarshal(call("", "POST", "/api/auth/login", map[string]string{"username": "bob", "password": "junction"}, 200), &session)
+	_ = json.Unmarshal(call("", "POST", "/api/auth/refresh", map[string]string{"refreshToken": session.RefreshToken}, 200), &session)
+	call("", "POST", "/api/auth/refresh", map[string]string{"refreshToken": "not-one"}, 401)
+	call("", "POST", "/api/auth/refresh", map[string]string{}, 401)
+	call("", "POST", "/api/auth/logout", map[string]string{"refreshToken": session.RefreshToken}, 204)
+	call("", "POST", "/api/auth/refresh", map[string]string{"refreshToken": session.RefreshToken}, 401)
 	call("", "GET", "/api/auth/jwks", nil, 200)
 	call("", "GET", "/.well-known/jwks.json", nil, 200)
 	call("", "GET", "/api/products", nil, 200)

@@ -22,6 +22,8 @@ func (g *Gateway) Handler() http.Handler {
 
 	// Public.
 	mux.Handle("POST /api/auth/login", g.forward(services.User))
+	mux.Handle("POST /api/auth/refresh", g.forward(services.User))
+	mux.Handle("POST /api/auth/logout", g.forward(services.User))
 	mux.Handle("GET /api/auth/jwks", g.forward(services.User))
 	mux.Handle("GET /.well-known/jwks.json", g.forward(services.User))
 	// Fallback: the last good catalogue while inventory-service cannot answer.

@@ -39,6 +39,7 @@ type Store interface {
 	// Rotate adds k and has every other key that stays retire at retire,
 	// in one transaction.
 	Rotate(ctx context.Context, k SigningKey, retire time.Time) error
+	RefreshStore
 }
 
 // Service is user-service's use cases. It is safe for concurrent use once
@@ -54,6 +55,7 @@ type Service struct {
 	dummyHash []byte
 	// accounts and addresses count failed logins (throttle.go).
 	accounts, addresses *throttle
+	refresh             RefreshStore
 }
 
 // NewService returns the service over store; tokens live ttl
@@ -62,7 +64,7 @@ func NewService(store Store, ttl time.Duration, now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: store, ttl: ttl, now: now, accounts: newThrottle(accountFree, now), addresses: newThrottle(addressFree, now)}
+	return &Service{store: store, refresh: store, ttl: ttl, now: now, accounts: newThrottle(accountFree, now), addresses: newThrottle(addressFree, now)}
 }
 
 // Start loads the signing keys, making the first one when there is none
@@ -98,6 +100,8 @@ func (s *Service) Start(ctx context.Context) error {
 type Token struct {
 	AccessToken string
 	ExpiresIn   time.Duration
+	// RefreshToken trades for the next access token (refresh.go).
+	RefreshToken string
 }
 
 // Login checks a username and password and issues an access token. A wrong
@@ -128,18 +132,19 @@ func (s *Service) Login(ctx context.Context, username, password, from string) (T
 		return Token{}, fault.New(fault.Unauthorized, "wrong username or password")
 	}
 	s.accounts.succeeded(account)
-	s.mu.RLock()
-	key, ok := signingKey(s.keys, s.now())
-	s.mu.RUnlock()
-	if !ok {
-		return Token{}, fault.New(fault.Unavailable, "no signing key is active")
-	}
-	signer := auth.NewSigner(key.Key, s.ttl, s.now)
-	tok, err := signer.Sign(auth.Principal{UserID: u.ID, Username: u.Username, Role: u.Role})
+	tok, err := s.issue(u)
 	if err != nil {
 		return Token{}, fmt.Errorf("login: %w", err)
 	}
-	return Token{AccessToken: tok, ExpiresIn: signer.TTL()}, nil
+	text, r, err := s.newRefresh("", u.ID)
+	if err == nil {
+		err = s.refresh.AddRefresh(ctx, r)
+	}
+	if err != nil {
+		return Token{}, fmt.Errorf("login: %w", err)
+	}
+	tok.RefreshToken = text
+	return tok, nil
 }
 
 // TooManyLogins refuses a login attempt during the back-off that failed

@@ -264,3 +264,55 @@ func TestRotation(t *testing.T) {
 		t.Errorf("after the margin: %v, want only the new key", kids)
 	}
 }
+
+// TestRefreshTokens: a refresh token trades once for the next; the one
+// used, coming back, revokes the whole session, the newest token too;
+// logout ends a session; an expired one is refused.
+func TestRefreshTokens(t *testing.T) {
+	ctx := context.Background()
+	clock := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	svc := newServiceAt(t, filepath.Join(t.TempDir(), "users.db"), func() time.Time { return clock })
+	if _, err := svc.CreateUser(ctx, user.NewUser{Username: "alice", Password: "junction", Role: auth.RoleCustomer}); err != nil {
+		t.Fatal(err)
+	}
+	login, err := svc.Login(ctx, "alice", "junction", "192.0.2.1")
+	if err != nil || login.RefreshToken == "" {
+		t.Fatalf("login: %+v, %v", login, err)
+	}
+	second, err := svc.Refresh(ctx, login.RefreshToken)
+	if err != nil || second.AccessToken == "" || second.RefreshToken == "" || second.RefreshToken == login.RefreshToken {
+		t.Fatalf("refresh: %+v, %v", second, err)
+	}
+	third, err := svc.Refresh(ctx, second.RefreshToken)
+	if err != nil {
+		t.Fatalf("refresh again: %v", err)
+	}
+	// The first one, used already, comes back: the session ends.
+	if _, err := svc.Refresh(ctx, login.RefreshToken); !errors.Is(err, user.ErrRefreshReused) || !fault.Is(err, fault.Unauthorized) {
+		t.Fatalf("a used refresh token again: %v, want unauthorized, reused", err)
+	}
+	if _, err := svc.Refresh(ctx, third.RefreshToken); !fault.Is(err, fault.Unauthorized) {
+		t.Errorf("the newest token of a revoked session: %v, want unauthorized", err)
+	}
+	// Another session is untouched, until its logout.
+	other, _ := svc.Login(ctx, "alice", "junction", "192.0.2.1")
+	if err := svc.Logout(ctx, other.RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Refresh(ctx, other.RefreshToken); !fault.Is(err, fault.Unauthorized) {
+		t.Errorf("after logout: %v, want unauthorized", err)
+	}
+	if err := svc.Logout(ctx, "nothing of ours"); err != nil {
+		t.Errorf("logging out an unknown token: %v, want nothing", err)
+	}
+	late, _ := svc.Login(ctx, "alice", "junction", "192.0.2.1")
+	clock = clock.Add(user.RefreshTTL)
+	if _, err := svc.Refresh(ctx, late.RefreshToken); !fault.Is(err, fault.Unauthorized) {
+		t.Errorf("an expired refresh token: %v, want unauthorized", err)
+	}
+	for _, bad := range []string{"", strings.Repeat("x", 200), "not-one"} {
+		if _, err := svc.Refresh(ctx, bad); !fault.Is(err, fault.Unauthorized) {
+			t.Errorf("refresh %.10q: %v, want unauthorized", bad, err)
+		}
+	}
+}

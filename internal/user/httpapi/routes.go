@@ -24,6 +24,8 @@ func Handler(svc *user.Service, v *auth.Verifier, log *slog.Logger) http.Handler
 	authn := auth.Require(v, log)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/auth/login", h.login)
+	mux.HandleFunc("POST /api/auth/refresh", h.refresh)
+	mux.HandleFunc("POST /api/auth/logout", h.logout)
 	mux.HandleFunc("GET /api/auth/jwks", h.jwks)
 	mux.HandleFunc("GET /.well-known/jwks.json", h.jwks)
 	mux.Handle("GET /api/users/me", authn(http.HandlerFunc(h.me)))
@@ -44,9 +46,51 @@ type loginRequest struct {
 }
 
 type loginResponse struct {
-	AccessToken string `json:"accessToken"`
-	TokenType   string `json:"tokenType"`
-	ExpiresIn   int    `json:"expiresIn"`
+	AccessToken  string `json:"accessToken"`
+	TokenType    string `json:"tokenType"`
+	ExpiresIn    int    `json:"expiresIn"`
+	RefreshToken string `json:"refreshToken"`
+}
+
+func tokenResponse(w http.ResponseWriter, tok user.Token) {
+	w.Header().Set("Cache-Control", "no-store")
+	rest.JSON(w, http.StatusOK, loginResponse{AccessToken: tok.AccessToken, TokenType: "Bearer", ExpiresIn: int(tok.ExpiresIn.Seconds()), RefreshToken: tok.RefreshToken})
+}
+
+type refreshRequest struct {
+	RefreshToken string `json:"refreshToken"`
+}
+
+// refresh trades a refresh token for the next access and refresh tokens.
+func (h *handler) refresh(w http.ResponseWriter, r *http.Request) {
+	var req refreshRequest
+	if err := rest.Decode(w, r, 1<<10, &req); err != nil {
+		rest.Error(w, r, h.log, err)
+		return
+	}
+	tok, err := h.svc.Refresh(r.Context(), req.RefreshToken)
+	if errors.Is(err, user.ErrRefreshReused) {
+		h.log.WarnContext(r.Context(), "a used refresh token came back: its sessions are revoked", "address", clientAddress(r))
+	}
+	if err != nil {
+		rest.Error(w, r, h.log, err)
+		return
+	}
+	tokenResponse(w, tok)
+}
+
+// logout ends the session of a refresh token.
+func (h *handler) logout(w http.ResponseWriter, r *http.Request) {
+	var req refreshRequest
+	if err := rest.Decode(w, r, 1<<10, &req); err != nil {
+		rest.Error(w, r, h.log, err)
+		return
+	}
+	if err := h.svc.Logout(r.Context(), req.RefreshToken); err != nil {
+		rest.Error(w, r, h.log, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (h *handler) login(w http.ResponseWriter, r *http.Request) {
@@ -64,8 +108,7 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 		rest.Error(w, r, h.log, err)
 		return
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	rest.JSON(w, http.StatusOK, loginResponse{AccessToken: tok.AccessToken, TokenType: "Bearer", ExpiresIn: int(tok.ExpiresIn.Seconds())})
+	tokenResponse(w, tok)
 }
 
 type keyJSON struct {

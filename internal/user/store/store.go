@@ -131,3 +131,77 @@ func (s *Store) Rotate(ctx context.Context, k user.SigningKey, retire time.Time)
 		return s.addKey(ctx, tx, k)
 	})
 }
+
+func (s *Store) AddRefresh(ctx context.Context, r user.Refresh) error {
+	_, err := s.db.ExecContext(ctx, s.db.Dialect.Rebind(`INSERT INTO refresh_tokens (hash, family, user_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`),
+		r.Hash, r.Family, r.UserID, r.Created.UnixMilli(), r.Expires.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("add refresh token: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) UseRefresh(ctx context.Context, hash []byte, next func(user.Refresh) (user.Refresh, error)) (user.Refresh, error) {
+	var got user.Refresh
+	reused := false
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		var created, expires, used, revoked int64
+		err := tx.QueryRowContext(ctx, s.db.Dialect.Rebind(`SELECT family, user_id, created_at, expires_at, used_at, revoked_at FROM refresh_tokens WHERE hash = ?`), hash).
+			Scan(&got.Family, &got.UserID, &created, &expires, &used, &revoked)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fault.New(fault.NotFound, "no such refresh token")
+		}
+		if err != nil {
+			return fmt.Errorf("refresh token: %w", err)
+		}
+		got.Hash, got.Created, got.Expires = hash, time.UnixMilli(created).UTC(), time.UnixMilli(expires).UTC()
+		if used > 0 {
+			got.Used = time.UnixMilli(used).UTC()
+		}
+		if revoked > 0 {
+			got.Revoked = time.UnixMilli(revoked).UTC()
+		}
+		if !got.Used.IsZero() {
+			reused = true
+			return s.revoke(ctx, tx, got.Family, time.Now())
+		}
+		n, err := next(got)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.db.Dialect.Rebind(`UPDATE refresh_tokens SET used_at = ? WHERE hash = ?`), n.Created.UnixMilli(), hash); err != nil {
+			return fmt.Errorf("use refresh token: %w", err)
+		}
+		_, err = tx.ExecContext(ctx, s.db.Dialect.Rebind(`INSERT INTO refresh_tokens (hash, family, user_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`),
+			n.Hash, n.Family, n.UserID, n.Created.UnixMilli(), n.Expires.UnixMilli())
+		if err != nil {
+			return fmt.Errorf("add refresh token: %w", err)
+		}
+		return nil
+	})
+	if err == nil && reused {
+		return got, user.ErrRefreshReused
+	}
+	return got, err
+}
+
+func (s *Store) RevokeFamily(ctx context.Context, hash []byte, at time.Time) error {
+	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+		var family string
+		err := tx.QueryRowContext(ctx, s.db.Dialect.Rebind(`SELECT family FROM refresh_tokens WHERE hash = ?`), hash).Scan(&family)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fault.New(fault.NotFound, "no such refresh token")
+		}
+		if err != nil {
+			return fmt.Errorf("refresh token: %w", err)
+		}
+		return s.revoke(ctx, tx, family, at)
+	})
+}
+
+func (s *Store) revoke(ctx context.Context, tx *sql.Tx, family string, at time.Time) error {
+	if _, err := tx.ExecContext(ctx, s.db.Dialect.Rebind(`UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND revoked_at = 0`), at.UnixMilli(), family); err != nil {
+		return fmt.Errorf("revoke refresh tokens: %w", err)
+	}
+	return nil
+}
