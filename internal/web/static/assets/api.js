@@ -3,17 +3,48 @@
 
 const KEY = "junction.session";
 
+// session is the signed-in user, while the access token lives or a refresh
+// token can renew it.
 export function session() {
   try {
     const s = JSON.parse(sessionStorage.getItem(KEY) || "null");
-    if (s && s.expires > Date.now()) return s;
+    if (s && (s.expires > Date.now() || s.refreshToken)) return s;
   } catch { /* a broken entry is no session */ }
   sessionStorage.removeItem(KEY);
   return null;
 }
 
+// logout ends the session at user-service too (its refresh token).
 export function logout() {
+  const s = session();
   sessionStorage.removeItem(KEY);
+  if (s && s.refreshToken) {
+    fetch("/api/auth/logout", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ refreshToken: s.refreshToken }) }).catch(() => {});
+  }
+}
+
+function keep(t, fallbackName) {
+  const c = claims(t.accessToken);
+  const s = { token: t.accessToken, refreshToken: t.refreshToken, username: c.name || fallbackName, role: c.role, userId: Number(c.sub), expires: Date.now() + t.expiresIn * 1000 };
+  sessionStorage.setItem(KEY, JSON.stringify(s));
+  return s;
+}
+
+// renew trades the session's refresh token for a new access token; false
+// when the session is over.
+let renewing = null;
+export function renew() {
+  const s = JSON.parse(sessionStorage.getItem(KEY) || "null");
+  if (!s || !s.refreshToken) return Promise.resolve(false);
+  renewing = renewing || fetch("/api/auth/refresh", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ refreshToken: s.refreshToken }) })
+    .then(async (r) => {
+      if (!r.ok) { sessionStorage.removeItem(KEY); return false; }
+      keep(await r.json(), s.username);
+      return true;
+    })
+    .catch(() => false)
+    .finally(() => { renewing = null; });
+  return renewing;
 }
 
 // claims reads a JWT's payload (for the name and role it names; the
@@ -26,10 +57,7 @@ function claims(token) {
 
 export async function login(username, password) {
   const t = await api("POST", "/api/auth/login", { username, password }, { anonymous: true });
-  const c = claims(t.accessToken);
-  const s = { token: t.accessToken, username: c.name || username, role: c.role, userId: Number(c.sub), expires: Date.now() + t.expiresIn * 1000 };
-  sessionStorage.setItem(KEY, JSON.stringify(s));
-  return s;
+  return keep(t, username);
 }
 
 // ApiError is a failed call: status and the problem's detail.
@@ -58,7 +86,10 @@ export async function api(method, path, body, opts = {}) {
   try { data = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
   if (!resp.ok) {
     const detail = (data && (data.detail || data.title)) || `${resp.status} ${resp.statusText}`;
-    if (resp.status === 401 && !opts.anonymous) logout();
+    if (resp.status === 401 && !opts.anonymous && !opts.renewed && await renew()) {
+      return api(method, path, body, { ...opts, renewed: true });
+    }
+    if (resp.status === 401 && !opts.anonymous) sessionStorage.removeItem(KEY);
     throw new ApiError(resp.status, detail, data);
   }
   return data;
@@ -105,10 +136,13 @@ export class Live {
         this.onError(f);
       }
     };
-    ws.onclose = (e) => {
+    ws.onclose = async (e) => {
       if (this.ws !== ws || this.closed) return;
-      this.onState(e.code === 1008 ? "signed out" : "reconnecting");
-      if (e.code === 1008) return; // a new token is needed: sign in again
+      if (e.code === 1008 && !(await renew())) { // the token expired and the session is over
+        this.onState("signed out");
+        return;
+      }
+      this.onState("reconnecting");
       setTimeout(() => this.connect(), this.wait);
       this.wait = Math.min(this.wait * 2, 5000);
     };
