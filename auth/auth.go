@@ -130,6 +130,9 @@ func (s *Signer) Sign(p Principal) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("sign token: %w", err)
 	}
+	if len(signed) > MaxTokenSize {
+		return "", fmt.Errorf("sign token: %d bytes: %w", len(signed), ErrTokenTooLarge)
+	}
 	return signed, nil
 }
 
@@ -269,6 +272,10 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 // MaxTokenSize is the longest access token a verifier reads; ours are
 // about 400 bytes.
 const MaxTokenSize = 4 << 10
+
+// ErrTokenTooLarge is a principal whose token would be longer than
+// MaxTokenSize: no verifier would read it, so it is not signed.
+var ErrTokenTooLarge = fmt.Errorf("a token longer than %d bytes", MaxTokenSize)
 
 // leeway is the clock skew allowed on a token's times.
 const leeway = 5 * time.Second

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -74,7 +75,8 @@ func FuzzParseJWKS(f *testing.F) {
 	})
 }
 
-// FuzzTokenRoundTrip: any principal the signer signs verifies to itself.
+// FuzzTokenRoundTrip: any principal the signer signs verifies to itself;
+// one too large for a verifier to read is refused at signing.
 func FuzzTokenRoundTrip(f *testing.F) {
 	k, err := auth.NewKey()
 	if err != nil {
@@ -93,6 +95,9 @@ func FuzzTokenRoundTrip(f *testing.F) {
 			role = auth.RoleAdmin
 		}
 		tok, err := signer.Sign(auth.Principal{UserID: id, Username: name, Role: role})
+		if errors.Is(err, auth.ErrTokenTooLarge) {
+			return // refused at signing: no verifier would read it
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
