@@ -655,6 +655,10 @@ func (c *liveConn) fill(id int64, f *follow, announce bool) {
 			continue
 		}
 		c.mu.Lock()
+		if c.follows[id] != f {
+			c.mu.Unlock()
+			return // unsubscribed meanwhile
+		}
 		all := append(page, f.pending...)
 		slices.SortStableFunc(all, func(a, b events.HistoryEntry) int { return cmp.Compare(a.Seq, b.Seq) })
 		f.pending = nil

@@ -209,6 +209,19 @@ func TestLiveFillsGaps(t *testing.T) {
 	if seqs, fr := until(t, c, "subscribed"); len(seqs) != 0 || fr.Seq != 5 {
 		t.Errorf("resubscribed at 5: %v then %+v, want nothing then subscribed at 5", seqs, fr)
 	}
+	// Unsubscribed: order 1's next entry does not come; order 3's does.
+	third := f.append(3, 7, 1)
+	send(t, c, map[string]any{"type": "subscribe", "orderId": 3, "after": 1})
+	until(t, c, "subscribed")
+	send(t, c, map[string]any{"type": "unsubscribe", "orderId": 1})
+	send(t, c, map[string]any{"type": "subscribe", "orderId": 3, "after": 1}) // a round trip: the unsubscribe is done
+	until(t, c, "subscribed")
+	f.publish(1, 7, f.append(1, 7, 1))
+	third = append(third, f.append(3, 7, 1)...)
+	f.publish(3, 7, third[1:])
+	if fr, err := next(c); err != nil || fr.OrderID != 3 || fr.Seq != 2 {
+		t.Errorf("after unsubscribing order 1: %+v, %v; want order 3's seq 2", fr, err)
+	}
 }
 
 // TestLiveCaps: past the caps, a clear refusal: 429 for an address, a
