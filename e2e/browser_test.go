@@ -252,5 +252,26 @@ func TestBrowser(t *testing.T) {
 	b.shot("ops-sagas")
 	b.run("the faults", chromedp.Navigate(shop+"/ops#/faults"), chromedp.WaitVisible(chromedp.CSS(`#set-faults`)))
 	b.shot("ops-faults")
+	// Break the payment provider from the page, then mend it.
+	b.run("an outage from the page",
+		chromedp.Click(chromedp.CSS(`#outage`)),
+		chromedp.Click(chromedp.CSS(`#set-faults`)),
+		waitJS(`document.getElementById("outage")?.checked === true && document.querySelector("#alert").hidden`),
+	)
+	var faults struct {
+		Outage bool `json:"outage"`
+	}
+	s.admin.do("GET", "/api/admin/ops/provider", nil).decode(t, &faults)
+	if !faults.Outage {
+		t.Error("the outage set on the Faults page is not the provider's")
+	}
+	b.run("mend it from the page",
+		chromedp.Click(chromedp.CSS(`#clear-faults`)),
+		waitJS(`document.getElementById("outage")?.checked === false`),
+	)
+	s.admin.do("GET", "/api/admin/ops/provider", nil).decode(t, &faults)
+	if faults.Outage {
+		t.Error("the Clear button left the provider's outage on")
+	}
 	fmt.Fprintf(os.Stderr, "screenshots in %s\n", b.shots)
 }

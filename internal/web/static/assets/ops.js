@@ -262,7 +262,7 @@ async function faultsView() {
   h("label", { for: "error-rate" }, "Share of calls answered 503 (0 to 1)"), errors,
   h("label", { for: "outage" }, outage, " Outage: every call answered 503"),
   h("button", { type: "submit", id: "set-faults" }, "Set"),
-  h("button", { type: "button", class: "quiet", onclick: async () => { try { await api("PUT", "/api/admin/ops/provider", {}); await faultsView(); } catch (err) { showError(err); } } }, "Clear"),
+  h("button", { type: "button", class: "quiet", id: "clear-faults", onclick: async () => { try { await api("PUT", "/api/admin/ops/provider", {}); await faultsView(); } catch (err) { showError(err); } } }, "Clear"),
   h("p", { class: "hint" }, "Watch the overview: payment-service's breaker on payment-provider opens, orders are rejected and their sagas compensate."));
   const act = (id, action) => async (e) => {
     e.target.disabled = true;
