@@ -33,7 +33,11 @@ func TestMain(m *testing.M) {
 	case "stubborn":
 		signal.Ignore(syscall.SIGTERM)
 		fmt.Println("hello from", os.Getpid())
-		select {}
+		// Asleep, not blocked: a bare select{} with nothing else running is
+		// a deadlock the runtime ends (exit 2), and the child is restarted.
+		for {
+			time.Sleep(time.Hour)
+		}
 	}
 }
 
