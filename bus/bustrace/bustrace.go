@@ -53,9 +53,24 @@ type Config struct {
 	OnProcess func(ctx context.Context, m *bus.Message) context.Context
 }
 
-// Wrap returns b with its messages traced.
+// Wrap returns b with its messages traced. When b follows topics live
+// (bus.LiveSubscriber), so does what Wrap returns, with a process span per
+// delivery too.
 func Wrap(b Bus, cfg Config) Bus {
-	return &traced{Bus: b, cfg: cfg, tracer: otel.Tracer(scope)}
+	t := &traced{Bus: b, cfg: cfg, tracer: otel.Tracer(scope)}
+	if l, ok := b.(bus.LiveSubscriber); ok {
+		return &tracedLive{traced: t, live: l}
+	}
+	return t
+}
+
+type tracedLive struct {
+	*traced
+	live bus.LiveSubscriber
+}
+
+func (t *tracedLive) SubscribeLive(ctx context.Context, topic string, h bus.Handler) (bus.Subscription, error) {
+	return t.live.SubscribeLive(ctx, topic, t.process(topic, "", h))
 }
 
 type traced struct {
@@ -120,15 +135,23 @@ func (t *traced) Publish(ctx context.Context, topic string, msgs ...*bus.Message
 }
 
 func (t *traced) Subscribe(ctx context.Context, topic, group string, h bus.Handler) (bus.Subscription, error) {
+	return t.Bus.Subscribe(ctx, topic, group, t.process(topic, group, h))
+}
+
+// process wraps h with a process span per delivery (group "": a live
+// subscription, which has none).
+func (t *traced) process(topic, group string, h bus.Handler) bus.Handler {
 	name := "process " + topic
 	fixed := []attribute.KeyValue{
 		semconv.MessagingSystemKey.String(t.cfg.System),
 		semconv.MessagingOperationTypeProcess,
 		semconv.MessagingOperationName("process"),
 		semconv.MessagingDestinationName(topic),
-		semconv.MessagingConsumerGroupName(group),
 	}
-	return t.Bus.Subscribe(ctx, topic, group, func(ctx context.Context, m *bus.Message) error {
+	if group != "" {
+		fixed = append(fixed, semconv.MessagingConsumerGroupName(group))
+	}
+	return func(ctx context.Context, m *bus.Message) error {
 		ctx, span := t.tracer.Start(Extract(ctx, m), name,
 			trace.WithSpanKind(trace.SpanKindConsumer),
 			trace.WithAttributes(fixed...),
@@ -153,7 +176,7 @@ func (t *traced) Subscribe(ctx context.Context, topic, group string, h bus.Handl
 			span.SetStatus(codes.Error, "will be redelivered")
 		}
 		return err
-	})
+	}
 }
 
 // Check passes the broker's round trip through, for readiness; an adapter

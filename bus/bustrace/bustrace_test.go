@@ -157,3 +157,45 @@ func TestFailuresMarkTheSpan(t *testing.T) {
 		}
 	}
 }
+
+// TestLiveSubscriptionsAreTraced: a wrapped adapter that follows topics
+// live still does, with a process span per delivery and no group.
+func TestLiveSubscriptionsAreTraced(t *testing.T) {
+	rec, _ := setup(t)
+	b := bustrace.Wrap(membus.New(), bustrace.Config{System: "membus"})
+	t.Cleanup(func() { b.Close() })
+	live, ok := b.(bus.LiveSubscriber)
+	if !ok {
+		t.Fatal("the wrapped membus does not follow topics live")
+	}
+	got := make(chan string, 1)
+	sub, err := live.SubscribeLive(context.Background(), "history", func(_ context.Context, m *bus.Message) error {
+		got <- m.ID
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if err := b.Publish(context.Background(), "history", &bus.Message{ID: "h-1", Type: "T", Source: "s", Body: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-got:
+		if id != "h-1" {
+			t.Fatalf("got %s", id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no live delivery")
+	}
+	_ = sub.Close() // the handler has returned: its span has ended
+	spans := ended(rec, "process history")
+	if len(spans) != 1 {
+		t.Fatalf("%d process spans, want 1", len(spans))
+	}
+	for _, a := range spans[0].Attributes() {
+		if a.Key == "messaging.consumer.group.name" {
+			t.Errorf("a live delivery's span names a group: %v", a.Value.AsString())
+		}
+	}
+}
