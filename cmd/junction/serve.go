@@ -824,16 +824,17 @@ func serveGateway(ctx context.Context, cfg serveConfig, log *slog.Logger) error 
 	gw.ServeOps(gateway.OpsConfig{Source: cfg.disc.Source, Traces: cfg.getenv("JUNCTION_TRACES_URL"), Control: cfg.getenv("JUNCTION_CONTROL_URL")})
 	meterGateway(cfg.metrics, gw, live)
 	// On a stop, the WebSockets close with 1001 as the instance leaves the
-	// registry, so their clients resume on another replica.
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
+	// registry, so their clients resume on another replica; on an error
+	// return too.
+	bg := startLoops(ctx)
+	bg.goRun(func(ctx context.Context) error {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		live.Shutdown(sctx)
-	}()
-	defer func() { <-stopped }()
+		return nil
+	})
+	defer bg.stop()
 	icfg := instanceConfig(cfg)
 	icfg.HTTPListener, icfg.Public = ln, true
 	return instance.Run(ctx, icfg, log, instance.Parts{HTTP: gw.Handler()})
