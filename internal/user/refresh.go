@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"time"
@@ -59,15 +58,12 @@ type RefreshStore interface {
 	RevokeFamily(ctx context.Context, hash []byte, at time.Time) error
 }
 
-// newRefresh returns a new refresh token of family for user, and its row.
+// newRefresh returns a new refresh token of family (a new family when
+// "") for user, and its row.
 func (s *Service) newRefresh(family string, user int64) (string, Refresh, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", Refresh{}, err
-	}
-	text := base64.RawURLEncoding.EncodeToString(b)
+	text := rand.Text() + rand.Text() // 2×26 base32 characters, 256 bits
 	if family == "" {
-		family = base64.RawURLEncoding.EncodeToString(b[:12])
+		family = rand.Text() // its own randomness: nothing of a token is stored
 	}
 	now := s.now().UTC().Truncate(time.Millisecond)
 	return text, Refresh{Hash: hashRefresh(text), Family: family, UserID: user, Created: now, Expires: now.Add(RefreshTTL)}, nil
@@ -87,7 +83,7 @@ func (s *Service) Refresh(ctx context.Context, token string) (Token, error) {
 		return Token{}, refusedRefresh
 	}
 	var nextText string
-	used, err := s.refresh.UseRefresh(ctx, hashRefresh(token), func(r Refresh) (Refresh, error) {
+	used, err := s.store.UseRefresh(ctx, hashRefresh(token), func(r Refresh) (Refresh, error) {
 		if !r.Revoked.IsZero() || !s.now().Before(r.Expires) {
 			return Refresh{}, refusedRefresh
 		}
@@ -121,7 +117,7 @@ func (s *Service) Logout(ctx context.Context, token string) error {
 	if token == "" || len(token) > 128 {
 		return nil
 	}
-	err := s.refresh.RevokeFamily(ctx, hashRefresh(token), s.now())
+	err := s.store.RevokeFamily(ctx, hashRefresh(token), s.now())
 	if fault.Is(err, fault.NotFound) {
 		return nil
 	}

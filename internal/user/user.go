@@ -55,7 +55,6 @@ type Service struct {
 	dummyHash []byte
 	// accounts and addresses count failed logins (throttle.go).
 	accounts, addresses *throttle
-	refresh             RefreshStore
 }
 
 // NewService returns the service over store; tokens live ttl
@@ -64,7 +63,7 @@ func NewService(store Store, ttl time.Duration, now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: store, refresh: store, ttl: ttl, now: now, accounts: newThrottle(accountFree, now), addresses: newThrottle(addressFree, now)}
+	return &Service{store: store, ttl: ttl, now: now, accounts: newThrottle(accountFree, now), addresses: newThrottle(addressFree, now)}
 }
 
 // Start loads the signing keys, making the first one when there is none
@@ -138,7 +137,7 @@ func (s *Service) Login(ctx context.Context, username, password, from string) (T
 	}
 	text, r, err := s.newRefresh("", u.ID)
 	if err == nil {
-		err = s.refresh.AddRefresh(ctx, r)
+		err = s.store.AddRefresh(ctx, r)
 	}
 	if err != nil {
 		return Token{}, fmt.Errorf("login: %w", err)
