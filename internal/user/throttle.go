@@ -25,8 +25,8 @@ const (
 	addressFree = 20
 	backoffBase = time.Second
 	backoffMax  = 5 * time.Minute
-	// throttleCap bounds the remembered keys; past it, forgotten ones are
-	// those whose back-off is over.
+	// throttleCap bounds the remembered keys; past it, the stale ones are
+	// forgotten.
 	throttleCap = 100_000
 )
 
@@ -58,7 +58,7 @@ func (t *throttle) wait(key string) time.Duration {
 		return 0
 	}
 	now := t.now()
-	if now.Sub(f.last) > backoffMax {
+	if f.stale(now) {
 		delete(t.keys, key) // quiet long enough: a fresh start
 		return 0
 	}
@@ -74,7 +74,7 @@ func (t *throttle) failed(key string) {
 	if !ok {
 		if len(t.keys) >= throttleCap {
 			for k, v := range t.keys {
-				if now.After(v.until) && now.Sub(v.last) > backoffMax {
+				if v.stale(now) {
 					delete(t.keys, k)
 				}
 			}
@@ -89,6 +89,10 @@ func (t *throttle) failed(key string) {
 		f.until = now.Add(min(d, backoffMax))
 	}
 }
+
+// stale reports whether f's last failure is older than the longest
+// back-off (so its back-off is over too): it counts no more.
+func (f *failures) stale(now time.Time) bool { return now.Sub(f.last) > backoffMax }
 
 // succeeded forgets key's failures.
 func (t *throttle) succeeded(key string) {
