@@ -396,14 +396,21 @@ func (s *Store) Graph(now time.Time, window time.Duration) []Edge {
 	type key struct{ from, to string }
 	sums := map[key]*Edge{}
 	total := map[key]time.Duration{}
+	// The spans as they are now, read outside the lock that takes new ones
+	// in: a trace's spans are only ever appended, so what a slice held when
+	// it was taken does not change.
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	traces := make([][]raw, 0, len(s.traces))
 	for _, e := range s.traces {
-		byID := make(map[string]*raw, len(e.spans))
-		for i := range e.spans {
-			byID[string(e.spans[i].span.GetSpanId())] = &e.spans[i]
+		traces = append(traces, e.spans)
+	}
+	s.mu.Unlock()
+	for _, spans := range traces {
+		byID := make(map[string]*raw, len(spans))
+		for i := range spans {
+			byID[string(spans[i].span.GetSpanId())] = &spans[i]
 		}
-		for _, r := range e.spans {
+		for _, r := range spans {
 			sp := r.span
 			if sp.GetStartTimeUnixNano() < since {
 				continue
