@@ -195,11 +195,8 @@ func TestBrowser(t *testing.T) {
 
 	// The administrator: overview, journey, dead letter redrive.
 	poison(t, s.sys.Broker, "browser-poison")
-	b.run("log in as admin on /ops",
-		chromedp.Navigate(shop+"/ops"),
-		waitJS(`document.readyState === "complete"`),
-	)
-	eval[bool](b, `sessionStorage.clear(), true`)
+	eval[bool](b, `sessionStorage.clear(), true`) // the customer signs out
+
 	b.run("the admin's login",
 		chromedp.Navigate(shop+"/ops#/overview"),
 		chromedp.WaitVisible(chromedp.CSS(`#password`)),
@@ -253,10 +250,15 @@ func TestBrowser(t *testing.T) {
 	b.run("the faults", chromedp.Navigate(shop+"/ops#/faults"), chromedp.WaitVisible(chromedp.CSS(`#set-faults`)))
 	b.shot("ops-faults")
 	// Break the payment provider from the page, then mend it.
+	// The page is drawn again from the provider's answer: a new checkbox.
+	rendered := func(checked bool) chromedp.Action[chromedp.Void] {
+		return waitJS(fmt.Sprintf(`((el) => el && el !== window.shown && el.checked === %t)(document.getElementById("outage"))`, checked))
+	}
+	eval[bool](b, `window.shown = document.getElementById("outage"), true`)
 	b.run("an outage from the page",
 		chromedp.Click(chromedp.CSS(`#outage`)),
 		chromedp.Click(chromedp.CSS(`#set-faults`)),
-		waitJS(`document.getElementById("outage")?.checked === true && document.querySelector("#alert").hidden`),
+		rendered(true),
 	)
 	var faults struct {
 		Outage bool `json:"outage"`
@@ -265,13 +267,14 @@ func TestBrowser(t *testing.T) {
 	if !faults.Outage {
 		t.Error("the outage set on the Faults page is not the provider's")
 	}
+	eval[bool](b, `window.shown = document.getElementById("outage"), true`)
 	b.run("mend it from the page",
 		chromedp.Click(chromedp.CSS(`#clear-faults`)),
-		waitJS(`document.getElementById("outage")?.checked === false`),
+		rendered(false),
 	)
 	s.admin.do("GET", "/api/admin/ops/provider", nil).decode(t, &faults)
 	if faults.Outage {
 		t.Error("the Clear button left the provider's outage on")
 	}
-	fmt.Fprintf(os.Stderr, "screenshots in %s\n", b.shots)
+	t.Logf("screenshots in %s", b.shots)
 }
