@@ -294,35 +294,23 @@ func (b *Bus) SubscribeLive(ctx context.Context, topic string, h bus.Handler) (b
 	return live, nil
 }
 
-// consumeLive opens a channel with a live queue on topic's exchange.
+// consumeLive opens a channel with a live queue on topic's exchange: named
+// by the broker, exclusive, deleted with the channel, acknowledged on
+// delivery.
 func (b *Bus) consumeLive(topic string) (<-chan amqp.Delivery, *amqp.Channel, error) {
-	conn, err := b.connection()
-	if err != nil {
-		return nil, nil, err
-	}
-	ch, err := conn.Channel()
-	if err != nil {
-		return nil, nil, fmt.Errorf("rabbitbus: channel: %w", err)
-	}
-	fail := func(what string, err error) (<-chan amqp.Delivery, *amqp.Channel, error) {
-		ch.Close()
-		return nil, nil, fmt.Errorf("rabbitbus: %s for a live subscription to %s: %w", what, topic, err)
-	}
-	if err := ch.ExchangeDeclare(topic, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
-		return fail("declare exchange", err)
-	}
-	q, err := ch.QueueDeclare("", false, true, true, false, nil)
-	if err != nil {
-		return fail("declare queue", err)
-	}
-	if err := ch.QueueBind(q.Name, "", topic, false, nil); err != nil {
-		return fail("bind queue", err)
-	}
-	deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)
-	if err != nil {
-		return fail("consume", err)
-	}
-	return deliveries, ch, nil
+	return b.open("a live subscription to "+topic, true, func(ch *amqp.Channel) (string, error) {
+		if err := ch.ExchangeDeclare(topic, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
+			return "", fmt.Errorf("declare exchange: %w", err)
+		}
+		q, err := ch.QueueDeclare("", false, true, true, false, nil)
+		if err != nil {
+			return "", fmt.Errorf("declare queue: %w", err)
+		}
+		if err := ch.QueueBind(q.Name, "", topic, false, nil); err != nil {
+			return "", fmt.Errorf("bind queue: %w", err)
+		}
+		return q.Name, nil
+	})
 }
 
 // QueueName is the queue of group on topic.
@@ -331,6 +319,42 @@ func QueueName(topic, group string) string { return topic + "." + group }
 // consume opens a channel, declares the topology of (topic, group) and
 // starts consuming.
 func (b *Bus) consume(topic, group string) (<-chan amqp.Delivery, *amqp.Channel, error) {
+	return b.open(group+" on "+topic, false, func(ch *amqp.Channel) (string, error) {
+		for _, ex := range []string{topic, bus.DeadLetterTopic} {
+			if err := ch.ExchangeDeclare(ex, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
+				return "", fmt.Errorf("declare exchange %s: %w", ex, err)
+			}
+		}
+		q := QueueName(topic, group)
+		args := amqp.Table{
+			"x-queue-type":           "quorum",
+			"x-delivery-limit":       int64(b.cfg.DeliveryLimit),
+			"x-dead-letter-exchange": bus.DeadLetterTopic,
+		}
+		if b.cfg.QueueExpiry > 0 {
+			args["x-expires"] = b.cfg.QueueExpiry.Milliseconds()
+		}
+		if topic == bus.DeadLetterTopic {
+			delete(args, "x-dead-letter-exchange") // dead letters do not die twice
+		}
+		if _, err := ch.QueueDeclare(q, true, false, false, false, args); err != nil {
+			return "", fmt.Errorf("declare queue: %w", err)
+		}
+		if err := ch.QueueBind(q, "", topic, false, nil); err != nil {
+			return "", fmt.Errorf("bind queue: %w", err)
+		}
+		if err := ch.Qos(2*b.cfg.Concurrency, 0, false); err != nil {
+			return "", fmt.Errorf("qos: %w", err)
+		}
+		return q, nil
+	})
+}
+
+// open opens a channel on the live connection, has declare set up the
+// queue to consume (for what: the subscription, in errors), and consumes it:
+// acknowledged on delivery and exclusive when live, else acknowledged by
+// the caller. A failure closes the channel.
+func (b *Bus) open(what string, live bool, declare func(*amqp.Channel) (string, error)) (<-chan amqp.Delivery, *amqp.Channel, error) {
 	conn, err := b.connection()
 	if err != nil {
 		return nil, nil, err
@@ -339,39 +363,16 @@ func (b *Bus) consume(topic, group string) (<-chan amqp.Delivery, *amqp.Channel,
 	if err != nil {
 		return nil, nil, fmt.Errorf("rabbitbus: channel: %w", err)
 	}
-	fail := func(what string, err error) (<-chan amqp.Delivery, *amqp.Channel, error) {
-		ch.Close()
-		return nil, nil, fmt.Errorf("rabbitbus: %s for %s on %s: %w", what, group, topic, err)
-	}
-	for _, ex := range []string{topic, bus.DeadLetterTopic} {
-		if err := ch.ExchangeDeclare(ex, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
-			return fail("declare exchange "+ex, err)
+	q, err := declare(ch)
+	var deliveries <-chan amqp.Delivery
+	if err == nil {
+		if deliveries, err = ch.Consume(q, "", live, live, false, false, nil); err != nil {
+			err = fmt.Errorf("consume: %w", err)
 		}
 	}
-	q := QueueName(topic, group)
-	args := amqp.Table{
-		"x-queue-type":           "quorum",
-		"x-delivery-limit":       int64(b.cfg.DeliveryLimit),
-		"x-dead-letter-exchange": bus.DeadLetterTopic,
-	}
-	if b.cfg.QueueExpiry > 0 {
-		args["x-expires"] = b.cfg.QueueExpiry.Milliseconds()
-	}
-	if topic == bus.DeadLetterTopic {
-		delete(args, "x-dead-letter-exchange") // dead letters do not die twice
-	}
-	if _, err := ch.QueueDeclare(q, true, false, false, false, args); err != nil {
-		return fail("declare queue", err)
-	}
-	if err := ch.QueueBind(q, "", topic, false, nil); err != nil {
-		return fail("bind queue", err)
-	}
-	if err := ch.Qos(2*b.cfg.Concurrency, 0, false); err != nil {
-		return fail("qos", err)
-	}
-	deliveries, err := ch.Consume(q, "", false, false, false, false, nil)
 	if err != nil {
-		return fail("consume", err)
+		ch.Close()
+		return nil, nil, fmt.Errorf("rabbitbus: %s: %w", what, err)
 	}
 	return deliveries, ch, nil
 }
