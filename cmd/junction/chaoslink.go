@@ -24,6 +24,35 @@ type linkFaults struct {
 	toxicity        float32
 }
 
+// linkJSON is one link and its faults, as junction chaos links and the
+// control API show it.
+type linkJSON struct {
+	Name     string   `json:"name"`
+	Listen   string   `json:"listen"`
+	Upstream string   `json:"upstream"`
+	Down     bool     `json:"down"`
+	Toxics   []string `json:"toxics"`
+}
+
+// listLinks returns the links of c, by name, each with its faults.
+func listLinks(c *toxiclient.Client) ([]linkJSON, error) {
+	proxies, err := c.Proxies()
+	if err != nil {
+		return nil, fmt.Errorf("chaos: %w", err)
+	}
+	out := make([]linkJSON, 0, len(proxies))
+	for _, p := range proxies {
+		l := linkJSON{Name: p.Name, Listen: p.Listen, Upstream: p.Upstream, Down: !p.Enabled, Toxics: []string{}}
+		for _, t := range p.ActiveToxics {
+			l.Toxics = append(l.Toxics, fmt.Sprintf("%s%v@%.0f%%", t.Type, t.Attributes, t.Toxicity*100))
+		}
+		sort.Strings(l.Toxics)
+		out = append(out, l)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
 // applyLinkFaults replaces the faults of link p with f's.
 func applyLinkFaults(p *toxiclient.Proxy, f linkFaults) error {
 	if f.toxicity <= 0 || f.toxicity > 1 {
@@ -97,26 +126,16 @@ func chaosLinkCommands(registry *string, stdout io.Writer) []*cobra.Command {
 			if err != nil {
 				return err
 			}
-			proxies, err := c.Proxies()
+			links, err := listLinks(c)
 			if err != nil {
-				return fmt.Errorf("chaos: %w", err)
+				return err
 			}
-			names := make([]string, 0, len(proxies))
-			for n := range proxies {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			for _, n := range names {
-				p := proxies[n]
+			for _, l := range links {
 				state := "up"
-				if !p.Enabled {
+				if l.Down {
 					state = "down"
 				}
-				var toxics []string
-				for _, t := range p.ActiveToxics {
-					toxics = append(toxics, fmt.Sprintf("%s%v@%.0f%%", t.Type, t.Attributes, t.Toxicity*100))
-				}
-				fmt.Fprintf(stdout, "%-36s %-4s %s -> %s %s\n", n, state, p.Listen, p.Upstream, strings.Join(toxics, " "))
+				fmt.Fprintf(stdout, "%-36s %-4s %s -> %s %s\n", l.Name, state, l.Listen, l.Upstream, strings.Join(l.Toxics, " "))
 			}
 			return nil
 		},

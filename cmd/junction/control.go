@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -56,21 +53,11 @@ func startControl(registryURL, linksAPI string, logf func(string, ...any)) (*loc
 	if linksAPI != "" {
 		links := toxiclient.NewClient("http://" + linksAPI)
 		mux.HandleFunc("GET /v1/links", func(w http.ResponseWriter, r *http.Request) {
-			proxies, err := links.Proxies()
+			out, err := listLinks(links)
 			if err != nil {
 				rest.Error(w, r, log, fault.Wrap(fault.Unavailable, err, "the links cannot be read"))
 				return
 			}
-			out := []linkJSON{}
-			for _, p := range proxies {
-				l := linkJSON{Name: p.Name, Listen: p.Listen, Upstream: p.Upstream, Down: !p.Enabled, Toxics: []string{}}
-				for _, t := range p.ActiveToxics {
-					l.Toxics = append(l.Toxics, fmt.Sprintf("%s %v", t.Type, t.Attributes))
-				}
-				slices.Sort(l.Toxics)
-				out = append(out, l)
-			}
-			slices.SortFunc(out, func(a, b linkJSON) int { return strings.Compare(a.Name, b.Name) })
 			rest.JSON(w, http.StatusOK, map[string]any{"links": out})
 		})
 		mux.HandleFunc("PUT /v1/links/{name}", func(w http.ResponseWriter, r *http.Request) {
@@ -106,13 +93,4 @@ func startControl(registryURL, linksAPI string, logf func(string, ...any)) (*loc
 		})
 	}
 	return serveLocal("control", mux, logf)
-}
-
-// linkJSON is one link as GET /v1/links shows it.
-type linkJSON struct {
-	Name     string   `json:"name"`
-	Listen   string   `json:"listen"`
-	Upstream string   `json:"upstream"`
-	Down     bool     `json:"down"`
-	Toxics   []string `json:"toxics"`
 }
