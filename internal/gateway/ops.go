@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -228,35 +227,24 @@ func (o *ops) provider(w http.ResponseWriter, r *http.Request) {
 		rest.Error(w, r, o.log, fault.New(fault.Unavailable, "no payment provider is registered"))
 		return
 	}
-	var body []byte
-	if r.Method == http.MethodPut {
-		if body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, 4<<10)); err != nil {
-			rest.Error(w, r, o.log, fault.New(fault.TooLarge, "the faults are a small JSON object"))
-			return
-		}
+	body, ok := o.faults(w, r)
+	if !ok {
+		return
 	}
-	var answer json.RawMessage
+	var answer []byte
 	for _, in := range v.Instances {
-		req, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+in.Endpoints[discovery.EndpointHTTP]+"/v1/admin/faults", bytes.NewReader(body))
-		if err != nil {
-			rest.Error(w, r, o.log, err)
-			return
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := o.client.Do(req)
+		status, _, b, err := o.send(r, "http://"+in.Endpoints[discovery.EndpointHTTP]+"/v1/admin/faults", body)
 		if err != nil {
 			rest.Error(w, r, o.log, fault.Wrap(fault.Unavailable, err, "%s cannot be reached", in.ID))
 			return
 		}
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<10))
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
+		if status != http.StatusOK {
 			rest.Error(w, r, o.log, fault.New(fault.Invalid, "%s: %s", in.ID, bytes.TrimSpace(b)))
 			return
 		}
 		answer = b
 		if r.Method == http.MethodGet {
-			break
+			break // they all have the same
 		}
 	}
 	if r.Method == http.MethodPut {
@@ -274,41 +262,54 @@ func (o *ops) act(w http.ResponseWriter, r *http.Request) {
 		rest.Error(w, r, o.log, fault.New(fault.NotFound, "instances and links can be broken from here only in a system run by junction up"))
 		return
 	}
-	path := "/v1" + strings.TrimPrefix(r.URL.EscapedPath(), "/api/admin/ops")
-	var body []byte
-	if r.Method == http.MethodPut {
-		var err error
-		if body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, 4<<10)); err != nil {
-			rest.Error(w, r, o.log, fault.New(fault.TooLarge, "the faults are a small JSON object"))
-			return
-		}
-	}
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, o.cfg.Control+path, bytes.NewReader(body))
-	if err != nil {
-		rest.Error(w, r, o.log, err)
+	body, ok := o.faults(w, r)
+	if !ok {
 		return
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := o.client.Do(req)
+	status, ctype, answer, err := o.send(r, o.cfg.Control+"/v1"+strings.TrimPrefix(r.URL.EscapedPath(), "/api/admin/ops"), body)
 	if err != nil {
 		rest.Error(w, r, o.log, fault.Wrap(fault.Unavailable, err, "junction up's control API cannot be reached"))
 		return
 	}
+	p, _ := auth.FromContext(r.Context())
+	switch {
+	case r.PathValue("id") != "":
+		o.log.InfoContext(r.Context(), "ops: instance action", "by", p.Username, "status", status, "instance", r.PathValue("id"), "action", r.PathValue("action"))
+	case r.PathValue("name") != "":
+		o.log.InfoContext(r.Context(), "ops: link faults set", "by", p.Username, "status", status, "link", r.PathValue("name"), "faults", string(bytes.TrimSpace(body)))
+	}
+	w.Header().Set("Content-Type", ctype) // a problem document's, on a refusal
+	w.WriteHeader(status)
+	_, _ = w.Write(answer)
+}
+
+// faults reads the body of a PUT (faults to set: a small JSON object); a
+// GET or POST has none.
+func (o *ops) faults(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if r.Method != http.MethodPut {
+		return nil, true
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4<<10))
+	if err != nil {
+		rest.Error(w, r, o.log, fault.New(fault.TooLarge, "the faults are a small JSON object"))
+		return nil, false
+	}
+	return body, true
+}
+
+// send makes r's call, with body, to url and returns the answer: its
+// status, content type and body.
+func (o *ops) send(r *http.Request, url string, body []byte) (int, string, []byte, error) {
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, "", nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := o.client.Do(req)
+	if err != nil {
+		return 0, "", nil, err
+	}
 	defer resp.Body.Close()
-	if r.Method != http.MethodGet {
-		p, _ := auth.FromContext(r.Context())
-		attrs := []any{"by", p.Username, "status", resp.StatusCode}
-		if id := r.PathValue("id"); id != "" {
-			attrs = append(attrs, "instance", id, "action", r.PathValue("action"))
-		}
-		if name := r.PathValue("name"); name != "" {
-			attrs = append(attrs, "link", name, "faults", string(bytes.TrimSpace(body)))
-		}
-		o.log.InfoContext(r.Context(), "ops: "+map[bool]string{true: "link faults set", false: "instance action"}[r.PathValue("name") != ""], attrs...)
-	}
-	for _, k := range []string{"Content-Type"} {
-		w.Header().Set(k, resp.Header.Get(k))
-	}
-	w.WriteHeader(resp.StatusCode)
-	_, _ = io.Copy(w, io.LimitReader(resp.Body, 1<<20))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, resp.Header.Get("Content-Type"), answer, err
 }
