@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -393,12 +392,15 @@ func TestVerifierDoesNotStallOnAFetch(t *testing.T) {
 	clock := now
 	tick := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
 	at := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
-	hang := make(chan struct{})
+	hang, fetching := make(chan struct{}), make(chan struct{})
 	var calls atomic.Int64
 	set, _ := json.Marshal(auth.JWKS{Keys: []auth.JWK{auth.PublicJWK(known)}})
 	source := func(ctx context.Context) ([]byte, error) {
-		if calls.Add(1) == 1 {
+		switch calls.Add(1) {
+		case 1:
 			return set, nil
+		case 2:
+			close(fetching)
 		}
 		select { // every later fetch hangs until the test ends
 		case <-hang:
@@ -429,10 +431,7 @@ func TestVerifierDoesNotStallOnAFetch(t *testing.T) {
 			forged <- err
 		}()
 	}
-	// The fetch has begun (the second call of the source) and hangs.
-	for calls.Load() < 2 {
-		runtime.Gosched()
-	}
+	<-fetching // the second call of the source has begun, and hangs
 	done := make(chan error, 1)
 	go func() {
 		for i := range 100 {

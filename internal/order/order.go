@@ -355,10 +355,10 @@ func HistoryEntries(evs []Event) []events.HistoryEntry {
 // id's (of user's) history just written; its id names the first seq, so a
 // transaction retried writes the same message.
 func HistoryMessage(id, user int64, evs []Event) (*bus.Message, error) {
-	h := events.OrderHistory{OrderID: id, UserID: user, Events: HistoryEntries(evs)}
 	if len(evs) == 0 {
 		return nil, errors.New("an order history message needs an entry")
 	}
+	h := events.OrderHistory{OrderID: id, UserID: user, Events: HistoryEntries(evs)}
 	return orderMessage(Order{ID: id}, events.TypeOrderHistory, "history-"+strconv.FormatInt(evs[0].Seq, 10), evs[0].At, h)
 }
 

@@ -1,6 +1,7 @@
 package user
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -67,7 +68,7 @@ func (s *Service) Rotate(ctx context.Context, caller auth.Principal, publishDela
 	}
 	now := s.now().UTC().Truncate(time.Millisecond)
 	nk := SigningKey{Key: k, Created: now, Activates: now.Add(publishDelay)}
-	if err := s.store.Rotate(ctx, nk, nk.Activates.Add(s.ttlOrDefault()+retireMargin)); err != nil {
+	if err := s.store.Rotate(ctx, nk, nk.Activates.Add(cmp.Or(s.ttl, auth.TokenExpiry)+retireMargin)); err != nil {
 		return SigningKey{}, fmt.Errorf("rotate: %w", err)
 	}
 	return nk, s.Reload(ctx)
@@ -115,11 +116,4 @@ func (s *Service) RunKeys(ctx context.Context, interval time.Duration) error {
 			_ = s.Reload(ctx) // the keys held stay until a read succeeds
 		}
 	}
-}
-
-func (s *Service) ttlOrDefault() time.Duration {
-	if s.ttl > 0 {
-		return s.ttl
-	}
-	return auth.TokenExpiry
 }

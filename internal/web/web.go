@@ -17,6 +17,9 @@ import (
 //go:embed static
 var static embed.FS
 
+// ES modules go out as JavaScript whatever the host's MIME table says.
+func init() { _ = mime.AddExtensionType(".js", "text/javascript; charset=utf-8") }
+
 // securityHeaders keep the pages to their own scripts and origin.
 func securityHeaders(h http.Header) {
 	h.Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
@@ -53,7 +56,6 @@ func Pages(api http.Handler) http.Handler {
 func Assets() http.Handler {
 	sub, _ := fs.Sub(static, "static")
 	files := http.FileServer(http.FS(sub))
-	_ = mime.AddExtensionType(".js", "text/javascript; charset=utf-8")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/") {
 			http.NotFound(w, r) // no listings
