@@ -20,7 +20,7 @@ var services = []string{"user", "order", "inventory", "payment", "shipping", "no
 var domains = []string{"user", "order", "inventory", "payment", "shipping", "notification", "deadletter"}
 
 // toolkit are the importable packages beneath the services.
-var toolkit = []string{"bus", "outbox", "saga", "discovery", "resilience", "auth", "telemetry", "rest", "fault", "sqldb"}
+var toolkit = []string{"bus", "outbox", "saga", "discovery", "resilience", "auth", "identity", "telemetry", "rest", "fault", "sqldb"}
 
 // transports are imports a domain package must not make.
 var transports = []string{

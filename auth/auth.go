@@ -30,9 +30,21 @@ import (
 // carries and every verifier requires. Another system over this package
 // names its own (NewSignerFor, NewVerifierFor).
 type Scope struct {
+	// Audience is what a verifier requires in a token's aud: its own name.
 	Issuer, Audience string
 	// Roles are the roles a token may carry; a verifier refuses any other.
 	Roles []string
+	// Audiences, for a signer, are a token's aud: the services it is for
+	// (RFC 8725bis: an audience per service), each of which requires its
+	// own name; Audience alone when empty.
+	Audiences []string
+}
+
+func (s Scope) audiences() jwt.ClaimStrings {
+	if len(s.Audiences) > 0 {
+		return s.Audiences
+	}
+	return jwt.ClaimStrings{s.Audience}
 }
 
 // DefaultScope is the shop's: NewSigner and NewVerifier use it.
@@ -114,7 +126,7 @@ func (s *Signer) Sign(p Principal) (string, error) {
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    s.scope.Issuer,
 			Subject:   strconv.FormatInt(p.UserID, 10),
-			Audience:  jwt.ClaimStrings{s.scope.Audience},
+			Audience:  s.scope.audiences(),
 			IssuedAt:  jwt.NewNumericDate(now),
 			NotBefore: jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(now.Add(s.ttl)),

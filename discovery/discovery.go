@@ -28,6 +28,14 @@ const (
 	EndpointNATS = "nats"
 )
 
+// MetadataMTLS is the metadata key of an instance whose ports take only
+// mTLS ("true"); an instance without it speaks plaintext (the gateway's
+// public port). Probes and scrapes choose their transport by it.
+const MetadataMTLS = "mtls"
+
+// MTLS reports whether in's ports take only mTLS.
+func (in Instance) MTLS() bool { return in.Metadata[MetadataMTLS] == "true" }
+
 // Instance is one running copy of a service.
 type Instance struct {
 	// ID is unique across the registry and stable across restarts of the

@@ -19,12 +19,12 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	inventoryv1 "github.com/junction-go/junction/api/gen/inventory/v1"
 	userv1 "github.com/junction-go/junction/api/gen/user/v1"
+	"github.com/junction-go/junction/api/services"
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/discovery"
 	userstore "github.com/junction-go/junction/internal/user/store"
@@ -84,9 +84,13 @@ func TestForgedTokens(t *testing.T) {
 	defer lure.Close()
 
 	now := time.Now()
+	// The corpus is made from one valid token and its claims: alice's,
+	// or the admin's for deadletter-service, which a customer's token is
+	// not for (its audience).
+	var who struct{ token, sub, name, role string }
 	claims := func(edit ...any) jwt.MapClaims {
-		c := jwt.MapClaims{"iss": auth.DefaultScope.Issuer, "aud": []string{auth.DefaultScope.Audience}, "sub": "1",
-			"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(), "name": "alice", "role": auth.RoleCustomer}
+		c := jwt.MapClaims{"iss": auth.DefaultScope.Issuer, "aud": services.TokenAudiences(), "sub": who.sub,
+			"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(), "name": who.name, "role": who.role}
 		for i := 0; i+1 < len(edit); i += 2 {
 			if edit[i+1] == nil {
 				delete(c, edit[i].(string))
@@ -115,52 +119,58 @@ func TestForgedTokens(t *testing.T) {
 		return out
 	}
 	b64 := func(v string) string { return base64.RawURLEncoding.EncodeToString([]byte(v)) }
-	parts := strings.Split(alice.token, ".")
 	bobParts := strings.Split(bob.token, ".")
-	none := func(alg string) string {
-		return b64(`{"alg":"`+alg+`","typ":"at+jwt","kid":"`+real.ID+`"}`) + "." + parts[1] + "."
-	}
 	jwks, _ := json.Marshal(auth.JWKS{Keys: []auth.JWK{auth.PublicJWK(real.Key)}})
-	corpus := map[string]string{
-		"alg none":                                 none("none"),
-		"alg None":                                 none("None"),
-		"alg NONE":                                 none("NONE"),
-		"alg nOnE":                                 none("nOnE"),
-		"a null signature":                         parts[0] + "." + parts[1] + ".",
-		"bob's signature on alice's claims":        parts[0] + "." + parts[1] + "." + bobParts[2],
-		"alice's claims, made admin":               parts[0] + "." + b64(strings.Replace(mustDecode(t, parts[1]), `"customer"`, `"admin"`, 1)) + "." + parts[2],
-		"HS256 keyed with the public key":          signed(jwt.SigningMethodHS256, []byte(pub), header(), claims()),
-		"HS384 keyed with the public key":          signed(jwt.SigningMethodHS384, []byte(pub), header(), claims()),
-		"HS512 keyed with the JWKS":                signed(jwt.SigningMethodHS512, jwks, header(), claims()),
-		"HS256 with a blank secret":                signed(jwt.SigningMethodHS256, []byte{}, header(), claims()),
-		"an embedded jwk":                          signed(jwt.SigningMethodEdDSA, attacker.Private, header("kid", attacker.ID, "jwk", auth.PublicJWK(attacker)), claims()),
-		"a jku to the attacker's keys":             signed(jwt.SigningMethodEdDSA, attacker.Private, header("kid", attacker.ID, "jku", lure.URL), claims()),
-		"an x5u to the attacker":                   signed(jwt.SigningMethodEdDSA, attacker.Private, header("kid", attacker.ID, "x5u", lure.URL), claims()),
-		"an x5c chain":                             signed(jwt.SigningMethodEdDSA, attacker.Private, header("kid", attacker.ID, "x5c", []string{"MIIB"}), claims()),
-		"kid path traversal":                       signed(jwt.SigningMethodEdDSA, attacker.Private, header("kid", "../../../../dev/null"), claims()),
-		"kid SQL injection":                        signed(jwt.SigningMethodEdDSA, attacker.Private, header("kid", "x' UNION SELECT 'k"), claims()),
-		"the real kid, the attacker's key":         signed(jwt.SigningMethodEdDSA, attacker.Private, header(), claims()),
-		"expired":                                  signed(jwt.SigningMethodEdDSA, real.Private, header(), claims("exp", now.Add(-time.Minute).Unix())),
-		"not valid for an hour":                    signed(jwt.SigningMethodEdDSA, real.Private, header(), claims("nbf", now.Add(time.Hour).Unix())),
-		"issued in an hour":                        signed(jwt.SigningMethodEdDSA, real.Private, header(), claims("iat", now.Add(time.Hour).Unix())),
-		"no exp":                                   signed(jwt.SigningMethodEdDSA, real.Private, header(), claims("exp", nil)),
-		"another issuer":                           signed(jwt.SigningMethodEdDSA, real.Private, header(), claims("iss", "https://evil.example")),
-		"another audience":                         signed(jwt.SigningMethodEdDSA, real.Private, header(), claims("aud", []string{"elsewhere"})),
-		"type JWT (an ID token, say)":              signed(jwt.SigningMethodEdDSA, real.Private, header("typ", "JWT"), claims()),
-		"a role the shop has not":                  signed(jwt.SigningMethodEdDSA, real.Private, header(), claims("role", "root")),
-		"a subject that is no user id":             signed(jwt.SigningMethodEdDSA, real.Private, header(), claims("sub", "alice")),
-		"bad base64 in the header":                 "!!!." + parts[1] + "." + parts[2],
-		"bad JSON in the payload":                  parts[0] + "." + b64("{not json") + "." + parts[2],
-		"padded base64 signature":                  alice.token + "==",
-		"two segments":                             parts[0] + "." + parts[1],
-		"four segments":                            alice.token + "." + parts[2],
-		"oversize":                                 signed(jwt.SigningMethodEdDSA, real.Private, header(), claims("pad", strings.Repeat("x", 8<<10))),
-		"the token twice":                          alice.token + alice.token,
-		"a signature with a stray bit (respelled)": respellToken(alice.token),
+	const control = "well signed, with the claims as they should be"
+	corpusOf := func() map[string]string {
+		parts := strings.Split(who.token, ".")
+		none := func(alg string) string {
+			return b64(`{"alg":"`+alg+`","typ":"at+jwt","kid":"`+real.ID+`"}`) + "." + parts[1] + "."
+		}
+		other := map[string]string{auth.RoleCustomer: auth.RoleAdmin, auth.RoleAdmin: auth.RoleCustomer}[who.role]
+		return map[string]string{
+			control:                                    signed(jwt.SigningMethodEdDSA, real.Private, header(), claims()),
+			"alg none":                                 none("none"),
+			"alg None":                                 none("None"),
+			"alg NONE":                                 none("NONE"),
+			"alg nOnE":                                 none("nOnE"),
+			"a null signature":                         parts[0] + "." + parts[1] + ".",
+			"bob's signature on these claims":          parts[0] + "." + parts[1] + "." + bobParts[2],
+			"the claims, another role":                 parts[0] + "." + b64(strings.Replace(mustDecode(t, parts[1]), `"`+who.role+`"`, `"`+other+`"`, 1)) + "." + parts[2],
+			"the shop's one old audience":              signed(jwt.SigningMethodEdDSA, real.Private, header(), claims("aud", []string{auth.DefaultScope.Audience})),
+			"HS256 keyed with the public key":          signed(jwt.SigningMethodHS256, []byte(pub), header(), claims()),
+			"HS384 keyed with the public key":          signed(jwt.SigningMethodHS384, []byte(pub), header(), claims()),
+			"HS512 keyed with the JWKS":                signed(jwt.SigningMethodHS512, jwks, header(), claims()),
+			"HS256 with a blank secret":                signed(jwt.SigningMethodHS256, []byte{}, header(), claims()),
+			"an embedded jwk":                          signed(jwt.SigningMethodEdDSA, attacker.Private, header("kid", attacker.ID, "jwk", auth.PublicJWK(attacker)), claims()),
+			"a jku to the attacker's keys":             signed(jwt.SigningMethodEdDSA, attacker.Private, header("kid", attacker.ID, "jku", lure.URL), claims()),
+			"an x5u to the attacker":                   signed(jwt.SigningMethodEdDSA, attacker.Private, header("kid", attacker.ID, "x5u", lure.URL), claims()),
+			"an x5c chain":                             signed(jwt.SigningMethodEdDSA, attacker.Private, header("kid", attacker.ID, "x5c", []string{"MIIB"}), claims()),
+			"kid path traversal":                       signed(jwt.SigningMethodEdDSA, attacker.Private, header("kid", "../../../../dev/null"), claims()),
+			"kid SQL injection":                        signed(jwt.SigningMethodEdDSA, attacker.Private, header("kid", "x' UNION SELECT 'k"), claims()),
+			"the real kid, the attacker's key":         signed(jwt.SigningMethodEdDSA, attacker.Private, header(), claims()),
+			"expired":                                  signed(jwt.SigningMethodEdDSA, real.Private, header(), claims("exp", now.Add(-time.Minute).Unix())),
+			"not valid for an hour":                    signed(jwt.SigningMethodEdDSA, real.Private, header(), claims("nbf", now.Add(time.Hour).Unix())),
+			"issued in an hour":                        signed(jwt.SigningMethodEdDSA, real.Private, header(), claims("iat", now.Add(time.Hour).Unix())),
+			"no exp":                                   signed(jwt.SigningMethodEdDSA, real.Private, header(), claims("exp", nil)),
+			"another issuer":                           signed(jwt.SigningMethodEdDSA, real.Private, header(), claims("iss", "https://evil.example")),
+			"another audience":                         signed(jwt.SigningMethodEdDSA, real.Private, header(), claims("aud", []string{"elsewhere"})),
+			"type JWT (an ID token, say)":              signed(jwt.SigningMethodEdDSA, real.Private, header("typ", "JWT"), claims()),
+			"a role the shop has not":                  signed(jwt.SigningMethodEdDSA, real.Private, header(), claims("role", "root")),
+			"a subject that is no user id":             signed(jwt.SigningMethodEdDSA, real.Private, header(), claims("sub", "alice")),
+			"bad base64 in the header":                 "!!!." + parts[1] + "." + parts[2],
+			"bad JSON in the payload":                  parts[0] + "." + b64("{not json") + "." + parts[2],
+			"padded base64 signature":                  who.token + "==",
+			"two segments":                             parts[0] + "." + parts[1],
+			"four segments":                            who.token + "." + parts[2],
+			"oversize":                                 signed(jwt.SigningMethodEdDSA, real.Private, header(), claims("pad", strings.Repeat("x", 8<<10))),
+			"the token twice":                          who.token + who.token,
+			"a signature with a stray bit (respelled)": respellToken(who.token),
+		}
 	}
 
 	// Every verifier, each on its own port.
-	reg := discovery.NewClient(s.sys.Registry, nil)
+	reg := s.sys.registry(t)
 	endpoint := func(service, kind string) string {
 		v, err := reg.Lookup(ctx, service)
 		if err != nil || len(v.Instances) == 0 {
@@ -168,8 +178,15 @@ func TestForgedTokens(t *testing.T) {
 		}
 		return v.Instances[0].Endpoints[kind]
 	}
-	hc := &http.Client{Timeout: 10 * time.Second}
+	// Straight to each service's port as the gateway calls it (with its
+	// certificate), and to each gRPC server as order-service: past mTLS
+	// and the call table, the token alone decides.
+	gatewayClient := &http.Client{Transport: s.sys.transportOf(t, "gateway-1"), Timeout: 10 * time.Second}
 	httpCheck := func(base, path string) func(token string) (bool, string) {
+		hc := gatewayClient
+		if base == s.sys.Gateway {
+			hc = &http.Client{Timeout: 10 * time.Second}
+		}
 		return func(token string) (bool, string) {
 			req, _ := http.NewRequest("GET", base+path, nil)
 			req.Header.Set("Authorization", "Bearer "+token)
@@ -182,12 +199,7 @@ func TestForgedTokens(t *testing.T) {
 		}
 	}
 	conn := func(service string) *grpc.ClientConn {
-		c, err := grpc.NewClient(endpoint(service, discovery.EndpointGRPC), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
+		return s.sys.grpcAs(t, "order-service-1", service, endpoint(service, discovery.EndpointGRPC))
 	}
 	users, stock := userv1.NewUserServiceClient(conn("user-service")), inventoryv1.NewInventoryServiceClient(conn("inventory-service"))
 	grpcCheck := func(call func(ctx context.Context) error) func(token string) (bool, string) {
@@ -236,16 +248,35 @@ func TestForgedTokens(t *testing.T) {
 			return err
 		}),
 	}
+	var adminMe struct {
+		UserID int64 `json:"userId"`
+	}
+	s.admin.do("GET", "/api/users/me", nil).decode(t, &adminMe)
+	tried, accepted := 0, 0
 	for where, check := range verifiers {
-		if ok, got := check(alice.token); !ok {
-			t.Fatalf("%s refuses alice's valid token (%s): nothing below would show", where, got)
+		who.token, who.sub, who.name, who.role = alice.token, fmt.Sprint(me.UserID), "alice", auth.RoleCustomer
+		if strings.HasPrefix(where, "deadletter-service") {
+			who.token, who.sub, who.name, who.role = s.admin.token, fmt.Sprint(adminMe.UserID), "admin", auth.RoleAdmin
 		}
-		for name, token := range corpus {
-			if ok, got := check(token); ok {
+		if ok, got := check(who.token); !ok {
+			t.Fatalf("%s refuses %s's valid token (%s): nothing below would show", where, who.name, got)
+		}
+		for name, token := range corpusOf() {
+			ok, got := check(token)
+			if name == control {
+				if !ok {
+					t.Errorf("%s refuses a token signed with the real key and %s's claims (%s): the corpus is off", where, who.name, got)
+				}
+				continue
+			}
+			tried++
+			if ok {
+				accepted++
 				t.Errorf("%s accepts a token with %s (%s)", where, name, got)
 			}
 		}
 	}
+	t.Logf("%d forged tokens tried at %d verifiers, %d accepted", tried, len(verifiers), accepted)
 	if n := followed.Load(); n != 0 {
 		t.Errorf("a key URL in a token's header was fetched %d times", n)
 	}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/junction-go/junction/api/services"
 	"github.com/junction-go/junction/discovery"
@@ -46,7 +47,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 
 	// Which service owns each forwarded prefix, from the gateway's routes.
 	owners := ownersFromRoutes(t)
-	reg := discovery.NewClient(s.sys.Registry, nil)
+	reg := s.sys.registry(t)
 	direct := func(path string) string {
 		for _, o := range owners {
 			if path == o.prefix || (strings.HasSuffix(o.prefix, "/") && strings.HasPrefix(path, o.prefix)) {
@@ -60,6 +61,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 		return "" // the gateway's own
 	}
 	nobody := newClient(t, s.sys.Gateway)
+	// The services' ports are reached as the gateway reaches them, with
+	// its certificate; with another service's, every route is refused.
+	asGateway := &http.Client{Transport: s.sys.transportOf(t, "gateway-1"), Timeout: 10 * time.Second}
+	asInventory := &http.Client{Transport: s.sys.transportOf(t, "inventory-service-1"), Timeout: 10 * time.Second}
 	var paths []string
 	for p := range doc.Paths.Map() {
 		paths = append(paths, p)
@@ -81,6 +86,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 			at := func(c *client, base string) response {
 				cc := *c
 				cc.base = base
+				if base != s.sys.Gateway {
+					cc.http = asGateway
+				}
 				return cc.do(method, path, nil)
 			}
 			check := func(who string, c *client, want ...int) {
@@ -105,6 +113,16 @@ func TestAuthorizationMatrix(t *testing.T) {
 				}
 			}
 			check("nobody", nobody, http.StatusUnauthorized)
+			if owner != "" {
+				// Another service's identity, even with the owner's own
+				// customer's token: the call table refuses it.
+				cc := *alice
+				cc.base, cc.http = owner, asInventory
+				tried++
+				if r := cc.do(method, path, nil); r.Status != http.StatusForbidden {
+					t.Errorf("%s %s as inventory-service at the service itself = %d %s, want 403", method, path, r.Status, r.Body)
+				}
+			}
 			switch {
 			case strings.HasPrefix(tmpl, "/api/admin/"):
 				check("a customer", alice, http.StatusForbidden, http.StatusNotFound)

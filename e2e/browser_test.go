@@ -194,7 +194,7 @@ func TestBrowser(t *testing.T) {
 	}
 
 	// The administrator: overview, journey, dead letter redrive.
-	poison(t, s.sys.Broker, "browser-poison")
+	poison(t, s.sys, "browser-poison")
 	eval[bool](b, `sessionStorage.clear(), true`) // the customer signs out
 
 	b.run("the admin's login",

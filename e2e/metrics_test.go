@@ -54,7 +54,7 @@ func TestEveryInstanceServesItsMetrics(t *testing.T) {
 	r.decode(t, &o)
 	c.do("GET", fmt.Sprintf("/api/orders/%d?wait=10s", o.OrderID), nil)
 	// A message no consumer can read: a dead letter, so its metric shows.
-	poison(t, s.Broker, "metrics-poison")
+	poison(t, s, "metrics-poison")
 	admin := newClient(t, s.Gateway)
 	admin.login("admin", "junction")
 	eventually(t, 15*time.Second, "the poison message to be a dead letter", func() error {
@@ -64,11 +64,11 @@ func TestEveryInstanceServesItsMetrics(t *testing.T) {
 		return nil
 	})
 
-	cat, err := discovery.NewClient(s.Registry, nil).Catalog(context.Background())
+	cat, err := s.registry(t).Catalog(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	targets := map[string]string{"registry": strings.TrimPrefix(s.Registry, "http://")}
+	targets := map[string]string{"registry": strings.TrimPrefix(strings.TrimPrefix(s.Registry, "https://"), "http://")}
 	for _, v := range cat.Services {
 		for _, in := range v.Instances {
 			if addr := in.Endpoints[discovery.EndpointHTTP]; addr != "" && in.Service != "fault-links" {
@@ -88,8 +88,13 @@ func TestEveryInstanceServesItsMetrics(t *testing.T) {
 	}
 	families := map[string]*family{}
 	exposed, exposedLabels := map[string]bool{}, map[string]bool{}
-	hc := &http.Client{Timeout: 5 * time.Second}
 	for service, addr := range targets {
+		// The internal ports take the operator's certificate; the
+		// gateway's is public.
+		hc := s.internal(t)
+		if service == "gateway" {
+			hc = &http.Client{Timeout: 5 * time.Second}
+		}
 		// Every instance has served a request of its own before: the
 		// HTTP metrics show whatever the probes did so far.
 		if resp, err := hc.Get("http://" + addr + "/readyz"); err == nil {

@@ -203,7 +203,7 @@ func TestOpenAPIDescribesTheGateway(t *testing.T) {
 	call("admin", "GET", "/api/admin/sagas?status=lost", nil, 400)
 	call("admin", "GET", "/api/admin/sagas/1", nil, 200)
 	call("admin", "GET", "/api/admin/sagas/999999", nil, 404)
-	poison(t, s.Broker, "openapi-poison")
+	poison(t, s, "openapi-poison")
 	awaitOK("the poison message to be a dead letter", "admin", "/api/admin/deadletters/1")
 	call("alice", "GET", "/api/admin/deadletters", nil, 403)
 	call("admin", "GET", "/api/admin/deadletters", nil, 200)
@@ -267,9 +267,9 @@ func TestOpenAPIDescribesTheGateway(t *testing.T) {
 // poison publishes a malformed OrderCreated to the broker at url, which
 // its consumers dead-letter. The stream exists once a service has used the
 // topic: it waits for that.
-func poison(t *testing.T, url, id string) {
+func poison(t *testing.T, sys *system, id string) {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := sys.natsAs(t, "operator")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
-
-	"github.com/junction-go/junction/discovery"
 )
 
 // BenchmarkOrderRead measures GET /api/orders/{id} at low load (one caller,
@@ -29,17 +27,26 @@ func BenchmarkOrderRead(b *testing.B) {
 	if r.Status != http.StatusCreated {
 		b.Fatalf("create order = %d %s", r.Status, r.Body)
 	}
-	view, err := discovery.NewClient(sys.Registry, nil).Lookup(context.Background(), "order-service")
+	view, err := sys.registry(b).Lookup(context.Background(), "order-service")
 	if err != nil || len(view.Instances) == 0 {
 		b.Fatalf("lookup order-service: %v", err)
 	}
 	path := fmt.Sprintf("/api/orders/%d", o.OrderID)
-	for _, target := range []struct{ name, base string }{
-		{"direct", "http://" + view.Instances[0].Endpoints["http"]},
-		{"gateway", sys.Gateway},
+	// Direct is as the gateway calls order-service: with its
+	// certificate when the run has mTLS.
+	var direct http.RoundTripper = &http.Transport{MaxIdleConnsPerHost: 4}
+	if gw := sys.identityOf(b, "gateway-1"); gw != nil {
+		direct = gw.TransportFrom(&http.Transport{MaxIdleConnsPerHost: 4})
+	}
+	for _, target := range []struct {
+		name, base string
+		rt         http.RoundTripper
+	}{
+		{"direct", "http://" + view.Instances[0].Endpoints["http"], direct},
+		{"gateway", sys.Gateway, &http.Transport{MaxIdleConnsPerHost: 4}},
 	} {
 		b.Run(target.name, func(b *testing.B) {
-			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+			client := &http.Client{Transport: target.rt}
 			req, _ := http.NewRequest("GET", target.base+path, nil)
 			req.Header.Set("Authorization", "Bearer "+alice.token)
 			get := func() {

@@ -36,7 +36,7 @@ func TestRegistryHealth(t *testing.T) {
 		t.Skip("starts the whole system; skipped with -short")
 	}
 	sys := startSystem(t, t.TempDir(), "--replicas", "inventory-service=2", "--fault-links")
-	reg := discovery.NewClient(sys.Registry, nil)
+	reg := sys.registry(t)
 	links := toxiclient.NewClient(sys.Links)
 	listed := func() map[string]discovery.Instance {
 		v, _ := reg.Lookup(context.Background(), "inventory-service")

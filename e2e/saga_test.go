@@ -139,7 +139,7 @@ func (s *shop) instance(service string) discovery.Instance {
 	s.t.Helper()
 	var in discovery.Instance
 	eventually(s.t, 30*time.Second, service+" registered", func() error {
-		v, err := discovery.NewClient(s.sys.Registry, nil).Lookup(context.Background(), service)
+		v, err := s.sys.registry(s.t).Lookup(context.Background(), service)
 		if err != nil || len(v.Instances) == 0 {
 			return fmt.Errorf("lookup %s: %d instances, %v", service, len(v.Instances), err)
 		}
@@ -167,7 +167,7 @@ func (s *shop) pid(service string) int {
 func (s *shop) setProvider(f paymentsim.Faults) {
 	s.t.Helper()
 	s.endpoint("payment-provider") // registered
-	out, err := exec.Command(binary, "chaos", "provider", "--registry", s.sys.Registry,
+	out, err := exec.Command(binary, "chaos", "provider", "--registry", s.sys.Registry, "--data", s.sys.Data,
 		"--error-rate", strconv.FormatFloat(f.ErrorRate, 'f', -1, 64),
 		"--decline-rate", strconv.FormatFloat(f.DeclineRate, 'f', -1, 64),
 		"--seed", strconv.FormatUint(f.Seed, 10)).CombinedOutput()
@@ -179,7 +179,7 @@ func (s *shop) setProvider(f paymentsim.Faults) {
 
 func (s *shop) providerStats() paymentsim.Stats {
 	s.t.Helper()
-	resp, err := s.http.Get("http://" + s.endpoint("payment-provider") + "/v1/admin/stats")
+	resp, err := s.sys.internal(s.t).Get("http://" + s.endpoint("payment-provider") + "/v1/admin/stats")
 	if err != nil {
 		s.t.Fatal(err)
 	}

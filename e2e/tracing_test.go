@@ -282,7 +282,7 @@ func TestCollectorAway(t *testing.T) {
 	}
 	orders := s.endpoint("order-service")
 	eventually(t, 30*time.Second, "order-service to count its dropped spans", func() error {
-		resp, err := http.Get("http://" + orders + "/metrics")
+		resp, err := s.sys.internal(t).Get("http://" + orders + "/metrics")
 		if err != nil {
 			return err
 		}

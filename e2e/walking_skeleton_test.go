@@ -16,16 +16,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
 	userv1 "github.com/junction-go/junction/api/gen/user/v1"
-	"github.com/junction-go/junction/discovery"
 )
 
 type orderJSON struct {
@@ -144,15 +141,14 @@ func TestWalkingSkeleton(t *testing.T) {
 	t.Run("GetUser over gRPC, found through the registry", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		view, err := discovery.NewClient(sys.Registry, nil).Lookup(ctx, "user-service")
+		view, err := sys.registry(t).Lookup(ctx, "user-service")
 		if err != nil || len(view.Instances) == 0 {
 			t.Fatalf("lookup user-service = %+v, %v; want an instance", view, err)
 		}
-		conn, err := grpc.NewClient(view.Instances[0].Endpoints["grpc"], grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
+		// Health and reflection are the operator's; GetUser is
+		// order-service's alone.
+		addr := view.Instances[0].Endpoints["grpc"]
+		conn := sys.grpcAs(t, "operator", "user-service", addr)
 
 		hc, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "user.v1.UserService"})
 		if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING {
@@ -177,7 +173,7 @@ func TestWalkingSkeleton(t *testing.T) {
 			t.Errorf("reflection lists %v, want user.v1.UserService", names)
 		}
 
-		users := userv1.NewUserServiceClient(conn)
+		users := userv1.NewUserServiceClient(sys.grpcAs(t, "order-service-1", "user-service", addr))
 		r := alice.do("GET", "/api/users/me", nil)
 		var me struct {
 			UserID int64 `json:"userId"`
@@ -197,7 +193,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	})
 
 	t.Run("OrderCreated reaches notification-service and any other subscriber", func(t *testing.T) {
-		nc, err := nats.Connect(sys.Broker)
+		nc, err := sys.natsAs(t, "operator")
 		if err != nil {
 			t.Fatalf("connect to the broker at %s: %v", sys.Broker, err)
 		}
@@ -261,7 +257,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	// broker.
 	for _, scenario := range [][]string{
 		{"read", "--target", sys.Gateway},
-		{"bus", "--registry", sys.Registry},
+		{"bus", "--registry", sys.Registry, "--data", sys.Data},
 	} {
 		t.Run("junction bench drives the "+scenario[0]+" scenario at its rate", func(t *testing.T) {
 			args := append([]string{"bench"}, scenario...)
@@ -284,7 +280,7 @@ func TestWalkingSkeleton(t *testing.T) {
 
 	t.Run("a killed order-service is restarted and the order is still there", func(t *testing.T) {
 		ctx := context.Background()
-		reg := discovery.NewClient(sys.Registry, nil)
+		reg := sys.registry(t)
 		view, err := reg.Lookup(ctx, "order-service")
 		if err != nil || len(view.Instances) != 1 {
 			t.Fatalf("lookup order-service = %+v, %v; want one instance", view, err)
@@ -374,7 +370,7 @@ func TestDeadLetters(t *testing.T) {
 		t.Skip("starts the whole system; skipped with -short")
 	}
 	sys := startSystem(t, t.TempDir())
-	poison(t, sys.Broker, "poison-1")
+	poison(t, sys, "poison-1")
 
 	cli := func(args ...string) (string, error) {
 		out, err := exec.Command(binary, append([]string{"deadletters", "--gateway", sys.Gateway}, args...)...).CombinedOutput()
@@ -464,7 +460,7 @@ func stopReplicaUnderLoad(t *testing.T, sig syscall.Signal) {
 	r.decode(t, &o)
 	path := fmt.Sprintf("%s/api/orders/%d", sys.Gateway, o.OrderID)
 
-	reg := discovery.NewClient(sys.Registry, nil)
+	reg := sys.registry(t)
 	view, err := reg.Lookup(context.Background(), "order-service")
 	if err != nil || len(view.Instances) != 3 {
 		t.Fatalf("order-service instances = %d, %v; want 3", len(view.Instances), err)
@@ -557,7 +553,7 @@ func TestPausedInstanceLeavesAndReturns(t *testing.T) {
 	}
 	sys := startSystem(t, t.TempDir(), "--replicas", "inventory-service=2")
 	chaos := func(args ...string) string {
-		out, err := exec.Command(binary, append([]string{"chaos", "--registry", sys.Registry}, args...)...).CombinedOutput()
+		out, err := exec.Command(binary, append([]string{"chaos", "--registry", sys.Registry, "--data", sys.Data}, args...)...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("junction chaos %v: %v\n%s", args, err, out)
 		}
@@ -566,7 +562,7 @@ func TestPausedInstanceLeavesAndReturns(t *testing.T) {
 	if out := chaos("list"); !strings.Contains(out, "inventory-service-2") {
 		t.Fatalf("chaos list lacks inventory-service-2:\n%s", out)
 	}
-	reg := discovery.NewClient(sys.Registry, nil)
+	reg := sys.registry(t)
 	listed := func() (n int) {
 		v, _ := reg.Lookup(context.Background(), "inventory-service")
 		return len(v.Instances)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -220,6 +221,8 @@ func TestWebSocketResumesOnAnotherGateway(t *testing.T) {
 	alice := s.customers[0]
 	addr := freePort(t)
 	second := exec.Command(binary, "serve", "gateway", "--registry", s.sys.Registry, "--http-addr", addr)
+	// Its own certificate from the run's CA, as an operator would issue.
+	second.Env = append(os.Environ(), s.sys.issue(t, "gateway-2", "gateway")...)
 	logs := &lockedBuffer{}
 	second.Stdout, second.Stderr = logs, logs
 	if err := second.Start(); err != nil {

@@ -23,6 +23,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/junction-go/junction/api/services"
 )
 
 // Topics.
@@ -49,6 +51,35 @@ const (
 	// order-service's saga.
 	TopicOrderReplies = "order-replies"
 )
+
+// TopicDeadLetters is where every group's given-up messages go (the
+// bus package's DeadLetterTopic).
+const TopicDeadLetters = "deadletter"
+
+// Publishers says which service publishes to which topics; the broker
+// lets each publish there only (the embedded NATS's subject permissions).
+// deadletter-service redrives a dead letter to the topic it came from:
+// any topic.
+var Publishers = map[string][]string{
+	services.Order:        {TopicOrders, TopicOrderHistory, TopicInventoryCommands, TopicPaymentCommands, TopicShippingCommands, TopicDeadLetters},
+	services.Inventory:    {TopicOrderReplies, TopicDeadLetters},
+	services.Payment:      {TopicOrderReplies, TopicDeadLetters},
+	services.Shipping:     {TopicOrderReplies, TopicShipments, TopicDeadLetters},
+	services.Notification: {TopicDeadLetters},
+	services.DeadLetter:   AllTopics(),
+	services.Gateway:      {},
+}
+
+// LiveFollowers says which service follows which topics live (a plain
+// subscription, bus.LiveSubscriber): the gateway, for its WebSockets.
+var LiveFollowers = map[string][]string{
+	services.Gateway: {TopicOrderHistory},
+}
+
+// AllTopics are every topic of the shop.
+func AllTopics() []string {
+	return []string{TopicOrders, TopicOrderHistory, TopicShipments, TopicInventoryCommands, TopicPaymentCommands, TopicShippingCommands, TopicOrderReplies, TopicDeadLetters}
+}
 
 // Consumer groups.
 const (

@@ -17,6 +17,7 @@ package natsbus
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"regexp"
@@ -47,6 +48,9 @@ type Config struct {
 	MaxAge time.Duration
 	// Replicas of each stream in a cluster; 1 when zero.
 	Replicas int
+	// TLS, when set, is the connection's TLS (with a client certificate
+	// for a server that maps certificates to users).
+	TLS *tls.Config
 }
 
 // Bus is a publisher and subscriber on one NATS connection. It is safe for
@@ -78,7 +82,11 @@ func Connect(url string, cfg Config) (*Bus, error) {
 	if cfg.Replicas == 0 {
 		cfg.Replicas = 1
 	}
-	nc, err := nats.Connect(url, nats.Name(cfg.Name), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	opts := []nats.Option{nats.Name(cfg.Name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	if cfg.TLS != nil {
+		opts = append(opts, nats.Secure(cfg.TLS))
+	}
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: connect: %w", err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,10 +16,10 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	userv1 "github.com/junction-go/junction/api/gen/user/v1"
+	"github.com/junction-go/junction/api/services"
 	"github.com/junction-go/junction/bus"
 	"github.com/junction-go/junction/discovery"
 	"github.com/junction-go/junction/internal/loadgen"
@@ -26,6 +27,7 @@ import (
 
 type benchConfig struct {
 	target, registry, broker string
+	data                     string
 	url                      string
 	findMax                  bool
 	svg                      string
@@ -79,6 +81,8 @@ and that is achieved (99% of the offered rate), running --duration at each.`,
 	envFlag(fs, "target", "JUNCTION_GATEWAY")
 	fs.StringVar(&cfg.registry, "registry", "", "registry URL, for grpc and bus")
 	envFlag(fs, "registry", "JUNCTION_REGISTRY_URL")
+	fs.StringVar(&cfg.data, "data", ".junction", "data folder of the running 'junction up': its certificates reach the internal ports (grpc calls as order-service-1, as only order-service may)")
+	envFlag(fs, "data", "JUNCTION_DATA")
 	fs.StringVar(&cfg.broker, "broker", "", "broker URL, for bus")
 	envFlag(fs, "broker", "JUNCTION_BROKER")
 	fs.StringVar(&cfg.username, "username", "alice", "customer to act as")
@@ -95,6 +99,19 @@ and that is achieved (99% of the offered rate), running --duration at each.`,
 	fs.StringVar(&cfg.svg, "svg", "", "also write the latency-over-time and percentile plots to this SVG file")
 	fs.DurationVar(&cfg.p99, "p99", 50*time.Millisecond, "p99 target of --find-max")
 	return cmd
+}
+
+// registryClient reaches --registry with the operator's certificate of
+// --data (plaintext for a run without mTLS).
+func (cfg benchConfig) registryClient() (*discovery.Client, error) {
+	if cfg.registry == "" {
+		return nil, usagef("bench: --registry is needed ('junction up' prints it)")
+	}
+	rt, err := operatorTransport(cfg.data)
+	if err != nil {
+		return nil, err
+	}
+	return registryAt{url: cfg.registry, rt: rt}.client(), nil
 }
 
 func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr io.Writer) error {
@@ -142,11 +159,19 @@ func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr
 		if err != nil {
 			return err
 		}
-		view, err := discovery.NewClient(cfg.registry, nil).Lookup(ctx, "user-service")
+		reg, err := cfg.registryClient()
+		if err != nil {
+			return err
+		}
+		view, err := reg.Lookup(ctx, "user-service")
 		if err != nil || len(view.Instances) == 0 {
 			return fmt.Errorf("bench grpc: no user-service in the registry: %v", err)
 		}
-		conn, err := grpc.NewClient(view.Instances[0].Endpoints[discovery.EndpointGRPC], grpc.WithTransportCredentials(insecure.NewCredentials()))
+		creds, err := grpcCredentialsOf(cfg.data, "order-service-1", services.User)
+		if err != nil {
+			return err
+		}
+		conn, err := grpc.NewClient(view.Instances[0].Endpoints[discovery.EndpointGRPC], creds)
 		if err != nil {
 			return err
 		}
@@ -163,17 +188,30 @@ func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr
 		}
 	case "bus":
 		url := cfg.broker
+		var brokerTLS *tls.Config
 		if url == "" {
 			if cfg.registry == "" {
 				return usagef("bench bus: --broker or --registry is needed")
 			}
-			view, err := discovery.NewClient(cfg.registry, nil).Lookup(ctx, "broker")
+			reg, err := cfg.registryClient()
+			if err != nil {
+				return err
+			}
+			view, err := reg.Lookup(ctx, "broker")
 			if err != nil || len(view.Instances) == 0 {
 				return fmt.Errorf("bench bus: no broker in the registry: %v", err)
 			}
 			url = "nats://" + view.Instances[0].Endpoints[discovery.EndpointNATS]
+			// The embedded broker of a run with mTLS takes the operator.
+			op, err := operatorIdentity(cfg.data)
+			if err != nil {
+				return err
+			}
+			if op != nil {
+				brokerTLS = op.ClientConfig()
+			}
 		}
-		b, err := openBus(url, "junction-bench")
+		b, err := openBus(url, "junction-bench", brokerTLS)
 		if err != nil {
 			return err
 		}

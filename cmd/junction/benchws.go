@@ -279,7 +279,11 @@ func (b *wsBench) gatewayMemory(ctx context.Context) (memory, error) {
 	if b.cfg.registry == "" {
 		return memory{}, fmt.Errorf("--registry is needed to read the gateway's memory")
 	}
-	view, err := discovery.NewClient(b.cfg.registry, nil).Lookup(ctx, services.Gateway)
+	reg, err := b.cfg.registryClient()
+	if err != nil {
+		return memory{}, err
+	}
+	view, err := reg.Lookup(ctx, services.Gateway)
 	if err != nil || len(view.Instances) == 0 {
 		return memory{}, fmt.Errorf("no gateway in the registry: %v", err)
 	}

@@ -24,7 +24,7 @@ import (
 // newChaosCommand breaks a running local system on purpose: it finds an
 // instance through the registry and signals its process.
 func newChaosCommand(stdout io.Writer) *cobra.Command {
-	var registry string
+	var registry, data string
 	cmd := &cobra.Command{
 		Use:   "chaos",
 		Short: "Kill, pause or resume an instance of a running local system",
@@ -42,11 +42,22 @@ machine.
 	}
 	cmd.PersistentFlags().StringVar(&registry, "registry", "", "registry URL ('junction up' prints it)")
 	envFlag(cmd.PersistentFlags(), "registry", "JUNCTION_REGISTRY_URL")
-	instances := func(ctx context.Context) ([]discovery.Instance, error) {
+	cmd.PersistentFlags().StringVar(&data, "data", ".junction", "data folder of the running 'junction up': its operator certificate reaches the internal ports")
+	envFlag(cmd.PersistentFlags(), "data", "JUNCTION_DATA")
+	// reg is the registry, reached with the operator's certificate.
+	reg := func() (registryAt, error) {
 		if registry == "" {
-			return nil, usagef("chaos: --registry is needed ('junction up' prints it)")
+			return registryAt{}, usagef("chaos: --registry is needed ('junction up' prints it)")
 		}
-		return registryInstances(ctx, registry)
+		rt, err := operatorTransport(data)
+		return registryAt{url: registry, rt: rt}, err
+	}
+	instances := func(ctx context.Context) ([]discovery.Instance, error) {
+		r, err := reg()
+		if err != nil {
+			return nil, err
+		}
+		return r.instances(ctx)
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use: "list", Short: "List the instances the registry knows, with their processes", Args: usageArgs(cobra.NoArgs),
@@ -96,10 +107,15 @@ machine.
 		Short: "Set the payment provider's faults (every flag at once; the defaults clear them)",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v, err := lookupService(cmd.Context(), registry, services.PaymentProvider, "no payment provider in the registry")
+			r, err := reg()
 			if err != nil {
 				return err
 			}
+			v, err := r.lookup(cmd.Context(), services.PaymentProvider, "no payment provider in the registry")
+			if err != nil {
+				return err
+			}
+			hc := &http.Client{Transport: r.rt, Timeout: 10 * time.Second}
 			body, _ := json.Marshal(paymentsim.Faults{LatencyMS: f.latency.Milliseconds(), ErrorRate: f.errorRate, DeclineRate: f.declineRate, Outage: f.outage, Seed: f.seed})
 			for _, in := range v.Instances {
 				req, err := http.NewRequestWithContext(cmd.Context(), http.MethodPut, "http://"+in.Endpoints[discovery.EndpointHTTP]+"/v1/admin/faults", bytes.NewReader(body))
@@ -107,7 +123,7 @@ machine.
 					return err
 				}
 				req.Header.Set("Content-Type", "application/json")
-				resp, err := http.DefaultClient.Do(req)
+				resp, err := hc.Do(req)
 				if err != nil {
 					return fmt.Errorf("chaos: %s: %w", in.ID, err)
 				}
@@ -128,14 +144,24 @@ machine.
 	pf.BoolVar(&f.outage, "outage", false, "answer every call 503")
 	pf.Uint64Var(&f.seed, "seed", 0, "seed of the declines and errors")
 	cmd.AddCommand(provider)
-	cmd.AddCommand(chaosLinkCommands(&registry, stdout)...)
+	cmd.AddCommand(chaosLinkCommands(reg, stdout)...)
 	return cmd
 }
 
-// registryInstances returns every instance the registry at url lists, by
-// id.
-func registryInstances(ctx context.Context, url string) ([]discovery.Instance, error) {
-	cat, err := discovery.NewClient(url, nil).Catalog(ctx)
+// registryAt is a registry's URL and the transport that reaches it (mTLS
+// with the operator's certificate, or plaintext).
+type registryAt struct {
+	url string
+	rt  http.RoundTripper
+}
+
+func (r registryAt) client() *discovery.Client {
+	return discovery.NewClient(r.url, &http.Client{Transport: r.rt})
+}
+
+// instances returns every instance the registry lists, by id.
+func (r registryAt) instances(ctx context.Context) ([]discovery.Instance, error) {
+	cat, err := r.client().Catalog(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("chaos: %w", err)
 	}
@@ -150,13 +176,10 @@ func registryInstances(ctx context.Context, url string) ([]discovery.Instance, e
 // chaosSignals are what chaos kill, stop, pause and resume send.
 var chaosSignals = map[string]syscall.Signal{"kill": syscall.SIGKILL, "stop": syscall.SIGTERM, "pause": syscall.SIGSTOP, "resume": syscall.SIGCONT}
 
-// lookupService returns service's live instances from the registry, or
-// an error saying missing when it has none.
-func lookupService(ctx context.Context, registry, service, missing string) (discovery.View, error) {
-	if registry == "" {
-		return discovery.View{}, usagef("chaos: --registry is needed ('junction up' prints it)")
-	}
-	v, err := discovery.NewClient(registry, nil).Lookup(ctx, service)
+// lookup returns service's live instances from the registry, or an
+// error saying missing when it has none.
+func (r registryAt) lookup(ctx context.Context, service, missing string) (discovery.View, error) {
+	v, err := r.client().Lookup(ctx, service)
 	if err != nil {
 		return v, fmt.Errorf("chaos: %w", err)
 	}

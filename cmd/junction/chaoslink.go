@@ -111,9 +111,13 @@ func applyLinkFaults(p *toxiclient.Proxy, f linkFaults) error {
 
 // chaosLinkCommands are `chaos links` and `chaos link NAME`: the Toxiproxy
 // links 'junction up --fault-links' put in front of every instance.
-func chaosLinkCommands(registry *string, stdout io.Writer) []*cobra.Command {
+func chaosLinkCommands(reg func() (registryAt, error), stdout io.Writer) []*cobra.Command {
 	api := func(ctx context.Context) (*toxiclient.Client, error) {
-		v, err := lookupService(ctx, *registry, faultLinksService, "no fault links in this system; start it with 'junction up --fault-links'")
+		r, err := reg()
+		if err != nil {
+			return nil, err
+		}
+		v, err := r.lookup(ctx, faultLinksService, "no fault links in this system; start it with 'junction up --fault-links'")
 		if err != nil {
 			return nil, err
 		}

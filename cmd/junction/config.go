@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/junction-go/junction/api/services"
+	"github.com/junction-go/junction/identity"
 	"github.com/junction-go/junction/internal/gateway"
 	"github.com/junction-go/junction/internal/shipping"
 	"github.com/junction-go/junction/internal/user"
@@ -63,7 +64,13 @@ type serveConfig struct {
 	// when OTEL_TRACES_SAMPLER does not choose a sampler.
 	TracesPerSecond float64
 	// ProfileDir, when set, receives this process's CPU profile.
-	ProfileDir   string
+	ProfileDir string
+	// TLS are this instance's certificate, key and CA bundle: with them
+	// every internal port is mTLS and every call to another service
+	// presents the certificate. ident is them loaded, set by serve.
+	TLS          identity.Files
+	ident        *identity.Source
+	policy       *identity.Policy
 	logLevelText string
 	failText     string
 }
@@ -113,6 +120,9 @@ type brokerConfig struct {
 	URL        string
 	Addr       string
 	SyncAlways bool
+	// TLS connects to the NATS at URL with the instance's certificate
+	// (the embedded broker with mTLS takes no other clients).
+	TLS bool
 }
 
 func (b brokerConfig) validate() error {
@@ -152,6 +162,8 @@ func (c *serveConfig) flags(fs *pflag.FlagSet) {
 	envFlag(fs, "broker-addr", "JUNCTION_BROKER_ADDR")
 	fs.StringVar(&c.Broker.URL, "broker", "", "broker URL (default: the broker found in the registry): "+brokerSchemes)
 	envFlag(fs, "broker", "JUNCTION_BROKER")
+	fs.BoolVar(&c.Broker.TLS, "broker-tls", false, "connect to the NATS broker at --broker with this instance's certificate (--tls-cert), as the embedded broker with mTLS requires; one found in the registry is always")
+	envFlag(fs, "broker-tls", "JUNCTION_BROKER_TLS")
 	fs.BoolVar(&c.Broker.SyncAlways, "broker-sync-always", false, "broker: fsync every write before acknowledging it")
 	envFlag(fs, "broker-sync-always", "JUNCTION_BROKER_SYNC_ALWAYS")
 	c.Limits = gateway.DefaultLimits
@@ -192,6 +204,12 @@ func (c *serveConfig) flags(fs *pflag.FlagSet) {
 	envFlag(fs, "seed-demo", "JUNCTION_SEED_DEMO")
 	fs.StringVar(&c.User.DemoPassword, "demo-password", c.User.DemoPassword, "user-service: the demo accounts' password, with --seed-demo")
 	envFlag(fs, "demo-password", "JUNCTION_DEMO_PASSWORD")
+	fs.StringVar(&c.TLS.Cert, "tls-cert", "", "this instance's certificate (PEM, SPIFFE ID spiffe://junction.local/<service>): every internal port speaks mTLS and every call presents it; read again when the file changes")
+	envFlag(fs, "tls-cert", "JUNCTION_TLS_CERT")
+	fs.StringVar(&c.TLS.Key, "tls-key", "", "the private key of --tls-cert (PEM)")
+	envFlag(fs, "tls-key", "JUNCTION_TLS_KEY")
+	fs.StringVar(&c.TLS.CA, "tls-ca", "", "the CA bundle (PEM) that every peer's certificate must chain to")
+	envFlag(fs, "tls-ca", "JUNCTION_TLS_CA")
 	fs.IntVar(&c.ListenFD, "listen-fd", 0, "serve HTTP on this inherited file descriptor (set by 'junction up')")
 	envFlag(fs, "listen-fd", "JUNCTION_LISTEN_FD")
 	_ = fs.MarkHidden("listen-fd")
@@ -267,6 +285,9 @@ func (c *serveConfig) check() error {
 			return err
 		}
 	}
+	if err := c.TLS.Check(); err != nil {
+		return fmt.Errorf("--tls-cert, --tls-key, --tls-ca (JUNCTION_TLS_CERT, _KEY, _CA): %w", err)
+	}
 	switch {
 	case c.FailpointMax < 0:
 		return fmt.Errorf("--failpoints-max (JUNCTION_FAILPOINTS_MAX) %d: must not be negative", c.FailpointMax)
@@ -304,6 +325,11 @@ func (c *serveConfig) String() string {
 	}
 	if len(c.Failpoints) > 0 {
 		s += fmt.Sprintf(" failpoints=%v", c.Failpoints)
+	}
+	if c.TLS.Set() {
+		s += " mtls=" + c.TLS.Cert
+	} else {
+		s += " mtls=off"
 	}
 	return s
 }

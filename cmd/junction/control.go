@@ -1,7 +1,7 @@
 package main
 
 import (
-	"context"
+	"net"
 	"net/http"
 	"strconv"
 	"syscall"
@@ -9,8 +9,9 @@ import (
 
 	toxiclient "github.com/Shopify/toxiproxy/v2/client"
 
-	"github.com/junction-go/junction/discovery"
+	"github.com/junction-go/junction/api/services"
 	"github.com/junction-go/junction/fault"
+	"github.com/junction-go/junction/identity"
 	"github.com/junction-go/junction/rest"
 )
 
@@ -23,9 +24,12 @@ import (
 //	GET  /v1/links                 with --fault-links: every link and its faults
 //	PUT  /v1/links/{name}          set a link's faults (as junction chaos link): {"latencyMs":200,
 //	                               "jitterMs":0,"bandwidthKBs":0,"blackhole":false,"reset":false,"down":false,"toxicity":1}
-func startControl(registryURL, linksAPI string, logf func(string, ...any)) (*localServer, error) {
+//
+// With ident set, it speaks mTLS and takes the gateway and the operator
+// only.
+func startControl(reg registryAt, linksAPI string, ident *identity.Source, logf func(string, ...any)) (*localServer, error) {
 	log := localLog(logf)
-	instances := func(ctx context.Context) ([]discovery.Instance, error) { return registryInstances(ctx, registryURL) }
+	instances := reg.instances
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/instances/{id}/{action}", func(w http.ResponseWriter, r *http.Request) {
 		id, action := r.PathValue("id"), r.PathValue("action")
@@ -92,5 +96,14 @@ func startControl(registryURL, linksAPI string, logf func(string, ...any)) (*loc
 			rest.JSON(w, http.StatusOK, map[string]any{"link": p.Name})
 		})
 	}
-	return serveLocal("control", mux, logf)
+	var h http.Handler = mux
+	var ln func(net.Listener) net.Listener
+	if ident != nil {
+		p, err := identity.NewPolicy([]identity.Rule{{Pattern: "/v1/", Callers: []string{services.Gateway, services.Operator}}})
+		if err != nil {
+			return nil, err
+		}
+		h, ln = p.HTTP(mux), ident.Listen
+	}
+	return serveLocal("control", h, ln, logf)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -89,7 +90,7 @@ func openDiscovery(cfg serveConfig) (*discoveryBackend, error) {
 		d := etcddisc.New(cli, etcddisc.Config{Prefix: spec.prefix})
 		return &discoveryBackend{Source: d, Registrar: d, Close: func() { cli.Close() }}, nil
 	default:
-		c := discovery.NewClient(cfg.Discovery.RegistryURL, nil)
+		c := discovery.NewClient(cfg.Discovery.RegistryURL, &http.Client{Transport: cfg.transport()})
 		return &discoveryBackend{Source: c, Registrar: c, Close: func() {}}, nil
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +22,6 @@ import (
 	"github.com/spf13/cobra"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/junction-go/junction/api/events"
 	"github.com/junction-go/junction/api/services"
@@ -35,6 +35,7 @@ import (
 	"github.com/junction-go/junction/bus/stompbus"
 	"github.com/junction-go/junction/discovery"
 	"github.com/junction-go/junction/discovery/grpcresolve"
+	"github.com/junction-go/junction/identity"
 	"github.com/junction-go/junction/internal/deadletter"
 	deadletterhttp "github.com/junction-go/junction/internal/deadletter/httpapi"
 	deadlettermsg "github.com/junction-go/junction/internal/deadletter/msg"
@@ -132,6 +133,28 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if !ok {
 		return fmt.Errorf("unknown service %q", cfg.Service)
 	}
+	if cfg.TLS.Set() {
+		ident, err := identity.Load(cfg.TLS)
+		if err != nil {
+			return err
+		}
+		if got := identity.Name(ident.ID()); got != cfg.Service {
+			return fmt.Errorf("--tls-cert %s is %s's certificate (%s), not %s's", cfg.TLS.Cert, got, ident.ID(), cfg.Service)
+		}
+		if cfg.policy, err = policyOf(cfg.Service); err != nil {
+			return err
+		}
+		cfg.ident = ident
+		// The certificate is read again when whatever renews it writes
+		// the files.
+		rctx, stop := context.WithCancel(ctx)
+		renewed := make(chan struct{})
+		go func() { defer close(renewed); _ = ident.Run(rctx, time.Second, log) }()
+		defer func() { stop(); <-renewed }()
+		log.Info("mTLS on", "id", ident.ID().String(), "expires", ident.Expires().UTC().Format(time.RFC3339))
+	} else if cfg.Service != services.Gateway {
+		log.Info("mTLS off: internal ports speak plaintext, and anyone who reaches them is trusted (give --tls-cert, --tls-key and --tls-ca for mTLS)")
+	}
 	if cfg.Service != services.Registry {
 		disc, err := openDiscovery(cfg)
 		if err != nil {
@@ -210,6 +233,8 @@ func instanceConfig(cfg serveConfig) instance.Config {
 		AdvertiseHTTP: cfg.AdvertiseHTTP,
 		Version:       version(),
 		Metrics:       cfg.metrics,
+		Identity:      cfg.ident,
+		Policy:        cfg.policy,
 	}
 }
 
@@ -228,7 +253,13 @@ func serveRegistry(ctx context.Context, cfg serveConfig, log *slog.Logger) error
 		// Readiness probes: an instance that fails two in a row leaves the
 		// lookups before its lease ends, and comes back when one passes.
 		defer loops.Done()
-		check := registry.HTTPCheck(&http.Client{})
+		secure, plain := &http.Client{Transport: cfg.transport()}, &http.Client{}
+		check := registry.HTTPCheck(func(in discovery.Instance) *http.Client {
+			if in.MTLS() {
+				return secure
+			}
+			return plain
+		})
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
@@ -242,12 +273,19 @@ func serveRegistry(ctx context.Context, cfg serveConfig, log *slog.Logger) error
 			}
 		}
 	}()
-	var handler http.Handler = registryhttp.Handler(reg, log)
+	var may registryhttp.MayRegister
+	if cfg.ident != nil {
+		may = mayRegister
+	}
+	var handler http.Handler = registryhttp.Handler(reg, log, may)
 	if cfg.metrics != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", cfg.metrics.Handler())
 		mux.Handle("/", handler)
 		handler = cfg.metrics.HTTPMetrics(mux)
+	}
+	if cfg.ident != nil {
+		ln, handler = cfg.ident.Listen(ln), cfg.policy.HTTP(handler)
 	}
 	srv := rest.NewServer(handler)
 	srv.WriteTimeout = registryhttp.MaxWatch + 15*time.Second
@@ -278,6 +316,17 @@ func serveBroker(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		NoSigs:     true,
 		SyncAlways: cfg.Broker.SyncAlways,
 		MaxPayload: 1 << 20,
+	}
+	if cfg.ident != nil {
+		// Every client proves its identity with its certificate, which
+		// names its user and so its permissions.
+		if opts.TLSConfig, err = brokerTLS(cfg.ident); err != nil {
+			return err
+		}
+		if opts.Users, err = brokerUsers(); err != nil {
+			return err
+		}
+		opts.TLS, opts.TLSVerify, opts.TLSMap, opts.TLSTimeout = true, true, true, 2
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -413,14 +462,18 @@ func serveUsers(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 			}
 		}
 	}
-	verifier := auth.NewVerifier(auth.StaticKeySource(svc.JWKS), nil)
+	verifier := auth.NewVerifierFor(user.VerifierScope(cfg.Service), auth.StaticKeySource(svc.JWKS), nil)
+	grpcOpts, err := cfg.grpcServerOptions()
+	if err != nil {
+		return err
+	}
 	// Keys another instance rotated, and keys that activate or retire.
 	bg := startLoops(ctx)
 	defer bg.stop()
 	bg.goRun(func(ctx context.Context) error { return svc.RunKeys(ctx, 2*time.Second) })
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
 		HTTP:  userhttp.Handler(svc, verifier, log),
-		GRPC:  usergrpc.NewServer(svc, verifier, telemetry.GRPCServerOptions(cfg.metrics)...),
+		GRPC:  usergrpc.NewServer(svc, verifier, grpcOpts...),
 		Ready: ready(st.Ping, d.bus),
 	})
 }
@@ -468,9 +521,13 @@ func serveInventory(ctx context.Context, cfg serveConfig, log *slog.Logger) erro
 		return err
 	}
 	defer closeAll(subs)
+	grpcOpts, err := cfg.grpcServerOptions()
+	if err != nil {
+		return err
+	}
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
 		HTTP:  inventoryhttp.Handler(svc, log),
-		GRPC:  inventorygrpc.NewServer(svc, jwksVerifier(d.resolver), telemetry.GRPCServerOptions(cfg.metrics)...),
+		GRPC:  inventorygrpc.NewServer(svc, jwksVerifier(cfg, d.resolver), grpcOpts...),
 		Ready: ready(st.Ping, d.bus),
 	})
 }
@@ -508,13 +565,18 @@ func (l *loops) relay(ob *outbox.Outbox, pub bus.Publisher, cfg serveConfig, log
 	l.goRun(outbox.NewRelay(ob, pub, outbox.RelayConfig{Holder: cfg.InstanceID, Failpoint: failpoints(cfg, log)}, log).Run)
 }
 
-// grpcClient dials service over client-side discovery, forwarding the
-// caller's token; instrument are the process's telemetry.GRPCDialOptions.
-func grpcClient(r *discovery.Resolver, service string, instrument []grpc.DialOption) (*grpc.ClientConn, error) {
+// grpcClient dials service over client-side discovery (mTLS where cfg
+// has a certificate), forwarding the caller's token; instrument are the
+// process's telemetry.GRPCDialOptions.
+func grpcClient(cfg serveConfig, r *discovery.Resolver, service string, instrument []grpc.DialOption) (*grpc.ClientConn, error) {
+	creds, err := cfg.grpcCredentials(service)
+	if err != nil {
+		return nil, err
+	}
 	conn, err := grpc.NewClient(grpcresolve.Target(service), append([]grpc.DialOption{
 		grpc.WithResolvers(grpcresolve.NewBuilder(r)),
 		grpc.WithDefaultServiceConfig(grpcresolve.ServiceConfig),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		creds,
 		grpcauth.ForwardToken(),
 	}, instrument...)...)
 	if err != nil {
@@ -552,12 +614,12 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		return err
 	}
 	instrument := telemetry.GRPCDialOptions(cfg.metrics)
-	users, err := grpcClient(d.resolver, services.User, instrument)
+	users, err := grpcClient(cfg, d.resolver, services.User, instrument)
 	if err != nil {
 		return err
 	}
 	defer users.Close()
-	stock, err := grpcClient(d.resolver, services.Inventory, instrument)
+	stock, err := grpcClient(cfg, d.resolver, services.Inventory, instrument)
 	if err != nil {
 		return err
 	}
@@ -580,7 +642,7 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		clients.NewInventory(stock, stockPolicy, log),
 		nil)
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
-		HTTP:  orderhttp.Handler(svc, jwksVerifier(d.resolver), log),
+		HTTP:  orderhttp.Handler(svc, jwksVerifier(cfg, d.resolver), log),
 		Ready: ready(st.Ping, d.bus),
 	})
 }
@@ -601,7 +663,7 @@ func servePayments(ctx context.Context, cfg serveConfig, log *slog.Logger) error
 	providerPolicy := resilience.New(paymentclients.ProviderPolicy(log))
 	meterPolicies(cfg.metrics, map[string]*resilience.Policy{services.PaymentProvider: providerPolicy})
 	provider := paymentclients.NewProvider("http://"+services.PaymentProvider,
-		&http.Client{Transport: telemetry.ClientTransport(&discovery.Transport{Resolver: d.resolver, Balancer: &discovery.Balancer{Resolver: d.resolver}})},
+		&http.Client{Transport: telemetry.ClientTransport(&discovery.Transport{Resolver: d.resolver, Balancer: &discovery.Balancer{Resolver: d.resolver}, Base: cfg.transport()})},
 		providerPolicy)
 	sub, err := paymentmsg.Subscribe(ctx, d.bus, d.bus, st, provider, failpoints(cfg, log), log)
 	if err != nil {
@@ -635,7 +697,7 @@ func serveShipping(ctx context.Context, cfg serveConfig, log *slog.Logger) error
 	}
 	defer closeAll(subs)
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
-		HTTP:  shippinghttp.Handler(shipping.NewService(st), jwksVerifier(d.resolver), log),
+		HTTP:  shippinghttp.Handler(shipping.NewService(st), jwksVerifier(cfg, d.resolver), log),
 		Ready: ready(st.Ping, d.bus),
 	})
 }
@@ -660,7 +722,7 @@ func serveNotifications(ctx context.Context, cfg serveConfig, log *slog.Logger) 
 		}
 	}()
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
-		HTTP:  notificationhttp.Handler(notification.NewService(st), jwksVerifier(d.resolver), log),
+		HTTP:  notificationhttp.Handler(notification.NewService(st), jwksVerifier(cfg, d.resolver), log),
 		Ready: ready(st.Ping, d.bus),
 	})
 }
@@ -681,7 +743,7 @@ func serveDeadLetters(ctx context.Context, cfg serveConfig, log *slog.Logger) er
 	}
 	defer sub.Close()
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
-		HTTP:  deadletterhttp.Handler(deadletter.NewService(st, d.bus), jwksVerifier(d.resolver), log),
+		HTTP:  deadletterhttp.Handler(deadletter.NewService(st, d.bus), jwksVerifier(cfg, d.resolver), log),
 		Ready: ready(st.Ping, d.bus),
 	})
 }
@@ -735,7 +797,7 @@ func connectBus(ctx context.Context, cfg serveConfig, r *discovery.Resolver, log
 		}
 		if err == nil {
 			var b messageBus
-			if b, err = openBus(url, cfg.InstanceID); err == nil {
+			if b, err = openBus(url, cfg.InstanceID, cfg.brokerTLS()); err == nil {
 				log.Info("connected to the broker", "url", redactURL(url), "after", time.Since(started).Round(time.Millisecond).String())
 				return b, nil
 			}
@@ -769,14 +831,14 @@ type badBrokerURL struct{ error }
 //	kafka://host:port[,host:port]  Kafka
 //	amqp://user:pass@host:port/vh  RabbitMQ
 //	stomp://[user:pass@]host:port  ActiveMQ (STOMP 1.2)
-func openBus(rawURL, name string) (messageBus, error) {
+func openBus(rawURL, name string, tlsConfig *tls.Config) (messageBus, error) {
 	scheme, rest, ok := strings.Cut(rawURL, "://")
 	if !ok {
 		return nil, badBrokerURL{fmt.Errorf("broker %q: want scheme://address", redactURL(rawURL))}
 	}
 	switch scheme {
 	case "nats":
-		return natsbus.Connect(rawURL, natsbus.Config{Name: name})
+		return natsbus.Connect(rawURL, natsbus.Config{Name: name, TLS: tlsConfig})
 	case "kafka":
 		return kafkabus.Connect(kafkabus.Config{Brokers: strings.Split(rest, ",")})
 	case "amqp", "amqps":
@@ -800,8 +862,12 @@ func serveGateway(ctx context.Context, cfg serveConfig, log *slog.Logger) error 
 	}
 	resolver := discovery.NewResolver(cfg.disc.Source)
 	defer resolver.Close()
-	verifier := jwksVerifier(resolver)
-	gw := gateway.New(resolver, verifier, cfg.Limits, log)
+	verifier := jwksVerifier(cfg, resolver)
+	var upstream *tls.Config
+	if cfg.ident != nil {
+		upstream = cfg.ident.ClientConfig()
+	}
+	gw := gateway.New(resolver, verifier, cfg.Limits, upstream, log)
 	// WebSockets: this instance follows every order's history itself, and
 	// reads what it missed from order-service as the client.
 	b, err := connectBus(ctx, cfg, resolver, log)
@@ -813,7 +879,7 @@ func serveGateway(ctx context.Context, cfg serveConfig, log *slog.Logger) error 
 	if !ok {
 		return fmt.Errorf("broker %T cannot follow a topic live", b)
 	}
-	orders := &http.Client{Transport: telemetry.ClientTransport(&discovery.Transport{Resolver: resolver, Balancer: &discovery.Balancer{Resolver: resolver}})}
+	orders := &http.Client{Transport: telemetry.ClientTransport(&discovery.Transport{Resolver: resolver, Balancer: &discovery.Balancer{Resolver: resolver}, Base: cfg.transport()})}
 	live := gateway.NewLive(verifier, gateway.OrderHistory(orders), cfg.Live, log)
 	feed, err := follower.SubscribeLive(ctx, events.TopicOrderHistory, live.Deliver)
 	if err != nil {
@@ -821,7 +887,7 @@ func serveGateway(ctx context.Context, cfg serveConfig, log *slog.Logger) error 
 	}
 	defer feed.Close()
 	gw.ServeLive(live)
-	gw.ServeOps(gateway.OpsConfig{Source: cfg.disc.Source, Traces: cfg.getenv("JUNCTION_TRACES_URL"), Control: cfg.getenv("JUNCTION_CONTROL_URL")})
+	gw.ServeOps(gateway.OpsConfig{Source: cfg.disc.Source, Transport: cfg.transport(), Traces: cfg.getenv("JUNCTION_TRACES_URL"), Control: cfg.getenv("JUNCTION_CONTROL_URL")})
 	meterGateway(cfg.metrics, gw, live)
 	// On a stop, the WebSockets close with 1001 as the instance leaves the
 	// registry, so their clients resume on another replica; on an error
@@ -836,13 +902,15 @@ func serveGateway(ctx context.Context, cfg serveConfig, log *slog.Logger) error 
 	})
 	defer bg.stop()
 	icfg := instanceConfig(cfg)
-	icfg.HTTPListener, icfg.Public = ln, true
+	// The gateway's port is the shop's front door: public, no mTLS.
+	icfg.HTTPListener, icfg.Public, icfg.Identity = ln, true, nil
 	return instance.Run(ctx, icfg, log, instance.Parts{HTTP: gw.Handler()})
 }
 
 // jwksVerifier verifies tokens against user-service's published keys, found
 // through the registry.
-func jwksVerifier(r *discovery.Resolver) *auth.Verifier {
-	client := &http.Client{Transport: &discovery.Transport{Resolver: r}}
-	return auth.NewVerifier(auth.HTTPKeySource(client, "http://"+services.User+"/.well-known/jwks.json"), nil)
+func jwksVerifier(cfg serveConfig, r *discovery.Resolver) *auth.Verifier {
+	client := &http.Client{Transport: &discovery.Transport{Resolver: r, Base: cfg.transport()}}
+	// Each verifier requires its own service's name in a token's aud.
+	return auth.NewVerifierFor(user.VerifierScope(cfg.Service), auth.HTTPKeySource(client, "http://"+services.User+"/.well-known/jwks.json"), nil)
 }

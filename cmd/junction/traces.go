@@ -23,13 +23,17 @@ type localServer struct {
 }
 
 // serveLocal serves h on a free loopback port until close; name is for
-// errors.
-func serveLocal(name string, h http.Handler, logf func(string, ...any)) (*localServer, error) {
+// errors. secure, when set, wraps the listener (mTLS).
+func serveLocal(name string, h http.Handler, secure func(net.Listener) net.Listener, logf func(string, ...any)) (*localServer, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	l := &localServer{url: "http://" + ln.Addr().String(), srv: rest.NewServer(h), done: make(chan struct{})}
+	scheme := "http://"
+	if secure != nil {
+		ln, scheme = secure(ln), "https://"
+	}
+	l := &localServer{url: scheme + ln.Addr().String(), srv: rest.NewServer(h), done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
 		if err := l.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -63,7 +67,7 @@ type traceStore struct {
 // when set, is a collector it sends everything on to.
 func startTraceStore(forward string, logf func(string, ...any)) (*traceStore, error) {
 	api := tracestore.NewServer(tracestore.New(tracestore.Config{}), forward, localLog(logf))
-	l, err := serveLocal("trace store", api.Handler(), logf)
+	l, err := serveLocal("trace store", api.Handler(), nil, logf)
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/junction-go/junction/api/services"
 	"github.com/junction-go/junction/discovery"
+	"github.com/junction-go/junction/identity"
 	"github.com/junction-go/junction/internal/supervisor"
 )
 
@@ -39,6 +40,11 @@ type upConfig struct {
 	// OTLP is a collector's OTLP/HTTP base URL the trace store forwards
 	// to.
 	OTLP string
+	// MTLS gives every instance a certificate from a CA in the data
+	// folder, valid for CertTTL and renewed at half of it; without it
+	// the internal ports speak plaintext.
+	MTLS    bool
+	CertTTL time.Duration
 	// getenv reads the OTEL_* variables the user may have set.
 	getenv func(string) string
 }
@@ -85,6 +91,10 @@ with the password given by --demo-password, and a small catalogue.`,
 	envFlag(fs, "fault-links", "JUNCTION_FAULT_LINKS")
 	fs.StringVar(&cfg.OTLP, "otlp", "", "also send every trace to this OTLP/HTTP collector (Jaeger: http://127.0.0.1:4318); without it they stay in up's trace store only")
 	envFlag(fs, "otlp", "JUNCTION_OTLP")
+	fs.BoolVar(&cfg.MTLS, "mtls", true, "mTLS on every internal port, with certificates from a CA in <data>/pki (false: plaintext, to measure what mTLS costs)")
+	envFlag(fs, "mtls", "JUNCTION_MTLS")
+	fs.DurationVar(&cfg.CertTTL, "cert-ttl", 24*time.Hour, "lifetime of the instances' certificates, 10s to 720h; each is renewed when half of it is gone")
+	envFlag(fs, "cert-ttl", "JUNCTION_CERT_TTL")
 	return cmd
 }
 
@@ -132,6 +142,9 @@ func (cfg upConfig) check() error {
 	}
 	if cfg.LogFormat != "json" && cfg.LogFormat != "ecs" {
 		return fmt.Errorf("--log-format (JUNCTION_LOG_FORMAT) %q: want json or ecs", cfg.LogFormat)
+	}
+	if cfg.CertTTL < 10*time.Second || cfg.CertTTL > 720*time.Hour {
+		return fmt.Errorf("--cert-ttl (JUNCTION_CERT_TTL) %v: want 10s to 720h", cfg.CertTTL)
 	}
 	if cfg.ReadyTimeout <= 0 {
 		return fmt.Errorf("--ready-timeout (JUNCTION_READY_TIMEOUT) %v: must be positive", cfg.ReadyTimeout)
@@ -195,7 +208,30 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 		return err
 	}
 	defer gwFile.Close()
-	registryURL := "http://" + regLn.Addr().String()
+	// With mTLS, every instance gets a certificate of its service before
+	// it starts, renewed while it runs; up itself and the command line
+	// use the operator's.
+	var certs *pki
+	var operator *identity.Source
+	opTransport := http.DefaultTransport
+	scheme := "http://"
+	if cfg.MTLS {
+		if certs, err = openPKI(data, cfg.CertTTL); err != nil {
+			return err
+		}
+		if operator, err = certs.operator(); err != nil {
+			return err
+		}
+		opTransport, scheme = operator.Transport(), "https://"
+		renewCtx, stopRenewing := context.WithCancel(ctx)
+		renewed := make(chan struct{})
+		go func() { defer close(renewed); certs.run(renewCtx, logf) }()
+		go func() { _ = operator.Run(renewCtx, time.Second, localLog(logf)) }()
+		defer func() { stopRenewing(); <-renewed }()
+	} else if err := removeOperatorCert(data); err != nil {
+		return err
+	}
+	registryURL := scheme + regLn.Addr().String()
 	gatewayURL := "http://" + gwAddr
 	brokerURL, brokerAddr := cfg.Broker, ""
 	if brokerURL == "" {
@@ -224,6 +260,8 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 		"JUNCTION_LOG_LEVEL="+cfg.LogLevel,
 		"JUNCTION_LOG_FORMAT="+cfg.LogFormat,
 		"JUNCTION_BROKER="+brokerURL,
+		// The embedded broker takes only clients with a certificate.
+		"JUNCTION_BROKER_TLS="+strconv.FormatBool(cfg.MTLS && cfg.Broker == ""),
 		// The demo accounts and catalogue, made by their own services.
 		"JUNCTION_SEED_DEMO=true",
 		"JUNCTION_DEMO_PASSWORD="+cfg.DemoPassword,
@@ -243,13 +281,13 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 	if links != nil {
 		linksAPI = links.api
 	}
-	ctl, err := startControl(registryURL, linksAPI, logf)
+	ctl, err := startControl(registryAt{url: registryURL, rt: opTransport}, linksAPI, operator, logf)
 	if err != nil {
 		return err
 	}
 	defer ctl.close()
 	base = append(base, "JUNCTION_CONTROL_URL="+ctl.url)
-	reg := discovery.NewClient(registryURL, nil)
+	reg := discovery.NewClient(registryURL, &http.Client{Transport: opTransport})
 	// What the tiers above wait for (the table's ready column).
 	readyCheck := func(row service) func(context.Context) error {
 		switch row.ready {
@@ -264,6 +302,14 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 	add := func(row service, i int, listener *os.File) error {
 		id := fmt.Sprintf("%s-%d", row.name, i)
 		env := append(slices.Clip(base), "JUNCTION_INSTANCE_ID="+id, "JUNCTION_BROKER_ADDR="+brokerAddr)
+		if certs != nil {
+			// The gateway's own port stays public; its calls present it.
+			f, err := certs.issue(id, row.name)
+			if err != nil {
+				return err
+			}
+			env = append(env, tlsEnv(f)...)
+		}
 		s := supervisor.Spec{Name: id, Path: exe, Args: []string{"serve", row.name}, Tier: row.tier, Ready: readyCheck(row)}
 		if listener != nil {
 			s.ExtraFiles = []*os.File{listener}
@@ -345,6 +391,11 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 		}
 		if links != nil {
 			fmt.Fprintf(stdout, "  links:    http://%s (Toxiproxy API; junction chaos links)\n", links.api)
+		}
+		if certs != nil {
+			fmt.Fprintf(stdout, "  mTLS:     every internal port; CA and certificates in %s (renewed every %v; junction chaos uses operator.crt)\n", certs.dir, cfg.CertTTL/2)
+		} else {
+			fmt.Fprintf(stdout, "  mTLS:     off (--mtls=false): the internal ports speak plaintext\n")
 		}
 		fmt.Fprintf(stdout, "  data:     %s\n", data)
 		fmt.Fprintf(stdout, "  log in as alice or bob (customers) or admin, password %q; Ctrl-C stops.\n\n", cfg.DemoPassword)

@@ -129,7 +129,7 @@ func TestRetryBudgetAndDeadline(t *testing.T) {
 	limits := gateway.DefaultLimits
 	limits.RequestTimeout = 2 * time.Second
 	verifier := auth.NewVerifier(auth.HTTPKeySource(http.DefaultClient, "http://127.0.0.1:1/jwks"), nil)
-	gw := gateway.New(r, verifier, limits, slog.New(slog.DiscardHandler))
+	gw := gateway.New(r, verifier, limits, nil, slog.New(slog.DiscardHandler))
 	front := httptest.NewServer(gw.Handler())
 	defer front.Close()
 

@@ -11,6 +11,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -80,22 +81,27 @@ type serviceKey struct{}
 func (g *Gateway) ServeLive(l *Live) { g.live = l }
 
 // New returns a gateway that finds services through resolver, verifies
-// tokens with verifier and enforces limits.
-func New(resolver *discovery.Resolver, verifier *auth.Verifier, limits Limits, log *slog.Logger) *Gateway {
+// tokens with verifier and enforces limits. With upstream set, it calls
+// the services with mTLS (its certificate, theirs checked).
+func New(resolver *discovery.Resolver, verifier *auth.Verifier, limits Limits, upstream *tls.Config, log *slog.Logger) *Gateway {
 	g := &Gateway{resolver: resolver, verifier: verifier, limits: limits, log: log}
 	g.catalogue = &lastGood{counter: &g.fallbacks}
+	transport, scheme := NewTransport(), "http"
+	if upstream != nil {
+		transport.TLSClientConfig, scheme = upstream, "https"
+	}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			// The transport puts a live instance's address in place of the
 			// service's name.
-			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Scheme = scheme
 			pr.Out.URL.Host = pr.In.Context().Value(serviceKey{}).(string)
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
 			// The service works within what is left of the gateway's time.
 			rest.SetDeadline(pr.Out.Header, pr.In.Context())
 		},
-		Transport:    newRetryingTransport(telemetry.ClientTransport(NewTransport()), &discovery.Balancer{Resolver: resolver}, &g.retries, &g.retriesRefused, log),
+		Transport:    newRetryingTransport(telemetry.ClientTransport(transport), &discovery.Balancer{Resolver: resolver}, &g.retries, &g.retriesRefused, log),
 		BufferPool:   copyBuffers{},
 		ErrorHandler: g.proxyError,
 		ModifyResponse: func(resp *http.Response) error {

@@ -34,6 +34,9 @@ type OpsConfig struct {
 	// Control is junction up's operations API (kill, stop, pause and
 	// resume an instance), "" when not run by junction up.
 	Control string
+	// Transport reaches the instances and Control (mTLS with the
+	// gateway's certificate); http.DefaultTransport when nil.
+	Transport http.RoundTripper
 }
 
 // ops answers the ops dashboard (/ops) under /api/admin/ops/, to
@@ -51,6 +54,7 @@ type OpsConfig struct {
 type ops struct {
 	cfg    OpsConfig
 	client *http.Client
+	public *http.Client
 	log    *slog.Logger
 	traces *httputil.ReverseProxy
 }
@@ -58,7 +62,8 @@ type ops struct {
 // ServeOps has the gateway answer /api/admin/ops/ with cfg; call it before
 // Handler.
 func (g *Gateway) ServeOps(cfg OpsConfig) {
-	o := &ops{cfg: cfg, log: g.log, client: &http.Client{Timeout: 3 * time.Second}}
+	o := &ops{cfg: cfg, log: g.log, client: &http.Client{Transport: cfg.Transport, Timeout: 3 * time.Second},
+		public: &http.Client{Timeout: 3 * time.Second}}
 	if cfg.Traces != "" {
 		target, err := neturl.Parse(cfg.Traces)
 		if err == nil {
@@ -160,11 +165,24 @@ func (o *ops) scrape(ctx context.Context, in discovery.Instance) scrape {
 		s.Error = "no HTTP endpoint"
 		return s
 	}
-	if resp, err := o.get(ctx, "http://"+addr+"/readyz"); err == nil {
+	// A gateway's port is the public one, plain HTTP; the others take
+	// the gateway's certificate.
+	client := o.public
+	if in.MTLS() {
+		client = o.client
+	}
+	get := func(url string) (*http.Response, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return nil, err
+		}
+		return client.Do(req)
+	}
+	if resp, err := get("http://" + addr + "/readyz"); err == nil {
 		s.Ready = resp.StatusCode == http.StatusOK
 		resp.Body.Close()
 	}
-	resp, err := o.get(ctx, "http://"+addr+"/metrics")
+	resp, err := get("http://" + addr + "/metrics")
 	if err != nil {
 		s.Error = err.Error()
 		return s
@@ -202,14 +220,6 @@ func (o *ops) scrape(ctx context.Context, in discovery.Instance) scrape {
 		}
 	}
 	return s
-}
-
-func (o *ops) get(ctx context.Context, url string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	return o.client.Do(req)
 }
 
 func (o *ops) trace(w http.ResponseWriter, r *http.Request) {

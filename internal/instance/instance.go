@@ -21,6 +21,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/junction-go/junction/discovery"
+	"github.com/junction-go/junction/identity"
 	"github.com/junction-go/junction/rest"
 	"github.com/junction-go/junction/telemetry"
 )
@@ -57,6 +58,13 @@ type Config struct {
 	// Public marks an instance that outsiders call (the gateway): its
 	// requests start new traces instead of joining a caller's.
 	Public bool
+	// Identity, when set, makes the HTTP port mTLS: a connection without
+	// a certificate of the trust domain is refused, and Policy decides
+	// which identity may call which route (every route, /readyz and
+	// /metrics too). The gRPC server is the service's to build with
+	// Policy.ServerOptions.
+	Identity *identity.Source
+	Policy   *identity.Policy
 }
 
 // Parts is what a service hands the runtime.
@@ -151,7 +159,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, p Parts) error {
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics.Handler())
 	}
-	srv := rest.NewServer(telemetry.ServerHandler(mux, cfg.Metrics, cfg.Public))
+	var h http.Handler = mux
+	if cfg.Identity != nil {
+		if cfg.Policy == nil {
+			hln.Close()
+			if gln != nil {
+				gln.Close()
+			}
+			return errors.New("an instance with an identity needs a policy")
+		}
+		hln, h = cfg.Identity.Listen(hln), cfg.Policy.HTTP(mux)
+	}
+	srv := rest.NewServer(telemetry.ServerHandler(h, cfg.Metrics, cfg.Public))
 
 	log.Info("listening", "endpoints", endpoints)
 	inst := discovery.Instance{
@@ -163,6 +182,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, p Parts) error {
 			"version": cfg.Version,
 			"started": time.Now().UTC().Format(time.RFC3339),
 		},
+	}
+	if cfg.Identity != nil {
+		inst.Metadata[discovery.MetadataMTLS] = "true"
 	}
 
 	// Serving stops only after the registration is gone, so callers that

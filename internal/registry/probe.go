@@ -10,9 +10,11 @@ import (
 )
 
 // HTTPCheck probes an instance's readiness: GET /readyz on its http
-// endpoint must answer 200.
-func HTTPCheck(client *http.Client) Check {
+// endpoint must answer 200. clientFor picks the client by the instance
+// (mTLS for one whose port takes only that, discovery.Instance.MTLS).
+func HTTPCheck(clientFor func(discovery.Instance) *http.Client) Check {
 	return func(ctx context.Context, inst discovery.Instance) error {
+		client := clientFor(inst)
 		addr := inst.Endpoints[discovery.EndpointHTTP]
 		if addr == "" {
 			return nil // nothing to probe

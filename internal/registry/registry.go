@@ -114,6 +114,17 @@ func (r *Registry) Register(reg discovery.Registration) error {
 	return nil
 }
 
+// ServiceOf is the service of the instance id, while it is registered.
+func (r *Registry) ServiceOf(id string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l, ok := r.instances[id]
+	if !ok {
+		return "", false
+	}
+	return l.inst.Service, true
+}
+
 // Deregister removes the instance id; an unknown id is not an error.
 func (r *Registry) Deregister(id string) {
 	r.mu.Lock()

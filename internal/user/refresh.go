@@ -132,7 +132,7 @@ func (s *Service) issue(u User) (Token, error) {
 	if !ok {
 		return Token{}, fault.New(fault.Unavailable, "no signing key is active")
 	}
-	signer := auth.NewSigner(key.Key, s.ttl, s.now)
+	signer := auth.NewSignerFor(TokenScope(), key.Key, s.ttl, s.now)
 	tok, err := signer.Sign(auth.Principal{UserID: u.ID, Username: u.Username, Role: u.Role})
 	if err != nil {
 		return Token{}, fmt.Errorf("sign: %w", err)

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/junction-go/junction/api/services"
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/fault"
 )
@@ -55,6 +56,23 @@ type Service struct {
 	dummyHash []byte
 	// accounts and addresses count failed logins (throttle.go).
 	accounts, addresses *throttle
+}
+
+// TokenScope is what the shop's access tokens say: the issuer and roles
+// of auth.DefaultScope, and for audience the services that take them
+// (services.TokenAudiences).
+func TokenScope() auth.Scope {
+	s := auth.DefaultScope
+	s.Audiences = services.TokenAudiences()
+	return s
+}
+
+// VerifierScope is what service's verifier requires: the shop's issuer
+// and roles, and its own name as the audience.
+func VerifierScope(service string) auth.Scope {
+	s := auth.DefaultScope
+	s.Audience = service
+	return s
 }
 
 // NewService returns the service over store; tokens live ttl

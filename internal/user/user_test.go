@@ -56,9 +56,33 @@ func TestLoginIssuesAVerifiableToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := auth.NewVerifier(auth.StaticKeySource(svc.JWKS), nil).Verify(ctx, tok.AccessToken)
+	p, err := auth.NewVerifierFor(user.VerifierScope("order-service"), auth.StaticKeySource(svc.JWKS), nil).Verify(ctx, tok.AccessToken)
 	if err != nil || p.Username != "alice" || p.Role != auth.RoleCustomer || tok.ExpiresIn != auth.TokenExpiry {
 		t.Errorf("token verifies to %+v, %v (expires in %v)", p, err, tok.ExpiresIn)
+	}
+	// An audience per service: every service that takes tokens finds
+	// its name in them; a verifier of another name takes none.
+	if _, err := svc.CreateUser(ctx, user.NewUser{Username: "root", Password: "junction", Role: auth.RoleAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := svc.Login(ctx, "root", "junction", "192.0.2.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		verifier, token string
+		ok              bool
+	}{
+		{"deadletter-service", tok.AccessToken, true},
+		{"deadletter-service", admin.AccessToken, true},
+		{"gateway", tok.AccessToken, true},
+		{"payment-service", tok.AccessToken, false},
+		{"payment-service", admin.AccessToken, false},
+	} {
+		_, err := auth.NewVerifierFor(user.VerifierScope(c.verifier), auth.StaticKeySource(svc.JWKS), nil).Verify(ctx, c.token)
+		if (err == nil) != c.ok {
+			t.Errorf("%s's verifier: err = %v, want accepted = %v", c.verifier, err, c.ok)
+		}
 	}
 	for _, c := range []struct{ user, pass string }{{"alice", "wrong"}, {"nobody", "junction"}, {"alice", string(make([]byte, 100))}} {
 		if _, err := svc.Login(ctx, c.user, c.pass, "192.0.2.1"); !fault.Is(err, fault.Unauthorized) || fault.Message(err) != "wrong username or password" {
@@ -136,7 +160,7 @@ func TestSigningKeySurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	second := newService(t, path)
-	if _, err := auth.NewVerifier(auth.StaticKeySource(second.JWKS), nil).Verify(ctx, tok.AccessToken); err != nil {
+	if _, err := auth.NewVerifierFor(user.VerifierScope("order-service"), auth.StaticKeySource(second.JWKS), nil).Verify(ctx, tok.AccessToken); err != nil {
 		t.Errorf("a token from before the restart does not verify after it: %v", err)
 	}
 }

@@ -33,7 +33,7 @@ func startRegistry(t *testing.T) *discovery.Client {
 func startRegistryURL(t *testing.T) (*discovery.Client, string) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := httptest.NewServer(httpapi.Handler(registry.New(nil), log))
+	srv := httptest.NewServer(httpapi.Handler(registry.New(nil), log, nil))
 	t.Cleanup(srv.Close)
 	return discovery.NewClient(srv.URL, srv.Client()), srv.URL
 }
@@ -218,7 +218,7 @@ func TestRestartedRegistryRecoversTheFleet(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	serve := func(ln net.Listener) *http.Server {
-		srv := &http.Server{Handler: httpapi.Handler(registry.New(nil), log)}
+		srv := &http.Server{Handler: httpapi.Handler(registry.New(nil), log, nil)}
 		go func() { _ = srv.Serve(ln) }()
 		return srv
 	}
@@ -259,4 +259,52 @@ func TestRestartedRegistryRecoversTheFleet(t *testing.T) {
 	cancel()
 	<-done
 	<-done
+}
+
+func TestRegistrationsOnlyByTheirService(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// The caller's identity, as the mTLS layer would give it.
+	may := func(r *http.Request, service string) bool { return r.Header.Get("X-Test-Caller") == service }
+	srv := httptest.NewServer(httpapi.Handler(registry.New(nil), log, may))
+	t.Cleanup(srv.Close)
+	as := func(caller string) *discovery.Client {
+		return discovery.NewClient(srv.URL, &http.Client{Transport: callerTransport(caller)})
+	}
+	ctx := context.Background()
+	users := discovery.Instance{ID: "user-service-1", Service: "user-service", Endpoints: map[string]string{"http": "127.0.0.1:9"}}
+	if err := as("user-service").Register(ctx, users, 10*time.Second); err != nil {
+		t.Fatalf("user-service registering its own instance: %v", err)
+	}
+	steal := users
+	steal.Service = "gateway"
+	for _, tc := range []struct {
+		name   string
+		caller string
+		call   func(c *discovery.Client) error
+	}{
+		{"another service's instance", "gateway", func(c *discovery.Client) error {
+			return c.Register(ctx, discovery.Instance{ID: "user-service-2", Service: "user-service", Endpoints: users.Endpoints}, 10*time.Second)
+		}},
+		{"replacing another service's id with its own service", "gateway", func(c *discovery.Client) error { return c.Register(ctx, steal, 10*time.Second) }},
+		{"removing another service's instance", "gateway", func(c *discovery.Client) error { return c.Deregister(ctx, users.ID) }},
+	} {
+		if err := tc.call(as(tc.caller)); err == nil || !strings.Contains(err.Error(), "403") {
+			t.Errorf("%s as %s: err = %v, want 403", tc.name, tc.caller, err)
+		}
+	}
+	v, err := as("gateway").Lookup(ctx, "user-service")
+	if err != nil || len(v.Instances) != 1 || v.Instances[0].ID != users.ID {
+		t.Fatalf("Lookup after the refused calls = %+v, %v; want user-service-1 alone", v, err)
+	}
+	if err := as("user-service").Deregister(ctx, users.ID); err != nil {
+		t.Errorf("user-service removing its own instance: %v", err)
+	}
+}
+
+type callerTransport string
+
+func (c callerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("X-Test-Caller", string(c))
+	return http.DefaultTransport.RoundTrip(r)
 }

@@ -21,9 +21,16 @@ import (
 // MaxWatch is the longest a watch request is held open.
 const MaxWatch = 30 * time.Second
 
-// Handler returns the registry's HTTP API.
-func Handler(reg *registry.Registry, log *slog.Logger) http.Handler {
-	h := &handler{reg: reg, log: log}
+// MayRegister reports whether r's caller may register, renew or remove
+// instances of service.
+type MayRegister func(r *http.Request, service string) bool
+
+// Handler returns the registry's HTTP API. With may set, an instance is
+// registered, replaced or removed only by a caller may allows for its
+// service (and for the service of the instance it replaces), so an
+// address looked up belongs to the service named.
+func Handler(reg *registry.Registry, log *slog.Logger, may MayRegister) http.Handler {
+	h := &handler{reg: reg, log: log, may: may}
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /v1/instances/{id}", h.register)
 	mux.HandleFunc("DELETE /v1/instances/{id}", h.deregister)
@@ -39,6 +46,17 @@ func Handler(reg *registry.Registry, log *slog.Logger) http.Handler {
 type handler struct {
 	reg *registry.Registry
 	log *slog.Logger
+	may MayRegister
+}
+
+// allowed checks that r's caller may act for service, answering 403 when
+// not.
+func (h *handler) allowed(w http.ResponseWriter, r *http.Request, service string) bool {
+	if h.may == nil || h.may(r, service) {
+		return true
+	}
+	rest.WriteProblem(w, r, http.StatusForbidden, "forbidden", "this caller may not register or remove instances of "+service)
+	return false
 }
 
 func ok(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }
@@ -53,6 +71,12 @@ func (h *handler) register(w http.ResponseWriter, r *http.Request) {
 		rest.Error(w, r, h.log, fault.New(fault.Invalid, "the body's id must match the path"))
 		return
 	}
+	if !h.allowed(w, r, reg.Service) {
+		return
+	}
+	if old, ok := h.reg.ServiceOf(reg.ID); ok && old != reg.Service && !h.allowed(w, r, old) {
+		return
+	}
 	if err := h.reg.Register(reg); err != nil {
 		rest.Error(w, r, h.log, err)
 		return
@@ -61,6 +85,9 @@ func (h *handler) register(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) deregister(w http.ResponseWriter, r *http.Request) {
+	if svc, ok := h.reg.ServiceOf(r.PathValue("id")); ok && !h.allowed(w, r, svc) {
+		return
+	}
 	h.reg.Deregister(r.PathValue("id"))
 	w.WriteHeader(http.StatusNoContent)
 }
