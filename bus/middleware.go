@@ -6,12 +6,27 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"time"
 )
 
 // Middleware wraps a handler.
 type Middleware func(Handler) Handler
+
+// OnlyTypes hands h the messages of the given types and acknowledges every
+// other one untouched: an event a consumer group does not act on costs it
+// no inbox row, no transaction and no retry. Put it outermost.
+func OnlyTypes(types ...string) Middleware {
+	return func(h Handler) Handler {
+		return func(ctx context.Context, m *Message) error {
+			if !slices.Contains(types, m.Type) {
+				return nil
+			}
+			return h(ctx, m)
+		}
+	}
+}
 
 // Chain applies mw to h so that the first middleware is the outermost.
 func Chain(h Handler, mw ...Middleware) Handler {

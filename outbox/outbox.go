@@ -91,15 +91,11 @@ func (o *Outbox) Add(ctx context.Context, tx *sql.Tx, topic string, msgs ...*bus
 			return err
 		}
 		created(ctx, topic, m)
-		headers, err := json.Marshal(bus.ToHeaders(m))
+		headers, body, err := encodeRow(m)
 		if err != nil {
 			return fmt.Errorf("outbox: %w", err)
 		}
-		body := m.Body
-		if body == nil {
-			body = []byte{}
-		}
-		if _, err := tx.ExecContext(ctx, q, m.ID, topic, string(headers), body, now); err != nil {
+		if _, err := tx.ExecContext(ctx, q, m.ID, topic, headers, body, now); err != nil {
 			return fmt.Errorf("outbox: add %s: %w", m.ID, err)
 		}
 	}
@@ -156,4 +152,28 @@ func (o *Outbox) Backlog(ctx context.Context) (Backlog, error) {
 		b.OldestAge = time.Since(time.UnixMilli(oldest.Int64))
 	}
 	return b, nil
+}
+
+// encodeRow is how a message is stored in an outbox row: its headers (the
+// HTTP binding's, as JSON) and its body (never NULL).
+func encodeRow(m *bus.Message) (headers string, body []byte, err error) {
+	h, err := json.Marshal(bus.ToHeaders(m))
+	if err != nil {
+		return "", nil, err
+	}
+	body = m.Body
+	if body == nil {
+		body = []byte{}
+	}
+	return string(h), body, nil
+}
+
+// decodeRow reads a stored row back as a message; a row whose headers are
+// not a JSON object of strings is an error, never a panic.
+func decodeRow(headers string, body []byte) (*bus.Message, error) {
+	var h map[string]string
+	if err := json.Unmarshal([]byte(headers), &h); err != nil {
+		return nil, fmt.Errorf("headers: %w", err)
+	}
+	return bus.FromHeaders(h, body), nil
 }

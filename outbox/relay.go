@@ -3,7 +3,6 @@ package outbox
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -195,11 +194,11 @@ func (r *Relay) pending(ctx context.Context) ([]row, error) {
 		if err := rs.Scan(&rw.seq, &rw.topic, &headers, &body); err != nil {
 			return nil, fmt.Errorf("outbox: read: %w", err)
 		}
-		var h map[string]string
-		if err := json.Unmarshal([]byte(headers), &h); err != nil {
-			return nil, fmt.Errorf("outbox: row %d: headers: %w", rw.seq, err)
+		m, err := decodeRow(headers, body)
+		if err != nil {
+			return nil, fmt.Errorf("outbox: row %d: %w", rw.seq, err)
 		}
-		rw.msg = bus.FromHeaders(h, body)
+		rw.msg = m
 		out = append(out, rw)
 	}
 	return out, rs.Err()

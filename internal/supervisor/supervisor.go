@@ -7,7 +7,9 @@ package supervisor
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -261,18 +263,40 @@ func (c *child) once() error {
 }
 
 func (c *child) copyLines(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	br := bufio.NewReaderSize(r, 64<<10)
 	prefix := fmt.Sprintf("%-*s| ", c.width, c.spec.Name)
 	if c.sup.Color {
 		prefix = c.color + prefix + "\x1b[0m"
 	}
-	for sc.Scan() {
-		c.sup.outMu.Lock()
-		_, _ = io.WriteString(c.sup.Out, prefix+sc.Text()+"\n")
-		c.sup.outMu.Unlock()
+	// The lines a read brings go out in one write: a busy child's log
+	// costs one write per block, not one per line under the lock.
+	var out []byte
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			out = append(out, prefix...)
+			out = append(out, line...)
+			if line[len(line)-1] != '\n' {
+				out = append(out, '\n') // the end, or a piece of a longer line
+			}
+		}
+		if err == nil && len(out) < 64<<10 && bytes.IndexByte(peekBuffered(br), '\n') >= 0 {
+			continue // another whole line is already here
+		}
+		if len(out) > 0 {
+			c.sup.outMu.Lock()
+			_, _ = c.sup.Out.Write(out)
+			c.sup.outMu.Unlock()
+			out = out[:0]
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return
+		}
 	}
-	// A line longer than the buffer ends the scan; keep draining so the
-	// child never blocks on a full pipe.
-	_, _ = io.Copy(io.Discard, r)
+}
+
+// peekBuffered is what br holds already, without reading more.
+func peekBuffered(br *bufio.Reader) []byte {
+	b, _ := br.Peek(br.Buffered())
+	return b
 }

@@ -34,7 +34,8 @@ func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *s
 	}
 	return bus.SubscribeAll(ctx, sub, events.GroupInventory, map[string]bus.Handler{
 		events.TopicInventoryCommands: wrap(command(st, ob)),
-		events.TopicOrders:            wrap(orderEvent(st)),
+		// OrderCreated, OrderShipped and the rest are acknowledged at once.
+		events.TopicOrders: bus.OnlyTypes(events.TypeOrderConfirmed)(wrap(orderEvent(st))),
 	})
 }
 

@@ -38,7 +38,8 @@ func Subscribe(ctx context.Context, sub bus.Subscriber, pub bus.Publisher, st *s
 	}
 	return bus.SubscribeAll(ctx, sub, events.GroupShipping, map[string]bus.Handler{
 		events.TopicShippingCommands: wrap(command(st, cfg)),
-		events.TopicOrders:           wrap(orderEvent(st, cfg)),
+		// OrderCreated, OrderShipped and the rest are acknowledged at once.
+		events.TopicOrders: bus.OnlyTypes(events.TypeOrderConfirmed)(wrap(orderEvent(st, cfg))),
 	})
 }
 
