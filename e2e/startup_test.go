@@ -62,10 +62,12 @@ func TestStopWhileStarting(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		seen := &lockedBuffer{}
 		sc := bufio.NewScanner(out)
 		for sc.Scan() && !strings.HasPrefix(sc.Text(), "broker-1") {
+			seen.Write([]byte(sc.Text() + "\n"))
 		}
-		go func() { _, _ = io.Copy(io.Discard, out) }()
+		go func() { _, _ = io.Copy(seen, out) }()
 		stopped := time.Now()
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan error, 1)
@@ -78,7 +80,7 @@ func TestStopWhileStarting(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			_ = cmd.Process.Kill()
 			<-done
-			t.Fatalf("stop %d: junction up still running 5s after SIGTERM", i+1)
+			t.Fatalf("stop %d: junction up still running 5s after SIGTERM; its output:\n%s", i+1, tail(seen.String(), 60))
 		}
 		t.Logf("stop %d while starting took %v", i+1, time.Since(stopped).Round(time.Millisecond))
 		if pids := processesOf(binary); len(pids) > 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -35,6 +36,7 @@ func NewServer(h http.Handler) *http.Server {
 // it stops accepting, lets in-flight requests finish for up to grace, and
 // closes what is left. It returns nil after a shutdown that ctx asked for.
 func Serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Duration) error {
+	fresh := trackFresh(srv)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -44,6 +46,17 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Du
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	// A connection that has not begun a request is closed soon, not held
+	// for the whole grace as http.Server holds it (it counts one as idle
+	// only after 5 s): with TLS, a client's dial that outlived its
+	// request leaves just such a connection, its handshake done.
+	go func() {
+		select {
+		case <-time.After(min(grace, freshGrace)):
+			fresh.closeAll()
+		case <-sctx.Done():
+		}
+	}()
 	err := srv.Shutdown(sctx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = srv.Close()
@@ -52,4 +65,43 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Du
 		return serr
 	}
 	return err
+}
+
+// freshGrace is how long, once a shutdown begins, a connection may take to
+// send its first byte before it is closed.
+const freshGrace = 250 * time.Millisecond
+
+// freshConns are a server's connections that have not begun a request.
+type freshConns struct {
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+// trackFresh keeps srv's connections in StateNew (keeping any ConnState
+// hook srv has).
+func trackFresh(srv *http.Server) *freshConns {
+	f := &freshConns{conns: map[net.Conn]struct{}{}}
+	prev := srv.ConnState
+	srv.ConnState = func(c net.Conn, st http.ConnState) {
+		f.mu.Lock()
+		if st == http.StateNew {
+			f.conns[c] = struct{}{}
+		} else {
+			delete(f.conns, c)
+		}
+		f.mu.Unlock()
+		if prev != nil {
+			prev(c, st)
+		}
+	}
+	return f
+}
+
+func (f *freshConns) closeAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for c := range f.conns {
+		_ = c.Close()
+		delete(f.conns, c)
+	}
 }
