@@ -282,3 +282,15 @@ func TestServeClosesConnectionsWithoutARequest(t *testing.T) {
 		t.Errorf("Serve = %v", err)
 	}
 }
+
+func TestErrorLogQuietsRefusedHandshakes(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	l := rest.ErrorLog(log)
+	l.Printf("http: TLS handshake error from 127.0.0.1:5555: remote error: tls: certificate required")
+	l.Printf("http: Accept error: too many open files; retrying in 5ms")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"level":"DEBUG"`) || !strings.Contains(lines[1], `"level":"WARN"`) {
+		t.Errorf("ErrorLog wrote %q, want the handshake at debug and the rest at warn", lines)
+	}
+}

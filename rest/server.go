@@ -3,8 +3,11 @@ package rest
 import (
 	"context"
 	"errors"
+	stdlog "log"
+	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -104,4 +107,24 @@ func (f *freshConns) closeAll() {
 		_ = c.Close()
 		delete(f.conns, c)
 	}
+}
+
+// ErrorLog is an http.Server's ErrorLog over log: a TLS handshake that
+// failed (a scanner, a client without a certificate, a dial given up
+// half-way) is a debug line, as it heals itself or is the refusal
+// working; anything else the server reports is a warning.
+func ErrorLog(log *slog.Logger) *stdlog.Logger {
+	return stdlog.New(serverErrors{log}, "", 0)
+}
+
+type serverErrors struct{ log *slog.Logger }
+
+func (e serverErrors) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(strings.TrimPrefix(string(p), "http: "))
+	if strings.HasPrefix(msg, "TLS handshake error") {
+		e.log.Debug("refused connection", "reason", msg)
+	} else {
+		e.log.Warn("http server", "err", msg)
+	}
+	return len(p), nil
 }

@@ -288,6 +288,7 @@ func serveRegistry(ctx context.Context, cfg serveConfig, log *slog.Logger) error
 		ln, handler = cfg.ident.Listen(ln), cfg.policy.HTTP(handler)
 	}
 	srv := rest.NewServer(handler)
+	srv.ErrorLog = rest.ErrorLog(log)
 	srv.WriteTimeout = registryhttp.MaxWatch + 15*time.Second
 	log.Info("listening", "addr", ln.Addr().String())
 	return rest.Serve(ctx, srv, ln, 5*time.Second)

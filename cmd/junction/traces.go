@@ -34,6 +34,7 @@ func serveLocal(name string, h http.Handler, secure func(net.Listener) net.Liste
 		ln, scheme = secure(ln), "https://"
 	}
 	l := &localServer{url: scheme + ln.Addr().String(), srv: rest.NewServer(h), done: make(chan struct{})}
+	l.srv.ErrorLog = rest.ErrorLog(localLog(logf))
 	go func() {
 		defer close(l.done)
 		if err := l.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -393,7 +393,7 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 			fmt.Fprintf(stdout, "  links:    http://%s (Toxiproxy API; junction chaos links)\n", links.api)
 		}
 		if certs != nil {
-			fmt.Fprintf(stdout, "  mTLS:     every internal port; CA and certificates in %s (renewed every %v; junction chaos uses operator.crt)\n", certs.dir, cfg.CertTTL/2)
+			fmt.Fprintf(stdout, "  mTLS:     every internal port; CA and certificates in %s (renewed every %s; junction chaos uses operator.crt)\n", certs.dir, strings.TrimSuffix(strings.TrimSuffix((cfg.CertTTL/2).String(), "0s"), "0m"))
 		} else {
 			fmt.Fprintf(stdout, "  mTLS:     off (--mtls=false): the internal ports speak plaintext\n")
 		}

@@ -171,6 +171,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, p Parts) error {
 		hln, h = cfg.Identity.Listen(hln), cfg.Policy.HTTP(mux)
 	}
 	srv := rest.NewServer(telemetry.ServerHandler(h, cfg.Metrics, cfg.Public))
+	srv.ErrorLog = rest.ErrorLog(log)
 
 	log.Info("listening", "endpoints", endpoints)
 	inst := discovery.Instance{
