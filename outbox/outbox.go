@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -155,9 +156,16 @@ func (o *Outbox) Backlog(ctx context.Context) (Backlog, error) {
 }
 
 // encodeRow is how a message is stored in an outbox row: its headers (the
-// HTTP binding's, as JSON) and its body (never NULL).
+// HTTP binding's, as JSON) and its body (never NULL). An attribute or
+// header that is not valid UTF-8 is refused: JSON would store it changed.
 func encodeRow(m *bus.Message) (headers string, body []byte, err error) {
-	h, err := json.Marshal(bus.ToHeaders(m))
+	hs := bus.ToHeaders(m)
+	for k, v := range hs {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return "", nil, fmt.Errorf("message %q: header %q is not valid UTF-8", m.ID, k)
+		}
+	}
+	h, err := json.Marshal(hs)
 	if err != nil {
 		return "", nil, err
 	}
