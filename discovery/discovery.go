@@ -36,6 +36,19 @@ const MetadataMTLS = "mtls"
 // MTLS reports whether in's ports take only mTLS.
 func (in Instance) MTLS() bool { return in.Metadata[MetadataMTLS] == "true" }
 
+// Clients reach instances' own ports (probes, scrapes): Secure, with mTLS,
+// one whose ports take only that (Instance.MTLS), Plain the others (a
+// gateway's public port).
+type Clients struct{ Secure, Plain *http.Client }
+
+// For is the client of in's ports.
+func (c Clients) For(in Instance) *http.Client {
+	if in.MTLS() {
+		return c.Secure
+	}
+	return c.Plain
+}
+
 // Instance is one running copy of a service.
 type Instance struct {
 	// ID is unique across the registry and stable across restarts of the

@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
@@ -113,11 +112,6 @@ func newCA(dir string) (*CA, error) {
 // BundleFile is the path of the CA's certificate: the bundle every
 // process trusts.
 func (ca *CA) BundleFile() string { return filepath.Join(ca.dir, caCertFile) }
-
-// Bundle is the trust domain's bundle: this CA.
-func (ca *CA) Bundle() *x509bundle.Bundle {
-	return x509bundle.FromX509Authorities(TrustDomain, []*x509.Certificate{ca.cert})
-}
 
 // Issue makes a certificate for service valid for ttl (from a minute ago,
 // for clocks a little behind), with a new key. Hosts (names or IP

@@ -17,7 +17,6 @@ package identity
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -83,11 +82,10 @@ func (f Files) Check() error {
 type Source struct {
 	files Files
 
-	mu      sync.RWMutex
-	svid    *x509svid.SVID
-	bundle  *x509bundle.Bundle
-	stamp   [3]time.Time // the files' modification times when last read
-	renewed func(*x509svid.SVID)
+	mu     sync.RWMutex
+	svid   *x509svid.SVID
+	bundle *x509bundle.Bundle
+	stamp  [3]time.Time // the files' modification times when last read
 }
 
 // Load reads f. The certificate must carry exactly one SPIFFE ID of
@@ -104,12 +102,6 @@ func Load(f Files) (*Source, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// NewSource holds svid and bundle as they are, for a process that issues
-// its own (junction up) or a test; it never reloads.
-func NewSource(svid *x509svid.SVID, bundle *x509bundle.Bundle) *Source {
-	return &Source{svid: svid, bundle: bundle}
 }
 
 // GetX509SVID returns the current certificate.
@@ -141,17 +133,14 @@ func (s *Source) Expires() time.Time {
 }
 
 // Run reads the files again every interval when one of them changed,
-// until ctx is done. A renewal that cannot be read (a half-written pair,
-// a certificate of another identity) keeps the current one and is tried
-// again at the next tick; it is logged once.
+// until ctx is done. A renewal that cannot be read keeps the current
+// certificate and is tried again at the next tick: once it is a half-
+// written pair (a key newer than its certificate) that heals by itself,
+// at debug; when it fails again, a warning, once until it is taken.
 func (s *Source) Run(ctx context.Context, every time.Duration, log *slog.Logger) error {
-	if s.files.Cert == "" {
-		<-ctx.Done()
-		return nil
-	}
 	t := time.NewTicker(every)
 	defer t.Stop()
-	var failed string
+	failures := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -159,16 +148,18 @@ func (s *Source) Run(ctx context.Context, every time.Duration, log *slog.Logger)
 		case <-t.C:
 		}
 		before := s.Expires()
-		err := s.reload(false)
-		switch {
-		case err != nil && err.Error() != failed:
-			failed = err.Error()
-			log.Warn("renewed certificate not taken yet", "err", err)
-		case err == nil:
-			failed = ""
-			if after := s.Expires(); !after.Equal(before) {
-				log.Info("certificate renewed", "id", s.ID().String(), "expires", after.UTC().Format(time.RFC3339))
+		if err := s.reload(false); err != nil {
+			failures++
+			level := slog.LevelDebug
+			if failures == 2 {
+				level = slog.LevelWarn
 			}
+			log.Log(ctx, level, "renewed certificate not taken yet", "err", err)
+			continue
+		}
+		failures = 0
+		if after := s.Expires(); !after.Equal(before) {
+			log.Info("certificate renewed", "id", s.ID().String(), "expires", after.UTC().Format(time.RFC3339))
 		}
 	}
 }
@@ -209,19 +200,13 @@ func (s *Source) reload(force bool) error {
 	return nil
 }
 
-// ServerConfig is the TLS configuration of a server that takes only
-// callers with a certificate of the trust domain; which of them may call
-// what is Policy's business. HTTP/1.1 only, like the plaintext servers.
-func (s *Source) ServerConfig() *tls.Config {
+// serverConfig is the TLS configuration of a server that takes only
+// callers with a certificate of the trust domain, speaking proto ("h2"
+// for gRPC, "http/1.1" for the HTTP ports, like the plaintext servers);
+// which of them may call what is Policy's business.
+func (s *Source) serverConfig(proto string) *tls.Config {
 	c := tlsconfig.MTLSServerConfig(s, s, tlsconfig.AuthorizeMemberOf(TrustDomain))
-	c.NextProtos = []string{"http/1.1"}
-	return c
-}
-
-// GRPCServerConfig is ServerConfig for a gRPC server (HTTP/2).
-func (s *Source) GRPCServerConfig() *tls.Config {
-	c := tlsconfig.MTLSServerConfig(s, s, tlsconfig.AuthorizeMemberOf(TrustDomain))
-	c.NextProtos = []string{"h2"}
+	c.NextProtos = []string{proto}
 	return c
 }
 
@@ -254,7 +239,7 @@ func (s *Source) GRPCCredentials(service string) (credentials.TransportCredentia
 
 // GRPCServerCredentials are the transport credentials of a gRPC server.
 func (s *Source) GRPCServerCredentials() credentials.TransportCredentials {
-	return credentials.NewTLS(s.GRPCServerConfig())
+	return credentials.NewTLS(s.serverConfig("h2"))
 }
 
 // Transport returns an HTTP transport like http.DefaultTransport that
@@ -293,7 +278,13 @@ func (t secure) RoundTrip(r *http.Request) (*http.Response, error) {
 // Listen wraps ln so every connection is mTLS with s's server
 // configuration.
 func (s *Source) Listen(ln net.Listener) net.Listener {
-	return tls.NewListener(ln, s.ServerConfig())
+	return tls.NewListener(ln, s.serverConfig("http/1.1"))
+}
+
+// Guard is an HTTP server's mTLS and policy: ln taking only certificates
+// of the trust domain, and h refusing what p does not allow.
+func (s *Source) Guard(p *Policy, ln net.Listener, h http.Handler) (net.Listener, http.Handler) {
+	return s.Listen(ln), p.HTTP(h)
 }
 
 // PeerID is the SPIFFE ID a verified TLS peer proved.
@@ -301,11 +292,7 @@ func PeerID(cs *tls.ConnectionState) (spiffeid.ID, bool) {
 	if cs == nil || len(cs.PeerCertificates) == 0 {
 		return spiffeid.ID{}, false
 	}
-	return certID(cs.PeerCertificates[0])
-}
-
-func certID(c *x509.Certificate) (spiffeid.ID, bool) {
-	id, err := x509svid.IDFromCert(c)
+	id, err := x509svid.IDFromCert(cs.PeerCertificates[0])
 	return id, err == nil
 }
 

@@ -244,7 +244,7 @@ func TestServeClosesConnectionsWithoutARequest(t *testing.T) {
 		close(started)
 		<-release
 		_, _ = io.WriteString(w, "done")
-	}))
+	}), slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- rest.Serve(ctx, srv, ln, time.Minute) }()

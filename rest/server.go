@@ -23,10 +23,11 @@ const (
 )
 
 // NewServer returns an http.Server for h with Junction's timeouts and header
-// limit.
-func NewServer(h http.Handler) *http.Server {
+// limit, reporting its own errors to log (ErrorLog).
+func NewServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
+		ErrorLog:          ErrorLog(log),
 		ReadHeaderTimeout: ReadHeaderTimeout,
 		ReadTimeout:       ReadTimeout,
 		WriteTimeout:      WriteTimeout,

@@ -203,7 +203,7 @@ func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr
 			}
 			url = "nats://" + view.Instances[0].Endpoints[discovery.EndpointNATS]
 			// The embedded broker of a run with mTLS takes the operator.
-			op, err := operatorIdentity(cfg.data)
+			op, err := runIdentity(cfg.data, services.Operator)
 			if err != nil {
 				return err
 			}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"net"
 	"net/http"
 	"strconv"
 	"syscall"
@@ -96,14 +95,9 @@ func startControl(reg registryAt, linksAPI string, ident *identity.Source, logf 
 			rest.JSON(w, http.StatusOK, map[string]any{"link": p.Name})
 		})
 	}
-	var h http.Handler = mux
-	var ln func(net.Listener) net.Listener
-	if ident != nil {
-		p, err := identity.NewPolicy([]identity.Rule{{Pattern: "/v1/", Callers: []string{services.Gateway, services.Operator}}})
-		if err != nil {
-			return nil, err
-		}
-		h, ln = p.HTTP(mux), ident.Listen
+	p, err := identity.NewPolicy([]identity.Rule{{Pattern: "/v1/", Callers: []string{services.Gateway, services.Operator}}})
+	if err != nil {
+		return nil, err
 	}
-	return serveLocal("control", h, ln, logf)
+	return serveLocal("control", mux, ident, p, logf)
 }

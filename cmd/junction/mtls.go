@@ -47,25 +47,15 @@ func (c *serveConfig) grpcServerOptions() ([]grpc.ServerOption, error) {
 	if c.ident == nil {
 		return opts, nil
 	}
-	p, err := policyOf(c.Service)
-	if err != nil {
-		return nil, err
-	}
-	return append(p.ServerOptions(c.ident), opts...), nil
+	return append(c.policy.ServerOptions(c.ident), opts...), nil
 }
 
-// policyOf is service's rows of services.Calls as a policy.
+// policyOf is service's rows of services.Calls as a policy
+// (services.AnyCaller is identity.Any, TestCallTableCompiles).
 func policyOf(service string) (*identity.Policy, error) {
 	var rules []identity.Rule
 	for _, call := range services.Calls(service) {
-		callers := make([]string, len(call.Callers))
-		for i, c := range call.Callers {
-			callers[i] = c
-			if c == services.AnyCaller {
-				callers[i] = identity.Any
-			}
-		}
-		rules = append(rules, identity.Rule{Pattern: call.Pattern, Callers: callers})
+		rules = append(rules, identity.Rule{Pattern: call.Pattern, Callers: call.Callers})
 	}
 	p, err := identity.NewPolicy(rules)
 	if err != nil {
@@ -85,9 +75,10 @@ func mayRegister(r *http.Request, service string) bool {
 	return name == service || name == services.Operator
 }
 
-// brokerTLS is the embedded broker's TLS: its certificate (renewed with
-// the files), and only clients with a certificate of the trust domain.
-func brokerTLS(src *identity.Source) (*tls.Config, error) {
+// embeddedBrokerTLS is the embedded broker's TLS: its certificate
+// (renewed with the files), and only clients with a certificate of the
+// trust domain.
+func embeddedBrokerTLS(src *identity.Source) (*tls.Config, error) {
 	bundle, err := src.GetX509BundleForTrustDomain(identity.TrustDomain)
 	if err != nil {
 		return nil, err

@@ -22,9 +22,9 @@ import (
 // which up itself and the command line use), each renewed when half its
 // life is gone. The instances read theirs again when the files change.
 type pki struct {
-	ca  *identity.CA
-	dir string
-	ttl time.Duration
+	ca   *identity.CA
+	data string
+	ttl  time.Duration
 
 	mu     sync.Mutex
 	issued map[string]issuedCert // by file name (instance id, or operator)
@@ -32,7 +32,6 @@ type pki struct {
 
 type issuedCert struct {
 	service string
-	files   identity.Files
 	expires time.Time
 }
 
@@ -48,20 +47,16 @@ func pkiDir(data string) string { return filepath.Join(data, "pki") }
 // openPKI opens (or makes) the CA of data and issues the operator's
 // certificate.
 func openPKI(data string, ttl time.Duration) (*pki, error) {
-	dir := pkiDir(data)
-	ca, err := identity.OpenCA(dir)
+	ca, err := identity.OpenCA(pkiDir(data))
 	if err != nil {
 		return nil, err
 	}
-	p := &pki{ca: ca, dir: dir, ttl: ttl, issued: map[string]issuedCert{}}
+	p := &pki{ca: ca, data: data, ttl: ttl, issued: map[string]issuedCert{}}
 	if _, err := p.issue(services.Operator, services.Operator); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
-
-// files are the paths of name's certificate and key, and the bundle.
-func (p *pki) files(name string) identity.Files { return pkiFiles(filepath.Dir(p.dir), name) }
 
 // pkiFiles are the paths of name's certificate, key and the bundle in a
 // data folder.
@@ -72,13 +67,13 @@ func pkiFiles(data, name string) identity.Files {
 
 // issue writes a new certificate of service for name (an instance id).
 func (p *pki) issue(name, service string) (identity.Files, error) {
-	f := p.files(name)
+	f := pkiFiles(p.data, name)
 	svid, err := p.ca.IssueFiles(service, p.ttl, f, localSANs...)
 	if err != nil {
 		return identity.Files{}, fmt.Errorf("certificate of %s: %w", name, err)
 	}
 	p.mu.Lock()
-	p.issued[name] = issuedCert{service: service, files: f, expires: svid.Certificates[0].NotAfter}
+	p.issued[name] = issuedCert{service: service, expires: svid.Certificates[0].NotAfter}
 	p.mu.Unlock()
 	return f, nil
 }
@@ -90,7 +85,7 @@ func tlsEnv(f identity.Files) []string {
 
 // operator loads the operator's certificate (renewed with the rest).
 func (p *pki) operator() (*identity.Source, error) {
-	return identity.Load(p.files(services.Operator))
+	return identity.Load(pkiFiles(p.data, services.Operator))
 }
 
 // run renews every certificate whose life is half gone, checking at a
@@ -106,18 +101,15 @@ func (p *pki) run(ctx context.Context, logf func(string, ...any)) {
 		case <-t.C:
 		}
 		p.mu.Lock()
-		var due []string
+		due := map[string]string{} // name -> service
 		for name, c := range p.issued {
 			if time.Until(c.expires) < p.ttl/2 {
-				due = append(due, name)
+				due[name] = c.service
 			}
 		}
 		p.mu.Unlock()
 		renewed := 0
-		for _, name := range due {
-			p.mu.Lock()
-			service := p.issued[name].service
-			p.mu.Unlock()
+		for name, service := range due {
 			if _, err := p.issue(name, service); err != nil {
 				logf("certificate renewal failed (tried again in %v): %v", every, err)
 				continue
@@ -135,23 +127,23 @@ func (p *pki) run(ctx context.Context, logf func(string, ...any)) {
 // data folder, or plaintext when there is none (a system run without
 // mTLS).
 func operatorTransport(data string) (http.RoundTripper, error) {
-	src, err := operatorIdentity(data)
+	src, err := runIdentity(data, services.Operator)
 	if err != nil || src == nil {
 		return http.DefaultTransport, err
 	}
 	return src.Transport(), nil
 }
 
-// operatorIdentity is the operator certificate of a data folder's run, nil
-// when it has none.
-func operatorIdentity(data string) (*identity.Source, error) {
-	f := pkiFiles(data, services.Operator)
-	if _, err := os.Stat(f.Cert); errors.Is(err, os.ErrNotExist) {
+// runIdentity is the certificate junction up gave name (an instance id,
+// or the operator) in a data folder, nil for a run without mTLS (no
+// operator certificate, which such a run removes).
+func runIdentity(data, name string) (*identity.Source, error) {
+	if _, err := os.Stat(pkiFiles(data, services.Operator).Cert); errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
-	src, err := identity.Load(f)
+	src, err := identity.Load(pkiFiles(data, name))
 	if err != nil {
-		return nil, fmt.Errorf("operator certificate in %s: %w", pkiDir(data), err)
+		return nil, fmt.Errorf("certificate of %s in %s: %w", name, pkiDir(data), err)
 	}
 	return src, nil
 }
@@ -171,13 +163,12 @@ func removeOperatorCert(data string) error {
 // run (bench grpc calls user-service as order-service-1), or plaintext
 // when the run has no certificates.
 func grpcCredentialsOf(data, name, service string) (grpc.DialOption, error) {
-	f := pkiFiles(data, name)
-	if _, err := os.Stat(pkiFiles(data, services.Operator).Cert); errors.Is(err, os.ErrNotExist) {
-		return grpc.WithTransportCredentials(insecure.NewCredentials()), nil
-	}
-	src, err := identity.Load(f)
+	src, err := runIdentity(data, name)
 	if err != nil {
-		return nil, fmt.Errorf("certificate of %s in %s: %w", name, pkiDir(data), err)
+		return nil, err
+	}
+	if src == nil {
+		return grpc.WithTransportCredentials(insecure.NewCredentials()), nil
 	}
 	creds, err := src.GRPCCredentials(service)
 	if err != nil {

@@ -253,13 +253,7 @@ func serveRegistry(ctx context.Context, cfg serveConfig, log *slog.Logger) error
 		// Readiness probes: an instance that fails two in a row leaves the
 		// lookups before its lease ends, and comes back when one passes.
 		defer loops.Done()
-		secure, plain := &http.Client{Transport: cfg.transport()}, &http.Client{}
-		check := registry.HTTPCheck(func(in discovery.Instance) *http.Client {
-			if in.MTLS() {
-				return secure
-			}
-			return plain
-		})
+		check := registry.HTTPCheck(discovery.Clients{Secure: &http.Client{Transport: cfg.transport()}, Plain: &http.Client{}})
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
@@ -285,10 +279,9 @@ func serveRegistry(ctx context.Context, cfg serveConfig, log *slog.Logger) error
 		handler = cfg.metrics.HTTPMetrics(mux)
 	}
 	if cfg.ident != nil {
-		ln, handler = cfg.ident.Listen(ln), cfg.policy.HTTP(handler)
+		ln, handler = cfg.ident.Guard(cfg.policy, ln, handler)
 	}
-	srv := rest.NewServer(handler)
-	srv.ErrorLog = rest.ErrorLog(log)
+	srv := rest.NewServer(handler, log)
 	srv.WriteTimeout = registryhttp.MaxWatch + 15*time.Second
 	log.Info("listening", "addr", ln.Addr().String())
 	return rest.Serve(ctx, srv, ln, 5*time.Second)
@@ -321,7 +314,7 @@ func serveBroker(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if cfg.ident != nil {
 		// Every client proves its identity with its certificate, which
 		// names its user and so its permissions.
-		if opts.TLSConfig, err = brokerTLS(cfg.ident); err != nil {
+		if opts.TLSConfig, err = embeddedBrokerTLS(cfg.ident); err != nil {
 			return err
 		}
 		if opts.Users, err = brokerUsers(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/junction-go/junction/identity"
 	"github.com/junction-go/junction/rest"
 	"github.com/junction-go/junction/telemetry/tracestore"
 )
@@ -23,18 +24,19 @@ type localServer struct {
 }
 
 // serveLocal serves h on a free loopback port until close; name is for
-// errors. secure, when set, wraps the listener (mTLS).
-func serveLocal(name string, h http.Handler, secure func(net.Listener) net.Listener, logf func(string, ...any)) (*localServer, error) {
+// errors. With ident set, it speaks mTLS and lets policy decide who may
+// call what.
+func serveLocal(name string, h http.Handler, ident *identity.Source, policy *identity.Policy, logf func(string, ...any)) (*localServer, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	scheme := "http://"
-	if secure != nil {
-		ln, scheme = secure(ln), "https://"
+	if ident != nil {
+		ln, h = ident.Guard(policy, ln, h)
+		scheme = "https://"
 	}
-	l := &localServer{url: scheme + ln.Addr().String(), srv: rest.NewServer(h), done: make(chan struct{})}
-	l.srv.ErrorLog = rest.ErrorLog(localLog(logf))
+	l := &localServer{url: scheme + ln.Addr().String(), srv: rest.NewServer(h, localLog(logf)), done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
 		if err := l.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -68,7 +70,7 @@ type traceStore struct {
 // when set, is a collector it sends everything on to.
 func startTraceStore(forward string, logf func(string, ...any)) (*traceStore, error) {
 	api := tracestore.NewServer(tracestore.New(tracestore.Config{}), forward, localLog(logf))
-	l, err := serveLocal("trace store", api.Handler(), nil, logf)
+	l, err := serveLocal("trace store", api.Handler(), nil, nil, logf)
 	if err != nil {
 		return nil, err
 	}

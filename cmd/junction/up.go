@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -224,10 +225,10 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 		}
 		opTransport, scheme = operator.Transport(), "https://"
 		renewCtx, stopRenewing := context.WithCancel(ctx)
-		renewed := make(chan struct{})
-		go func() { defer close(renewed); certs.run(renewCtx, logf) }()
-		go func() { _ = operator.Run(renewCtx, time.Second, localLog(logf)) }()
-		defer func() { stopRenewing(); <-renewed }()
+		var renewing sync.WaitGroup
+		renewing.Go(func() { certs.run(renewCtx, logf) })
+		renewing.Go(func() { _ = operator.Run(renewCtx, time.Second, localLog(logf)) })
+		defer func() { stopRenewing(); renewing.Wait() }()
 	} else if err := removeOperatorCert(data); err != nil {
 		return err
 	}
@@ -281,13 +282,14 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 	if links != nil {
 		linksAPI = links.api
 	}
-	ctl, err := startControl(registryAt{url: registryURL, rt: opTransport}, linksAPI, operator, logf)
+	regAt := registryAt{url: registryURL, rt: opTransport}
+	ctl, err := startControl(regAt, linksAPI, operator, logf)
 	if err != nil {
 		return err
 	}
 	defer ctl.close()
 	base = append(base, "JUNCTION_CONTROL_URL="+ctl.url)
-	reg := discovery.NewClient(registryURL, &http.Client{Transport: opTransport})
+	reg := regAt.client()
 	// What the tiers above wait for (the table's ready column).
 	readyCheck := func(row service) func(context.Context) error {
 		switch row.ready {
@@ -393,7 +395,7 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 			fmt.Fprintf(stdout, "  links:    http://%s (Toxiproxy API; junction chaos links)\n", links.api)
 		}
 		if certs != nil {
-			fmt.Fprintf(stdout, "  mTLS:     every internal port; CA and certificates in %s (renewed every %s; junction chaos uses operator.crt)\n", certs.dir, strings.TrimSuffix(strings.TrimSuffix((cfg.CertTTL/2).String(), "0s"), "0m"))
+			fmt.Fprintf(stdout, "  mTLS:     every internal port; CA and certificates in %s (renewed every %s; junction chaos uses operator.crt)\n", pkiDir(data), strings.TrimSuffix(strings.TrimSuffix((cfg.CertTTL/2).String(), "0s"), "0m"))
 		} else {
 			fmt.Fprintf(stdout, "  mTLS:     off (--mtls=false): the internal ports speak plaintext\n")
 		}

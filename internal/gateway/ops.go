@@ -52,9 +52,11 @@ type OpsConfig struct {
 //	GET  /api/admin/ops/links                     the links of junction up --fault-links
 //	PUT  /api/admin/ops/links/{name}              set a link's latency, blackhole, reset, down (as junction chaos link)
 type ops struct {
-	cfg    OpsConfig
+	cfg OpsConfig
+	// client reaches Control and the provider; ports, each instance's
+	// own port (a gateway's plainly).
 	client *http.Client
-	public *http.Client
+	ports  discovery.Clients
 	log    *slog.Logger
 	traces *httputil.ReverseProxy
 }
@@ -62,8 +64,8 @@ type ops struct {
 // ServeOps has the gateway answer /api/admin/ops/ with cfg; call it before
 // Handler.
 func (g *Gateway) ServeOps(cfg OpsConfig) {
-	o := &ops{cfg: cfg, log: g.log, client: &http.Client{Transport: cfg.Transport, Timeout: 3 * time.Second},
-		public: &http.Client{Timeout: 3 * time.Second}}
+	client := &http.Client{Transport: cfg.Transport, Timeout: 3 * time.Second}
+	o := &ops{cfg: cfg, log: g.log, client: client, ports: discovery.Clients{Secure: client, Plain: &http.Client{Timeout: 3 * time.Second}}}
 	if cfg.Traces != "" {
 		target, err := neturl.Parse(cfg.Traces)
 		if err == nil {
@@ -165,12 +167,7 @@ func (o *ops) scrape(ctx context.Context, in discovery.Instance) scrape {
 		s.Error = "no HTTP endpoint"
 		return s
 	}
-	// A gateway's port is the public one, plain HTTP; the others take
-	// the gateway's certificate.
-	client := o.public
-	if in.MTLS() {
-		client = o.client
-	}
+	client := o.ports.For(in)
 	get := func(url string) (*http.Response, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {

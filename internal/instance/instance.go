@@ -92,6 +92,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, p Parts) error {
 	if cfg.TTL <= 0 {
 		cfg.TTL = 10 * time.Second
 	}
+	if cfg.Identity != nil && cfg.Policy == nil {
+		return errors.New("an instance with an identity needs a policy")
+	}
 	hln := cfg.HTTPListener
 	if hln == nil {
 		var err error
@@ -161,17 +164,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, p Parts) error {
 	}
 	var h http.Handler = mux
 	if cfg.Identity != nil {
-		if cfg.Policy == nil {
-			hln.Close()
-			if gln != nil {
-				gln.Close()
-			}
-			return errors.New("an instance with an identity needs a policy")
-		}
-		hln, h = cfg.Identity.Listen(hln), cfg.Policy.HTTP(mux)
+		hln, h = cfg.Identity.Guard(cfg.Policy, hln, mux)
 	}
-	srv := rest.NewServer(telemetry.ServerHandler(h, cfg.Metrics, cfg.Public))
-	srv.ErrorLog = rest.ErrorLog(log)
+	srv := rest.NewServer(telemetry.ServerHandler(h, cfg.Metrics, cfg.Public), log)
 
 	log.Info("listening", "endpoints", endpoints)
 	inst := discovery.Instance{

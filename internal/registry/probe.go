@@ -10,11 +10,10 @@ import (
 )
 
 // HTTPCheck probes an instance's readiness: GET /readyz on its http
-// endpoint must answer 200. clientFor picks the client by the instance
-// (mTLS for one whose port takes only that, discovery.Instance.MTLS).
-func HTTPCheck(clientFor func(discovery.Instance) *http.Client) Check {
+// endpoint must answer 200, asked with the client clients has for it.
+func HTTPCheck(clients discovery.Clients) Check {
 	return func(ctx context.Context, inst discovery.Instance) error {
-		client := clientFor(inst)
+		client := clients.For(inst)
 		addr := inst.Endpoints[discovery.EndpointHTTP]
 		if addr == "" {
 			return nil // nothing to probe

@@ -115,7 +115,7 @@ func TestProbesTakeOutAnUnhealthyInstanceAndBringItBack(t *testing.T) {
 	r := registry.New(nil)
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	_ = r.Register(discovery.Registration{Instance: inst("a", "svc", addr), TTLSeconds: 60})
-	check := registry.HTTPCheck(func(discovery.Instance) *http.Client { return srv.Client() })
+	check := registry.HTTPCheck(discovery.Clients{Plain: srv.Client()})
 	ctx := context.Background()
 
 	if n := r.ProbeAll(ctx, check, time.Second, 2); n != 0 || len(r.Lookup("svc").Instances) != 1 {
@@ -147,7 +147,7 @@ func TestProbeOfAGoneAddressFails(t *testing.T) {
 	r := registry.New(nil)
 	_ = r.Register(discovery.Registration{Instance: inst("a", "svc", "127.0.0.1:1"), TTLSeconds: 60})
 	for range 2 {
-		r.ProbeAll(context.Background(), registry.HTTPCheck(func(discovery.Instance) *http.Client { return &http.Client{} }), 500*time.Millisecond, 2)
+		r.ProbeAll(context.Background(), registry.HTTPCheck(discovery.Clients{Plain: &http.Client{}}), 500*time.Millisecond, 2)
 	}
 	if len(r.Lookup("svc").Instances) != 0 {
 		t.Error("an instance nobody answers for is still listed")
