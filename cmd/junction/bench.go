@@ -104,14 +104,11 @@ and that is achieved (99% of the offered rate), running --duration at each.`,
 // registryClient reaches --registry with the operator's certificate of
 // --data (plaintext for a run without mTLS).
 func (cfg benchConfig) registryClient() (*discovery.Client, error) {
-	if cfg.registry == "" {
-		return nil, usagef("bench: --registry is needed ('junction up' prints it)")
-	}
-	rt, err := operatorTransport(cfg.data)
+	r, err := operatorRegistry("bench", cfg.registry, cfg.data)
 	if err != nil {
 		return nil, err
 	}
-	return registryAt{url: cfg.registry, rt: rt}.client(), nil
+	return r.client(), nil
 }
 
 func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr io.Writer) error {

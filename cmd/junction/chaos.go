@@ -45,13 +45,7 @@ machine.
 	cmd.PersistentFlags().StringVar(&data, "data", ".junction", "data folder of the running 'junction up': its operator certificate reaches the internal ports")
 	envFlag(cmd.PersistentFlags(), "data", "JUNCTION_DATA")
 	// reg is the registry, reached with the operator's certificate.
-	reg := func() (registryAt, error) {
-		if registry == "" {
-			return registryAt{}, usagef("chaos: --registry is needed ('junction up' prints it)")
-		}
-		rt, err := operatorTransport(data)
-		return registryAt{url: registry, rt: rt}, err
-	}
+	reg := func() (registryAt, error) { return operatorRegistry("chaos", registry, data) }
 	instances := func(ctx context.Context) ([]discovery.Instance, error) {
 		r, err := reg()
 		if err != nil {
@@ -153,6 +147,16 @@ machine.
 type registryAt struct {
 	url string
 	rt  http.RoundTripper
+}
+
+// operatorRegistry is the registry at url reached with the operator
+// certificate of the run in data, for command (a usage error without url).
+func operatorRegistry(command, url, data string) (registryAt, error) {
+	if url == "" {
+		return registryAt{}, usagef("%s: --registry is needed ('junction up' prints it)", command)
+	}
+	rt, err := operatorTransport(data)
+	return registryAt{url: url, rt: rt}, err
 }
 
 func (r registryAt) client() *discovery.Client {
