@@ -10,10 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-	"go.opentelemetry.io/otel/metric/noop"
-	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // Metrics is one process's Prometheus registry: the Go runtime's and the
@@ -114,47 +110,6 @@ func routed(next http.Handler, done func(r *http.Request, route string, status i
 		}
 		done(r, route, sw.Status(), time.Since(start))
 	})
-}
-
-// untraced are the paths of an instance that get no span: probes and
-// scrapes, which run every second and are about no one's request, and the
-// gateway's WebSocket, one request that lasts for hours.
-var untraced = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true, "/ws": true}
-
-// ServerHandler instruments an instance's HTTP server: a server span for
-// every request (W3C traceparent continued; at a public endpoint, the
-// gateway, a new trace linked to the caller's instead, so outsiders cannot
-// join or sample our traces), named by its route pattern; and, with m set,
-// the request metrics of HTTPMetrics. Probes and /metrics get no span.
-func ServerHandler(next http.Handler, m *Metrics, public bool) http.Handler {
-	inner := routed(next, func(r *http.Request, route string, status int, took time.Duration) {
-		if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
-			span.SetName(r.Method + " " + route)
-			span.SetAttributes(semconv.HTTPRoute(route))
-		}
-		if m != nil {
-			m.observe(r.Method, route, status, took)
-		}
-	})
-	opts := []otelhttp.Option{
-		otelhttp.WithMeterProvider(noop.NewMeterProvider()),
-		otelhttp.WithFilter(func(r *http.Request) bool { return !untraced[r.URL.Path] }),
-		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }),
-	}
-	if public {
-		opts = append(opts, otelhttp.WithPublicEndpointFn(func(*http.Request) bool { return true }))
-	}
-	return otelhttp.NewHandler(inner, "http.server", opts...)
-}
-
-// ClientTransport traces the calls made through base (nil: the default
-// transport) with client spans and sends the W3C traceparent with each.
-func ClientTransport(base http.RoundTripper) http.RoundTripper {
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	return otelhttp.NewTransport(base, otelhttp.WithMeterProvider(noop.NewMeterProvider()),
-		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Host }))
 }
 
 // ResponseRecorder passes a response through and remembers its status
