@@ -28,10 +28,12 @@ type LogWriter struct {
 	out io.Writer
 
 	mu      sync.Mutex
-	room    *sync.Cond // signalled when pending was taken
+	room    *sync.Cond // signalled when pending was taken, and when written
 	pending []byte
 	spare   []byte
 	closed  bool
+	// queued and written count bytes, for Flush.
+	queued, written int64
 
 	wake chan struct{}
 	done chan struct{}
@@ -60,12 +62,23 @@ func (w *LogWriter) Write(p []byte) (int, error) {
 		return w.out.Write(p)
 	}
 	w.pending = append(w.pending, p...)
+	w.queued += int64(len(p))
 	select { // under mu, so Close cannot have closed wake
 	case w.wake <- struct{}{}:
 	default: // the writer is awake already and will see it
 	}
 	w.mu.Unlock()
 	return len(p), nil
+}
+
+// Flush returns once every line written before it is written out: call
+// it before a process ends itself without Close (a fault test's kill -9).
+func (w *LogWriter) Flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for target := w.queued; w.written < target && !w.closed; {
+		w.room.Wait()
+	}
 }
 
 // Close writes out what is waiting and has later writes go straight
@@ -102,11 +115,14 @@ func (w *LogWriter) run() {
 			// An error has nowhere better to go than the log it failed
 			// to write: the lines are dropped, as a full disk would.
 			_, _ = w.out.Write(buf)
+			n := int64(len(buf))
 			if cap(buf) > 4*maxPending { // one burst does not keep its size
 				buf = nil
 			}
 			w.mu.Lock()
+			w.written += n
 			w.spare = buf[:0]
+			w.room.Broadcast()
 			w.mu.Unlock()
 		}
 	}

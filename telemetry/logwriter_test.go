@@ -109,3 +109,32 @@ func TestLogWriterBoundsMemory(t *testing.T) {
 		}
 	})
 }
+
+// TestLogWriterFlush: Flush returns only once every line written before it
+// has reached the underlying writer.
+func TestLogWriterFlush(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		out := &slowWriter{open: make(chan struct{})}
+		w := telemetry.NewLogWriter(out)
+		for i := range 100 {
+			fmt.Fprintf(w, "line %d\n", i)
+		}
+		flushed := make(chan struct{})
+		go func() { w.Flush(); close(flushed) }()
+		synctest.Wait()
+		select {
+		case <-flushed:
+			t.Fatal("Flush returned while nothing could be written")
+		default:
+		}
+		close(out.open)
+		<-flushed
+		out.mu.Lock()
+		got := strings.Count(out.buf.String(), "\n")
+		out.mu.Unlock()
+		if got != 100 {
+			t.Errorf("%d lines written when Flush returned, want 100", got)
+		}
+		w.Close()
+	})
+}

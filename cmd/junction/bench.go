@@ -5,10 +5,15 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
+	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -316,9 +321,6 @@ func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr
 		fmt.Fprintf(stdout, "  orders: %d confirmed, %d rejected, %d indeterminate (placed, no verdict in time)\n",
 			outcomes.Confirmed.Load(), outcomes.Rejected.Load(), outcomes.Indeterminate.Load())
 	}
-	if len(r.ErrorKind) > 0 {
-		fmt.Fprintf(stdout, "  errors by kind: %v\n", r.ErrorKind)
-	}
 	return err
 }
 
@@ -343,14 +345,67 @@ func benchCall(ctx context.Context, hc *http.Client, method, url, token string, 
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return err
+		return &callError{method: method, url: req.URL, err: err}
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, bytes.TrimSpace(raw))
+		var p struct {
+			Type string `json:"type"`
+		}
+		_ = json.Unmarshal(raw, &p)
+		return &callError{method: method, url: req.URL, status: resp.StatusCode, problem: path.Base(p.Type), retryAfter: resp.Header.Get("Retry-After"), body: string(bytes.TrimSpace(raw))}
 	}
 	return json.Unmarshal(raw, out)
+}
+
+// callError is a call of the benchmark that failed: its answer's status
+// and problem type, or the error that kept it from one.
+type callError struct {
+	method     string
+	url        *neturl.URL
+	status     int    // 0: no answer
+	problem    string // the last segment of the problem document's type
+	retryAfter string
+	body       string
+	err        error
+}
+
+func (e *callError) Error() string {
+	if e.status == 0 {
+		return e.err.Error()
+	}
+	return fmt.Sprintf("%s %s: %d %s: %s", e.method, e.url, e.status, http.StatusText(e.status), e.body)
+}
+
+func (e *callError) Unwrap() error { return e.err }
+
+// Kind groups failures by route, not URL: "POST /api/orders: 503
+// overloaded (Retry-After)", "GET /api/orders/{id}: 504 upstream_timeout".
+func (e *callError) Kind() string {
+	var segs []string
+	for _, s := range strings.Split(e.url.Path, "/") {
+		if _, err := strconv.ParseInt(s, 10, 64); err == nil {
+			s = "{id}"
+		}
+		segs = append(segs, s)
+	}
+	route := e.method + " " + strings.Join(segs, "/")
+	if e.status == 0 {
+		var op *net.OpError
+		if errors.As(e.err, &op) {
+			return route + ": " + op.Op + " " + op.Err.Error()
+		}
+		return route + ": no answer"
+	}
+	k := fmt.Sprintf("%s: %d", route, e.status)
+	if e.problem != "" && e.problem != "." {
+		k += " " + e.problem
+	}
+	if e.retryAfter != "" {
+		k += " (Retry-After)"
+	}
+	return k
 }
 
 func benchLogin(ctx context.Context, hc *http.Client, cfg benchConfig) (string, error) {

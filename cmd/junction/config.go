@@ -23,6 +23,9 @@ import (
 // serveConfig is what `junction serve` reads, once, from flags and the
 // JUNCTION_* environment (a flag wins over its variable; see envFlag).
 type serveConfig struct {
+	// flushLog writes out the log lines written so far (the process's
+	// LogWriter), before a failpoint ends the process.
+	flushLog   func()
 	Service    string
 	InstanceID string
 	// The dependencies every service shares.
@@ -52,6 +55,8 @@ type serveConfig struct {
 	// SeedDemo creates the demo accounts (user-service) and the demo
 	// catalogue (inventory-service) when they are missing.
 	SeedDemo bool
+	// OrderAdmission bounds order-service's orders in flight (order.Admission).
+	OrderAdmission bool
 	// Failpoints are fault-test crash points: name -> probability that
 	// the process kills itself (SIGKILL) there. Empty in production.
 	Failpoints map[string]float64
@@ -190,6 +195,8 @@ func (c *serveConfig) flags(fs *pflag.FlagSet) {
 	envFlag(fs, "shipping-refuse-rate", "JUNCTION_SHIPPING_REFUSE_RATE")
 	fs.Uint64Var(&c.Shipping.Seed, "seed", 0, "seed of simulated refusals")
 	envFlag(fs, "seed", "JUNCTION_SEED")
+	fs.BoolVar(&c.OrderAdmission, "order-admission", true, "order-service: refuse new orders (503 with Retry-After) beyond an adaptive limit that follows their time to a verdict (false: take every order, to measure what the limit does)")
+	envFlag(fs, "order-admission", "JUNCTION_ORDER_ADMISSION")
 	fs.StringVar(&c.failText, "failpoints", "", "fault tests only: name=probability,... where the process kills itself")
 	envFlag(fs, "failpoints", "JUNCTION_FAILPOINTS")
 	fs.IntVar(&c.FailpointMax, "failpoints-max", 0, "fault tests only: most failpoints all processes on one data folder fire, 0 for no cap")

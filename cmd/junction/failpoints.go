@@ -24,6 +24,9 @@ func failpoints(cfg serveConfig, log *slog.Logger) func(string) {
 		}
 		if ok && rand.Float64() < p && failpointBudget(cfg) {
 			log.Warn("failpoint: killing this process", "point", point)
+			if cfg.flushLog != nil {
+				cfg.flushLog() // the line is the fault test's record of the kill
+			}
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {} // the signal is on its way
 		}

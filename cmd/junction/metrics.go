@@ -191,6 +191,23 @@ func meterSagas(m *telemetry.Metrics, e *saga.Engine) {
 	}})
 }
 
+// meterAdmission exports order admission's limit, the orders in flight
+// under it and the orders it refused.
+func meterAdmission(m *telemetry.Metrics, a *order.Admission) {
+	if m == nil {
+		return // metrics off
+	}
+	limit := prometheus.NewDesc("order_admission_limit", "How many orders may be between acceptance and verdict at once: the adaptive limit, following the orders' time to their verdict.", nil, nil)
+	inFlight := prometheus.NewDesc("order_admission_in_flight", "Orders admitted whose saga has not ended.", nil, nil)
+	refused := prometheus.NewDesc("orders_refused_total", "New orders refused (503 with Retry-After) because as many were in flight as the limit allows.", nil, nil)
+	m.Registerer().MustRegister(funcCollector{descs: []*prometheus.Desc{limit, inFlight, refused}, collect: func(ch chan<- prometheus.Metric) {
+		st := a.Stats()
+		ch <- prometheus.MustNewConstMetric(limit, prometheus.GaugeValue, float64(st.Limit))
+		ch <- prometheus.MustNewConstMetric(inFlight, prometheus.GaugeValue, float64(st.InFlight))
+		ch <- prometheus.MustNewConstMetric(refused, prometheus.CounterValue, float64(st.Refused))
+	}})
+}
+
 // sagaHooks are the engine's hooks that count and time its instances.
 type sagaHooks struct {
 	recorded func(in *saga.Instance, events []saga.Event)
@@ -295,6 +312,7 @@ func meterGateway(m *telemetry.Metrics, g *gateway.Gateway, live *gateway.Live) 
 	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
 	limited := d("gateway_rate_limited_total", "Requests answered 429: over their address's or user's rate.")
 	shed := d("gateway_shed_total", "Requests answered 503 because the gateway had as many in flight as it takes.")
+	throttled := d("gateway_throttled_total", "New orders answered 503 at the gateway, in the measure order-service had been refusing them (client-side adaptive throttling).")
 	fallbacks := d("gateway_fallbacks_total", "Requests answered from the last good copy of the catalogue while inventory-service could not answer.")
 	retries := d("gateway_retries_total", "Attempts sent again to another instance (requests that never arrived, or idempotent ones).")
 	refused := d("gateway_retries_refused_total", "Retries the retry budget did not allow.")
@@ -303,12 +321,12 @@ func meterGateway(m *telemetry.Metrics, g *gateway.Gateway, live *gateway.Live) 
 	wsRefused := d("gateway_websockets_refused_total", "WebSockets refused: not authenticated, or over a cap (per user, per address, in all).")
 	wsSlow := d("gateway_websockets_too_slow_total", "WebSockets dropped because they did not read their frames fast enough.")
 	wsFrames := d("gateway_websocket_events_total", "Order events sent over WebSockets.")
-	m.Registerer().MustRegister(funcCollector{descs: []*prometheus.Desc{limited, shed, fallbacks, retries, refused, wsOpen, wsAccepted, wsRefused, wsSlow, wsFrames}, collect: func(ch chan<- prometheus.Metric) {
+	m.Registerer().MustRegister(funcCollector{descs: []*prometheus.Desc{limited, shed, throttled, fallbacks, retries, refused, wsOpen, wsAccepted, wsRefused, wsSlow, wsFrames}, collect: func(ch chan<- prometheus.Metric) {
 		st, ls := g.Stats(), live.Stats()
 		for _, v := range []struct {
 			d *prometheus.Desc
 			n int64
-		}{{limited, st.RateLimited}, {shed, st.Shed}, {fallbacks, st.Fallbacks}, {retries, st.Retries}, {refused, st.RetriesRefused},
+		}{{limited, st.RateLimited}, {shed, st.Shed}, {throttled, st.Throttled}, {fallbacks, st.Fallbacks}, {retries, st.Retries}, {refused, st.RetriesRefused},
 			{wsAccepted, ls.Accepted}, {wsRefused, ls.Refused}, {wsSlow, ls.Slow}, {wsFrames, ls.Frames}} {
 			ch <- prometheus.MustNewConstMetric(v.d, prometheus.CounterValue, float64(v.n))
 		}

@@ -99,6 +99,7 @@ It seeds demo data only with --seed-demo, which 'junction up' passes.`,
 			// system call on the request's path, and one more in up).
 			lines := telemetry.NewLogWriter(stderr)
 			defer lines.Close()
+			cfg.flushLog = lines.Flush
 			log := telemetry.NewLoggerFormat(lines, cfg.LogLevel, cfg.LogFormat, cfg.Service, cfg.InstanceID)
 			log.Info("starting", "version", version(), "config", cfg.String())
 			if cfg.ProfileDir != "" {
@@ -556,6 +557,22 @@ func (l *loops) goRun(fn func(ctx context.Context) error) {
 	go func() { defer l.wg.Done(); _ = fn(l.ctx) }()
 }
 
+// every runs fn each interval until the loops stop.
+func (l *loops) every(interval time.Duration, fn func(ctx context.Context)) {
+	l.goRun(func(ctx context.Context) error {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				fn(ctx)
+			}
+		}
+	})
+}
+
 func (l *loops) stop() { l.cancel(); l.wg.Wait() }
 
 // relay runs the outbox relay of ob, publishing with pub.
@@ -597,13 +614,13 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	waiters := order.NewWaiters()
+	waiters, admission := order.NewWaiters(), order.NewAdmission()
 	counted := meterSagaEvents(cfg.metrics)
 	place, cancel := order.PlaceOrderSaga(), order.CancelOrderSaga()
 	place.OnEnd, cancel.OnEnd = orderstore.Ended(d.db, ob, order.PlaceEnded), orderstore.Ended(d.db, ob, order.CancelEnded)
 	engine, err := saga.New(ctx, d.db, ob, saga.Config{
 		ReplyTopic: events.TopicOrderReplies, Source: events.SourceOrderService,
-		Failpoint: failpoints(cfg, log), Ended: func(in *saga.Instance) { waiters.Ended(in); counted.ended(in) }, Recorded: counted.recorded, Journal: orderstore.Journal(d.db, ob),
+		Failpoint: failpoints(cfg, log), Ended: func(in *saga.Instance) { waiters.Ended(in); admission.Ended(in); counted.ended(in) }, Recorded: counted.recorded, Journal: orderstore.Journal(d.db, ob),
 	}, log, place, cancel)
 	if err != nil {
 		return err
@@ -640,6 +657,17 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		clients.NewUsers(users, usersPolicy),
 		clients.NewInventory(stock, stockPolicy, log),
 		nil)
+	if cfg.OrderAdmission {
+		svc.Admit(admission)
+	}
+	// Every second, the permits of orders another replica ended.
+	bg.every(time.Second, func(ctx context.Context) {
+		admission.Sweep(ctx, func(ctx context.Context, id int64) bool {
+			o, err := st.Get(ctx, id)
+			return err == nil && o.Status != order.StatusPending
+		})
+	})
+	meterAdmission(cfg.metrics, admission)
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
 		HTTP:  orderhttp.Handler(svc, jwksVerifier(cfg, d.resolver), log),
 		Ready: ready(st.Ping, d.bus),

@@ -51,6 +51,7 @@ type Gateway struct {
 	inFlight    atomic.Int64
 	rateLimited atomic.Int64
 	shed        atomic.Int64
+	throttled   atomic.Int64
 	fallbacks   atomic.Int64
 	retries     atomic.Int64
 	// retriesRefused counts retries the budget did not allow.
@@ -64,6 +65,7 @@ type Gateway struct {
 type Stats struct {
 	RateLimited int64 // answered 429
 	Shed        int64 // answered 503 for load
+	Throttled   int64 // new orders answered 503 as order-service was refusing them
 	Fallbacks   int64 // answered from a last good copy
 	Retries     int64 // attempts sent again
 	// RetriesRefused are retries the retry budget did not allow.
@@ -72,7 +74,7 @@ type Stats struct {
 
 // Stats returns the counts so far.
 func (g *Gateway) Stats() Stats {
-	return Stats{RateLimited: g.rateLimited.Load(), Shed: g.shed.Load(), Fallbacks: g.fallbacks.Load(), Retries: g.retries.Load(), RetriesRefused: g.retriesRefused.Load()}
+	return Stats{RateLimited: g.rateLimited.Load(), Shed: g.shed.Load(), Throttled: g.throttled.Load(), Fallbacks: g.fallbacks.Load(), Retries: g.retries.Load(), RetriesRefused: g.retriesRefused.Load()}
 }
 
 type serviceKey struct{}

@@ -11,10 +11,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/failsafe-go/failsafe-go/adaptivethrottler"
 	"golang.org/x/time/rate"
 
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/rest"
+	"github.com/junction-go/junction/telemetry"
 )
 
 // Limits protect the gateway and what is behind it. A zero rate turns that
@@ -172,6 +174,38 @@ func shed(max int64, log *slog.Logger, inFlight, counter *atomic.Int64) rest.Mid
 				return
 			}
 			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// throttleNewWork refuses new work (new orders) at the gateway, before it
+// costs a hop, in the measure the service behind has been refusing it:
+// the client-side adaptive throttling of Google's SRE book (failsafe-go's
+// adaptivethrottler). Over the last 2 s, once more than a tenth of what
+// was sent got a 503, that excess share is refused here at once (503
+// overloaded, Retry-After), at most 95 %; when the service takes all
+// again, so does the gateway within those 2 s. Nothing else is refused by
+// it: status reads and whatever admitted work needs still go through.
+func throttleNewWork(log *slog.Logger, counter *atomic.Int64) rest.Middleware {
+	t := adaptivethrottler.NewBuilder[any]().
+		WithFailureRateThreshold(0.1, 20, 2*time.Second).
+		WithMaxRejectionRate(0.95).
+		Build()
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !t.TryAcquirePermit() {
+				counter.Add(1)
+				log.DebugContext(r.Context(), "new work throttled", "path", r.URL.Path, "rejection_rate", t.RejectionRate())
+				rest.WriteProblem(w, r, http.StatusServiceUnavailable, "overloaded", "the shop is taking as many orders as it can finish in time; try again in a moment")
+				return
+			}
+			rec := telemetry.NewResponseRecorder(w)
+			next.ServeHTTP(rec, r)
+			if rec.Status() == http.StatusServiceUnavailable {
+				t.RecordFailure()
+			} else {
+				t.RecordSuccess()
+			}
 		})
 	}
 }

@@ -7,9 +7,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/junction-go/junction/auth"
@@ -134,4 +136,62 @@ func TestLimiterMemoryIsBounded(t *testing.T) {
 	if len(k.m) > k.cap+1 {
 		t.Errorf("buckets kept = %d, want at most %d", len(k.m), k.cap+1)
 	}
+}
+
+// TestThrottleNewWork: while the service behind refuses new work with 503,
+// the gateway soon refuses most of it itself (503 overloaded, Retry-After)
+// without sending it on, and counts that; once the service takes work
+// again and the 2 s window has passed, the gateway sends everything on
+// from the first request that gets through. A service that refuses
+// nothing is never throttled.
+func TestThrottleNewWork(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var refusing atomic.Bool
+		var reached atomic.Int64
+		var counter atomic.Int64
+		h := throttleNewWork(quiet, &counter)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			reached.Add(1)
+			if refusing.Load() {
+				rest.WriteProblem(w, r, http.StatusServiceUnavailable, "unavailable", "full")
+				return
+			}
+			w.WriteHeader(http.StatusCreated)
+		}))
+		send := func(n int) (local int) {
+			for range n {
+				before := reached.Load()
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest("POST", "/api/orders", nil))
+				if reached.Load() == before {
+					local++
+					if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" || !strings.Contains(rec.Body.String(), `"code":"overloaded"`) {
+						t.Errorf("a throttled request got %d %v %s", rec.Code, rec.Header(), rec.Body)
+					}
+				}
+			}
+			return local
+		}
+		if local := send(200); local != 0 {
+			t.Fatalf("%d of 200 refused while the service took everything", local)
+		}
+		time.Sleep(3 * time.Second)
+		refusing.Store(true)
+		local := send(400)
+		if local < 200 || int64(local) != counter.Load() {
+			t.Fatalf("%d of 400 refused at the gateway (counted %d) while the service refused all, want most", local, counter.Load())
+		}
+		// The service takes work again. The gateway learns it from the
+		// first request it sends on (its failures have aged out of the
+		// window by then), and from there on sends everything.
+		refusing.Store(false)
+		time.Sleep(3 * time.Second)
+		for i := 0; send(1) == 1; i++ {
+			if i == 1000 {
+				t.Fatal("1,000 new orders refused at the gateway after the service took work again")
+			}
+		}
+		if local := send(100); local != 0 {
+			t.Errorf("%d of 100 refused after the service took work again", local)
+		}
+	})
 }

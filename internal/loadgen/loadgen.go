@@ -6,9 +6,12 @@
 package loadgen
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,13 +43,17 @@ type Config struct {
 
 // Result is what a run measured.
 type Result struct {
-	Planned   int64          `json:"planned"`
-	OK        int64          `json:"ok"`
-	Errors    int64          `json:"errors"`
-	Elapsed   time.Duration  `json:"elapsedNs"`
-	Achieved  float64        `json:"achievedPerSecond"`
-	Latency   Percentiles    `json:"latencyMs"`
-	ErrorKind map[string]int `json:"errorKinds,omitempty"`
+	Planned  int64         `json:"planned"`
+	OK       int64         `json:"ok"`
+	Errors   int64         `json:"errors"`
+	Elapsed  time.Duration `json:"elapsedNs"`
+	Achieved float64       `json:"achievedPerSecond"`
+	// Goodput is the calls that succeeded within the measured window (planned
+	// in it and done by its end), per second of it: what a system under
+	// more load than it can take still gets done in time.
+	Goodput   float64              `json:"goodputPerSecond"`
+	Latency   Percentiles          `json:"latencyMs"`
+	ErrorKind map[string]KindStats `json:"errorKinds,omitempty"`
 	// Series is the per-second p99 and completed count, for plots.
 	Series []Second `json:"series"`
 	hist   *hdrhistogram.Histogram
@@ -57,6 +64,16 @@ type Second struct {
 	At    int     `json:"at"`
 	Count int64   `json:"count"`
 	P99Ms float64 `json:"p99Ms"`
+}
+
+// KindStats are the failed calls of one kind (Kind of an error that has
+// one, like "POST /api/orders: 503 overloaded", else its text) and their
+// latency from the planned start, so a refusal's speed shows beside its
+// count.
+type KindStats struct {
+	Count int64   `json:"count"`
+	P50   float64 `json:"p50Ms"`
+	P99   float64 `json:"p99Ms"`
 }
 
 // Percentiles of latency in milliseconds.
@@ -97,13 +114,15 @@ func Run(ctx context.Context, cfg Config, op Op) (Result, error) {
 		mu      sync.Mutex
 		hist    = newHist()
 		seconds = map[int]*hdrhistogram.Histogram{}
-		kinds   = map[string]int{}
+		kinds   = map[string]*hdrhistogram.Histogram{}
+		good    int64
 		ok      atomic.Int64
 		failed  atomic.Int64
 		done    atomic.Int64
 	)
 	start := time.Now()
 	measureFrom := start.Add(cfg.Warmup)
+	measureTo := measureFrom.Add(cfg.Duration)
 	var wg sync.WaitGroup
 	for range cfg.Concurrency {
 		wg.Add(1)
@@ -119,13 +138,20 @@ func Run(ctx context.Context, cfg Config, op Op) (Result, error) {
 					continue
 				}
 				lat := end.Sub(t.planned)
+				us := max(lat.Microseconds(), 1)
 				mu.Lock()
 				if err != nil {
 					failed.Add(1)
-					kinds[errorKind(err)]++
+					k := errorKind(err)
+					if kinds[k] == nil {
+						kinds[k] = newHist()
+					}
+					_ = kinds[k].RecordValue(us)
 				} else {
 					ok.Add(1)
-					us := max(lat.Microseconds(), 1)
+					if !end.After(measureTo) {
+						good++
+					}
 					_ = hist.RecordValue(us)
 					sec := int(t.planned.Sub(measureFrom) / time.Second)
 					h := seconds[sec]
@@ -177,14 +203,21 @@ schedule:
 	close(stopProgress)
 	elapsed := time.Since(measureFrom)
 
+	ms := func(us int64) float64 { return float64(us) / 1000 }
 	r := Result{
 		Planned: max(planned-warm, 0), OK: ok.Load(), Errors: failed.Load(), Elapsed: elapsed,
-		ErrorKind: kinds, hist: hist,
+		hist: hist,
+	}
+	if len(kinds) > 0 {
+		r.ErrorKind = map[string]KindStats{}
+		for k, h := range kinds {
+			r.ErrorKind[k] = KindStats{Count: h.TotalCount(), P50: ms(h.ValueAtQuantile(50)), P99: ms(h.ValueAtQuantile(99))}
+		}
 	}
 	if cfg.Duration > 0 {
 		r.Achieved = float64(r.OK) / min(elapsed, cfg.Duration+cfg.Timeout).Seconds()
+		r.Goodput = float64(good) / cfg.Duration.Seconds()
 	}
-	ms := func(us int64) float64 { return float64(us) / 1000 }
 	r.Latency = Percentiles{P50: ms(hist.ValueAtQuantile(50)), P90: ms(hist.ValueAtQuantile(90)), P99: ms(hist.ValueAtQuantile(99)), P999: ms(hist.ValueAtQuantile(99.9)), Max: ms(hist.Max())}
 	for s := 0; s <= int(cfg.Duration/time.Second); s++ {
 		if h := seconds[s]; h != nil {
@@ -194,9 +227,19 @@ schedule:
 	return r, ctx.Err()
 }
 
+// Kinder is an error that names its kind, so failures of one sort are
+// counted together whatever ids their messages carry.
+type Kinder interface {
+	error
+	Kind() string
+}
+
 func errorKind(err error) string {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return "timeout"
+	}
+	if k, ok := errors.AsType[Kinder](err); ok {
+		return k.Kind()
 	}
 	s := err.Error()
 	if len(s) > 60 {
@@ -207,6 +250,19 @@ func errorKind(err error) string {
 
 // Summary is a text summary of r.
 func (r Result) Summary(name string, rate float64) string {
-	return fmt.Sprintf("%s: planned %d at %.0f/s, ok %d, errors %d, achieved %.1f/s\n  latency from planned start: p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms",
-		name, r.Planned, rate, r.OK, r.Errors, r.Achieved, r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Latency.Max)
+	s := fmt.Sprintf("%s: planned %d at %.0f/s, ok %d, errors %d, achieved %.1f/s, goodput %.1f/s (ok within the window)\n  latency from planned start: p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms",
+		name, r.Planned, rate, r.OK, r.Errors, r.Achieved, r.Goodput, r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Latency.Max)
+	kinds := slices.SortedFunc(maps.Keys(r.ErrorKind), func(a, b string) int { return cmp.Compare(r.ErrorKind[b].Count, r.ErrorKind[a].Count) })
+	for i, k := range kinds {
+		if i == 0 {
+			s += "\n  errors by kind:"
+		}
+		if i == 20 {
+			s += fmt.Sprintf("\n    ... and %d kinds more", len(kinds)-i)
+			break
+		}
+		st := r.ErrorKind[k]
+		s += fmt.Sprintf("\n    %6d  %s (p50 %.1f ms, p99 %.1f ms)", st.Count, k, st.P50, st.P99)
+	}
+	return s
 }

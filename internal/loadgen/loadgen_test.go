@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -53,7 +54,7 @@ func TestCountsErrorsByKind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.OK+r.Errors != 50 || r.ErrorKind["boom"] != int(r.Errors) || r.Errors != 25 {
+	if r.OK+r.Errors != 50 || r.ErrorKind["boom"].Count != r.Errors || r.Errors != 25 {
 		t.Errorf("ok %d errors %d kinds %v; want 25 and 25 boom", r.OK, r.Errors, r.ErrorKind)
 	}
 }
@@ -125,5 +126,45 @@ func TestSVGIsWellFormed(t *testing.T) {
 	}
 	if polylines != 2 {
 		t.Errorf("plots with at least two points = %d, want 2 (p99 over time, percentiles)", polylines)
+	}
+}
+
+// kinded is an error whose message names an id but whose kind does not.
+type kinded struct{ id int64 }
+
+func (k kinded) Error() string { return fmt.Sprintf("GET /orders/%d: 503", k.id) }
+func (k kinded) Kind() string  { return "GET /orders/{id}: 503" }
+
+// TestGoodputAndKinds: goodput counts only the calls done by the window's
+// end (a call planned late in it that ends after it is achieved, not
+// good), and failures that name their kind are counted under it, with
+// their latency, whatever their messages say.
+func TestGoodputAndKinds(t *testing.T) {
+	start := time.Now()
+	var n atomic.Int64
+	var slow atomic.Int64
+	r, err := loadgen.Run(context.Background(), loadgen.Config{Rate: 100, Duration: 500 * time.Millisecond, Concurrency: 64}, func(context.Context) error {
+		i := n.Add(1)
+		if i%5 == 0 {
+			return kinded{id: i}
+		}
+		if time.Since(start) > 250*time.Millisecond {
+			slow.Add(1)
+			time.Sleep(400 * time.Millisecond) // ends after the window: the case under test
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := float64(r.OK-slow.Load()) / 0.5; r.Goodput != want || slow.Load() == 0 {
+		t.Errorf("goodput %.1f/s with %d of %d ok calls ending late; want %.1f/s", r.Goodput, slow.Load(), r.OK, want)
+	}
+	if r.Goodput >= r.Achieved {
+		t.Errorf("goodput %.1f/s not below achieved %.1f/s", r.Goodput, r.Achieved)
+	}
+	k := r.ErrorKind["GET /orders/{id}: 503"]
+	if len(r.ErrorKind) != 1 || k.Count != 10 || k.P99 <= 0 {
+		t.Errorf("error kinds %v, want 10 under one kind with a latency", r.ErrorKind)
 	}
 }

@@ -182,9 +182,14 @@ type Service struct {
 	users   Users
 	stock   Stock
 	now     func() time.Time
+	// admission, when set, bounds the orders in flight (Admission).
+	admission *Admission
 
 	fallbacks atomic.Int64
 }
+
+// Admit has Place refuse new orders beyond what a (see Admission).
+func (s *Service) Admit(a *Admission) { s.admission = a }
 
 // NewService returns the service; stock may be nil (no check). waiters
 // are woken by the saga engine (its Config.Ended) when an order's saga
@@ -242,6 +247,29 @@ func (s *Service) Place(ctx context.Context, caller auth.Principal, items []Item
 			return Placed{}, fmt.Errorf("place order: %w", err)
 		}
 	}
+	if s.admission != nil {
+		permit, ok := s.admission.Admit()
+		if !ok {
+			return Placed{}, fault.New(fault.Unavailable, "the shop has as many orders in progress as it can finish in time; try again in a moment")
+		}
+		held := false
+		defer func() {
+			if !held {
+				permit.Drop()
+			}
+		}()
+		placed, err := s.place(ctx, caller, items, key, card, hash)
+		if err == nil && !placed.Replayed {
+			s.admission.Hold(placed.Order.ID, permit)
+			held = true
+		}
+		return placed, err
+	}
+	return s.place(ctx, caller, items, key, card, hash)
+}
+
+// place is Place once the order is admitted.
+func (s *Service) place(ctx context.Context, caller auth.Principal, items []Item, key, card, hash string) (Placed, error) {
 	if _, err := s.users.GetUser(ctx, caller.UserID); err != nil {
 		if fault.Is(err, fault.NotFound) {
 			return Placed{}, fault.Wrap(fault.Forbidden, err, "your account cannot place orders")

@@ -23,6 +23,8 @@ type Parts struct {
 	Store   *store.Store
 	Engine  *saga.Engine
 	Waiters *order.Waiters
+	// Admission bounds the orders in flight, as in order-service.
+	Admission *order.Admission
 }
 
 // New assembles order-service over db with users and stock (nil for no
@@ -34,10 +36,10 @@ func New(t testing.TB, db *sqldb.DB, users order.Users, stock order.Stock, clock
 	if err != nil {
 		t.Fatal(err)
 	}
-	waiters := order.NewWaiters()
+	waiters, admission := order.NewWaiters(), order.NewAdmission()
 	place, cancel := order.PlaceOrderSaga(), order.CancelOrderSaga()
 	place.OnEnd, cancel.OnEnd = store.Ended(db, ob, order.PlaceEnded), store.Ended(db, ob, order.CancelEnded)
-	engine, err := saga.New(ctx, db, ob, saga.Config{ReplyTopic: events.TopicOrderReplies, Source: events.SourceOrderService, Ended: waiters.Ended, Journal: store.Journal(db, ob)},
+	engine, err := saga.New(ctx, db, ob, saga.Config{ReplyTopic: events.TopicOrderReplies, Source: events.SourceOrderService, Ended: func(in *saga.Instance) { waiters.Ended(in); admission.Ended(in) }, Journal: store.Journal(db, ob)},
 		slog.New(slog.DiscardHandler), place, cancel)
 	if err != nil {
 		t.Fatal(err)
@@ -46,5 +48,7 @@ func New(t testing.TB, db *sqldb.DB, users order.Users, stock order.Stock, clock
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Parts{Service: order.NewService(st, waiters, users, stock, clock), Store: st, Engine: engine, Waiters: waiters}
+	svc := order.NewService(st, waiters, users, stock, clock)
+	svc.Admit(admission)
+	return Parts{Service: svc, Store: st, Engine: engine, Waiters: waiters, Admission: admission}
 }
