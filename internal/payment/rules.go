@@ -50,6 +50,8 @@ type Outcome struct {
 //	authorize  voided or refunded        -                            unchanged      "the payment was cancelled" (a late authorize after the void)
 //	void       none                      void or refund all it holds  voided         ok (a mark: a late authorize is refused)
 //	void       authorized                void                         voided         ok
+//	                                     (refused: captured by a lost  refunded       ok
+//	                                     answer) refund
 //	void       captured                  refund                       refunded       ok
 //	void       declined, voided, refunded -                           unchanged      ok
 //	capture    authorized                capture                      captured       ok, or "could not be captured" (refused)
@@ -91,10 +93,24 @@ func Handle(ctx context.Context, provider Provider, prev Payment, exists bool, c
 			}
 			next = Payment{OrderID: cmd.OrderID, State: Voided, Reason: "voided before it was recorded"}
 		case prev.State == Authorized:
-			if err := provider.Void(ctx, cmd.Key, prev.PaymentID); err != nil && !fault.Is(err, fault.Conflict) {
+			err := provider.Void(ctx, cmd.Key, prev.PaymentID)
+			switch {
+			case err == nil:
+				next.State = Voided
+			case fault.Is(err, fault.Conflict):
+				// The provider holds it in another state than the one
+				// recorded: voided already, or captured by a capture whose
+				// answer was lost (the provider acted, the reply did not
+				// arrive, and the saga gave up on the step). Ask what it
+				// holds and give that back.
+				state, err := undoConflicted(ctx, provider, cmd, prev.PaymentID)
+				if err != nil {
+					return Outcome{}, err
+				}
+				next.State = state
+			default:
 				return Outcome{}, err
 			}
-			next.State = Voided
 		case prev.State == Captured:
 			if err := provider.Refund(ctx, cmd.Key, prev.PaymentID); err != nil && !fault.Is(err, fault.Conflict) {
 				return Outcome{}, err
@@ -120,6 +136,34 @@ func Handle(ctx context.Context, provider Provider, prev Payment, exists bool, c
 		return Outcome{}, fault.New(fault.Invalid, "payment-service does not handle %q", cmd.Kind)
 	}
 	return Outcome{Next: next, Changed: next.State != "" && next != prev, OK: ok, Reason: reason}, nil
+}
+
+// undoConflicted finds out what the provider holds of payment id, whose
+// void it refused, and gives it back: a captured payment is refunded. It
+// returns the state the payment ends in.
+func undoConflicted(ctx context.Context, provider Provider, cmd Command, id string) (State, error) {
+	ps, err := provider.Payments(ctx, strconv.FormatInt(cmd.OrderID, 10))
+	if err != nil {
+		return "", err
+	}
+	for _, p := range ps {
+		if p.ID != id {
+			continue
+		}
+		switch p.Status {
+		case string(Voided):
+			return Voided, nil
+		case string(Refunded):
+			return Refunded, nil
+		case string(Captured):
+			if err := provider.Refund(ctx, cmd.Key+"/refund", id); err != nil && !fault.Is(err, fault.Conflict) {
+				return "", err
+			}
+			return Refunded, nil
+		}
+		return "", fault.New(fault.Unavailable, "payment %s is %s at the provider, which refused to void it; trying again", id, p.Status)
+	}
+	return "", fault.New(fault.Unavailable, "the provider refused to void payment %s and does not list it; trying again", id)
 }
 
 // undoUnrecorded voids or refunds every payment the provider holds for

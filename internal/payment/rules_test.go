@@ -17,6 +17,7 @@ type provider struct {
 	calls    []string
 	declined bool
 	err      error // every call's error
+	voidErr  error // Void's error, when set
 	holds    []payment.ProviderPayment
 }
 
@@ -30,10 +31,13 @@ func (p *provider) Capture(_ context.Context, key, id string) error {
 }
 func (p *provider) Void(_ context.Context, key, id string) error {
 	p.calls = append(p.calls, "void "+id)
+	if p.voidErr != nil {
+		return p.voidErr
+	}
 	return p.err
 }
 func (p *provider) Refund(_ context.Context, key, id string) error {
-	p.calls = append(p.calls, "refund "+id)
+	p.calls = append(p.calls, "refund "+id+" "+key)
 	return p.err
 }
 func (p *provider) Payments(context.Context, string) ([]payment.ProviderPayment, error) {
@@ -65,13 +69,21 @@ func TestHandle(t *testing.T) {
 		{"authorize after a void is refused", with(payment.Voided), true, authorize, &provider{}, payment.Outcome{Next: with(payment.Voided), Reason: "the payment was cancelled"}, nil, false},
 		{"a provider fault is an error", payment.Payment{}, false, authorize, &provider{err: busy}, payment.Outcome{}, []string{"authorize k"}, true},
 		{"void what is held", held, true, void, &provider{}, payment.Outcome{Next: with(payment.Voided), Changed: true, OK: true}, []string{"void pay-1"}, false},
-		{"void what was taken refunds it", with(payment.Captured), true, void, &provider{}, payment.Outcome{Next: with(payment.Refunded), Changed: true, OK: true}, []string{"refund pay-1"}, false},
+		{"void what was taken refunds it", with(payment.Captured), true, void, &provider{}, payment.Outcome{Next: with(payment.Refunded), Changed: true, OK: true}, []string{"refund pay-1 k"}, false},
 		{"void twice: one call", with(payment.Voided), true, void, &provider{}, payment.Outcome{Next: with(payment.Voided), OK: true}, nil, false},
-		{"void a conflict (already voided at the provider) still voids", held, true, void, &provider{err: fault.New(fault.Conflict, "already voided")}, payment.Outcome{Next: with(payment.Voided), Changed: true, OK: true}, []string{"void pay-1"}, false},
+		{"a void the provider refuses as voided already is done", held, true, void, &provider{voidErr: fault.New(fault.Conflict, "already voided"), holds: []payment.ProviderPayment{{ID: "pay-1", Status: "voided"}}},
+			payment.Outcome{Next: with(payment.Voided), Changed: true, OK: true}, []string{"void pay-1", "payments"}, false},
+		// A capture the provider made whose answer was lost: the saga gave
+		// up on the step and voids; the provider refuses (it is captured),
+		// and the money is refunded, not kept.
+		{"a void the provider refuses as captured refunds it", held, true, void, &provider{voidErr: fault.New(fault.Conflict, "payment is captured"), holds: []payment.ProviderPayment{{ID: "pay-1", Status: "captured"}}},
+			payment.Outcome{Next: with(payment.Refunded), Changed: true, OK: true}, []string{"void pay-1", "payments", "refund pay-1 k/refund"}, false},
+		{"a void refused for a payment the provider does not list is tried again", held, true, void, &provider{voidErr: fault.New(fault.Conflict, "?")},
+			payment.Outcome{}, []string{"void pay-1", "payments"}, true},
 		{"void with nothing recorded undoes what the provider holds", payment.Payment{}, false, void,
 			&provider{holds: []payment.ProviderPayment{{ID: "pay-9", Status: "authorized"}, {ID: "pay-8", Status: "captured"}, {ID: "pay-6", Status: "declined"}}},
 			payment.Outcome{Next: payment.Payment{OrderID: 7, State: payment.Voided, Reason: "voided before it was recorded"}, Changed: true, OK: true},
-			[]string{"payments", "void pay-9", "refund pay-8"}, false},
+			[]string{"payments", "void pay-9", "refund pay-8 k/pay-8"}, false},
 		{"capture what is held", held, true, capture, &provider{}, payment.Outcome{Next: with(payment.Captured), Changed: true, OK: true}, []string{"capture pay-1"}, false},
 		{"capture twice: one call", with(payment.Captured), true, capture, &provider{}, payment.Outcome{Next: with(payment.Captured), OK: true}, nil, false},
 		{"capture after a void is refused", with(payment.Voided), true, capture, &provider{}, payment.Outcome{Next: with(payment.Voided), Reason: "nothing was authorized to capture"}, nil, false},
@@ -81,7 +93,7 @@ func TestHandle(t *testing.T) {
 	}
 	for _, tt := range tests {
 		got, err := payment.Handle(context.Background(), tt.provider, tt.prev, tt.exists, tt.cmd)
-		if (err != nil) != tt.fails || (err != nil && !errors.Is(err, busy)) {
+		if (err != nil) != tt.fails || (err != nil && !errors.Is(err, busy) && !fault.Is(err, fault.Unavailable)) {
 			t.Errorf("%s: err %v, want failure %v", tt.name, err, tt.fails)
 			continue
 		}
