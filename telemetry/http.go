@@ -84,9 +84,9 @@ func serverAttrs(r *http.Request) []attribute.KeyValue {
 		semconv.NetworkProtocolVersion(strconv.Itoa(r.ProtoMajor) + "." + strconv.Itoa(r.ProtoMinor)),
 	}
 	attrs = append(attrs, hostPort(r.Host, semconv.ServerAddress, semconv.ServerPort)...)
-	attrs = append(attrs, hostPort(r.RemoteAddr, semconv.NetworkPeerAddress, semconv.NetworkPeerPort)...)
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		attrs = append(attrs, semconv.ClientAddress(host))
+	if peer := hostPort(r.RemoteAddr, semconv.NetworkPeerAddress, semconv.NetworkPeerPort); len(peer) > 0 {
+		// No proxy in front is trusted, so the client is the peer.
+		attrs = append(append(attrs, peer...), semconv.ClientAddress(peer[0].Value.AsString()))
 	}
 	if ua := r.UserAgent(); ua != "" {
 		attrs = append(attrs, semconv.UserAgentOriginal(ua))

@@ -51,14 +51,17 @@ func NewLogWriter(out io.Writer) *LogWriter {
 	return w
 }
 
-// Write queues p; after Close it writes p through at once.
+// Write queues p; after Close it writes p through, once what was queued is
+// written.
 func (w *LogWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	for len(w.pending) >= maxPending && !w.closed {
 		w.room.Wait()
 	}
 	if w.closed {
+		// After the lines queued before Close, and never beside them.
 		w.mu.Unlock()
+		<-w.done
 		return w.out.Write(p)
 	}
 	w.pending = append(w.pending, p...)

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	neturl "net/url"
 	"os"
-	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +27,7 @@ import (
 	"github.com/junction-go/junction/bus"
 	"github.com/junction-go/junction/discovery"
 	"github.com/junction-go/junction/internal/loadgen"
+	"github.com/junction-go/junction/rest"
 )
 
 type benchConfig struct {
@@ -350,11 +350,9 @@ func benchCall(ctx context.Context, hc *http.Client, method, url, token string, 
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode >= 300 {
-		var p struct {
-			Type string `json:"type"`
-		}
+		var p rest.Problem
 		_ = json.Unmarshal(raw, &p)
-		return &callError{method: method, url: req.URL, status: resp.StatusCode, problem: path.Base(p.Type), retryAfter: resp.Header.Get("Retry-After"), body: string(bytes.TrimSpace(raw))}
+		return &callError{method: method, url: req.URL, status: resp.StatusCode, code: p.Code, retryAfter: resp.Header.Get("Retry-After"), body: string(bytes.TrimSpace(raw))}
 	}
 	return json.Unmarshal(raw, out)
 }
@@ -365,7 +363,7 @@ type callError struct {
 	method     string
 	url        *neturl.URL
 	status     int    // 0: no answer
-	problem    string // the last segment of the problem document's type
+	code       string // the problem document's code, if it is one
 	retryAfter string
 	body       string
 	err        error
@@ -399,8 +397,8 @@ func (e *callError) Kind() string {
 		return route + ": no answer"
 	}
 	k := fmt.Sprintf("%s: %d", route, e.status)
-	if e.problem != "" && e.problem != "." {
-		k += " " + e.problem
+	if e.code != "" {
+		k += " " + e.code
 	}
 	if e.retryAfter != "" {
 		k += " (Retry-After)"

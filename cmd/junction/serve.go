@@ -251,28 +251,17 @@ func serveRegistry(ctx context.Context, cfg serveConfig, log *slog.Logger) error
 	}
 	reg := registry.New(nil)
 	meterRegistry(cfg.metrics, reg)
-	var loops sync.WaitGroup
-	defer loops.Wait()
-	loops.Add(2)
-	go func() { defer loops.Done(); _ = reg.Run(ctx, 500*time.Millisecond) }()
-	go func() {
-		// Readiness probes: an instance that fails two in a row leaves the
-		// lookups before its lease ends, and comes back when one passes.
-		defer loops.Done()
-		check := registry.HTTPCheck(discovery.Clients{Secure: &http.Client{Transport: cfg.transport()}, Plain: &http.Client{}})
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if n := reg.ProbeAll(ctx, check, 500*time.Millisecond, 2); n > 0 {
-					log.Info("instance health changed", "instances", n)
-				}
-			}
+	bg := startLoops(ctx)
+	defer bg.stop()
+	bg.goRun(func(ctx context.Context) error { return reg.Run(ctx, 500*time.Millisecond) })
+	// Readiness probes: an instance that fails two in a row leaves the
+	// lookups before its lease ends, and comes back when one passes.
+	check := registry.HTTPCheck(discovery.Clients{Secure: &http.Client{Transport: cfg.transport()}, Plain: &http.Client{}})
+	bg.every(time.Second, func(ctx context.Context) {
+		if n := reg.ProbeAll(ctx, check, 500*time.Millisecond, 2); n > 0 {
+			log.Info("instance health changed", "instances", n)
 		}
-	}()
+	})
 	var may registryhttp.MayRegister
 	if cfg.ident != nil {
 		may = mayRegister
@@ -614,13 +603,23 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	waiters, admission := order.NewWaiters(), order.NewAdmission()
+	waiters := order.NewWaiters()
+	var admission *order.Admission // nil: every order taken (--order-admission=false)
+	if cfg.OrderAdmission {
+		admission = order.NewAdmission()
+	}
+	ended := func(in *saga.Instance) {
+		waiters.Ended(in)
+		if admission != nil {
+			admission.Ended(in)
+		}
+	}
 	counted := meterSagaEvents(cfg.metrics)
 	place, cancel := order.PlaceOrderSaga(), order.CancelOrderSaga()
 	place.OnEnd, cancel.OnEnd = orderstore.Ended(d.db, ob, order.PlaceEnded), orderstore.Ended(d.db, ob, order.CancelEnded)
 	engine, err := saga.New(ctx, d.db, ob, saga.Config{
 		ReplyTopic: events.TopicOrderReplies, Source: events.SourceOrderService,
-		Failpoint: failpoints(cfg, log), Ended: func(in *saga.Instance) { waiters.Ended(in); admission.Ended(in); counted.ended(in) }, Recorded: counted.recorded, Journal: orderstore.Journal(d.db, ob),
+		Failpoint: failpoints(cfg, log), Ended: func(in *saga.Instance) { ended(in); counted.ended(in) }, Recorded: counted.recorded, Journal: orderstore.Journal(d.db, ob),
 	}, log, place, cancel)
 	if err != nil {
 		return err
@@ -657,17 +656,17 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		clients.NewUsers(users, usersPolicy),
 		clients.NewInventory(stock, stockPolicy, log),
 		nil)
-	if cfg.OrderAdmission {
+	if admission != nil {
 		svc.Admit(admission)
-	}
-	// Every second, the permits of orders another replica ended.
-	bg.every(time.Second, func(ctx context.Context) {
-		admission.Sweep(ctx, func(ctx context.Context, id int64) bool {
-			o, err := st.Get(ctx, id)
-			return err == nil && o.Status != order.StatusPending
+		// Every second, the permits of orders another replica ended.
+		bg.every(time.Second, func(ctx context.Context) {
+			admission.Sweep(ctx, func(ctx context.Context, id int64) bool {
+				o, err := st.Get(ctx, id)
+				return err == nil && o.Status != order.StatusPending
+			})
 		})
-	})
-	meterAdmission(cfg.metrics, admission)
+		meterAdmission(cfg.metrics, admission)
+	}
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
 		HTTP:  orderhttp.Handler(svc, jwksVerifier(cfg, d.resolver), log),
 		Ready: ready(st.Ping, d.bus),

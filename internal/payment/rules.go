@@ -88,7 +88,7 @@ func Handle(ctx context.Context, provider Provider, prev Payment, exists bool, c
 			// Nothing recorded: either nothing was authorized, or the
 			// answer was lost in a crash. Undo what the provider holds,
 			// and leave a mark so a late authorization is refused.
-			if err := undoUnrecorded(ctx, provider, cmd.Key, cmd.OrderID); err != nil {
+			if _, err := giveBack(ctx, provider, cmd.Key, cmd.OrderID, ""); err != nil {
 				return Outcome{}, err
 			}
 			next = Payment{OrderID: cmd.OrderID, State: Voided, Reason: "voided before it was recorded"}
@@ -103,7 +103,7 @@ func Handle(ctx context.Context, provider Provider, prev Payment, exists bool, c
 				// answer was lost (the provider acted, the reply did not
 				// arrive, and the saga gave up on the step). Ask what it
 				// holds and give that back.
-				state, err := undoConflicted(ctx, provider, cmd, prev.PaymentID)
+				state, err := giveBack(ctx, provider, cmd.Key, cmd.OrderID, prev.PaymentID)
 				if err != nil {
 					return Outcome{}, err
 				}
@@ -138,51 +138,37 @@ func Handle(ctx context.Context, provider Provider, prev Payment, exists bool, c
 	return Outcome{Next: next, Changed: next.State != "" && next != prev, OK: ok, Reason: reason}, nil
 }
 
-// undoConflicted finds out what the provider holds of payment id, whose
-// void it refused, and gives it back: a captured payment is refunded. It
-// returns the state the payment ends in.
-func undoConflicted(ctx context.Context, provider Provider, cmd Command, id string) (State, error) {
-	ps, err := provider.Payments(ctx, strconv.FormatInt(cmd.OrderID, 10))
+// giveBack voids or refunds what the provider holds for an order (of
+// payment id only, when set): how an answer the provider gave and we lost
+// is put right, whether nothing was recorded (a crash after it acted) or
+// it refused a void (a capture whose answer was lost). It returns the
+// state the order's payment ends in: refunded when any was, else voided.
+// A payment id the provider does not list is an error to try again.
+func giveBack(ctx context.Context, provider Provider, key string, orderID int64, id string) (State, error) {
+	ps, err := provider.Payments(ctx, strconv.FormatInt(orderID, 10))
 	if err != nil {
 		return "", err
 	}
+	state, found := Voided, false
 	for _, p := range ps {
-		if p.ID != id {
+		if id != "" && p.ID != id {
 			continue
 		}
-		switch p.Status {
-		case string(Voided):
-			return Voided, nil
-		case string(Refunded):
-			return Refunded, nil
-		case string(Captured):
-			if err := provider.Refund(ctx, cmd.Key+"/refund", id); err != nil && !fault.Is(err, fault.Conflict) {
-				return "", err
-			}
-			return Refunded, nil
-		}
-		return "", fault.New(fault.Unavailable, "payment %s is %s at the provider, which refused to void it; trying again", id, p.Status)
-	}
-	return "", fault.New(fault.Unavailable, "the provider refused to void payment %s and does not list it; trying again", id)
-}
-
-// undoUnrecorded voids or refunds every payment the provider holds for
-// an order this service has no record of.
-func undoUnrecorded(ctx context.Context, provider Provider, key string, orderID int64) error {
-	ps, err := provider.Payments(ctx, strconv.FormatInt(orderID, 10))
-	if err != nil {
-		return err
-	}
-	for _, p := range ps {
+		found = true
 		switch p.Status {
 		case string(Authorized):
 			err = provider.Void(ctx, key+"/"+p.ID, p.ID)
 		case string(Captured):
-			err = provider.Refund(ctx, key+"/"+p.ID, p.ID)
+			err, state = provider.Refund(ctx, key+"/"+p.ID, p.ID), Refunded
+		case string(Refunded):
+			state = Refunded
 		}
 		if err != nil && !fault.Is(err, fault.Conflict) {
-			return err
+			return "", err
 		}
 	}
-	return nil
+	if id != "" && !found {
+		return "", fault.New(fault.Unavailable, "the provider refused to void payment %s and does not list it; trying again", id)
+	}
+	return state, nil
 }

@@ -77,7 +77,7 @@ func TestHandle(t *testing.T) {
 		// up on the step and voids; the provider refuses (it is captured),
 		// and the money is refunded, not kept.
 		{"a void the provider refuses as captured refunds it", held, true, void, &provider{voidErr: fault.New(fault.Conflict, "payment is captured"), holds: []payment.ProviderPayment{{ID: "pay-1", Status: "captured"}}},
-			payment.Outcome{Next: with(payment.Refunded), Changed: true, OK: true}, []string{"void pay-1", "payments", "refund pay-1 k/refund"}, false},
+			payment.Outcome{Next: with(payment.Refunded), Changed: true, OK: true}, []string{"void pay-1", "payments", "refund pay-1 k/pay-1"}, false},
 		{"a void refused for a payment the provider does not list is tried again", held, true, void, &provider{voidErr: fault.New(fault.Conflict, "?")},
 			payment.Outcome{}, []string{"void pay-1", "payments"}, true},
 		{"void with nothing recorded undoes what the provider holds", payment.Payment{}, false, void,
