@@ -51,6 +51,18 @@ type Config struct {
 	// MaxBackoff caps the wait between compensation attempts; 10 s when
 	// zero. The wait starts at the step's timeout and doubles.
 	MaxBackoff time.Duration
+	// ResendShare and ResendFloor ration resends (a command sent again
+	// because its answer did not come in time, a compensation sent again
+	// after a refusal): over the last ten seconds this engine sends again
+	// at most ResendFloor commands per second plus ResendShare of the
+	// commands it sent for the first time, so steps that time out together
+	// (a participant down, or too slow under load) add a bounded share to
+	// the load on it instead of multiplying it. A step refused a resend
+	// gives up as if its attempts were spent, and its saga compensates; a
+	// compensation refused one is sent after another backoff, its attempts
+	// not counted, so none is abandoned. 0.2 and 10 when zero; a negative
+	// ResendShare turns rationing off.
+	ResendShare, ResendFloor float64
 	// Failpoint, when set, is called at named points ("saga.reply.
 	// beforeCommit", "saga.reply.afterCommit", "saga.timer.beforeCommit",
 	// "saga.timer.afterCommit") so fault tests can crash the process
@@ -82,6 +94,8 @@ type Engine struct {
 	cfg  Config
 	defs map[string]*Definition
 	log  *slog.Logger
+	// resends rations the resends of this process's engine.
+	resends *resendBudget
 }
 
 // New creates the engine's tables in db when missing and returns an engine
@@ -102,7 +116,13 @@ func New(ctx context.Context, db *sqldb.DB, ob *outbox.Outbox, cfg Config, log *
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	e := &Engine{db: db, ob: ob, cfg: cfg, defs: map[string]*Definition{}, log: log}
+	if cfg.ResendShare == 0 {
+		cfg.ResendShare = 0.2
+	}
+	if cfg.ResendFloor <= 0 {
+		cfg.ResendFloor = 10
+	}
+	e := &Engine{db: db, ob: ob, cfg: cfg, defs: map[string]*Definition{}, log: log, resends: newResendBudget(cfg.ResendShare, cfg.ResendFloor)}
 	for _, d := range defs {
 		if d.Name == "" || len(d.Steps) == 0 {
 			return nil, fmt.Errorf("saga: definition %q needs a name and at least one step", d.Name)
@@ -305,7 +325,10 @@ func (e *Engine) fire(ctx context.Context, id string) error {
 		if in.Status == Running {
 			t.record(step.Name, EventTimedOut, "attempt "+strconv.Itoa(in.Attempt))
 			if in.Attempt < step.attempts() {
-				return e.send(t, dirDo)
+				if e.resends.resend(t.now) {
+					return e.send(t, dirDo)
+				}
+				t.record(step.Name, EventRationed, "no resend: too many steps are timing out; giving up on the step")
 			}
 			in.Reason = step.Name + " got no answer in time"
 			// The command may have taken effect: undo this step too.
@@ -317,6 +340,10 @@ func (e *Engine) fire(ctx context.Context, id string) error {
 			t.record(step.Name, EventParked, fmt.Sprintf("compensation failed %d times", in.Attempt))
 			e.log.ErrorContext(ctx, "saga needs attention", "saga", in.Saga, "saga_id", in.ID, "step", step.Name, "attempts", in.Attempt)
 			return e.end(t)
+		}
+		if in.Attempt > 0 && !e.resends.resend(t.now) {
+			t.record(step.Name, EventRationed, "compensation deferred: too many steps are being sent again")
+			return e.retryUndoLater(t)
 		}
 		return e.send(t, dirUndo)
 	})
@@ -500,6 +527,9 @@ func (e *Engine) send(t *txn, dir string) error {
 			bus.HeaderReplyTo: e.cfg.ReplyTopic,
 		},
 		Body: raw,
+	}
+	if in.Attempt == 1 {
+		e.resends.sent(t.now)
 	}
 	if dir == dirDo {
 		in.DeadlineAt = t.now.Add(step.timeout())

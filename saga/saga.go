@@ -174,6 +174,7 @@ const (
 	EventCompleted   EventKind = "completed"   // every step done
 	EventCompensated EventKind = "compensated" // every done step undone
 	EventParked      EventKind = "needs_attention"
+	EventRationed    EventKind = "resend_rationed" // the resend budget was spent: the step gave up, or its compensation waits
 )
 
 // ErrEnded is returned by Abort for an instance that has already ended.

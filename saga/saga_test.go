@@ -619,3 +619,95 @@ func TestRecordedHook(t *testing.T) {
 		t.Errorf("recorded events (-want +got):\n%s", diff)
 	}
 }
+
+// TestResendsAreRationed times out fifty steps at once with a floor of 1
+// resend per second and a share of 0.2: over the window, resends stay
+// within 10 + 0.2 × the first sends (the compensations of the steps that
+// gave up are first sends too). The steps refused a resend give up as if
+// their attempts were spent and compensate; a compensation refused a
+// resend waits for another backoff, its attempts not counted, and every
+// one is done in the end: none is abandoned or parked.
+func TestResendsAreRationed(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sqldb.DB) {
+		h := newHarness(t, db, &saga.Definition{Name: "order", Steps: []saga.Step{
+			{Name: "reserve", Do: saga.Action{Topic: topicA, Type: "Reserve"}, Undo: &saga.Action{Topic: topicA, Type: "Release"}, Timeout: time.Second, Attempts: 2},
+		}})
+		h.cfg.ResendShare, h.cfg.ResendFloor = 0.2, 1
+		h.restart()
+		const n = 50
+		id := func(i int) string { return fmt.Sprintf("o%d", i) }
+		for i := range n {
+			h.start(id(i))
+		}
+		if cs := h.commands(); len(cs) != n {
+			t.Fatalf("first sends = %d, want %d", len(cs), n)
+		}
+		h.clock.Add(time.Second)
+		h.fireDue()
+		var resent, released []*bus.Message
+		for _, c := range h.commands() {
+			switch c.Type + "#" + c.Headers[saga.HeaderAttempt] {
+			case "Reserve#2":
+				resent = append(resent, c)
+			case "Release#1":
+				released = append(released, c)
+			default:
+				t.Fatalf("after the timeouts: %s#%s, want a resend or a first release", c.Type, c.Headers[saga.HeaderAttempt])
+			}
+		}
+		r, k := len(resent), len(released)
+		limit := 10 + 0.2*float64(n+k)
+		if r+k != n || float64(r) > limit || float64(r) < limit-1 {
+			t.Fatalf("%d resent, %d gave up; want the %d split with resends at the budget of %.1f", r, k, n, limit)
+		}
+		for _, c := range released {
+			in := h.get(c.Headers[saga.HeaderSagaID])
+			if in.Status != saga.Compensating || !strings.HasPrefix(in.Reason, "reserve got no answer in time") || !slices.Contains(kinds(in), "reserve:resend_rationed") {
+				t.Errorf("%s: %s %q %v, want compensating for the silence after a rationed resend", in.ID, in.Status, in.Reason, kinds(in))
+			}
+		}
+		// The resent steps are answered; every compensation is refused.
+		for _, c := range resent {
+			h.deliver(h.answer(c, true, "", nil))
+		}
+		refuse := func(cs []*bus.Message) {
+			for _, c := range cs {
+				h.deliver(h.answer(c, false, "store busy", nil))
+			}
+		}
+		refuse(released)
+		// In a window with no first sends only the floor's 10 go again;
+		// the rest wait. Answered, they are done; the others follow as
+		// the window moves on.
+		for round := 0; ; round++ {
+			h.clock.Add(11 * time.Second)
+			h.fireDue()
+			cs := h.commands()
+			waiting := 0
+			for i := range n {
+				if in := h.get(id(i)); !in.Status.Terminal() {
+					waiting++
+				}
+			}
+			if want := min(10, waiting); len(cs) != want {
+				t.Fatalf("round %d: %d compensations resent with %d waiting, want %d (the floor)", round, len(cs), waiting, want)
+			}
+			if len(cs) == 0 {
+				break
+			}
+			for _, c := range cs {
+				h.deliver(h.answer(c, true, "", nil))
+			}
+		}
+		for i := range n {
+			in := h.get(id(i))
+			want := saga.Completed
+			if slices.Contains(kinds(in), "reserve:resend_rationed") {
+				want = saga.Compensated
+			}
+			if in.Status != want {
+				t.Errorf("%s ended %s, want %s", in.ID, in.Status, want)
+			}
+		}
+	})
+}

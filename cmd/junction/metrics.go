@@ -233,7 +233,7 @@ func meterSagaEvents(m *telemetry.Metrics) sagaHooks {
 		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 	}, []string{"saga", "status"})
 	steps := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "saga_step_events_total", Help: "What happened to saga steps, by saga, step and event: sent, succeeded, failed, timed_out, undo_sent, undone, undo_failed, aborted, ignored (a late or duplicate reply).",
+		Name: "saga_step_events_total", Help: "What happened to saga steps, by saga, step and event: sent, succeeded, failed, timed_out, undo_sent, undone, undo_failed, aborted, ignored (a late or duplicate reply), resend_rationed (the resend budget was spent: the step gave up, or its compensation waits).",
 	}, []string{"saga", "step", "event"})
 	m.Registerer().MustRegister(started, ended, took, steps)
 	return sagaHooks{
