@@ -39,9 +39,7 @@ func newEnv(t testing.TB) *env { return newEnvOn(t, sqldbtest.SQLite(t)) }
 // forEachDB runs fn once per database kind (SQLite, PostgreSQL), each with
 // an outbox on a fresh database and a bus on an embedded NATS server.
 func forEachDB(t *testing.T, fn func(t *testing.T, e *env)) {
-	for _, b := range sqldbtest.Backends {
-		t.Run(b.Name, func(t *testing.T) { fn(t, newEnvOn(t, b.Open(t))) })
-	}
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) { fn(t, newEnvOn(t, db)) })
 }
 
 func newEnvOn(t testing.TB, db *sqldb.DB) *env {

@@ -260,14 +260,8 @@ func kinds(in *saga.Instance) []string {
 	return out
 }
 
-func forEachDB(t *testing.T, fn func(t *testing.T, db *sqldb.DB)) {
-	for _, b := range sqldbtest.Backends {
-		t.Run(b.Name, func(t *testing.T) { fn(t, b.Open(t)) })
-	}
-}
-
 func TestEveryStepSucceedsAndTheSagaCompletes(t *testing.T) {
-	forEachDB(t, func(t *testing.T, db *sqldb.DB) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		h := newHarness(t, db, threeSteps())
 		h.start("o1")
 		reserve := h.one()
@@ -300,7 +294,7 @@ func TestEveryStepSucceedsAndTheSagaCompletes(t *testing.T) {
 }
 
 func TestARefusalCompensatesTheStepsBeforeItInReverseOrder(t *testing.T) {
-	forEachDB(t, func(t *testing.T, db *sqldb.DB) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		h := newHarness(t, db, threeSteps())
 		h.start("o1")
 		h.deliver(h.answer(h.one(), true, "", nil)) // reserve
@@ -328,7 +322,7 @@ func TestARefusalCompensatesTheStepsBeforeItInReverseOrder(t *testing.T) {
 }
 
 func TestATimeoutResendsWithTheSameKeyThenCompensatesTheSilentStep(t *testing.T) {
-	forEachDB(t, func(t *testing.T, db *sqldb.DB) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		h := newHarness(t, db, threeSteps())
 		h.start("o1")
 		first := h.one()
@@ -372,7 +366,7 @@ func TestATimeoutResendsWithTheSameKeyThenCompensatesTheSilentStep(t *testing.T)
 }
 
 func TestADuplicateReplyMovesTheSagaOnce(t *testing.T) {
-	forEachDB(t, func(t *testing.T, db *sqldb.DB) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		h := newHarness(t, db, threeSteps())
 		h.start("o1")
 		r := h.answer(h.one(), true, "", nil)
@@ -401,7 +395,7 @@ func TestADuplicateReplyMovesTheSagaOnce(t *testing.T) {
 }
 
 func TestARefusedCompensationIsRetriedWithBackoffThenParked(t *testing.T) {
-	forEachDB(t, func(t *testing.T, db *sqldb.DB) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		h := newHarness(t, db, threeSteps())
 		h.start("o1")
 		h.deliver(h.answer(h.one(), true, "", nil))
@@ -442,7 +436,7 @@ func TestARefusedCompensationIsRetriedWithBackoffThenParked(t *testing.T) {
 }
 
 func TestAbortUndoesTheStepAwaitingItsReply(t *testing.T) {
-	forEachDB(t, func(t *testing.T, db *sqldb.DB) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		h := newHarness(t, db, threeSteps())
 		h.start("o1")
 		h.deliver(h.answer(h.one(), true, "", nil))
@@ -541,7 +535,7 @@ func TestACrashAtEveryTransitionResumes(t *testing.T) {
 // has the bus deadline of its own wait (the step's timeout from when it was
 // sent), so a participant stops before the saga sends the next attempt.
 func TestACommandCarriesTheTimeTheSagaStopsWaiting(t *testing.T) {
-	forEachDB(t, func(t *testing.T, db *sqldb.DB) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		h := newHarness(t, db, threeSteps())
 		sent := h.clock.Now()
 		h.start("o1")
@@ -563,7 +557,7 @@ func TestACommandCarriesTheTimeTheSagaStopsWaiting(t *testing.T) {
 // pages a cursor walks cover every instance once; two created in the same
 // millisecond keep a fixed order. A cursor List did not make is refused.
 func TestListIsNewestFirst(t *testing.T) {
-	forEachDB(t, func(t *testing.T, db *sqldb.DB) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		h := newHarness(t, db, threeSteps())
 		var want []string
 		for i := 1; i <= 12; i++ {
@@ -628,7 +622,7 @@ func TestRecordedHook(t *testing.T) {
 // resend waits for another backoff, its attempts not counted, and every
 // one is done in the end: none is abandoned or parked.
 func TestResendsAreRationed(t *testing.T) {
-	forEachDB(t, func(t *testing.T, db *sqldb.DB) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		h := newHarness(t, db, &saga.Definition{Name: "order", Steps: []saga.Step{
 			{Name: "reserve", Do: saga.Action{Topic: topicA, Type: "Reserve"}, Undo: &saga.Action{Topic: topicA, Type: "Release"}, Timeout: time.Second, Attempts: 2},
 		}})

@@ -46,6 +46,10 @@ type upConfig struct {
 	// the internal ports speak plaintext.
 	MTLS    bool
 	CertTTL time.Duration
+	// Database, when set, is a PostgreSQL server on which each service
+	// that stores gets a schema and a role of its own, instead of its
+	// SQLite file under DataDir.
+	Database string
 	// getenv reads the OTEL_* variables the user may have set.
 	getenv func(string) string
 }
@@ -96,6 +100,8 @@ with the password given by --demo-password, and a small catalogue.`,
 	envFlag(fs, "mtls", "JUNCTION_MTLS")
 	fs.DurationVar(&cfg.CertTTL, "cert-ttl", 24*time.Hour, "lifetime of the instances' certificates, 10s to 720h; each is renewed when half of it is gone")
 	envFlag(fs, "cert-ttl", "JUNCTION_CERT_TTL")
+	fs.StringVar(&cfg.Database, "database", "", "run every service on this PostgreSQL server, each in a schema and with a role of its own made on start (postgres://user@host:port/db; the user must be able to create roles), instead of SQLite files under --data")
+	envFlag(fs, "database", "JUNCTION_UP_DATABASE")
 	return cmd
 }
 
@@ -161,6 +167,9 @@ func (cfg upConfig) check() error {
 		if cfg.userOTLP() {
 			return errors.New("--otlp (JUNCTION_OTLP) and OTEL_EXPORTER_OTLP_ENDPOINT both say where traces go: give one")
 		}
+	}
+	if err := checkDatabaseURL("--database (JUNCTION_UP_DATABASE)", cfg.Database); err != nil {
+		return err
 	}
 	return checkBrokerURL("--broker (JUNCTION_BROKER)", cfg.Broker)
 }
@@ -244,6 +253,14 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 		brokerURL = "nats://" + brokerAddr
 	}
 
+	var databases map[string]string // service → its database URL; nil: SQLite
+	if cfg.Database != "" {
+		var release func()
+		if databases, release, err = serviceDatabases(ctx, cfg.Database, serviceNames(func(s service) bool { return s.stores })); err != nil {
+			return err
+		}
+		defer release()
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own binary: %w", err)
@@ -304,6 +321,9 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 	add := func(row service, i int, listener *os.File) error {
 		id := fmt.Sprintf("%s-%d", row.name, i)
 		env := append(slices.Clip(base), "JUNCTION_INSTANCE_ID="+id, "JUNCTION_BROKER_ADDR="+brokerAddr)
+		if db, ok := databases[row.name]; ok {
+			env = append(env, "JUNCTION_DATABASE_URL="+db)
+		}
 		if certs != nil {
 			// The gateway's own port stays public; its calls present it.
 			f, err := certs.issue(id, row.name)
@@ -398,6 +418,9 @@ func up(ctx context.Context, cfg upConfig, stdout io.Writer) error {
 			fmt.Fprintf(stdout, "  mTLS:     every internal port; CA and certificates in %s (renewed every %s; junction chaos uses operator.crt)\n", pkiDir(data), strings.TrimSuffix(strings.TrimSuffix((cfg.CertTTL/2).String(), "0s"), "0m"))
 		} else {
 			fmt.Fprintf(stdout, "  mTLS:     off (--mtls=false): the internal ports speak plaintext\n")
+		}
+		if cfg.Database != "" {
+			fmt.Fprintf(stdout, "  database: %s (a schema and a role per service)\n", redactURL(cfg.Database))
 		}
 		fmt.Fprintf(stdout, "  data:     %s\n", data)
 		fmt.Fprintf(stdout, "  log in as alice or bob (customers) or admin, password %q; Ctrl-C stops.\n\n", cfg.DemoPassword)

@@ -12,6 +12,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"net/url"
 	"strconv"
@@ -21,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 
 	"github.com/junction-go/junction/sqldb"
 	"github.com/junction-go/junction/sqldb/internal/goosemigrate"
@@ -87,6 +89,21 @@ func (Dialect) IsUniqueViolation(err error) bool {
 	return errors.As(err, &pg) && pg.Code == "23505"
 }
 
+// Migrate holds a session advisory lock of its schema and version table
+// while it runs (goose's session locker), so replicas that start together
+// on a new schema take turns: without it they race to create the same
+// tables and all but one fail.
 func (Dialect) Migrate(ctx context.Context, db *sql.DB, fsys fs.FS, versionTable string) error {
-	return goosemigrate.Up(ctx, db, goose.DialectPostgres, fsys, versionTable)
+	var schema string
+	if err := db.QueryRowContext(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return fmt.Errorf("sqldb: migrations: %w", err)
+	}
+	h := fnv.New64a()
+	h.Write([]byte(schema + "." + versionTable))
+	// Polled every second for up to five minutes.
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(int64(h.Sum64())), lock.WithLockTimeout(1, 300))
+	if err != nil {
+		return fmt.Errorf("sqldb: migrations: %w", err)
+	}
+	return goosemigrate.Up(ctx, db, goose.DialectPostgres, fsys, versionTable, goose.WithSessionLocker(locker))
 }

@@ -50,26 +50,37 @@ func SQLiteWith(t testing.TB, schema string) *sqldb.DB {
 	return db
 }
 
-// Postgres returns a database whose search path is a new schema, dropped
-// at the end of the test.
-func Postgres(t testing.TB) *sqldb.DB {
+// PostgresServer returns a handle on the machine's PostgreSQL as its
+// administrator, closed at the end of the test, and the URL it opened,
+// skipping the test when the server does not answer.
+func PostgresServer(t testing.TB) (admin *sqldb.DB, url string) {
 	t.Helper()
-	base := os.Getenv("JUNCTION_TEST_POSTGRES_URL")
-	if base == "" {
-		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	url = os.Getenv("JUNCTION_TEST_POSTGRES_URL")
+	if url == "" {
+		url = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	admin, err := sqldb.Open(ctx, base)
+	admin, err := sqldb.Open(ctx, url)
 	if err != nil {
 		if os.Getenv("JUNCTION_REQUIRE_ALL") == "1" {
 			t.Fatalf("PostgreSQL is required (JUNCTION_REQUIRE_ALL=1) but did not answer: %v", err)
 		}
 		t.Skipf("no PostgreSQL (%v); set JUNCTION_TEST_POSTGRES_URL or start one", err)
 	}
+	t.Cleanup(func() { admin.Close() })
+	return admin, url
+}
+
+// Postgres returns a database whose search path is a new schema, dropped
+// at the end of the test.
+func Postgres(t testing.TB) *sqldb.DB {
+	t.Helper()
+	admin, base := PostgresServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	schema := fmt.Sprintf("t_%d", time.Now().UnixNano())
 	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-		admin.Close()
 		t.Fatal(err)
 	}
 	sep := "?"
@@ -78,13 +89,11 @@ func Postgres(t testing.TB) *sqldb.DB {
 	}
 	db, err := sqldb.Open(ctx, base+sep+"search_path="+schema)
 	if err != nil {
-		admin.Close()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		db.Close()
 		_, _ = admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-		admin.Close()
 	})
 	return db
 }
@@ -104,4 +113,13 @@ func SmallTx(ctx context.Context, tx *sql.Tx, i int64) error {
 	}
 	_, err := tx.ExecContext(ctx, `UPDATE t SET s = ? WHERE n = ?`, "done", i)
 	return err
+}
+
+// Each runs fn as a subtest on a fresh database of every backend: a
+// store's contract holds on each database Junction runs on.
+func Each(t *testing.T, fn func(t *testing.T, db *sqldb.DB)) {
+	t.Helper()
+	for _, b := range Backends {
+		t.Run(b.Name, func(t *testing.T) { fn(t, b.Open(t)) })
+	}
 }

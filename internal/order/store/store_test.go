@@ -12,12 +12,13 @@ import (
 	"github.com/junction-go/junction/internal/order"
 	"github.com/junction-go/junction/internal/order/ordertest"
 	"github.com/junction-go/junction/internal/order/store"
+	"github.com/junction-go/junction/sqldb"
 	"github.com/junction-go/junction/sqldb/sqldbtest"
 )
 
-func newStore(t *testing.T) *store.Store {
+func newStore(t *testing.T, db *sqldb.DB) *store.Store {
 	t.Helper()
-	return ordertest.New(t, sqldbtest.SQLite(t), nil, nil, nil).Store
+	return ordertest.New(t, db, nil, nil, nil).Store
 }
 
 func pending(user int64, skus ...string) order.Order {
@@ -38,105 +39,111 @@ func created(o order.Order) ([]*bus.Message, error) {
 // written again), with another request it is a conflict; without a key
 // every create makes an order.
 func TestCreateIsIdempotentByKey(t *testing.T) {
-	ctx := context.Background()
-	st := newStore(t)
-	first, made, err := st.Create(ctx, pending(1, "JX-MUG"), "key-1", "hash-a", created)
-	if err != nil || !made || first.ID == 0 {
-		t.Fatalf("Create = %+v %v %v, want a new order", first, made, err)
-	}
-	backlog := func() int64 {
-		b, err := st.Outbox().Backlog(ctx)
-		if err != nil {
-			t.Fatal(err)
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		st := newStore(t, db)
+		first, made, err := st.Create(ctx, pending(1, "JX-MUG"), "key-1", "hash-a", created)
+		if err != nil || !made || first.ID == 0 {
+			t.Fatalf("Create = %+v %v %v, want a new order", first, made, err)
 		}
-		return b.Unsent
-	}
-	after := backlog() // its event and its saga's first command
-	again, made, err := st.Create(ctx, pending(1, "JX-MUG"), "key-1", "hash-a", created)
-	if err != nil || made || again.ID != first.ID {
-		t.Errorf("Create again with the key = %+v %v %v, want order %d back", again, made, err, first.ID)
-	}
-	if n := backlog(); n != after {
-		t.Errorf("a replay wrote %d more messages", n-after)
-	}
-	if _, _, err := st.Create(ctx, pending(1, "JX-TEE-M"), "key-1", "hash-b", created); !fault.Is(err, fault.Conflict) {
-		t.Errorf("Create with the key and another request = %v, want a conflict", err)
-	}
-	if o, made, err := st.Create(ctx, pending(2, "JX-MUG"), "key-1", "hash-b", created); err != nil || !made || o.ID == first.ID {
-		t.Errorf("another user's key-1 = %+v %v %v, want an order of its own", o, made, err)
-	}
-	if o, made, err := st.Create(ctx, pending(1, "JX-MUG"), "", "", created); err != nil || !made || o.ID == first.ID {
-		t.Errorf("Create without a key = %+v %v %v, want a new order", o, made, err)
-	}
+		backlog := func() int64 {
+			b, err := st.Outbox().Backlog(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b.Unsent
+		}
+		after := backlog() // its event and its saga's first command
+		again, made, err := st.Create(ctx, pending(1, "JX-MUG"), "key-1", "hash-a", created)
+		if err != nil || made || again.ID != first.ID {
+			t.Errorf("Create again with the key = %+v %v %v, want order %d back", again, made, err, first.ID)
+		}
+		if n := backlog(); n != after {
+			t.Errorf("a replay wrote %d more messages", n-after)
+		}
+		if _, _, err := st.Create(ctx, pending(1, "JX-TEE-M"), "key-1", "hash-b", created); !fault.Is(err, fault.Conflict) {
+			t.Errorf("Create with the key and another request = %v, want a conflict", err)
+		}
+		if o, made, err := st.Create(ctx, pending(2, "JX-MUG"), "key-1", "hash-b", created); err != nil || !made || o.ID == first.ID {
+			t.Errorf("another user's key-1 = %+v %v %v, want an order of its own", o, made, err)
+		}
+		if o, made, err := st.Create(ctx, pending(1, "JX-MUG"), "", "", created); err != nil || !made || o.ID == first.ID {
+			t.Errorf("Create without a key = %+v %v %v, want a new order", o, made, err)
+		}
+	})
 }
 
 // TestReads: the owner and status of an order, the order with its items
 // and its saga's history, a customer's orders newest first in pages.
 func TestReads(t *testing.T) {
-	ctx := context.Background()
-	st := newStore(t)
-	var ids []int64
-	for range 5 {
-		o, _, err := st.Create(ctx, pending(1, "JX-MUG", "JX-PIN"), "", "", created)
-		if err != nil {
-			t.Fatal(err)
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		st := newStore(t, db)
+		var ids []int64
+		for range 5 {
+			o, _, err := st.Create(ctx, pending(1, "JX-MUG", "JX-PIN"), "", "", created)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, o.ID)
 		}
-		ids = append(ids, o.ID)
-	}
-	owner, status, err := st.Status(ctx, ids[0])
-	if err != nil || owner != 1 || status != order.StatusPending {
-		t.Errorf("Status = %d %s %v, want user 1, pending", owner, status, err)
-	}
-	if _, _, err := st.Status(ctx, 999); !fault.Is(err, fault.NotFound) {
-		t.Errorf("Status of no order = %v, want not found", err)
-	}
-	o, err := st.Get(ctx, ids[0])
-	if err != nil || len(o.Items) != 2 || len(o.Steps) == 0 || o.Steps[0].Event != "started" {
-		t.Errorf("Get = %+v %v, want its two items and its saga's history", o, err)
-	}
-	var got []int64
-	for before := int64(0); ; {
-		page, err := st.List(ctx, 1, before, 2)
-		if err != nil {
-			t.Fatal(err)
+		owner, status, err := st.Status(ctx, ids[0])
+		if err != nil || owner != 1 || status != order.StatusPending {
+			t.Errorf("Status = %d %s %v, want user 1, pending", owner, status, err)
 		}
-		for _, o := range page {
-			got = append(got, o.ID)
+		if _, _, err := st.Status(ctx, 999); !fault.Is(err, fault.NotFound) {
+			t.Errorf("Status of no order = %v, want not found", err)
 		}
-		if len(page) < 2 {
-			break
+		o, err := st.Get(ctx, ids[0])
+		if err != nil || len(o.Items) != 2 || len(o.Steps) == 0 || o.Steps[0].Event != "started" {
+			t.Errorf("Get = %+v %v, want its two items and its saga's history", o, err)
 		}
-		before = page[len(page)-1].ID
-	}
-	want := slices.Clone(ids)
-	slices.Reverse(want)
-	if !slices.Equal(got, want) {
-		t.Errorf("pages of List = %v, want %v (newest first, each once)", got, want)
-	}
-	if page, err := st.List(ctx, 2, 0, 10); err != nil || len(page) != 0 {
-		t.Errorf("another user's List = %v %v, want none", page, err)
-	}
+		var got []int64
+		for before := int64(0); ; {
+			page, err := st.List(ctx, 1, before, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range page {
+				got = append(got, o.ID)
+			}
+			if len(page) < 2 {
+				break
+			}
+			before = page[len(page)-1].ID
+		}
+		want := slices.Clone(ids)
+		slices.Reverse(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("pages of List = %v, want %v (newest first, each once)", got, want)
+		}
+		if page, err := st.List(ctx, 2, 0, 10); err != nil || len(page) != 0 {
+			t.Errorf("another user's List = %v %v, want none", page, err)
+		}
+	})
 }
 
 // TestSagaControls: a cancel saga starts once; aborting an order with no
 // saga is not found.
 func TestSagaControls(t *testing.T) {
-	ctx := context.Background()
-	st := newStore(t)
-	o, _, err := st.Create(ctx, pending(1, "JX-MUG"), "", "", created)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.StartCancel(ctx, o); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.StartCancel(ctx, o); !fault.Is(err, fault.Conflict) {
-		t.Errorf("a second cancel = %v, want a conflict", err)
-	}
-	if err := st.Abort(ctx, 999, "gone"); !fault.Is(err, fault.NotFound) {
-		t.Errorf("Abort of no order = %v, want not found", err)
-	}
-	if err := st.Abort(ctx, o.ID, "customer changed their mind"); err != nil {
-		t.Errorf("Abort of a running saga = %v", err)
-	}
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		st := newStore(t, db)
+		o, _, err := st.Create(ctx, pending(1, "JX-MUG"), "", "", created)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.StartCancel(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.StartCancel(ctx, o); !fault.Is(err, fault.Conflict) {
+			t.Errorf("a second cancel = %v, want a conflict", err)
+		}
+		if err := st.Abort(ctx, 999, "gone"); !fault.Is(err, fault.NotFound) {
+			t.Errorf("Abort of no order = %v, want not found", err)
+		}
+		if err := st.Abort(ctx, o.ID, "customer changed their mind"); err != nil {
+			t.Errorf("Abort of a running saga = %v", err)
+		}
+	})
 }

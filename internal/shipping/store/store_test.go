@@ -18,9 +18,8 @@ import (
 // TestStoreKeepsWhatTheRulesSay: a shipment saved is loaded back whole
 // (zero times as none), saved again over itself, and the due ones are
 // dispatched with their messages in the outbox, the others left alone.
-// (shipping-service has SQLite migrations only so far.)
 func TestStoreKeepsWhatTheRulesSay(t *testing.T) {
-	for _, b := range []sqldbtest.Backend{{Name: "sqlite", Open: sqldbtest.SQLite}} {
+	for _, b := range sqldbtest.Backends {
 		t.Run(b.Name, func(t *testing.T) {
 			ctx := context.Background()
 			st, err := store.New(ctx, b.Open(t))
