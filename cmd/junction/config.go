@@ -39,8 +39,10 @@ type serveConfig struct {
 	// getenv reads the OTEL_* variables.
 	getenv func(string) string
 	// Where this instance listens and what it registers.
-	HTTPAddr  string
-	GRPCAddr  string
+	HTTPAddr string
+	GRPCAddr string
+	// ProbeAddr serves only /healthz, /readyz and /metrics, in plaintext.
+	ProbeAddr string
 	Advertise string
 	// AdvertiseHTTP replaces the whole registered HTTP address.
 	AdvertiseHTTP string
@@ -152,6 +154,8 @@ func (c *serveConfig) flags(fs *pflag.FlagSet) {
 	envFlag(fs, "http-addr", "JUNCTION_HTTP_ADDR")
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:0", "gRPC listen address")
 	envFlag(fs, "grpc-addr", "JUNCTION_GRPC_ADDR")
+	fs.StringVar(&c.ProbeAddr, "probe-addr", "", "also listen here, in plaintext, for GET /healthz, /readyz and /metrics only: for probes and scrapes without a certificate (a kubelet's) while the internal ports speak mTLS")
+	envFlag(fs, "probe-addr", "JUNCTION_PROBE_ADDR")
 	fs.StringVar(&c.AdvertiseHTTP, "advertise-http-addr", "", "HTTP address to register instead of the listener's, e.g. a mapped port or a proxy in front")
 	envFlag(fs, "advertise-http-addr", "JUNCTION_ADVERTISE_HTTP_ADDR")
 	fs.StringVar(&c.Advertise, "advertise-host", "", "host to register instead of the listen host")
@@ -280,9 +284,15 @@ func (c *serveConfig) check() error {
 			return fmt.Errorf("--advertise-http-addr (JUNCTION_ADVERTISE_HTTP_ADDR) %q: want host:port", c.AdvertiseHTTP)
 		}
 	}
-	for _, a := range []struct{ name, value string }{
-		{"--http-addr (JUNCTION_HTTP_ADDR)", c.HTTPAddr}, {"--grpc-addr (JUNCTION_GRPC_ADDR)", c.GRPCAddr},
+	for _, a := range []struct {
+		name, value string
+		optional    bool
+	}{
+		{"--http-addr (JUNCTION_HTTP_ADDR)", c.HTTPAddr, false}, {"--grpc-addr (JUNCTION_GRPC_ADDR)", c.GRPCAddr, false}, {"--probe-addr (JUNCTION_PROBE_ADDR)", c.ProbeAddr, true},
 	} {
+		if a.value == "" && a.optional {
+			continue
+		}
 		if _, _, err := net.SplitHostPort(a.value); err != nil {
 			return fmt.Errorf("%s %q: want a listen address host:port", a.name, a.value)
 		}

@@ -235,6 +235,7 @@ func instanceConfig(cfg serveConfig) instance.Config {
 		Registrar:     registrar(cfg),
 		HTTPAddr:      cfg.HTTPAddr,
 		GRPCAddr:      cfg.GRPCAddr,
+		ProbeAddr:     cfg.ProbeAddr,
 		AdvertiseHost: cfg.Advertise,
 		AdvertiseHTTP: cfg.AdvertiseHTTP,
 		Version:       version(),

@@ -65,6 +65,11 @@ type Config struct {
 	// Policy.ServerOptions.
 	Identity *identity.Source
 	Policy   *identity.Policy
+	// ProbeAddr, when set, is a plaintext listen address that serves GET
+	// /healthz, /readyz and /metrics and nothing else: for probes and
+	// scrapes that cannot present a certificate (a kubelet's) while the
+	// HTTP port speaks mTLS. It carries no API and is never registered.
+	ProbeAddr string
 }
 
 // Parts is what a service hands the runtime.
@@ -106,11 +111,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, p Parts) error {
 	if cfg.AdvertiseHTTP != "" {
 		endpoints[discovery.EndpointHTTP] = cfg.AdvertiseHTTP
 	}
+	var pln net.Listener
+	if cfg.ProbeAddr != "" {
+		var err error
+		if pln, err = net.Listen("tcp", cfg.ProbeAddr); err != nil {
+			hln.Close()
+			return fmt.Errorf("listen for probes: %w", err)
+		}
+	}
 	var gln net.Listener
 	if p.GRPC != nil {
 		var err error
 		if gln, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 			hln.Close()
+			if pln != nil {
+				pln.Close()
+			}
 			return fmt.Errorf("listen grpc: %w", err)
 		}
 		endpoints[discovery.EndpointGRPC] = advertise(gln.Addr(), cfg.AdvertiseHost)
@@ -191,6 +207,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, p Parts) error {
 	g.Go(func() error { return rest.Serve(gctx, srv, hln, cfg.Grace) })
 	if p.GRPC != nil {
 		g.Go(func() error { return serveGRPC(gctx, p.GRPC, gln, cfg.Grace) })
+	}
+	if pln != nil {
+		probes := http.NewServeMux()
+		probes.Handle("GET /healthz", mux)
+		probes.Handle("GET /readyz", mux)
+		if cfg.Metrics != nil {
+			probes.Handle("GET /metrics", cfg.Metrics.Handler())
+		}
+		log.Info("probes listening", "addr", pln.Addr().String())
+		g.Go(func() error { return rest.Serve(gctx, rest.NewServer(probes, log), pln, cfg.Grace) })
 	}
 	regDone := make(chan struct{})
 	// Ended by stopReg only, once the instance reports itself draining.

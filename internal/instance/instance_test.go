@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -95,6 +96,60 @@ func TestGRPCHealthFollowsReadiness(t *testing.T) {
 	<-reg.leaving // draining: still serving, leaving the registry
 	check("draining", healthpb.HealthCheckResponse_NOT_SERVING, http.StatusServiceUnavailable)
 	close(reg.release)
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v after a stop", err)
+	}
+}
+
+// TestProbePort: the probe port answers /healthz and /readyz as the HTTP
+// port does, and nothing of the service's own API.
+func TestProbePort(t *testing.T) {
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	probeAddr := free.Addr().String()
+	free.Close()
+	var broken atomic.Bool
+	reg := &registrar{registered: make(chan discovery.Instance, 1), leaving: make(chan struct{}), release: make(chan struct{})}
+	close(reg.release)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- instance.Run(ctx, instance.Config{Service: "test-service", ID: "test-1", Registrar: reg, HTTPAddr: "127.0.0.1:0", ProbeAddr: probeAddr},
+			slog.New(slog.DiscardHandler), instance.Parts{
+				HTTP: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("the API\n")) }),
+				Ready: func(context.Context) error {
+					if broken.Load() {
+						return errors.New("database unreachable")
+					}
+					return nil
+				},
+			})
+	}()
+	inst := <-reg.registered
+	if _, listed := inst.Endpoints["probe"]; listed || len(inst.Endpoints) != 1 {
+		t.Errorf("registered endpoints = %v, want the HTTP port only", inst.Endpoints)
+	}
+	get := func(path string) int {
+		t.Helper()
+		resp, err := http.Get("http://" + probeAddr + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/api/orders": 404, "/": 404, "/metrics": 404} {
+		if got := get(path); got != want {
+			t.Errorf("probe port GET %s = %d, want %d", path, got, want)
+		}
+	}
+	broken.Store(true)
+	if got := get("/readyz"); got != http.StatusServiceUnavailable {
+		t.Errorf("probe port GET /readyz with the database unreachable = %d, want 503", got)
+	}
+	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run = %v after a stop", err)
 	}
