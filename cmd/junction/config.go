@@ -130,11 +130,25 @@ type brokerConfig struct {
 	// TLS connects to the NATS at URL with the instance's certificate
 	// (the embedded broker with mTLS takes no other clients).
 	TLS bool
+	// ClusterAddr, when set, makes the embedded broker one node of a
+	// cluster: it listens there for the other nodes, and dials Routes.
+	ClusterAddr string
+	Routes      []string
 }
 
 func (b brokerConfig) validate() error {
 	if _, _, err := net.SplitHostPort(b.Addr); err != nil {
 		return fmt.Errorf("--broker-addr (JUNCTION_BROKER_ADDR) %q: want a listen address host:port", b.Addr)
+	}
+	if b.ClusterAddr != "" {
+		if _, _, err := net.SplitHostPort(b.ClusterAddr); err != nil {
+			return fmt.Errorf("--broker-cluster-addr (JUNCTION_BROKER_CLUSTER_ADDR) %q: want a listen address host:port", b.ClusterAddr)
+		}
+	}
+	for _, r := range b.Routes {
+		if _, _, err := net.SplitHostPort(r); err != nil || b.ClusterAddr == "" {
+			return fmt.Errorf("--broker-routes (JUNCTION_BROKER_ROUTES) %q: want the cluster's nodes as host:port, with --broker-cluster-addr", r)
+		}
 	}
 	return checkBrokerURL("--broker (JUNCTION_BROKER)", b.URL)
 }
@@ -169,6 +183,10 @@ func (c *serveConfig) flags(fs *pflag.FlagSet) {
 	envFlag(fs, "token-ttl", "JUNCTION_TOKEN_TTL")
 	fs.StringVar(&c.Broker.Addr, "broker-addr", "127.0.0.1:0", "broker: NATS client listen address")
 	envFlag(fs, "broker-addr", "JUNCTION_BROKER_ADDR")
+	fs.StringVar(&c.Broker.ClusterAddr, "broker-cluster-addr", "", "broker: listen here for the other nodes of a NATS cluster (empty: a single node)")
+	envFlag(fs, "broker-cluster-addr", "JUNCTION_BROKER_CLUSTER_ADDR")
+	fs.StringSliceVar(&c.Broker.Routes, "broker-routes", nil, "broker: the cluster's nodes, host:port of their --broker-cluster-addr (comma-separated; this node's own may be among them)")
+	envFlag(fs, "broker-routes", "JUNCTION_BROKER_ROUTES")
 	fs.StringVar(&c.Broker.URL, "broker", "", "broker URL (default: the broker found in the registry): "+brokerSchemes)
 	envFlag(fs, "broker", "JUNCTION_BROKER")
 	fs.BoolVar(&c.Broker.TLS, "broker-tls", false, "connect to the NATS broker at --broker with this instance's certificate (--tls-cert), as the embedded broker with mTLS requires; one found in the registry is always")
@@ -227,7 +245,7 @@ func (c *serveConfig) flags(fs *pflag.FlagSet) {
 }
 
 // brokerSchemes are the broker URLs every command accepts.
-const brokerSchemes = "nats://host:port[,host:port] (NATS JetStream), kafka://host:port[,host:port] (Kafka), amqp[s]://user:pass@host:port/vhost (RabbitMQ), stomp://[user:pass@]host:port (ActiveMQ, STOMP 1.2)"
+const brokerSchemes = "nats://host:port[,host:port][?replicas=N] (NATS JetStream, N copies of each stream), kafka://host:port[,host:port] (Kafka), amqp[s]://user:pass@host:port/vhost (RabbitMQ), stomp://[user:pass@]host:port (ActiveMQ, STOMP 1.2)"
 
 // checkBrokerURL refuses a broker URL no adapter can open.
 func checkBrokerURL(flag, raw string) error {
@@ -239,10 +257,34 @@ func checkBrokerURL(flag, raw string) error {
 		return fmt.Errorf("%s %q: want scheme://address, one of %s", flag, redactURL(raw), brokerSchemes)
 	}
 	switch scheme {
-	case "nats", "kafka", "amqp", "amqps", "stomp":
+	case "nats":
+		if _, _, err := natsReplicas(raw); err != nil {
+			return fmt.Errorf("%s: %w", flag, err)
+		}
+		return nil
+	case "kafka", "amqp", "amqps", "stomp":
 		return nil
 	}
 	return fmt.Errorf("%s %q: unknown scheme %q; one of %s", flag, redactURL(raw), scheme, brokerSchemes)
+}
+
+// natsReplicas splits a NATS broker URL into the servers the client dials
+// and the copies of each stream that ?replicas=N asks for (1 without it):
+// 3 on a three-node cluster keeps every stream through the loss of a node.
+func natsReplicas(raw string) (servers string, replicas int, err error) {
+	servers, query, ok := strings.Cut(raw, "?")
+	if !ok {
+		return raw, 1, nil
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil || len(q) != 1 || len(q["replicas"]) != 1 {
+		return "", 0, fmt.Errorf("broker %q: the one parameter a nats:// URL takes is ?replicas=N", redactURL(raw))
+	}
+	n, err := strconv.Atoi(q.Get("replicas"))
+	if err != nil || n < 1 || n > 5 {
+		return "", 0, fmt.Errorf("broker %q: replicas=%s: want 1 to 5 (JetStream's most)", redactURL(raw), q.Get("replicas"))
+	}
+	return servers, n, nil
 }
 
 // finish fills in defaults that depend on other settings and validates.

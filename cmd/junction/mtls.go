@@ -95,6 +95,19 @@ func embeddedBrokerTLS(src *identity.Source) (*tls.Config, error) {
 	}, nil
 }
 
+// brokerRouteTLS is the TLS of the connections between the nodes of an
+// embedded broker cluster, both ways: each node presents its certificate
+// and takes only a peer that proves the broker's identity.
+func brokerRouteTLS(src *identity.Source) (*tls.Config, error) {
+	id, err := identity.ID(services.Broker)
+	if err != nil {
+		return nil, err
+	}
+	c := tlsconfig.MTLSServerConfig(src, src, tlsconfig.AuthorizeID(id))
+	c.GetClientCertificate = tlsconfig.MTLSClientConfig(src, src, tlsconfig.AuthorizeID(id)).GetClientCertificate
+	return c, nil
+}
+
 // brokerUsers are the embedded broker's users, one per identity (the
 // certificate's SPIFFE ID is the user name): each publishes to its own
 // topics only (events.Publishers), follows live only what

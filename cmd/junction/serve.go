@@ -318,6 +318,11 @@ func serveBroker(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		}
 		opts.TLS, opts.TLSVerify, opts.TLSMap, opts.TLSTimeout = true, true, true, 2
 	}
+	if cfg.Broker.ClusterAddr != "" {
+		if err := clusterOptions(opts, cfg); err != nil {
+			return err
+		}
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
@@ -350,6 +355,34 @@ func serveBroker(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 			return nil
 		},
 	})
+}
+
+// clusterOptions make the embedded broker one node of a NATS cluster
+// named junction: JetStream replicates the streams created with
+// replicas (nats://…?replicas=3) over its nodes, and with mTLS the nodes
+// take and present only the broker's certificate.
+func clusterOptions(opts *server.Options, cfg serveConfig) error {
+	host, port, err := net.SplitHostPort(cfg.Broker.ClusterAddr)
+	if err != nil {
+		return err
+	}
+	p, err := net.LookupPort("tcp", port)
+	if err != nil {
+		return err
+	}
+	opts.Cluster = server.ClusterOpts{Name: "junction", Host: host, Port: p}
+	var routes []string
+	for _, r := range cfg.Broker.Routes {
+		routes = append(routes, "nats://"+r)
+	}
+	opts.Routes = server.RoutesFromStr(strings.Join(routes, ","))
+	if cfg.ident != nil {
+		if opts.Cluster.TLSConfig, err = brokerRouteTLS(cfg.ident); err != nil {
+			return err
+		}
+		opts.Cluster.TLSTimeout = 2
+	}
+	return nil
 }
 
 // deps are what a service opens before it serves; close releases them in
@@ -854,7 +887,7 @@ type badBrokerURL struct{ error }
 
 // openBus picks the adapter by the URL's scheme:
 //
-//	nats://host:port[,host:port]   NATS JetStream
+//	nats://host:port[,host:port][?replicas=N]   NATS JetStream (N copies of each stream)
 //	kafka://host:port[,host:port]  Kafka
 //	amqp://user:pass@host:port/vh  RabbitMQ
 //	stomp://[user:pass@]host:port  ActiveMQ (STOMP 1.2)
@@ -865,7 +898,11 @@ func openBus(rawURL, name string, tlsConfig *tls.Config) (messageBus, error) {
 	}
 	switch scheme {
 	case "nats":
-		return natsbus.Connect(rawURL, natsbus.Config{Name: name, TLS: tlsConfig})
+		servers, replicas, err := natsReplicas(rawURL)
+		if err != nil {
+			return nil, badBrokerURL{err}
+		}
+		return natsbus.Connect(servers, natsbus.Config{Name: name, TLS: tlsConfig, Replicas: replicas})
 	case "kafka":
 		return kafkabus.Connect(kafkabus.Config{Brokers: strings.Split(rest, ",")})
 	case "amqp", "amqps":
