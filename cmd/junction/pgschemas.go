@@ -31,6 +31,14 @@ func checkDatabaseURL(flag, raw string) error {
 	return nil
 }
 
+// schemaOf is the schema and the role of service on a shared PostgreSQL
+// (order-service: order_service, junction_order_service), for up and for
+// the Kubernetes manifests alike.
+func schemaOf(service string) (schema, role string) {
+	schema = strings.ReplaceAll(service, "-", "_")
+	return schema, "junction_" + schema
+}
+
 // serviceDatabases gives each of names a schema of its own on the
 // PostgreSQL server at admin (a user that may create roles), owned by a
 // role of its own: a service reaches its own tables and no other
@@ -69,8 +77,7 @@ func serviceDatabases(ctx context.Context, admin string, names []string) (urls m
 	}
 	out := map[string]string{}
 	for _, name := range names {
-		schema := strings.ReplaceAll(name, "-", "_")
-		role := "junction_" + schema
+		schema, role := schemaOf(name)
 		secret := make([]byte, 18)
 		if _, err := rand.Read(secret); err != nil {
 			return nil, nil, err
