@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"debug/elf"
 	"fmt"
 	"io"
 	"net"
@@ -678,5 +679,223 @@ func checkNATSUsers(t *testing.T, m *manifests) {
 	conf, _ := generated(m.configMaps, "broker-config")
 	if conf == nil || conf.Data["nats.conf"] != string(file) && !*update {
 		t.Error("the broker's ConfigMap does not carry nats.conf")
+	}
+}
+
+// composeFile is the part of the Compose specification deploy/compose
+// uses; a key outside it fails the decoding.
+type composeFile struct {
+	Name     string                    `json:"name"`
+	Junction composeService            `json:"x-junction"`
+	Services map[string]composeService `json:"services"`
+	Volumes  map[string]any            `json:"volumes"`
+}
+
+type composeService struct {
+	Image string `json:"image"`
+	Build *struct {
+		Context    string `json:"context"`
+		Dockerfile string `json:"dockerfile"`
+	} `json:"build"`
+	Restart     string            `json:"restart"`
+	ReadOnly    bool              `json:"read_only"`
+	User        string            `json:"user"`
+	CapDrop     []string          `json:"cap_drop"`
+	SecurityOpt []string          `json:"security_opt"`
+	Tmpfs       []string          `json:"tmpfs"`
+	Command     []string          `json:"command"`
+	Environment map[string]string `json:"environment"`
+	Volumes     []string          `json:"volumes"`
+	Ports       []string          `json:"ports"`
+	DependsOn   map[string]struct {
+		Condition string `json:"condition"`
+	} `json:"depends_on"`
+	Healthcheck *struct {
+		Test     []string `json:"test"`
+		Interval string   `json:"interval"`
+		Timeout  string   `json:"timeout"`
+		Retries  int      `json:"retries"`
+	} `json:"healthcheck"`
+}
+
+// TestComposeFile checks deploy/compose/compose.yaml against the code (no
+// container engine runs here): every service of the shop as the one image
+// with serve <service>, only variables serve reads (and OpenTelemetry's),
+// hardened containers, each service's database URL the one PostgreSQL
+// makes its role from, dependencies and mounted files that exist, and a
+// Prometheus configuration promtool accepts.
+func TestComposeFile(t *testing.T) {
+	dir := filepath.Join("..", "..", "deploy", "compose")
+	raw, err := os.ReadFile(filepath.Join(dir, "compose.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c composeFile
+	if err := yaml.UnmarshalStrict(raw, &c); err != nil {
+		t.Fatalf("compose.yaml: %v", err)
+	}
+	vars := serveVariables(t)
+	for _, s := range serviceTable {
+		if s.name == services.Broker {
+			if _, ok := c.Services["nats"]; !ok {
+				t.Error("no nats service: the broker")
+			}
+			continue
+		}
+		svc, ok := c.Services[s.name]
+		if !ok {
+			t.Errorf("%s is not in compose.yaml", s.name)
+			continue
+		}
+		if !strings.HasPrefix(svc.Image, junctionImage+":") || svc.Build == nil || filepath.Join(dir, svc.Build.Context, svc.Build.Dockerfile) != filepath.Join("..", "..", "Dockerfile") {
+			t.Errorf("%s: image %q built from %+v, want the shop's image from the Dockerfile", s.name, svc.Image, svc.Build)
+		}
+		if !slices.Equal(svc.Command, []string{"serve", s.name}) {
+			t.Errorf("%s: command %v, want serve %s", s.name, svc.Command, s.name)
+		}
+		if !svc.ReadOnly || !slices.Equal(svc.CapDrop, []string{"ALL"}) || !slices.Contains(svc.SecurityOpt, "no-new-privileges:true") || svc.User == "" || strings.HasPrefix(svc.User, "0") {
+			t.Errorf("%s: want a read-only, non-root container with every capability dropped and no new privileges", s.name)
+		}
+		for k := range svc.Environment {
+			if !vars[k] && !strings.HasPrefix(k, "OTEL_") {
+				t.Errorf("%s: %s is not a variable junction serve reads", s.name, k)
+			}
+		}
+		if s.stores {
+			u := svc.Environment["JUNCTION_DATABASE_URL"]
+			file, err := os.ReadFile(filepath.Join(dir, "db", s.name))
+			if err != nil || strings.TrimSpace(string(file)) != u {
+				t.Errorf("%s: its JUNCTION_DATABASE_URL is not the one in db/%s, which PostgreSQL makes its role from (%v)", s.name, s.name, err)
+			}
+			schema, role := schemaOf(s.name)
+			if p, err := url.Parse(u); err != nil || p.User.Username() != role || p.Query().Get("search_path") != schema {
+				t.Errorf("%s: database URL %q, want role %s and schema %s", s.name, redactURL(u), role, schema)
+			}
+			if svc.Environment["JUNCTION_BROKER"] == "" {
+				t.Errorf("%s: no broker", s.name)
+			}
+		}
+	}
+	for name, svc := range c.Services {
+		for dep := range svc.DependsOn {
+			if _, ok := c.Services[dep]; !ok || dep == name {
+				t.Errorf("%s depends on %q, which is not another service of the file", name, dep)
+			}
+		}
+		for _, v := range svc.Volumes {
+			src, _, _ := strings.Cut(v, ":")
+			if !strings.HasPrefix(src, ".") {
+				if _, named := c.Volumes[src]; !named {
+					t.Errorf("%s mounts volume %q, which the file does not declare", name, src)
+				}
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(dir, src)); err != nil {
+				t.Errorf("%s mounts %s: %v", name, src, err)
+			}
+		}
+		if strings.HasSuffix(svc.Image, ":latest") || !strings.Contains(svc.Image, ":") {
+			t.Errorf("%s: image %q has no fixed tag", name, svc.Image)
+		}
+	}
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("JUNCTION_REQUIRE_ALL") == "1" {
+			t.Fatal("promtool is required (JUNCTION_REQUIRE_ALL=1) to check the compose Prometheus")
+		}
+		t.Skip("no promtool: the compose Prometheus configuration is not checked")
+	}
+	// Checked as compose mounts it: the rules beside the configuration.
+	tmp := t.TempDir()
+	for src, dst := range map[string]string{filepath.Join(dir, "prometheus.yml"): "prometheus.yml", filepath.Join(dir, "..", "prometheus", "rules", "junction.yml"): filepath.Join("rules", "junction.yml")} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(tmp, dst)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(tmp, dst), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command(promtool, "check", "config", filepath.Join(tmp, "prometheus.yml")).CombinedOutput(); err != nil {
+		t.Errorf("promtool check config: %v\n%s", err, out)
+	}
+}
+
+// TestDockerfile checks the image's recipe (no container engine runs
+// here): a static build of cmd/junction with the Go of go.mod, on a
+// distroless or empty base, run as a non-root user; and builds the
+// binary that way to show it is static (no dynamic loader).
+func TestDockerfile(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, err := os.ReadFile(filepath.Join("..", "..", "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var goVersion string
+	for line := range strings.SplitSeq(string(mod), "\n") {
+		if v, ok := strings.CutPrefix(line, "go "); ok {
+			goVersion = strings.Join(strings.Split(v, ".")[:2], ".")
+		}
+	}
+	var froms, users, entry []string
+	built := false
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		switch strings.ToUpper(f[0]) {
+		case "FROM":
+			froms = append(froms, f[1])
+			users = nil
+		case "USER":
+			users = append(users, f[1])
+		case "RUN":
+			if strings.Contains(line, "CGO_ENABLED=0") && strings.Contains(line, "go build") && strings.HasSuffix(strings.TrimSpace(line), "./cmd/junction") {
+				built = true
+			}
+		case "ENTRYPOINT":
+			entry = f[1:]
+		}
+	}
+	if len(froms) < 2 || froms[0] != "golang:"+goVersion {
+		t.Errorf("build stage %v, want golang:%s (go.mod's)", froms, goVersion)
+	}
+	if last := froms[len(froms)-1]; last != "scratch" && !strings.HasPrefix(last, "gcr.io/distroless/static") {
+		t.Errorf("final stage FROM %s, want scratch or distroless/static", last)
+	}
+	if len(users) != 1 || strings.HasPrefix(users[0], "0") || strings.HasPrefix(users[0], "root") {
+		t.Errorf("final stage USER %v, want one non-root user", users)
+	}
+	if !built {
+		t.Error("no RUN CGO_ENABLED=0 go build … ./cmd/junction")
+	}
+	if !slices.Equal(entry, []string{`["/junction"]`}) {
+		t.Errorf("ENTRYPOINT %v, want [\"/junction\"]", entry)
+	}
+	if testing.Short() {
+		t.Skip("-short: the static build is not made")
+	}
+	bin := filepath.Join(t.TempDir(), "junction")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("CGO_ENABLED=0 go build: %v\n%s", err, out)
+	}
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Error("the binary needs a dynamic loader; it would not run FROM scratch or distroless/static")
+		}
 	}
 }
