@@ -69,6 +69,25 @@ type shop struct {
 	customers []*client
 	initial   map[string]int64
 	http      *http.Client
+	// open, when set, opens service's database (the SQLite file of
+	// junction up otherwise); provider, when set, reads the payment
+	// provider's counts (through the registry otherwise).
+	open     func(service string) *sqldb.DB
+	provider func() paymentsim.Stats
+}
+
+// db opens service's database for the invariants, closed with the test.
+func (s *shop) db(service string) *sqldb.DB {
+	s.t.Helper()
+	if s.open != nil {
+		return s.open(service)
+	}
+	db, err := sqldb.Open(context.Background(), filepath.Join(s.sys.Data, service, service+".db"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { db.Close() })
+	return db
 }
 
 // startShop seeds extra products (name -> stock) next to loadProducts and
@@ -179,6 +198,9 @@ func (s *shop) setProvider(f paymentsim.Faults) {
 
 func (s *shop) providerStats() paymentsim.Stats {
 	s.t.Helper()
+	if s.provider != nil {
+		return s.provider()
+	}
 	resp, err := s.sys.internal(s.t).Get("http://" + s.endpoint("payment-provider") + "/v1/admin/stats")
 	if err != nil {
 		s.t.Fatal(err)
@@ -443,12 +465,7 @@ func (s *shop) check(as []*attempt, seed uint64, kills map[string]int) (report, 
 
 	// I2: conservation per SKU, from inventory's own database.
 	ctx := context.Background()
-	idb, err := sqldb.Open(ctx, filepath.Join(s.sys.Data, "inventory-service", "inventory-service.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idb.Close()
-	ist, err := inventorystore.New(ctx, idb)
+	ist, err := inventorystore.New(ctx, s.db("inventory-service"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -527,12 +544,7 @@ func (s *shop) check(as []*attempt, seed uint64, kills map[string]int) (report, 
 	}
 
 	// I4: one dispatched shipment per completed order, none for the rest.
-	sdb, err := sqldb.Open(ctx, filepath.Join(s.sys.Data, "shipping-service", "shipping-service.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sdb.Close()
-	rows, err := sdb.QueryContext(ctx, `SELECT order_id, state FROM shipments`)
+	rows, err := s.db("shipping-service").QueryContext(ctx, `SELECT order_id, state FROM shipments`)
 	if err != nil {
 		t.Fatal(err)
 	}

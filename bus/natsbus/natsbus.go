@@ -95,6 +95,15 @@ func Connect(url string, cfg Config) (*Bus, error) {
 		nc.Close()
 		return nil, fmt.Errorf("natsbus: %w", err)
 	}
+	// Connected is not ready: a cluster that is starting answers before
+	// its nodes have chosen a leader, and every stream call would time
+	// out. The caller retries (a service waits for its broker).
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := js.AccountInfo(ctx); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("natsbus: JetStream is not ready: %w", err)
+	}
 	return &Bus{cfg: cfg, nc: nc, js: js, streams: map[string]jetstream.Stream{}}, nil
 }
 

@@ -103,8 +103,12 @@ func brokerRouteTLS(src *identity.Source) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := tlsconfig.MTLSServerConfig(src, src, tlsconfig.AuthorizeID(id))
-	c.GetClientCertificate = tlsconfig.MTLSClientConfig(src, src, tlsconfig.AuthorizeID(id)).GetClientCertificate
+	// The client half (a node dials its routes): the peer's SPIFFE ID is
+	// checked, not a host name. The server half: a certificate to present,
+	// and one required of every node that dials in.
+	c := tlsconfig.MTLSClientConfig(src, src, tlsconfig.AuthorizeID(id))
+	server := tlsconfig.MTLSServerConfig(src, src, tlsconfig.AuthorizeID(id))
+	c.GetCertificate, c.ClientAuth = server.GetCertificate, server.ClientAuth
 	return c, nil
 }
 

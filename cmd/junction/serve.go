@@ -327,6 +327,7 @@ func serveBroker(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
+	ns.SetLoggerV2(natsLogger{log}, false, false, false)
 	ns.Start()
 	defer func() {
 		ns.Shutdown()
@@ -356,6 +357,26 @@ func serveBroker(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		},
 	})
 }
+
+// natsLogger writes the embedded NATS server's log into the process's:
+// its warnings and errors (a route that fails, a stream without a quorum)
+// as such, its notices at debug (they narrate every start).
+type natsLogger struct{ log *slog.Logger }
+
+func (l natsLogger) Noticef(format string, v ...any) {
+	l.log.Debug("nats: " + fmt.Sprintf(format, v...))
+}
+func (l natsLogger) Warnf(format string, v ...any) { l.log.Warn("nats: " + fmt.Sprintf(format, v...)) }
+func (l natsLogger) Fatalf(format string, v ...any) {
+	l.log.Error("nats: " + fmt.Sprintf(format, v...))
+}
+func (l natsLogger) Errorf(format string, v ...any) {
+	l.log.Error("nats: " + fmt.Sprintf(format, v...))
+}
+func (l natsLogger) Debugf(format string, v ...any) {
+	l.log.Debug("nats: " + fmt.Sprintf(format, v...))
+}
+func (l natsLogger) Tracef(format string, v ...any) {}
 
 // clusterOptions make the embedded broker one node of a NATS cluster
 // named junction: JetStream replicates the streams created with
