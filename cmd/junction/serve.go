@@ -380,7 +380,14 @@ func (l natsLogger) Fatalf(format string, v ...any) {
 	l.log.Error("nats: " + fmt.Sprintf(format, v...))
 }
 func (l natsLogger) Errorf(format string, v ...any) {
-	l.log.Error("nats: " + fmt.Sprintf(format, v...))
+	msg := fmt.Sprintf(format, v...)
+	if strings.Contains(msg, "Error trying to connect to route") {
+		// Every attempt, while the other nodes start or restart: the
+		// route comes up by itself.
+		l.log.Debug("nats: " + msg)
+		return
+	}
+	l.log.Error("nats: " + msg)
 }
 func (l natsLogger) Debugf(format string, v ...any) {
 	l.log.Debug("nats: " + fmt.Sprintf(format, v...))
