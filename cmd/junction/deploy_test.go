@@ -138,55 +138,33 @@ func build(t *testing.T, overlay string) *manifests {
 				t.Errorf("%s: %s %s: %v", overlay, head.Kind, head.Metadata.Name, err)
 			}
 		}
+		name := head.Metadata.Name
 		switch head.Kind {
 		case "Deployment":
-			v := &appsv1.Deployment{}
-			decode(v)
-			m.deployments[v.Name] = v
+			m.deployments[name] = decoded[appsv1.Deployment](decode)
 		case "StatefulSet":
-			v := &appsv1.StatefulSet{}
-			decode(v)
-			m.statefulSets[v.Name] = v
+			m.statefulSets[name] = decoded[appsv1.StatefulSet](decode)
 		case "Service":
-			v := &corev1.Service{}
-			decode(v)
-			m.services[v.Name] = v
+			m.services[name] = decoded[corev1.Service](decode)
 		case "ServiceAccount":
-			v := &corev1.ServiceAccount{}
-			decode(v)
-			m.accounts[v.Name] = v
+			m.accounts[name] = decoded[corev1.ServiceAccount](decode)
 		case "Secret":
-			v := &corev1.Secret{}
-			decode(v)
-			m.secrets[v.Name] = v
+			m.secrets[name] = decoded[corev1.Secret](decode)
 		case "ConfigMap":
-			v := &corev1.ConfigMap{}
-			decode(v)
-			m.configMaps[v.Name] = v
+			m.configMaps[name] = decoded[corev1.ConfigMap](decode)
 		case "PodDisruptionBudget":
-			v := &policyv1.PodDisruptionBudget{}
-			decode(v)
-			m.budgets = append(m.budgets, v)
+			m.budgets = append(m.budgets, decoded[policyv1.PodDisruptionBudget](decode))
 		case "HorizontalPodAutoscaler":
-			v := &autoscalingv2.HorizontalPodAutoscaler{}
-			decode(v)
+			v := decoded[autoscalingv2.HorizontalPodAutoscaler](decode)
 			m.autoscalers[v.Spec.ScaleTargetRef.Name] = v
 		case "NetworkPolicy":
-			v := &networkingv1.NetworkPolicy{}
-			decode(v)
-			m.policies = append(m.policies, v)
+			m.policies = append(m.policies, decoded[networkingv1.NetworkPolicy](decode))
 		case "Certificate":
-			v := &certificate{}
-			decode(v)
-			m.certificates = append(m.certificates, v)
+			m.certificates = append(m.certificates, decoded[certificate](decode))
 		case "Issuer":
-			v := &issuer{}
-			decode(v)
-			issuers[v.Metadata.Name] = v
+			issuers[name] = decoded[issuer](decode)
 		case "Namespace":
-			v := &corev1.Namespace{}
-			decode(v)
-			m.namespaces = append(m.namespaces, v)
+			m.namespaces = append(m.namespaces, decoded[corev1.Namespace](decode))
 		default:
 			t.Errorf("%s: a %s (%s) that the policy test does not check", overlay, head.Kind, head.Metadata.Name)
 		}
@@ -197,6 +175,13 @@ func build(t *testing.T, overlay string) *manifests {
 		}
 	}
 	return m
+}
+
+// decoded is a new T filled by decode.
+func decoded[T any](decode func(any)) *T {
+	v := new(T)
+	decode(v)
+	return v
 }
 
 // serveVariables are the environment variables junction serve reads.
