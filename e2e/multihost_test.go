@@ -178,7 +178,7 @@ func (p *proc) kill9() {
 
 func (p *proc) tail() string {
 	b, _ := os.ReadFile(p.logf)
-	return tail(string(b), 15)
+	return tail(string(b), 40)
 }
 
 // TestMultiHost runs the shop as it runs beyond one machine: every service
@@ -307,7 +307,7 @@ func TestMultiHost(t *testing.T) {
 		clients = append(clients, h.ip+":4222")
 	}
 	for i, h := range brokerHosts {
-		brokers = append(brokers, newProc(fmt.Sprintf("broker-%d", i+1), "broker", h,
+		brokers = append(brokers, newProc(fmt.Sprintf("broker-%d", i+1), "broker", h, "JUNCTION_LOG_LEVEL=debug",
 			"JUNCTION_BROKER_ADDR=0.0.0.0:4222", "JUNCTION_BROKER_CLUSTER_ADDR=0.0.0.0:6222", "JUNCTION_BROKER_ROUTES="+strings.Join(routes, ",")))
 	}
 	brokerURL := "nats://" + strings.Join(clients, ",") + "?replicas=3"
@@ -457,6 +457,12 @@ func TestMultiHost(t *testing.T) {
 	for _, f := range faults {
 		t.Logf("fault %s .. %s: %s", f.from.Format("15:04:05.000"), f.to.Format("15:04:05.000"), f.what)
 	}
+	resumed := 0
+	for _, p := range procs {
+		b, _ := os.ReadFile(p.logf)
+		resumed += strings.Count(string(b), "consuming again after the broker ended")
+	}
+	t.Logf("subscriptions that consumed again after the broker ended their pull: %d", resumed)
 	t.Logf("multi-host: %d attempted at %.0f/s on %d hosts; %d orders (%d shipped, %d rejected), %d refused at the door, %d indeterminate, %d stuck (lost), %d double charges, stock conservation error %d",
 		rep.Attempted, rate, len(lab.hosts), rep.Orders, rep.Completed, rep.Rejected, rep.RefusedAtTheDoor, rep.Indeterminate, rep.Stuck, rep.DoubleCharges, rep.ConservationError)
 }

@@ -51,6 +51,9 @@ type Config struct {
 	// TLS, when set, is the connection's TLS (with a client certificate
 	// for a server that maps certificates to users).
 	TLS *tls.Config
+	// OnResume, when set, is told each time a subscription's pull from
+	// the server ended by itself (why) and it consumes again.
+	OnResume func(topic, group string, why error)
 }
 
 // Bus is a publisher and subscriber on one NATS connection. It is safe for
@@ -215,9 +218,18 @@ func fromNATS(jm jetstream.Msg) *bus.Message {
 type subscription struct {
 	b      *Bus
 	cancel context.CancelFunc
-	iter   jetstream.MessagesContext
 	done   chan struct{}
 	once   sync.Once
+
+	mu   sync.Mutex
+	iter jetstream.MessagesContext // the current one; replaced when it ends on its own
+}
+
+// stop stops the current iterator.
+func (s *subscription) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.iter.Stop()
 }
 
 // Subscribe joins group (a durable consumer) on topic.
@@ -225,6 +237,49 @@ func (b *Bus) Subscribe(ctx context.Context, topic, group string, h bus.Handler)
 	if b.subs.Closed() {
 		return nil, bus.ErrClosed
 	}
+	iter, err := b.consume(ctx, topic, group)
+	if err != nil {
+		return nil, err
+	}
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	sub := &subscription{b: b, cancel: cancel, iter: iter, done: make(chan struct{})}
+	if err := b.subs.Add(sub); err != nil {
+		iter.Stop()
+		cancel()
+		return nil, err
+	}
+
+	lanes := bus.NewLanes(hctx, b.cfg.Concurrency, 2, h)
+	go func() {
+		defer close(sub.done)
+		defer lanes.Close()
+		for {
+			jm, err := iter.Next()
+			if err == nil {
+				m := fromNATS(jm)
+				lanes.Dispatch(m, func(err error) { settle(jm, m, err) })
+				continue
+			}
+			if hctx.Err() != nil {
+				return // Close stopped it
+			}
+			// The iterator ended by itself: the server said the consumer
+			// is gone or refused a pull (a cluster electing leaders, a
+			// stream recreated). Consume again, the consumer made anew
+			// where it is missing, until that works or the subscription
+			// is closed: a subscription never ends silently.
+			if iter = sub.resume(hctx, topic, group, err); iter == nil {
+				return
+			}
+		}
+	}()
+	bus.CloseWhenDone(ctx, sub, sub.done)
+	return sub, nil
+}
+
+// consume makes (or finds) group's durable consumer on topic's stream and
+// starts pulling from it.
+func (b *Bus) consume(ctx context.Context, topic, group string) (jetstream.MessagesContext, error) {
 	s, err := b.stream(ctx, topic)
 	if err != nil {
 		return nil, err
@@ -245,29 +300,41 @@ func (b *Bus) Subscribe(ctx context.Context, topic, group string, h bus.Handler)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: consume %s on %s: %w", group, topic, err)
 	}
-	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	sub := &subscription{b: b, cancel: cancel, iter: iter, done: make(chan struct{})}
-	if err := b.subs.Add(sub); err != nil {
-		iter.Stop()
-		cancel()
-		return nil, err
-	}
+	return iter, nil
+}
 
-	lanes := bus.NewLanes(hctx, b.cfg.Concurrency, 2, h)
-	go func() {
-		defer close(sub.done)
-		defer lanes.Close()
-		for {
-			jm, err := iter.Next()
-			if err != nil {
-				return // stopped, or the consumer is gone
-			}
-			m := fromNATS(jm)
-			lanes.Dispatch(m, func(err error) { settle(jm, m, err) })
+// resume consumes again after the iterator ended with why, retrying with
+// backoff (100 ms doubling to 5 s) until it works, and returns the new
+// iterator; nil once ctx ends.
+func (s *subscription) resume(ctx context.Context, topic, group string, why error) jetstream.MessagesContext {
+	wait := 100 * time.Millisecond
+	for {
+		if s.b.cfg.OnResume != nil {
+			s.b.cfg.OnResume(topic, group, why)
 		}
-	}()
-	bus.CloseWhenDone(ctx, sub, sub.done)
-	return sub, nil
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		s.b.mu.Lock()
+		delete(s.b.streams, topic) // looked up again: it may have been recreated
+		s.b.mu.Unlock()
+		iter, err := s.b.consume(cctx, topic, group)
+		cancel()
+		if err == nil {
+			s.mu.Lock()
+			s.iter = iter
+			s.mu.Unlock()
+			if ctx.Err() != nil { // closed meanwhile
+				iter.Stop()
+				return nil
+			}
+			return iter
+		}
+		why, wait = err, min(wait*2, 5*time.Second)
+	}
 }
 
 // SubscribeLive follows topic with a plain NATS subscription on its
@@ -348,8 +415,8 @@ func truncate(s string, n int) string {
 // messages.
 func (s *subscription) Close() error {
 	s.once.Do(func() {
-		s.iter.Stop()
 		s.cancel()
+		s.stop()
 		<-s.done
 		s.b.subs.Remove(s)
 	})

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	neturl "net/url"
@@ -213,7 +214,7 @@ func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr
 				brokerTLS = op.ClientConfig()
 			}
 		}
-		b, err := openBus(url, "junction-bench", brokerTLS)
+		b, err := openBus(url, "junction-bench", brokerTLS, slog.New(slog.DiscardHandler))
 		if err != nil {
 			return err
 		}

@@ -894,7 +894,7 @@ func connectBus(ctx context.Context, cfg serveConfig, r *discovery.Resolver, log
 		}
 		if err == nil {
 			var b messageBus
-			if b, err = openBus(url, cfg.InstanceID, cfg.brokerTLS()); err == nil {
+			if b, err = openBus(url, cfg.InstanceID, cfg.brokerTLS(), log); err == nil {
 				log.Info("connected to the broker", "url", redactURL(url), "after", time.Since(started).Round(time.Millisecond).String())
 				return b, nil
 			}
@@ -928,7 +928,7 @@ type badBrokerURL struct{ error }
 //	kafka://host:port[,host:port]  Kafka
 //	amqp://user:pass@host:port/vh  RabbitMQ
 //	stomp://[user:pass@]host:port  ActiveMQ (STOMP 1.2)
-func openBus(rawURL, name string, tlsConfig *tls.Config) (messageBus, error) {
+func openBus(rawURL, name string, tlsConfig *tls.Config, log *slog.Logger) (messageBus, error) {
 	scheme, rest, ok := strings.Cut(rawURL, "://")
 	if !ok {
 		return nil, badBrokerURL{fmt.Errorf("broker %q: want scheme://address", redactURL(rawURL))}
@@ -939,7 +939,10 @@ func openBus(rawURL, name string, tlsConfig *tls.Config) (messageBus, error) {
 		if err != nil {
 			return nil, badBrokerURL{err}
 		}
-		return natsbus.Connect(servers, natsbus.Config{Name: name, TLS: tlsConfig, Replicas: replicas})
+		return natsbus.Connect(servers, natsbus.Config{Name: name, TLS: tlsConfig, Replicas: replicas,
+			OnResume: func(topic, group string, why error) {
+				log.Warn("consuming again after the broker ended a subscription's pull", "topic", topic, "group", group, "reason", why.Error())
+			}})
 	case "kafka":
 		return kafkabus.Connect(kafkabus.Config{Brokers: strings.Split(rest, ",")})
 	case "amqp", "amqps":
