@@ -266,15 +266,18 @@ func TestMultiHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certs := func(id, service string) []string {
+	issue := func(id, service string) identity.Files {
 		f := identity.Files{Cert: filepath.Join(dir, "pki", id+".crt"), Key: filepath.Join(dir, "pki", id+".key"), CA: ca.BundleFile()}
 		if _, err := ca.IssueFiles(service, time.Hour, f); err != nil {
 			t.Fatal(err)
 		}
+		return f
+	}
+	certs := func(id, service string) []string {
+		f := issue(id, service)
 		return []string{"JUNCTION_TLS_CERT=" + f.Cert, "JUNCTION_TLS_KEY=" + f.Key, "JUNCTION_TLS_CA=" + f.CA}
 	}
-	operatorEnv := certs("operator", "operator")
-	operator, err := identity.Load(identity.Files{Cert: strings.TrimPrefix(operatorEnv[0], "JUNCTION_TLS_CERT="), Key: strings.TrimPrefix(operatorEnv[1], "JUNCTION_TLS_KEY="), CA: ca.BundleFile()})
+	operator, err := identity.Load(issue("operator", "operator"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,17 +48,20 @@ type manifests struct {
 	namespaces   []*corev1.Namespace
 }
 
+// crdMeta is the metadata of a cert-manager object.
+type crdMeta struct {
+	Name      string            `json:"name"`
+	Namespace string            `json:"namespace"`
+	Labels    map[string]string `json:"labels"`
+}
+
 // certificate is the part of cert-manager's Certificate the manifests use
 // (cert-manager's API is not in k8s.io/api); unknown fields fail too.
 type certificate struct {
-	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
-	Metadata   struct {
-		Name      string            `json:"name"`
-		Namespace string            `json:"namespace"`
-		Labels    map[string]string `json:"labels"`
-	} `json:"metadata"`
-	Spec struct {
+	APIVersion string  `json:"apiVersion"`
+	Kind       string  `json:"kind"`
+	Metadata   crdMeta `json:"metadata"`
+	Spec       struct {
 		SecretName  string   `json:"secretName"`
 		IsCA        bool     `json:"isCA"`
 		CommonName  string   `json:"commonName"`
@@ -82,14 +85,10 @@ type certificate struct {
 
 // issuer is cert-manager's Issuer, as the manifests use it.
 type issuer struct {
-	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
-	Metadata   struct {
-		Name      string            `json:"name"`
-		Namespace string            `json:"namespace"`
-		Labels    map[string]string `json:"labels"`
-	} `json:"metadata"`
-	Spec struct {
+	APIVersion string  `json:"apiVersion"`
+	Kind       string  `json:"kind"`
+	Metadata   crdMeta `json:"metadata"`
+	Spec       struct {
 		SelfSigned *struct{} `json:"selfSigned"`
 		CA         *struct {
 			SecretName string `json:"secretName"`

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -360,39 +361,30 @@ func serveBroker(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 
 // natsLogger writes the embedded NATS server's log into the process's:
 // its warnings and errors (a route that fails, a stream without a quorum)
-// as such, its notices at debug (they narrate every start).
+// as such, its notices at debug (they narrate every start), and what
+// natsHeals names at debug whatever its level.
 type natsLogger struct{ log *slog.Logger }
 
-func (l natsLogger) Noticef(format string, v ...any) {
-	l.log.Debug("nats: " + fmt.Sprintf(format, v...))
-}
-func (l natsLogger) Warnf(format string, v ...any) {
+// natsHeals are the NATS server's messages that do not call for anyone:
+// a route retried while the other nodes start or restart (it comes up by
+// itself), and the warning that the routes' certificates are not checked
+// by host name (they are checked by SPIFFE ID, brokerRouteTLS).
+var natsHeals = []string{"Error trying to connect to route", "will not be verified"}
+
+func (l natsLogger) at(level slog.Level, format string, v []any) {
 	msg := fmt.Sprintf(format, v...)
-	if strings.Contains(msg, "will not be verified") {
-		// The routes' certificates are verified, by SPIFFE ID rather
-		// than host name (brokerRouteTLS): not the warning's case.
-		l.log.Debug("nats: " + msg)
-		return
+	if slices.ContainsFunc(natsHeals, func(s string) bool { return strings.Contains(msg, s) }) {
+		level = slog.LevelDebug
 	}
-	l.log.Warn("nats: " + msg)
+	l.log.Log(context.Background(), level, "nats: "+msg)
 }
-func (l natsLogger) Fatalf(format string, v ...any) {
-	l.log.Error("nats: " + fmt.Sprintf(format, v...))
-}
-func (l natsLogger) Errorf(format string, v ...any) {
-	msg := fmt.Sprintf(format, v...)
-	if strings.Contains(msg, "Error trying to connect to route") {
-		// Every attempt, while the other nodes start or restart: the
-		// route comes up by itself.
-		l.log.Debug("nats: " + msg)
-		return
-	}
-	l.log.Error("nats: " + msg)
-}
-func (l natsLogger) Debugf(format string, v ...any) {
-	l.log.Debug("nats: " + fmt.Sprintf(format, v...))
-}
-func (l natsLogger) Tracef(format string, v ...any) {}
+
+func (l natsLogger) Noticef(format string, v ...any) { l.at(slog.LevelDebug, format, v) }
+func (l natsLogger) Warnf(format string, v ...any)   { l.at(slog.LevelWarn, format, v) }
+func (l natsLogger) Errorf(format string, v ...any)  { l.at(slog.LevelError, format, v) }
+func (l natsLogger) Fatalf(format string, v ...any)  { l.at(slog.LevelError, format, v) }
+func (l natsLogger) Debugf(format string, v ...any)  { l.at(slog.LevelDebug, format, v) }
+func (l natsLogger) Tracef(string, ...any)           {}
 
 // clusterOptions make the embedded broker one node of a NATS cluster
 // named junction: JetStream replicates the streams created with
@@ -408,11 +400,9 @@ func clusterOptions(opts *server.Options, cfg serveConfig) error {
 		return err
 	}
 	opts.Cluster = server.ClusterOpts{Name: "junction", Host: host, Port: p}
-	var routes []string
 	for _, r := range cfg.Broker.Routes {
-		routes = append(routes, "nats://"+r)
+		opts.Routes = append(opts.Routes, &url.URL{Scheme: "nats", Host: r})
 	}
-	opts.Routes = server.RoutesFromStr(strings.Join(routes, ","))
 	if cfg.ident != nil {
 		if opts.Cluster.TLSConfig, err = brokerRouteTLS(cfg.ident); err != nil {
 			return err

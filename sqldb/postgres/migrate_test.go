@@ -2,12 +2,9 @@ package postgres_test
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
-	"time"
 
 	"github.com/junction-go/junction/sqldb"
 	"github.com/junction-go/junction/sqldb/sqldbtest"
@@ -17,18 +14,8 @@ import (
 // at once (as replicas of a service starting together do) all migrate it
 // without error, and each migration is applied once.
 func TestReplicasMigrateOneSchemaTogether(t *testing.T) {
-	admin, base := sqldbtest.PostgresServer(t)
 	ctx := context.Background()
-	schema := fmt.Sprintf("m_%d", time.Now().UnixNano())
-	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = admin.ExecContext(ctx, "DROP SCHEMA "+schema+" CASCADE") })
-	sep := "?"
-	if strings.Contains(base, "?") {
-		sep = "&"
-	}
-	url := base + sep + "search_path=" + schema
+	url := sqldbtest.PostgresSchema(t)
 	migrations := fstest.MapFS{
 		"postgres/00001_a.sql": {Data: []byte("-- +goose Up\nCREATE TABLE a (n BIGINT PRIMARY KEY);\n-- +goose Down\nDROP TABLE a;\n")},
 		"postgres/00002_b.sql": {Data: []byte("-- +goose Up\nCREATE TABLE b (n BIGINT PRIMARY KEY);\nINSERT INTO a (n) VALUES (1);\n-- +goose Down\nDROP TABLE b;\n")},

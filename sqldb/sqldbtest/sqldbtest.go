@@ -76,6 +76,22 @@ func PostgresServer(t testing.TB) (admin *sqldb.DB, url string) {
 // at the end of the test.
 func Postgres(t testing.TB) *sqldb.DB {
 	t.Helper()
+	url := PostgresSchema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	db, err := sqldb.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// PostgresSchema makes a new schema on the machine's PostgreSQL, dropped
+// at the end of the test, and returns the URL whose search path it is:
+// for a test that opens it more than once (replicas of a service).
+func PostgresSchema(t testing.TB) string {
+	t.Helper()
 	admin, base := PostgresServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -83,19 +99,12 @@ func Postgres(t testing.TB) *sqldb.DB {
 	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _, _ = admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE") })
 	sep := "?"
 	if strings.Contains(base, "?") {
 		sep = "&"
 	}
-	db, err := sqldb.Open(ctx, base+sep+"search_path="+schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		db.Close()
-		_, _ = admin.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-	})
-	return db
+	return base + sep + "search_path=" + schema
 }
 
 // SmallTxSchema is the table SmallTx works on.
