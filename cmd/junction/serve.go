@@ -721,9 +721,12 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		svc.Admit(admission)
 		// Every second, the permits of orders another replica ended.
 		bg.every(time.Second, func(ctx context.Context) {
-			admission.Sweep(ctx, func(ctx context.Context, id int64) bool {
-				o, err := st.Get(ctx, id)
-				return err == nil && o.Status != order.StatusPending
+			admission.Sweep(ctx, func(ctx context.Context, ids []int64) map[int64]bool {
+				settled, err := st.Settled(ctx, ids)
+				if err != nil {
+					return nil // looked at again next second
+				}
+				return settled
 			})
 		})
 		meterAdmission(cfg.metrics, admission)

@@ -108,9 +108,10 @@ func (a *Admission) Ended(in *saga.Instance) {
 }
 
 // Sweep returns the permits of orders that ended elsewhere (settled
-// reports whether order id has its verdict) and of those held longer than
-// maxHold, and forgets early ends no permit came for.
-func (a *Admission) Sweep(ctx context.Context, settled func(ctx context.Context, id int64) bool) {
+// reports, in one look at the store, which of ids have their verdict)
+// and of those held longer than maxHold, and forgets early ends no
+// permit came for.
+func (a *Admission) Sweep(ctx context.Context, settled func(ctx context.Context, ids []int64) map[int64]bool) {
 	now := time.Now()
 	a.mu.Lock()
 	var old []int64
@@ -125,17 +126,20 @@ func (a *Admission) Sweep(ctx context.Context, settled func(ctx context.Context,
 		}
 	}
 	a.mu.Unlock()
+	if len(old) == 0 {
+		return
+	}
+	done := settled(ctx, old)
 	for _, id := range old {
-		done := settled(ctx, id)
 		a.mu.Lock()
 		h, ok := a.held[id]
 		stale := ok && now.Sub(h.since) > maxHold
-		if ok && (done || stale) {
+		if ok && (done[id] || stale) {
 			delete(a.held, id)
 		}
 		a.mu.Unlock()
 		switch {
-		case ok && done:
+		case ok && done[id]:
 			h.permit.Record()
 		case stale:
 			h.permit.Drop()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -86,7 +87,9 @@ func TestAdmissionSweep(t *testing.T) {
 			p, _ := a.Admit()
 			a.Hold(id, p)
 		}
-		settled := func(_ context.Context, id int64) bool { return id == 1 }
+		settled := func(_ context.Context, ids []int64) map[int64]bool {
+			return map[int64]bool{1: slices.Contains(ids, 1)}
+		}
 		a.Sweep(context.Background(), settled)
 		if n := a.Stats().InFlight; n != 2 {
 			t.Fatalf("%d in flight right after admission, want 2 (a second's grace)", n)

@@ -314,6 +314,35 @@ func (s *Store) Status(ctx context.Context, id int64) (owner int64, st order.Sta
 	return owner, order.Status(status), nil
 }
 
+// Settled reports which of ids have their verdict (no longer pending),
+// in one query.
+func (s *Store) Settled(ctx context.Context, ids []int64) (map[int64]bool, error) {
+	out := map[int64]bool{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	args := make([]any, 0, len(ids)+1)
+	args = append(args, string(order.StatusPending))
+	marks := make([]string, len(ids))
+	for i, id := range ids {
+		marks[i] = "?"
+		args = append(args, id)
+	}
+	rows, err := s.db.QueryContext(ctx, s.db.Dialect.Rebind(`SELECT id FROM orders WHERE status != ? AND id IN (`+strings.Join(marks, ",")+`)`), args...)
+	if err != nil {
+		return nil, fmt.Errorf("settled orders: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("settled orders: %w", err)
+		}
+		out[id] = true
+	}
+	return out, rows.Err()
+}
+
 // Get returns the order with the history of its sagas.
 func (s *Store) Get(ctx context.Context, id int64) (order.Order, error) {
 	o, err := s.get(ctx, s.db, id)

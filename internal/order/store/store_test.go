@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -144,6 +145,33 @@ func TestSagaControls(t *testing.T) {
 		}
 		if err := st.Abort(ctx, o.ID, "customer changed their mind"); err != nil {
 			t.Errorf("Abort of a running saga = %v", err)
+		}
+	})
+}
+
+// TestSettled: of the ids asked, the orders with their verdict; a pending
+// order and one that does not exist are not.
+func TestSettled(t *testing.T) {
+	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		st := newStore(t, db)
+		a, _, err := st.Create(ctx, pending(1, "JX-MUG"), "", "", created)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _, err := st.Create(ctx, pending(1, "JX-MUG"), "", "", created)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, db.Dialect.Rebind(`UPDATE orders SET status = ? WHERE id = ?`), string(order.StatusRejected), b.ID); err != nil {
+			t.Fatal(err)
+		}
+		got, err := st.Settled(ctx, []int64{a.ID, b.ID, 999})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[int64]bool{b.ID: true}; !maps.Equal(got, want) {
+			t.Errorf("Settled = %v, want %v", got, want)
 		}
 	})
 }
