@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -457,6 +458,16 @@ func TestMultiHost(t *testing.T) {
 
 	as := <-loaded
 	rep, _ := s.check(as, seed, map[string]int{was: 1, "order-service-1": 1})
+	if t.Failed() {
+		// A service whose outbox still holds messages long after the
+		// load ended has a relay that stopped publishing.
+		for _, s := range stores {
+			var unsent int
+			var failing sql.NullString
+			err := open(s).QueryRowContext(ctx, `SELECT COUNT(*), MAX(last_error) FROM outbox WHERE sent_at IS NULL`).Scan(&unsent, &failing)
+			t.Logf("%s's outbox: %d unsent, last error %q (%v)", s, unsent, failing.String, err)
+		}
+	}
 	for _, f := range faults {
 		t.Logf("fault %s .. %s: %s", f.from.Format("15:04:05.000"), f.to.Format("15:04:05.000"), f.what)
 	}

@@ -446,3 +446,56 @@ func TestInTxWakesTheRelay(t *testing.T) {
 		})
 	}
 }
+
+// unanswered publishes through the real bus, except to one topic, where
+// it waits, as a publish whose acknowledgement is lost would, until its
+// context ends.
+type unanswered struct {
+	bus.Publisher
+	topic string
+	held  atomic.Int64
+}
+
+func (u *unanswered) Publish(ctx context.Context, topic string, msgs ...*bus.Message) error {
+	if topic != u.topic {
+		return u.Publisher.Publish(ctx, topic, msgs...)
+	}
+	u.held.Add(1)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestARoundDoesNotWaitForeverForThePublisher: a Publish that never
+// returns by itself fails the round after PublishTimeout, even when the
+// relay's own context has no end; the other topics' rows are marked and
+// the held topic's rows stay unsent for the next round.
+func TestARoundDoesNotWaitForeverForThePublisher(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for i := range 10 {
+		topic := []string{"answered", "unanswered"}[i%2]
+		if err := e.db.InTx(ctx, func(tx *sql.Tx) error { return e.ob.Add(ctx, tx, topic, event(i, "k")) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub := &unanswered{Publisher: e.bus, topic: "unanswered"}
+	r := outbox.NewRelay(e.ob, pub, outbox.RelayConfig{PublishTimeout: 100 * time.Millisecond}, quiet)
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() { n, err := r.Once(ctx); done <- result{n, err} }()
+	var got result
+	select {
+	case got = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the round still waits for a publisher that never answers after 30 s")
+	}
+	if got.err == nil || !errors.Is(got.err, context.DeadlineExceeded) || got.n != 5 {
+		t.Errorf("Once = %d, %v; want the 5 answered rows and the held topic's deadline", got.n, got.err)
+	}
+	if b, _ := e.ob.Backlog(ctx); b.Unsent != 5 || pub.held.Load() != 1 {
+		t.Errorf("after the round: %d unsent, %d held publishes; want the 5 of the held topic, 1", b.Unsent, pub.held.Load())
+	}
+}

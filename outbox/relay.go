@@ -25,6 +25,12 @@ type RelayConfig struct {
 	// Lease is how long a relay holds the outbox after its last renewal;
 	// 10 s when zero.
 	Lease time.Duration
+	// PublishTimeout bounds one round's publishing: a topic whose
+	// Publish has not returned by then fails the round (its rows stay for
+	// the next), so a broker that never answers, or an acknowledgement
+	// lost on the way, cannot hold the relay and its lease for ever. The
+	// lease when zero.
+	PublishTimeout time.Duration
 	// Retention is how long sent messages are kept (for audits and
 	// re-publishing after a broker loses data); 1 h when zero.
 	Retention time.Duration
@@ -61,6 +67,9 @@ func NewRelay(o *Outbox, pub bus.Publisher, cfg RelayConfig, log *slog.Logger) *
 	}
 	if cfg.Lease <= 0 {
 		cfg.Lease = 10 * time.Second
+	}
+	if cfg.PublishTimeout <= 0 {
+		cfg.PublishTimeout = cfg.Lease
 	}
 	if cfg.Retention <= 0 {
 		cfg.Retention = time.Hour
@@ -135,6 +144,8 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 		byTopic[rw.topic] = append(byTopic[rw.topic], rw)
 	}
 	errs := make([]error, len(topics))
+	pctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
+	defer cancel()
 	var wg sync.WaitGroup
 	for i, topic := range topics {
 		wg.Go(func() {
@@ -142,7 +153,7 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 			for _, rw := range byTopic[topic] {
 				msgs = append(msgs, rw.msg)
 			}
-			errs[i] = r.pub.Publish(ctx, topic, msgs...)
+			errs[i] = r.pub.Publish(pctx, topic, msgs...)
 		})
 	}
 	wg.Wait()

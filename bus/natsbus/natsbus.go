@@ -54,6 +54,13 @@ type Config struct {
 	// OnResume, when set, is told each time a subscription's pull from
 	// the server ended by itself (why) and it consumes again.
 	OnResume func(topic, group string, why error)
+	// PublishTimeout is how long Publish waits for the server's
+	// acknowledgement of each message when the caller's context allows
+	// longer; 5 s when zero. An acknowledgement can be lost (the stream's
+	// leader dies after storing the message, the connection moves to
+	// another server), and without a bound Publish would wait for it
+	// forever.
+	PublishTimeout time.Duration
 }
 
 // Bus is a publisher and subscriber on one NATS connection. It is safe for
@@ -85,6 +92,9 @@ func Connect(url string, cfg Config) (*Bus, error) {
 	if cfg.Replicas == 0 {
 		cfg.Replicas = 1
 	}
+	if cfg.PublishTimeout == 0 {
+		cfg.PublishTimeout = 5 * time.Second
+	}
 	opts := []nats.Option{nats.Name(cfg.Name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
 	if cfg.TLS != nil {
 		opts = append(opts, nats.Secure(cfg.TLS))
@@ -93,7 +103,7 @@ func Connect(url string, cfg Config) (*Bus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: connect: %w", err)
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(cfg.PublishTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("natsbus: %w", err)
@@ -160,6 +170,11 @@ func (b *Bus) Publish(ctx context.Context, topic string, msgs ...*bus.Message) e
 		return err
 	}
 	if len(msgs) == 1 {
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, b.cfg.PublishTimeout)
+			defer cancel()
+		}
 		_, err := b.js.PublishMsg(ctx, toNATS(topic, msgs[0]))
 		if err != nil {
 			return fmt.Errorf("natsbus: publish %s to %s: %w", msgs[0].ID, topic, err)

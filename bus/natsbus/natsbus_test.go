@@ -135,15 +135,7 @@ func TestASubscriptionOutlivesItsConsumer(t *testing.T) {
 	publish("m1")
 	wait("m1")
 
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := operate(t, ns.ClientURL())
 	if err := js.DeleteConsumer(ctx, natsbus.StreamName("resume-topic"), natsbus.StreamName("resume-group")); err != nil {
 		t.Fatal(err)
 	}
@@ -155,4 +147,67 @@ func TestASubscriptionOutlivesItsConsumer(t *testing.T) {
 	}
 	publish("m2")
 	wait("m2", "m1")
+}
+
+// TestAPublishWhoseAcknowledgementIsLostEnds: a message the server never
+// acknowledges (here the stream is gone and a plain subscriber swallows
+// the subject, as a stream leader that dies after storing a message
+// would leave it) fails Publish after PublishTimeout, alone or in a
+// batch, even when the caller's context has no deadline; it does not
+// hang the caller (an outbox relay) for ever.
+func TestAPublishWhoseAcknowledgementIsLostEnds(t *testing.T) {
+	ns := natstest.Start(t, t.TempDir())
+	b, err := natsbus.Connect(ns.ClientURL(), natsbus.Config{Name: "lost-ack", PublishTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	msg := func(id string) *bus.Message { return &bus.Message{ID: id, Type: "T", Source: "test"} }
+	if err := b.Publish(ctx, "lost-ack", msg("m0")); err != nil {
+		t.Fatal(err) // the stream exists now, and the bus knows it
+	}
+	nc, js := operate(t, ns.ClientURL())
+	if err := js.DeleteStream(ctx, natsbus.StreamName("lost-ack")); err != nil {
+		t.Fatal(err)
+	}
+	swallowed := make(chan struct{}, 16)
+	if _, err := nc.Subscribe("lost-ack", func(*nats.Msg) { swallowed <- struct{}{} }); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, batch := range [][]*bus.Message{{msg("m1")}, {msg("m2"), msg("m3")}} {
+		done := make(chan error, 1)
+		go func() { done <- b.Publish(ctx, "lost-ack", batch...) }()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatalf("Publish of %d unacknowledged messages succeeded", len(batch))
+			}
+			t.Logf("%d message(s): %v", len(batch), err)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("Publish of %d unacknowledged messages still waiting after 30 s", len(batch))
+		}
+	}
+	if len(swallowed) != 3 {
+		t.Errorf("the server passed on %d of the 3 messages, want 3 (it should have had them, and not answered)", len(swallowed))
+	}
+}
+
+// operate connects to the server at url as an operator would, beside the
+// bus, to change what the bus relies on.
+func operate(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
 }
