@@ -54,9 +54,9 @@ type Config struct {
 	// OnResume, when set, is told each time a subscription's pull from
 	// the server ended by itself (why) and it consumes again.
 	OnResume func(topic, group string, why error)
-	// PublishTimeout is how long Publish waits for the server's
-	// acknowledgement of each message when the caller's context allows
-	// longer; 5 s when zero. An acknowledgement can be lost (the stream's
+	// PublishTimeout is the longest Publish waits for the server's
+	// acknowledgement of a message, whatever the caller's context allows;
+	// 5 s when zero. An acknowledgement can be lost (the stream's
 	// leader dies after storing the message, the connection moves to
 	// another server), and without a bound Publish would wait for it
 	// forever.
@@ -170,11 +170,8 @@ func (b *Bus) Publish(ctx context.Context, topic string, msgs ...*bus.Message) e
 		return err
 	}
 	if len(msgs) == 1 {
-		if _, ok := ctx.Deadline(); !ok {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, b.cfg.PublishTimeout)
-			defer cancel()
-		}
+		ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
+		defer cancel()
 		_, err := b.js.PublishMsg(ctx, toNATS(topic, msgs[0]))
 		if err != nil {
 			return fmt.Errorf("natsbus: publish %s to %s: %w", msgs[0].ID, topic, err)
