@@ -321,27 +321,42 @@ func TestSampledTracesAreWhole(t *testing.T) {
 	// 120 orders in two seconds: about twice what 20 new traces a second
 	// (and a second's burst) keep.
 	as := s.load(120, 60, func(int) []line { return []line{{SKU: "JX-MUG", Quantity: 1}} }, func(int) string { return "" }, nil)
-	s.quiesce(as, 30*time.Second)
+	views := s.quiesce(as, 30*time.Second)
+	// Each order's trace, if the sampler kept it: a confirmed order's has
+	// every hop of wholeOrder; one the saga rejected (its stock taken by
+	// the orders before it between the check at the door and the
+	// reservation) ends at the rejection. Neither may miss a parent.
 	var kept []traceJSON
+	rejected := 0
 	eventually(t, 20*time.Second, "every kept order trace whole", func() error {
-		var recent struct {
-			Traces []traceJSON `json:"traces"`
-		}
-		store.do("GET", "/v1/traces?limit=1000", nil).decode(t, &recent)
-		kept = kept[:0]
-		for _, sum := range recent.Traces {
-			if sum.Root != "POST /api/orders" {
-				continue
+		kept, rejected = kept[:0], 0
+		for _, a := range as {
+			if a.id == 0 {
+				continue // refused at the door (out of stock): no order
+			}
+			var list struct {
+				Traces []traceJSON `json:"traces"`
+			}
+			store.do("GET", fmt.Sprintf("/v1/orders/%d/traces", a.id), nil).decode(t, &list)
+			i := slices.IndexFunc(list.Traces, func(x traceJSON) bool { return x.Root == "POST /api/orders" && x.RootSvc == "gateway" })
+			if i < 0 {
+				continue // not kept
 			}
 			var tr traceJSON
-			store.do("GET", "/v1/traces/"+sum.TraceID, nil).decode(t, &tr)
-			if !slices.ContainsFunc(tr.Spans, func(sp spanJSON) bool { return sp.Name == "saga start place-order" }) {
-				continue // refused at the door (out of stock), or a retry answered from the idempotency key
+			store.do("GET", "/v1/traces/"+list.Traces[i].TraceID, nil).decode(t, &tr)
+			want := wholeOrder
+			switch st := views[a.id].Status; st {
+			case "confirmed", "shipped":
+			case "rejected":
+				want = map[string][]string{"order-service": {"saga start place-order", "saga command reserve-stock", "process order-replies"}, "inventory-service": {"process inventory-commands"}}
+				rejected++
+			default:
+				return fmt.Errorf("order %d is %q", a.id, st)
 			}
-			for svc, names := range wholeOrder {
+			for svc, names := range want {
 				for _, n := range names {
 					if !slices.ContainsFunc(tr.Spans, func(sp spanJSON) bool { return sp.Service == svc && sp.Name == n }) {
-						return fmt.Errorf("trace %s has no span %q of %s (%d spans)", tr.TraceID, n, svc, len(tr.Spans))
+						return fmt.Errorf("order %d (%s): trace %s has no span %q of %s (%d spans)", a.id, views[a.id].Status, tr.TraceID, n, svc, len(tr.Spans))
 					}
 				}
 			}
@@ -379,5 +394,5 @@ func TestSampledTracesAreWhole(t *testing.T) {
 			refused++
 		}
 	}
-	t.Logf("%d of %d orders traced, each whole (%d refused at the door: out of stock)", len(kept), len(as), refused)
+	t.Logf("%d of %d orders traced, each whole (%d of them rejected by the saga: out of stock at the reservation; %d refused at the door)", len(kept), len(as), rejected, refused)
 }
