@@ -146,6 +146,9 @@ func startSystemEnv(t testing.TB, data string, env []string, args ...string) *sy
 			s.stop(t)
 		}
 		if t.Failed() {
+			// What went wrong is usually a warning far above the tail,
+			// under the access log's lines.
+			t.Logf("junction up's warnings and errors:\n%s", tail(warnings(s.out.String()), 100))
 			t.Logf("junction up output:\n%s", tail(s.out.String(), 200))
 			if dir := os.Getenv("JUNCTION_E2E_LOGS"); dir != "" {
 				name := filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+".log")
@@ -215,6 +218,17 @@ func freePort(t testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// warnings returns the lines of out logged at WARN or ERROR.
+func warnings(out string) string {
+	var w []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, `"level":"ERROR"`) {
+			w = append(w, l)
+		}
+	}
+	return strings.Join(w, "\n")
 }
 
 func tail(s string, lines int) string {
