@@ -39,6 +39,27 @@ type spanJSON struct {
 	} `json:"links"`
 }
 
+// postTrace returns the trace of order id's POST at the gateway, as the
+// trace store has it now; false if it has none.
+func postTrace(t *testing.T, store *client, id int64) (traceJSON, bool) {
+	t.Helper()
+	var list struct {
+		Traces []traceJSON `json:"traces"`
+	}
+	store.do("GET", fmt.Sprintf("/v1/orders/%d/traces", id), nil).decode(t, &list)
+	i := slices.IndexFunc(list.Traces, func(x traceJSON) bool { return x.Root == "POST /api/orders" && x.RootSvc == "gateway" })
+	if i < 0 {
+		return traceJSON{}, false
+	}
+	var tr traceJSON
+	r := store.do("GET", "/v1/traces/"+list.Traces[i].TraceID, nil)
+	if r.Status != http.StatusOK {
+		return traceJSON{}, false
+	}
+	r.decode(t, &tr)
+	return tr, true
+}
+
 // orderTrace waits until the trace store holds the trace of order id's
 // POST whole (want's spans, by service, all there and no span's parent
 // missing), and returns it.
@@ -47,19 +68,10 @@ func orderTrace(t *testing.T, base string, id int64, want map[string][]string) t
 	store := newClient(t, base)
 	var tr traceJSON
 	eventually(t, 20*time.Second, fmt.Sprintf("order %d's whole trace in the store", id), func() error {
-		var list struct {
-			Traces []traceJSON `json:"traces"`
+		var ok bool
+		if tr, ok = postTrace(t, store, id); !ok {
+			return fmt.Errorf("no trace of order %d rooted at the gateway's POST /api/orders yet", id)
 		}
-		store.do("GET", fmt.Sprintf("/v1/orders/%d/traces", id), nil).decode(t, &list)
-		i := slices.IndexFunc(list.Traces, func(x traceJSON) bool { return x.Root == "POST /api/orders" && x.RootSvc == "gateway" })
-		if i < 0 {
-			return fmt.Errorf("no trace rooted at the gateway's POST /api/orders among %d", len(list.Traces))
-		}
-		r := store.do("GET", "/v1/traces/"+list.Traces[i].TraceID, nil)
-		if r.Status != http.StatusOK {
-			return fmt.Errorf("GET trace = %d", r.Status)
-		}
-		r.decode(t, &tr)
 		for svc, names := range want {
 			for _, n := range names {
 				if !slices.ContainsFunc(tr.Spans, func(s spanJSON) bool { return s.Service == svc && s.Name == n }) {
@@ -334,16 +346,10 @@ func TestSampledTracesAreWhole(t *testing.T) {
 			if a.id == 0 {
 				continue // refused at the door (out of stock): no order
 			}
-			var list struct {
-				Traces []traceJSON `json:"traces"`
-			}
-			store.do("GET", fmt.Sprintf("/v1/orders/%d/traces", a.id), nil).decode(t, &list)
-			i := slices.IndexFunc(list.Traces, func(x traceJSON) bool { return x.Root == "POST /api/orders" && x.RootSvc == "gateway" })
-			if i < 0 {
+			tr, ok := postTrace(t, store, a.id)
+			if !ok {
 				continue // not kept
 			}
-			var tr traceJSON
-			store.do("GET", "/v1/traces/"+list.Traces[i].TraceID, nil).decode(t, &tr)
 			want := wholeOrder
 			switch st := views[a.id].Status; st {
 			case "confirmed", "shipped":
