@@ -229,30 +229,34 @@ func (t *retryingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	idempotent := req.Method == http.MethodGet || req.Method == http.MethodHead || req.Header.Get("Idempotency-Key") != ""
 	resp, err := t.retry.WithContext(req.Context()).GetWithExecution(func(e failsafe.Execution[*http.Response]) (*http.Response, error) {
 		if e.Attempts() > 1 {
-			if req.GetBody == nil && req.Body != nil && req.Body != http.NoBody {
+			if err := rewind(req); err != nil {
 				return nil, finalError{e.LastError()} // the body is gone with the first try
 			}
-			if req.GetBody != nil {
-				body, err := req.GetBody()
-				if err != nil {
-					return nil, finalError{err}
-				}
-				req.Body = body
+		}
+		for {
+			addr, done, err := t.balancer.Pick(req.Context(), service, discovery.EndpointHTTP, func(a string) bool { return tried[a] })
+			if err != nil {
+				return nil, finalError{fault.Wrap(fault.Unavailable, err, "%s is unavailable; try again shortly", service)}
 			}
+			again := tried[addr]
+			tried[addr] = true
+			out := req.Clone(req.Context())
+			out.URL.Host = addr
+			resp, err := t.base.RoundTrip(out)
+			resp, err = discovery.Track(resp, err, done)
+			// A refused connection reached no instance (one that is gone,
+			// still listed for a moment): the next instance is tried at
+			// once, in this attempt. The retry budget bounds work sent
+			// twice, and this sends none; spending it here refused reads
+			// when several met a dead instance at once.
+			if err != nil && unreached(err) && !again && req.Context().Err() == nil && rewind(req) == nil {
+				continue
+			}
+			if err != nil && (req.Context().Err() != nil || !(idempotent || unreached(err))) {
+				return nil, finalError{err}
+			}
+			return resp, err
 		}
-		addr, done, err := t.balancer.Pick(req.Context(), service, discovery.EndpointHTTP, func(a string) bool { return tried[a] })
-		if err != nil {
-			return nil, finalError{fault.Wrap(fault.Unavailable, err, "%s is unavailable; try again shortly", service)}
-		}
-		tried[addr] = true
-		out := req.Clone(req.Context())
-		out.URL.Host = addr
-		resp, err := t.base.RoundTrip(out)
-		resp, err = discovery.Track(resp, err, done)
-		if err != nil && (req.Context().Err() != nil || !(idempotent || unreached(err))) {
-			return nil, finalError{err}
-		}
-		return resp, err
 	})
 	var final finalError
 	if errors.As(err, &final) {
@@ -262,6 +266,23 @@ func (t *retryingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		err = fault.Wrap(fault.Unavailable, err, "%s is failing; try again shortly", service)
 	}
 	return resp, err
+}
+
+// rewind makes req's body readable again for another send (the transport
+// closes it after each); an error when it cannot be.
+func rewind(req *http.Request) error {
+	if req.Body == nil || req.Body == http.NoBody {
+		return nil
+	}
+	if req.GetBody == nil {
+		return errors.New("the body cannot be read again")
+	}
+	body, err := req.GetBody()
+	if err != nil {
+		return err
+	}
+	req.Body = body
+	return nil
 }
 
 // unreached reports whether err means the request never reached the
