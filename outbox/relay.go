@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/junction-go/junction/bus"
+	"github.com/junction-go/junction/sqldb"
 )
 
 // RelayConfig tunes a relay; the zero value is usable.
@@ -226,14 +226,12 @@ func (r *Relay) markSent(ctx context.Context, rows []row) error {
 		return nil
 	}
 	args := []any{time.Now().UnixMilli(), r.cfg.Holder, r.token}
-	marks := make([]string, len(rows))
-	for i, rw := range rows {
-		marks[i] = "?"
+	for _, rw := range rows {
 		args = append(args, rw.seq)
 	}
 	q := r.o.db.Dialect.Rebind(`UPDATE outbox SET sent_at = ?
 		WHERE EXISTS (SELECT 1 FROM outbox_lease WHERE name = 'relay' AND holder = ? AND token = ?)
-		AND seq IN (` + strings.Join(marks, ",") + `)`)
+		AND seq IN (` + sqldb.Marks(len(rows)) + `)`)
 	res, err := r.o.db.ExecContext(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("outbox: mark sent: %w", err)

@@ -36,6 +36,12 @@ type Dialect interface {
 	Migrate(ctx context.Context, db *sql.DB, fsys fs.FS, versionTable string) error
 }
 
+// Marks returns n placeholders separated by commas ("?,?,?"), for an IN
+// list of n values in a query written with ? placeholders.
+func Marks(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
+
 // Driver opens the databases of one dialect.
 type Driver interface {
 	// Accepts reports whether url names a database of this driver.

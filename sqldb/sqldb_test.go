@@ -54,3 +54,11 @@ func TestOpenRejectsUnknownURLs(t *testing.T) {
 		}
 	}
 }
+
+func TestMarks(t *testing.T) {
+	for n, want := range map[int]string{1: "?", 3: "?,?,?"} {
+		if got := sqldb.Marks(n); got != want {
+			t.Errorf("Marks(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	orderevents "github.com/junction-go/junction/api/events"
@@ -323,12 +322,10 @@ func (s *Store) Settled(ctx context.Context, ids []int64) (map[int64]bool, error
 	}
 	args := make([]any, 0, len(ids)+1)
 	args = append(args, string(order.StatusPending))
-	marks := make([]string, len(ids))
-	for i, id := range ids {
-		marks[i] = "?"
+	for _, id := range ids {
 		args = append(args, id)
 	}
-	rows, err := s.db.QueryContext(ctx, s.db.Dialect.Rebind(`SELECT id FROM orders WHERE status != ? AND id IN (`+strings.Join(marks, ",")+`)`), args...)
+	rows, err := s.db.QueryContext(ctx, s.db.Dialect.Rebind(`SELECT id FROM orders WHERE status != ? AND id IN (`+sqldb.Marks(len(ids))+`)`), args...)
 	if err != nil {
 		return nil, fmt.Errorf("settled orders: %w", err)
 	}
@@ -420,8 +417,7 @@ func (s *Store) query(ctx context.Context, q querier, where string, args ...any)
 	for i, o := range orders {
 		ids[i] = o.ID
 	}
-	marks := strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",")
-	irows, err := q.QueryContext(ctx, s.db.Dialect.Rebind(`SELECT order_id, sku, quantity FROM order_items WHERE order_id IN (`+marks+`) ORDER BY order_id, line`), ids...)
+	irows, err := q.QueryContext(ctx, s.db.Dialect.Rebind(`SELECT order_id, sku, quantity FROM order_items WHERE order_id IN (`+sqldb.Marks(len(ids))+`) ORDER BY order_id, line`), ids...)
 	if err != nil {
 		return nil, fmt.Errorf("query order items: %w", err)
 	}

@@ -155,22 +155,22 @@ func TestSettled(t *testing.T) {
 	sqldbtest.Each(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
 		st := newStore(t, db)
-		a, _, err := st.Create(ctx, pending(1, "JX-MUG"), "", "", created)
+		var ids []int64 // a pending order, one with its verdict, none
+		for range 2 {
+			o, _, err := st.Create(ctx, pending(1, "JX-MUG"), "", "", created)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, o.ID)
+		}
+		if _, err := db.ExecContext(ctx, db.Dialect.Rebind(`UPDATE orders SET status = ? WHERE id = ?`), string(order.StatusRejected), ids[1]); err != nil {
+			t.Fatal(err)
+		}
+		got, err := st.Settled(ctx, append(ids, 999))
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, _, err := st.Create(ctx, pending(1, "JX-MUG"), "", "", created)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.ExecContext(ctx, db.Dialect.Rebind(`UPDATE orders SET status = ? WHERE id = ?`), string(order.StatusRejected), b.ID); err != nil {
-			t.Fatal(err)
-		}
-		got, err := st.Settled(ctx, []int64{a.ID, b.ID, 999})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := map[int64]bool{b.ID: true}; !maps.Equal(got, want) {
+		if want := map[int64]bool{ids[1]: true}; !maps.Equal(got, want) {
 			t.Errorf("Settled = %v, want %v", got, want)
 		}
 	})
