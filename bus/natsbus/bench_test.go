@@ -20,15 +20,7 @@ import (
 //	go test ./bus/natsbus -run '^$' -bench . -benchtime 20000x
 func benchEnv(b *testing.B) (jetstream.JetStream, *natsbus.Bus) {
 	ns := natstest.Start(b, b.TempDir())
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, js := operate(b, ns.ClientURL())
 	bb, err := natsbus.Connect(ns.ClientURL(), natsbus.Config{})
 	if err != nil {
 		b.Fatal(err)

@@ -51,8 +51,9 @@ type Config struct {
 	// TLS, when set, is the connection's TLS (with a client certificate
 	// for a server that maps certificates to users).
 	TLS *tls.Config
-	// OnResume, when set, is told each time a subscription's pull from
-	// the server ended by itself (why) and it consumes again.
+	// OnResume, when set, is told before each attempt of a subscription
+	// to consume again after its pull from the server ended by itself:
+	// why is what ended it, or why the attempt before failed.
 	OnResume func(topic, group string, why error)
 	// PublishTimeout is the longest Publish waits for the server's
 	// acknowledgement of a message, whatever the caller's context allows;
