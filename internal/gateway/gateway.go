@@ -244,13 +244,15 @@ func (t *retryingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 			out.URL.Host = addr
 			resp, err := t.base.RoundTrip(out)
 			resp, err = discovery.Track(resp, err, done)
-			// A refused connection reached no instance (one that is gone,
-			// still listed for a moment): the next instance is tried at
-			// once, in this attempt. The retry budget bounds work sent
-			// twice, and this sends none; spending it here refused reads
-			// when several met a dead instance at once.
-			if err != nil && unreached(err) && !again && req.Context().Err() == nil && rewind(req) == nil {
-				continue
+			if err != nil && unreached(err) && !again && req.Context().Err() == nil {
+				// A connection that could not be made reached no instance
+				// (one gone, still listed for a moment): the next one is
+				// tried at once, in this attempt. The retry budget bounds
+				// work sent twice, and this sends none; spending it here
+				// refused reads when several met a dead instance at once.
+				if rewind(req) == nil {
+					continue
+				}
 			}
 			if err != nil && (req.Context().Err() != nil || !(idempotent || unreached(err))) {
 				return nil, finalError{err}
