@@ -55,18 +55,6 @@ func NewAdmission() *Admission {
 			// At least 8 orders in flight whatever the trend, so a quiet
 			// shop never refuses; at most 10,000.
 			WithLimits(8, 10000, 20).
-			// The baseline the recent times are held against is the
-			// average of the last 60 measurements (about a minute at
-			// one a second), not failsafe's 10: with 10, an overload's
-			// own slow orders became the baseline within its first
-			// seconds, the limit stopped coming down, and admitted
-			// orders finished at twice to three times their usual time
-			// (p99 290-400 ms at 5x against 130-150 ms at capacity, in
-			// one sitting; 175-185 ms with 60). The price: a lasting
-			// change in the usual time (a slower provider) is learned
-			// over a minute, not seconds, and meanwhile fewer orders
-			// are admitted.
-			WithBaselineWindow(60).
 			Build(),
 		held:  map[int64]holding{},
 		early: map[int64]time.Time{},
