@@ -196,7 +196,16 @@ func TestMultiHost(t *testing.T) {
 		t.Skip("starts the whole system on several hosts; skipped with -short")
 	}
 	lab := newNetlab(t)
-	admin, adminURL := sqldbtest.PostgresServer(t)
+	// Each service that stores has a schema of its own.
+	stores := []string{"user-service", "inventory-service", "payment-service", "shipping-service", "notification-service", "deadletter-service", "order-service"}
+	schemas := map[string]*url.URL{}
+	for _, s := range stores {
+		u, err := url.Parse(sqldbtest.PostgresSchema(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		schemas[s] = u
+	}
 	etcdBin, err := exec.LookPath("etcd")
 	if err != nil {
 		if os.Getenv("JUNCTION_REQUIRE_ALL") == "1" {
@@ -220,26 +229,11 @@ func TestMultiHost(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = etcd.Process.Kill(); _ = etcd.Wait() })
 	pgAddr := forward(t, lab.gateway()+":0", "127.0.0.1:5432")
-	base, err := url.Parse(adminURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	schemas := map[string]string{}
+	// The hosts reach PostgreSQL through the bridge.
 	dbURL := func(service string) string {
-		u := *base
+		u := *schemas[service]
 		u.Host = pgAddr
-		q := u.Query()
-		q.Set("search_path", schemas[service])
-		u.RawQuery = q.Encode()
 		return u.String()
-	}
-	stores := []string{"user-service", "inventory-service", "payment-service", "shipping-service", "notification-service", "deadletter-service", "order-service"}
-	for _, s := range stores {
-		schemas[s] = fmt.Sprintf("mh%s_%s", lab.id, strings.ReplaceAll(s, "-", "_"))
-		if _, err := admin.ExecContext(ctx, `CREATE SCHEMA `+schemas[s]); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _, _ = admin.ExecContext(context.Background(), `DROP SCHEMA `+schemas[s]+` CASCADE`) })
 	}
 	opened := map[string]*sqldb.DB{}
 	open := func(service string) *sqldb.DB {
@@ -320,7 +314,7 @@ func TestMultiHost(t *testing.T) {
 		h := lab.add(strings.TrimSuffix(s, "-service"))
 		hosts[s] = h
 		extra := []string{"JUNCTION_BROKER=" + brokerURL, "JUNCTION_BROKER_TLS=true"}
-		if schemas[s] != "" {
+		if schemas[s] != nil {
 			extra = append(extra, "JUNCTION_DATABASE_URL="+dbURL(s))
 		}
 		newProc(s+"-1", s, h, extra...)
