@@ -37,10 +37,13 @@ type Limits struct {
 	// included; its deadline travels to the service (X-Request-Deadline).
 	// Zero means UpstreamTimeout.
 	RequestTimeout time.Duration
+	// ThrottleNewOrders refuses new orders at the gateway in the measure
+	// order-service has been refusing them (throttleNewWork).
+	ThrottleNewOrders bool
 }
 
 // DefaultLimits are generous: they stop a runaway client, not a busy shop.
-var DefaultLimits = Limits{PerAddress: 5000, AddressBurst: 5000, PerUser: 2000, UserBurst: 2000, MaxInFlight: 2048, RequestTimeout: UpstreamTimeout}
+var DefaultLimits = Limits{PerAddress: 5000, AddressBurst: 5000, PerUser: 2000, UserBurst: 2000, MaxInFlight: 2048, RequestTimeout: UpstreamTimeout, ThrottleNewOrders: true}
 
 // Validate reports the first limit the gateway cannot use; the error
 // begins with the setting's name (rate-per-address, rate-per-user,
@@ -186,7 +189,10 @@ func shed(max int64, log *slog.Logger, inFlight, counter *atomic.Int64) rest.Mid
 // overloaded, Retry-After), at most 95 %; when the service takes all
 // again, so does the gateway within those 2 s. Nothing else is refused by
 // it: status reads and whatever admitted work needs still go through.
-func throttleNewWork(log *slog.Logger, counter *atomic.Int64) rest.Middleware {
+func throttleNewWork(on bool, log *slog.Logger, counter *atomic.Int64) rest.Middleware {
+	if !on {
+		return func(next http.Handler) http.Handler { return next }
+	}
 	t := adaptivethrottler.NewBuilder[any]().
 		WithFailureRateThreshold(0.1, 20, 2*time.Second).
 		WithMaxRejectionRate(0.95).

@@ -149,7 +149,7 @@ func TestThrottleNewWork(t *testing.T) {
 		var refusing atomic.Bool
 		var reached atomic.Int64
 		var counter atomic.Int64
-		h := throttleNewWork(quiet, &counter)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := throttleNewWork(true, quiet, &counter)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			reached.Add(1)
 			if refusing.Load() {
 				rest.WriteProblem(w, r, http.StatusServiceUnavailable, "unavailable", "full")
@@ -194,4 +194,20 @@ func TestThrottleNewWork(t *testing.T) {
 			t.Errorf("%d of 100 refused after the service took work again", local)
 		}
 	})
+}
+
+// TestThrottleNewWorkOff: with the throttle off, every new order goes on
+// to the service, however much it refuses.
+func TestThrottleNewWorkOff(t *testing.T) {
+	var reached, counter atomic.Int64
+	h := throttleNewWork(false, quiet, &counter)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		rest.WriteProblem(w, r, http.StatusServiceUnavailable, "unavailable", "full")
+	}))
+	for range 400 {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/api/orders", nil))
+	}
+	if reached.Load() != 400 || counter.Load() != 0 {
+		t.Fatalf("%d of 400 reached the service, %d throttled, with the throttle off", reached.Load(), counter.Load())
+	}
 }
