@@ -160,25 +160,36 @@ func limitUser(l Limits, log *slog.Logger, counter *atomic.Int64) rest.Middlewar
 	}
 }
 
-// shed answers 503 when more than max requests are in flight: a gateway
+// shed answers 503 when more than limit requests are in flight: a gateway
 // that queues without bound answers everyone late instead of most on time.
-func shed(max int64, log *slog.Logger, inFlight, counter *atomic.Int64) rest.Middleware {
-	if max <= 0 {
+// New orders are shed first, once three quarters of limit are in flight, so
+// the last quarter is kept for what orders already taken need (their
+// status reads, long polls and cancellations) and for every other request:
+// new work is refused before work already accepted is abandoned.
+func shed(limit int64, log *slog.Logger, inFlight, counter *atomic.Int64) rest.Middleware {
+	if limit <= 0 {
 		return func(next http.Handler) http.Handler { return next }
 	}
+	limitNew := max(1, limit*3/4)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			n := inFlight.Add(1)
 			defer inFlight.Add(-1)
-			if n > max {
+			if n > limit || n > limitNew && isNewOrder(r) {
 				counter.Add(1)
-				log.WarnContext(r.Context(), "request shed", "in_flight", n, "max", max)
+				log.WarnContext(r.Context(), "request shed", "in_flight", n, "max", limit, "new_order", isNewOrder(r))
 				rest.WriteProblem(w, r, http.StatusServiceUnavailable, "overloaded", "the shop is busy; retry in a moment")
 				return
 			}
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// isNewOrder tells a request for a new order, the work the gateway
+// refuses first.
+func isNewOrder(r *http.Request) bool {
+	return r.Method == http.MethodPost && r.URL.Path == "/api/orders"
 }
 
 // throttleNewWork refuses new work (new orders) at the gateway, before it

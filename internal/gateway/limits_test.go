@@ -211,3 +211,54 @@ func TestThrottleNewWorkOff(t *testing.T) {
 		t.Fatalf("%d of 400 reached the service, %d throttled, with the throttle off", reached.Load(), counter.Load())
 	}
 }
+
+// TestShedsNewOrdersFirst: with three quarters of the limit in flight, a
+// new order is shed and a status read still goes through; past the whole
+// limit, the read is shed too.
+func TestShedsNewOrdersFirst(t *testing.T) {
+	var inFlight, shedCount atomic.Int64
+	entered := make(chan struct{}, 8)
+	release := make(chan struct{})
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost { // a new order let through is answered at once
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		entered <- struct{}{}
+		<-release
+		w.WriteHeader(http.StatusNoContent)
+	})
+	h := shed(4, quiet, &inFlight, &shedCount)(slow)
+	serve := func(method, path string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+		return rec
+	}
+	var wg sync.WaitGroup
+	var codes [4]int
+	for i := range 3 {
+		wg.Go(func() { codes[i] = serve("GET", "/api/orders/1").Code })
+		<-entered
+	}
+	if rec := serve("POST", "/api/orders"); rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("a new order with 3 of 4 in flight got %d, want 503", rec.Code)
+	}
+	wg.Go(func() { codes[3] = serve("GET", "/api/orders/2").Code })
+	<-entered // the read took the last quarter
+	if rec := serve("GET", "/api/orders/3"); rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("a read with 4 of 4 in flight got %d, want 503", rec.Code)
+	}
+	close(release)
+	wg.Wait()
+	for i, c := range codes {
+		if c != http.StatusNoContent {
+			t.Errorf("request %d in flight got %d, want 204", i, c)
+		}
+	}
+	if shedCount.Load() != 2 || inFlight.Load() != 0 {
+		t.Errorf("shed %d, in flight %d; want 2 and 0", shedCount.Load(), inFlight.Load())
+	}
+	if rec := serve("POST", "/api/orders"); rec.Code != http.StatusNoContent {
+		t.Errorf("a new order after the load passed got %d, want 204", rec.Code)
+	}
+}
