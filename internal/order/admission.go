@@ -55,14 +55,6 @@ func NewAdmission() *Admission {
 			// At least 8 orders in flight whatever the trend, so a quiet
 			// shop never refuses; at most 10,000.
 			WithLimits(8, 10000, 20).
-			// Room for twice the most orders in flight over the last
-			// 10 s, not failsafe-go's five times: an overload fills the
-			// limit before the trend can bring it down (a step a second,
-			// of log10 of the limit), and with five times the usual
-			// concurrency admitted orders took two to four times their
-			// usual time; with twice, they stay near it.
-			WithMaxLimitFactor(2).
-			WithMaxLimitStabilizationWindow(10 * time.Second).
 			Build(),
 		held:  map[int64]holding{},
 		early: map[int64]time.Time{},

@@ -152,35 +152,3 @@ func TestPlaceWhenTheShopIsFull(t *testing.T) {
 		t.Errorf("replay while full = %+v, %v; want order %d again", again, err, first.Order.ID)
 	}
 }
-
-// TestAdmissionHeadroom: a steady shop with five orders in flight, each
-// done in 10 ms, brings the limit down from where it starts to twice what
-// it has had in flight, so that an overload arriving on such a shop is
-// admitted at most twice its usual concurrency (and so at about twice its
-// usual time to a verdict, not five times), never below the floor of 8.
-func TestAdmissionHeadroom(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		a := order.NewAdmission()
-		start := a.Stats().Limit
-		var id int64
-		for range 3000 { // 30 s
-			ids := make([]int64, 5)
-			for i := range ids {
-				p, ok := a.Admit()
-				if !ok {
-					t.Fatalf("refused with %+v", a.Stats())
-				}
-				id++
-				ids[i] = id
-				a.Hold(id, p)
-			}
-			time.Sleep(10 * time.Millisecond)
-			for _, id := range ids {
-				a.Ended(placeSaga(id))
-			}
-		}
-		if st := a.Stats(); st.Limit > 10 || st.Limit >= start {
-			t.Fatalf("limit %d after 30 s of 5 in flight (it started at %d), want at most 10", st.Limit, start)
-		}
-	})
-}
