@@ -2,6 +2,8 @@ package order
 
 import (
 	"context"
+	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +27,19 @@ import (
 // cancellation) is not, so work already accepted goes before new work,
 // and a refused order has cost nothing but its refusal.
 //
+// The limit follows the trend of those times, so an overload that lasts
+// makes its own slow orders the baseline the trend is taken against. A
+// second bound, on time, keeps admitted orders near the time they took
+// when the shop was last busy without refusing: once the limit has been
+// full, at most as many orders are admitted as the shop finishes in twice
+// that time (Little's law on the pace measured each second: orders ended
+// a second, times twice the longest mean time to a verdict of the last
+// minute's seconds that refused nothing), never fewer than 8. The bound
+// holds while orders are refused; a second that refuses none lifts it, and
+// so does one in which the shop finished less than half as many orders as
+// in its busiest calm second (its orders wait on a dependency, not on its
+// load, and a bound from that pace would starve it).
+//
 // An order's permit is returned when this process's saga engine ends its
 // saga (Ended). Where another replica ended it, Sweep finds it ended in the
 // store; a permit older than maxHold is given back unmeasured.
@@ -37,8 +52,45 @@ type Admission struct {
 	// saga can end before Place returns), with when.
 	early map[int64]time.Time
 
+	// pace is the current second's measure; calm the mean times of the
+	// last minute's seconds that refused nothing; bound, when above 0, the
+	// most orders in flight the time bound allows.
+	pace  pace
+	calm  []calmSecond
+	bound int
+
 	refused atomic.Int64
 }
+
+// pace is one second's measure of the orders' ends.
+type pace struct {
+	start time.Time
+	// ended are the orders whose saga ended; timed of them, took in all,
+	// are those whose time from admission is known here.
+	ended, timed int
+	took         time.Duration
+	// refused tells whether an order was refused; full whether the
+	// adaptive limit refused it.
+	refused, full bool
+}
+
+// calmSecond is the mean time to a verdict in a second that refused no
+// order.
+type calmSecond struct {
+	at   time.Time
+	mean time.Duration
+	rate float64 // orders ended a second
+}
+
+// The time bound's measures.
+const (
+	paceWindow = time.Second
+	calmFor    = time.Minute
+	minBound   = 8
+	// boundFactor is how many times their calm time admitted orders may
+	// take under overload.
+	boundFactor = 2
+)
 
 type holding struct {
 	permit adaptivelimiter.Permit
@@ -58,17 +110,78 @@ func NewAdmission() *Admission {
 			Build(),
 		held:  map[int64]holding{},
 		early: map[int64]time.Time{},
+		pace:  pace{start: time.Now()},
 	}
 }
 
 // Admit returns a permit for a new order, or false when the shop has as
 // many orders in flight as it can finish in time.
 func (a *Admission) Admit() (adaptivelimiter.Permit, bool) {
+	a.mu.Lock()
+	a.roll(time.Now())
+	over := a.bound > 0 && a.limiter.Inflight() >= a.bound
+	a.pace.refused = a.pace.refused || over
+	a.mu.Unlock()
+	if over {
+		a.refused.Add(1)
+		return nil, false
+	}
 	p, ok := a.limiter.TryAcquirePermit()
 	if !ok {
+		a.mu.Lock()
+		a.pace.refused, a.pace.full = true, true
+		a.mu.Unlock()
 		a.refused.Add(1)
 	}
 	return p, ok
+}
+
+// ended counts an order's end in the current second, with its time from
+// admission when took is above 0. a.mu is held.
+func (a *Admission) ended(now time.Time, took time.Duration) {
+	a.roll(now)
+	a.pace.ended++
+	if took > 0 {
+		a.pace.timed++
+		a.pace.took += took
+	}
+}
+
+// roll closes the current second once it has passed and sets the time
+// bound from it. a.mu is held.
+func (a *Admission) roll(now time.Time) {
+	elapsed := now.Sub(a.pace.start)
+	if elapsed < paceWindow {
+		return
+	}
+	w := a.pace
+	a.pace = pace{start: now}
+	if !w.refused {
+		a.bound = 0 // nothing refused: the load fits
+		if w.timed > 0 {
+			a.calm = slices.DeleteFunc(a.calm, func(c calmSecond) bool { return now.Sub(c.at) > calmFor })
+			a.calm = append(a.calm, calmSecond{at: now, mean: w.took / time.Duration(w.timed), rate: float64(w.ended) / elapsed.Seconds()})
+		}
+		return
+	}
+	if a.bound == 0 && !w.full {
+		return // the bound is set only once the adaptive limit has been full
+	}
+	var calm time.Duration
+	var calmRate float64
+	for _, c := range a.calm {
+		calm, calmRate = max(calm, c.mean), max(calmRate, c.rate)
+	}
+	perSecond := float64(w.ended) / elapsed.Seconds()
+	if calm == 0 || perSecond < calmRate/2 {
+		// No calm second seen yet, or the shop finishes less than half
+		// as many orders as it did: its orders wait on something else
+		// than its own load (a dependency failing), and a bound from that
+		// pace would starve it. The adaptive limit alone.
+		a.bound = 0
+		return
+	}
+	a.bound = max(minBound, int(math.Ceil(perSecond*boundFactor*calm.Seconds())))
 }
 
 // Hold keeps order id's permit until its saga ends.
@@ -76,6 +189,7 @@ func (a *Admission) Hold(id int64, p adaptivelimiter.Permit) {
 	a.mu.Lock()
 	if _, ended := a.early[id]; ended {
 		delete(a.early, id)
+		a.ended(time.Now(), 0)
 		a.mu.Unlock()
 		p.Record()
 		return
@@ -94,12 +208,14 @@ func (a *Admission) Ended(in *saga.Instance) {
 	if err != nil {
 		return
 	}
+	now := time.Now()
 	a.mu.Lock()
 	h, ok := a.held[id]
 	if ok {
 		delete(a.held, id)
+		a.ended(now, now.Sub(h.since))
 	} else {
-		a.early[id] = time.Now()
+		a.early[id] = now
 	}
 	a.mu.Unlock()
 	if ok {
@@ -137,6 +253,9 @@ func (a *Admission) Sweep(ctx context.Context, settled func(ctx context.Context,
 		if ok && (done[id] || stale) {
 			delete(a.held, id)
 		}
+		if ok && done[id] {
+			a.ended(time.Now(), 0) // ended elsewhere, a second ago or less
+		}
 		a.mu.Unlock()
 		switch {
 		case ok && done[id]:
@@ -150,11 +269,17 @@ func (a *Admission) Sweep(ctx context.Context, settled func(ctx context.Context,
 // AdmissionStats are the admission's figures.
 type AdmissionStats struct {
 	Limit, InFlight int
-	Refused         int64
+	// Bound is the time bound's most orders in flight, 0 when it is
+	// lifted.
+	Bound   int
+	Refused int64
 }
 
-// Stats returns the current limit, the orders in flight and the orders
-// refused so far.
+// Stats returns the current limit, the orders in flight, the time bound
+// and the orders refused so far.
 func (a *Admission) Stats() AdmissionStats {
-	return AdmissionStats{Limit: a.limiter.Limit(), InFlight: a.limiter.Inflight(), Refused: a.refused.Load()}
+	a.mu.Lock()
+	bound := a.bound
+	a.mu.Unlock()
+	return AdmissionStats{Limit: a.limiter.Limit(), InFlight: a.limiter.Inflight(), Bound: bound, Refused: a.refused.Load()}
 }

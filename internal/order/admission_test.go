@@ -152,3 +152,123 @@ func TestPlaceWhenTheShopIsFull(t *testing.T) {
 		t.Errorf("replay while full = %+v, %v; want order %d again", again, err, first.Order.ID)
 	}
 }
+
+// shopOf is a shop that finishes an order every 10 ms, each at least
+// least after its admission, in the order admitted; tick admits n orders,
+// ends the first queued one if it has had its time, lets 10 ms pass and
+// returns how many it refused; took are the times of the orders ended.
+type shopOf struct {
+	a     *order.Admission
+	least time.Duration
+	fifo  []queued
+	id    int64
+	took  []time.Duration
+}
+
+type queued struct {
+	id int64
+	at time.Time
+}
+
+func (s *shopOf) tick(n int) (refused int) {
+	for range n {
+		p, ok := s.a.Admit()
+		if !ok {
+			refused++
+			continue
+		}
+		s.id++
+		s.a.Hold(s.id, p)
+		s.fifo = append(s.fifo, queued{s.id, time.Now()})
+	}
+	if len(s.fifo) > 0 && time.Since(s.fifo[0].at) >= s.least {
+		s.took = append(s.took, time.Since(s.fifo[0].at))
+		s.a.Ended(placeSaga(s.fifo[0].id))
+		s.fifo = s.fifo[1:]
+	}
+	time.Sleep(10 * time.Millisecond)
+	return refused
+}
+
+func (s *shopOf) mean() time.Duration {
+	var sum time.Duration
+	for _, d := range s.took {
+		sum += d
+	}
+	return sum / time.Duration(len(s.took))
+}
+
+// TestAdmissionTimeBound: a shop that finishes an order every 10 ms, each
+// at least 50 ms after its admission. Calm at 100 orders a second, it
+// refuses none and sets no bound; offered ten times that, it refuses the
+// excess and the orders it admits take about twice their calm time (the
+// time bound: 100 a second times twice 50 ms is 10 in flight), where the
+// adaptive limit alone lets them queue to its limit; once the load fits
+// again, the bound is lifted.
+func TestAdmissionTimeBound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &shopOf{a: order.NewAdmission(), least: 50 * time.Millisecond}
+		refused := 0
+		for range 500 { // 5 s calm
+			refused += s.tick(1)
+		}
+		calm := s.mean()
+		if st := s.a.Stats(); refused != 0 || st.Bound != 0 {
+			t.Fatalf("calm: %d refused, stats %+v; want none and no bound", refused, st)
+		}
+		refused = 0
+		for i := range 1000 { // 10 s at ten times the pace
+			if i == 500 {
+				s.took = nil // the last 5 s
+			}
+			refused += s.tick(10)
+		}
+		st := s.a.Stats()
+		if refused < 5000 || st.Bound < 8 || st.Bound > 12 {
+			t.Fatalf("overload: %d refused, stats %+v; want most refused and a bound near 10", refused, st)
+		}
+		if m := s.mean(); m > calm*5/2 {
+			t.Fatalf("under overload the admitted orders took %v on average, calm %v: want at most 2.5 times", m, calm)
+		} else {
+			t.Logf("calm %v, under overload %v with a bound of %d", calm, m, st.Bound)
+		}
+		for len(s.fifo) > 0 { // the queue drains
+			if s.tick(0) > 0 {
+				t.Fatal("refused with no load")
+			}
+		}
+		refused = 0
+		for range 200 { // 2 s calm again
+			refused += s.tick(1)
+		}
+		if st := s.a.Stats(); refused != 0 || st.Bound != 0 {
+			t.Fatalf("calm after the overload: %d refused, stats %+v; want none and no bound", refused, st)
+		}
+	})
+}
+
+// TestAdmissionTimeBoundWhenADependencyStalls: the same shop, calm at 100
+// orders a second, then its orders wait on something other than its load
+// (a dependency failing): each takes 2 s, so it finishes a fraction of
+// what it did. Offered the same load, the adaptive limit refuses what it
+// cannot hold, but no time bound is set from that pace, which would admit
+// fewer orders still (its floor of 8 per 2 s) and starve the shop.
+func TestAdmissionTimeBoundWhenADependencyStalls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &shopOf{a: order.NewAdmission(), least: 50 * time.Millisecond}
+		for range 500 {
+			s.tick(1)
+		}
+		s.least = 2 * time.Second
+		refused, before := 0, s.id
+		for range 2000 { // 20 s
+			refused += s.tick(1)
+			if st := s.a.Stats(); st.Bound > 0 {
+				t.Fatalf("a time bound while a dependency stalls the shop: %+v", st)
+			}
+		}
+		if refused == 0 || s.id == before {
+			t.Fatalf("%d refused and %d admitted in the stall, want some of each", refused, s.id-before)
+		}
+	})
+}
