@@ -113,10 +113,13 @@ func retryAfter(w http.ResponseWriter, d time.Duration) {
 	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(d.Seconds())))))
 }
 
+// passThrough is the middleware of a limit that is off.
+func passThrough(next http.Handler) http.Handler { return next }
+
 // limitAddress answers 429 to a client address over its rate.
 func limitAddress(l Limits, log *slog.Logger, counter *atomic.Int64) rest.Middleware {
 	if l.PerAddress <= 0 {
-		return func(next http.Handler) http.Handler { return next }
+		return passThrough
 	}
 	k := newKeyedLimiter(l.PerAddress, l.AddressBurst)
 	return func(next http.Handler) http.Handler {
@@ -141,7 +144,7 @@ func limitAddress(l Limits, log *slog.Logger, counter *atomic.Int64) rest.Middle
 // the token check, which put the principal in the context.
 func limitUser(l Limits, log *slog.Logger, counter *atomic.Int64) rest.Middleware {
 	if l.PerUser <= 0 {
-		return func(next http.Handler) http.Handler { return next }
+		return passThrough
 	}
 	k := newKeyedLimiter(l.PerUser, l.UserBurst)
 	return func(next http.Handler) http.Handler {
@@ -168,7 +171,7 @@ func limitUser(l Limits, log *slog.Logger, counter *atomic.Int64) rest.Middlewar
 // new work is refused before work already accepted is abandoned.
 func shed(limit int64, log *slog.Logger, inFlight, counter *atomic.Int64) rest.Middleware {
 	if limit <= 0 {
-		return func(next http.Handler) http.Handler { return next }
+		return passThrough
 	}
 	limitNew := max(1, limit*3/4)
 	return func(next http.Handler) http.Handler {
@@ -202,7 +205,7 @@ func isNewOrder(r *http.Request) bool {
 // it: status reads and whatever admitted work needs still go through.
 func throttleNewWork(on bool, log *slog.Logger, counter *atomic.Int64) rest.Middleware {
 	if !on {
-		return func(next http.Handler) http.Handler { return next }
+		return passThrough
 	}
 	t := adaptivethrottler.NewBuilder[any]().
 		WithFailureRateThreshold(0.1, 20, 2*time.Second).
