@@ -153,11 +153,10 @@ func TestPlaceWhenTheShopIsFull(t *testing.T) {
 	}
 }
 
-// shopOf is a shop that finishes an order every 10 ms, each at least
-// least after its admission, in the order admitted; tick admits n orders,
-// ends the first queued one if it has had its time, lets 10 ms pass and
-// returns how many it refused; took are the times of the orders ended.
-type shopOf struct {
+// fifoShop is a model shop for the admission: it ends at most one order
+// every 10 ms, in the order admitted, none sooner than least after its
+// admission; took are the times of the orders it ended.
+type fifoShop struct {
 	a     *order.Admission
 	least time.Duration
 	fifo  []queued
@@ -170,7 +169,9 @@ type queued struct {
 	at time.Time
 }
 
-func (s *shopOf) tick(n int) (refused int) {
+// tick admits n orders, ends the first queued one if it has had its
+// time, lets 10 ms pass and returns how many it refused.
+func (s *fifoShop) tick(n int) (refused int) {
 	for range n {
 		p, ok := s.a.Admit()
 		if !ok {
@@ -190,7 +191,8 @@ func (s *shopOf) tick(n int) (refused int) {
 	return refused
 }
 
-func (s *shopOf) mean() time.Duration {
+// mean is the orders' mean time in took.
+func (s *fifoShop) mean() time.Duration {
 	var sum time.Duration
 	for _, d := range s.took {
 		sum += d
@@ -207,7 +209,7 @@ func (s *shopOf) mean() time.Duration {
 // again, the bound is lifted.
 func TestAdmissionTimeBound(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := &shopOf{a: order.NewAdmission(), least: 50 * time.Millisecond}
+		s := &fifoShop{a: order.NewAdmission(), least: 50 * time.Millisecond}
 		refused := 0
 		for range 500 { // 5 s calm
 			refused += s.tick(1)
@@ -255,7 +257,7 @@ func TestAdmissionTimeBound(t *testing.T) {
 // fewer orders still (its floor of 8 per 2 s) and starve the shop.
 func TestAdmissionTimeBoundWhenADependencyStalls(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := &shopOf{a: order.NewAdmission(), least: 50 * time.Millisecond}
+		s := &fifoShop{a: order.NewAdmission(), least: 50 * time.Millisecond}
 		for range 500 {
 			s.tick(1)
 		}
