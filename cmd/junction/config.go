@@ -17,6 +17,7 @@ import (
 	"github.com/junction-go/junction/internal/gateway"
 	"github.com/junction-go/junction/internal/shipping"
 	"github.com/junction-go/junction/internal/user"
+	"github.com/junction-go/junction/resilience"
 	"github.com/junction-go/junction/telemetry"
 )
 
@@ -59,6 +60,11 @@ type serveConfig struct {
 	SeedDemo bool
 	// OrderAdmission bounds order-service's orders in flight (order.Admission).
 	OrderAdmission bool
+	// ServerLimit admits the work of a service's servers and consumers
+	// through one adaptive limit with priorities (resilience.ServerLimit);
+	// limit is it, set by serve where the service has one.
+	ServerLimit bool
+	limit       *resilience.ServerLimit
 	// Failpoints are fault-test crash points: name -> probability that
 	// the process kills itself (SIGKILL) there. Empty in production.
 	Failpoints map[string]float64
@@ -221,6 +227,8 @@ func (c *serveConfig) flags(fs *pflag.FlagSet) {
 	envFlag(fs, "seed", "JUNCTION_SEED")
 	fs.BoolVar(&c.OrderAdmission, "order-admission", true, "order-service: refuse new orders (503 with Retry-After) beyond an adaptive limit that follows their time to a verdict (false: take every order, to measure what the limit does)")
 	envFlag(fs, "order-admission", "JUNCTION_ORDER_ADMISSION")
+	fs.BoolVar(&c.ServerLimit, "server-limit", true, "user, inventory, order, shipping, notification and deadletter services: admit requests, calls and messages through an adaptive limit that follows their time, refusing new work first (503 or UNAVAILABLE with Retry-After) when work queues (false: take all, to measure what the limit does)")
+	envFlag(fs, "server-limit", "JUNCTION_SERVER_LIMIT")
 	fs.StringVar(&c.failText, "failpoints", "", "fault tests only: name=probability,... where the process kills itself")
 	envFlag(fs, "failpoints", "JUNCTION_FAILPOINTS")
 	fs.IntVar(&c.FailpointMax, "failpoints-max", 0, "fault tests only: most failpoints all processes on one data folder fire, 0 for no cap")

@@ -210,6 +210,33 @@ func meterAdmission(m *telemetry.Metrics, a *order.Admission) {
 	}})
 }
 
+// meterServerLimit exports the process's server limit: the limit, the
+// work in flight and queued under it, the level below which work is
+// refused now, and the refusals by priority.
+func meterServerLimit(m *telemetry.Metrics, l *resilience.ServerLimit) {
+	if m == nil {
+		return // metrics off
+	}
+	limit := prometheus.NewDesc("server_limit", "How many requests, calls and messages this process works on at once: the adaptive limit, following their time.", nil, nil)
+	inFlight := prometheus.NewDesc("server_limit_in_flight", "Requests, calls and messages in flight under the server limit.", nil, nil)
+	queued := prometheus.NewDesc("server_limit_queued", "Requests, calls and messages waiting for a permit of the server limit.", nil, nil)
+	waiting := prometheus.NewDesc("server_limit_messages_waiting", "Messages waiting for room in the server limit's queue (a message is never refused: while they wait, the process takes no more from the broker).", nil, nil)
+	threshold := prometheus.NewDesc("server_limit_rejection_threshold", "The priority level (0-499: new work 100-199, default 200-299, admitted work 300-399) below which the server limit refuses work now; 0 while it refuses none for its priority.", nil, nil)
+	refused := prometheus.NewDesc("server_limit_refused_total", "Requests and calls the server limit refused (503 or UNAVAILABLE, with Retry-After), by priority (new, default, admitted, and the others of failsafe-go's five).", []string{"priority"}, nil)
+	names := []string{"very_low", "new", "default", "admitted", "very_high"}
+	m.Registerer().MustRegister(funcCollector{descs: []*prometheus.Desc{limit, inFlight, queued, waiting, threshold, refused}, collect: func(ch chan<- prometheus.Metric) {
+		st := l.Stats()
+		ch <- prometheus.MustNewConstMetric(limit, prometheus.GaugeValue, float64(st.Limit))
+		ch <- prometheus.MustNewConstMetric(inFlight, prometheus.GaugeValue, float64(st.InFlight))
+		ch <- prometheus.MustNewConstMetric(queued, prometheus.GaugeValue, float64(st.Queued))
+		ch <- prometheus.MustNewConstMetric(waiting, prometheus.GaugeValue, float64(st.MessagesWaiting))
+		ch <- prometheus.MustNewConstMetric(threshold, prometheus.GaugeValue, float64(st.Threshold))
+		for i, n := range st.Refused {
+			ch <- prometheus.MustNewConstMetric(refused, prometheus.CounterValue, float64(n), names[i])
+		}
+	}})
+}
+
 // sagaHooks are the engine's hooks that count and time its instances.
 type sagaHooks struct {
 	recorded func(in *saga.Instance, events []saga.Event)

@@ -44,6 +44,9 @@ func (c *serveConfig) grpcCredentials(service string) (grpc.DialOption, error) {
 // certificate mTLS and the service's row of the call table.
 func (c *serveConfig) grpcServerOptions() ([]grpc.ServerOption, error) {
 	opts := telemetry.GRPCServerOptions(c.metrics)
+	if c.limit != nil {
+		opts = append(opts, grpc.ChainUnaryInterceptor(c.limit.UnaryServerInterceptor()))
+	}
 	if c.ident == nil {
 		return opts, nil
 	}

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/failsafe-go/failsafe-go/failsafegrpc"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/spf13/cobra"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -174,6 +175,11 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		cfg.metrics = telemetry.NewMetrics()
 		meterInboxes(cfg.metrics)
 	}
+	if cfg.ServerLimit && row.limited {
+		cfg.limit = resilience.NewServerLimit(resilience.ServerLimitConfig{Name: cfg.Service, MinLimit: serverLimitFloor, Log: log})
+		defer cfg.limit.Close()
+		meterServerLimit(cfg.metrics, cfg.limit)
+	}
 	if cfg.Service != services.Registry && cfg.Service != services.Broker {
 		tracing, err := telemetry.StartTracing(ctx, telemetry.TracingConfig{
 			Service: cfg.Service, Instance: cfg.InstanceID, Version: version(),
@@ -191,6 +197,12 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	}
 	return row.run(ctx, cfg, log)
 }
+
+// serverLimitFloor is the fewest requests, calls and messages a service's
+// limit lets in flight whatever their times: its work also waits on its
+// database and on the services it calls, and a limit brought down by such
+// a wait would refuse work the service itself has room for.
+const serverLimitFloor = 20
 
 // sampler decides which new traces this process keeps: every one
 // (perSecond < 0) or at most perSecond a second; the calls a kept trace
@@ -243,6 +255,7 @@ func instanceConfig(cfg serveConfig) instance.Config {
 		Metrics:       cfg.metrics,
 		Identity:      cfg.ident,
 		Policy:        cfg.policy,
+		Limit:         cfg.limit,
 	}
 }
 
@@ -448,7 +461,7 @@ func openDeps(ctx context.Context, cfg serveConfig, log *slog.Logger, broker boo
 		d.close()
 		return nil, err
 	}
-	d.bus = bustrace.Wrap(meterBus(b, cfg.metrics), bustrace.Config{System: brokerSystem(b), OnProcess: orderOfMessage})
+	d.bus = bustrace.Wrap(meterBus(limitBus(b, cfg.limit), cfg.metrics), bustrace.Config{System: brokerSystem(b), OnProcess: orderOfMessage})
 	d.closers = append(d.closers, func() { d.bus.Close() })
 	return d, nil
 }
@@ -644,6 +657,8 @@ func grpcClient(cfg serveConfig, r *discovery.Resolver, service string, instrume
 		grpc.WithDefaultServiceConfig(grpcresolve.ServiceConfig),
 		creds,
 		grpcauth.ForwardToken(),
+		// The caller's priority goes with the call (resilience.Priority).
+		grpc.WithChainUnaryInterceptor(failsafegrpc.NewUnaryClientInterceptorWithLevel()),
 	}, instrument...)...)
 	if err != nil {
 		return nil, fmt.Errorf("%s client: %w", service, err)
@@ -732,8 +747,9 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		meterAdmission(cfg.metrics, admission)
 	}
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
-		HTTP:  orderhttp.Handler(svc, jwksVerifier(cfg, d.resolver), log),
-		Ready: ready(st.Ping, d.bus),
+		HTTP:      orderhttp.Handler(svc, jwksVerifier(cfg, d.resolver), log),
+		Unmetered: orderhttp.LongPoll,
+		Ready:     ready(st.Ping, d.bus),
 	})
 }
 
@@ -858,6 +874,34 @@ func ready(ping func(context.Context) error, b messageBus) func(context.Context)
 type messageBus interface {
 	bus.Publisher
 	bus.Subscriber
+}
+
+// limitedBus admits every delivery to its subscriptions' handlers through
+// the process's server limit (resilience.ServerLimit.Messages).
+type limitedBus struct {
+	messageBus
+	limit *resilience.ServerLimit
+}
+
+// limitBus returns b with its deliveries admitted through l; b itself
+// when l is nil.
+func limitBus(b messageBus, l *resilience.ServerLimit) messageBus {
+	if l == nil {
+		return b
+	}
+	return &limitedBus{messageBus: b, limit: l}
+}
+
+func (b *limitedBus) Subscribe(ctx context.Context, topic, group string, h bus.Handler) (bus.Subscription, error) {
+	return b.messageBus.Subscribe(ctx, topic, group, b.limit.Messages(h))
+}
+
+// Check passes the broker's round trip through, for readiness.
+func (b *limitedBus) Check(ctx context.Context) error {
+	if c, ok := b.messageBus.(bus.Checker); ok {
+		return c.Check(ctx)
+	}
+	return nil
 }
 
 // brokerWait bounds how long a service waits at start for its broker.

@@ -25,6 +25,12 @@ type service struct {
 	// stores: it has a database and connects to the broker (its start-up
 	// line shows both).
 	stores bool
+	// limited: its servers and consumers admit their work through a
+	// resilience.ServerLimit (--server-limit). Not the gateway, which has
+	// its own limits, nor a service whose work is mostly waiting on
+	// another (payment-service on the provider: a limit measured on that
+	// wait would starve it whenever the provider is slow).
+	limited bool
 	// run serves one instance until ctx ends.
 	run func(ctx context.Context, cfg serveConfig, log *slog.Logger) error
 }
@@ -42,14 +48,14 @@ var serviceTable = []service{
 	{name: services.Registry, tier: 0, ready: readyAnswers, run: serveRegistry},
 	{name: services.Broker, tier: 1, ready: readyRegistered, run: serveBroker},
 	{name: services.PaymentProvider, tier: 1, scales: true, run: servePaymentProvider},
-	{name: services.User, tier: 2, scales: true, stores: true, run: serveUsers},
-	{name: services.Inventory, tier: 2, scales: true, stores: true, run: serveInventory},
+	{name: services.User, limited: true, tier: 2, scales: true, stores: true, run: serveUsers},
+	{name: services.Inventory, limited: true, tier: 2, scales: true, stores: true, run: serveInventory},
 	{name: services.Payment, tier: 2, scales: true, stores: true, run: servePayments},
-	{name: services.Shipping, tier: 2, scales: true, stores: true, run: serveShipping},
-	{name: services.DeadLetter, tier: 2, scales: true, stores: true, run: serveDeadLetters},
+	{name: services.Shipping, limited: true, tier: 2, scales: true, stores: true, run: serveShipping},
+	{name: services.DeadLetter, limited: true, tier: 2, scales: true, stores: true, run: serveDeadLetters},
 	// Tier 3 calls tier 2 (order-service: user-service and inventory-service).
-	{name: services.Notification, tier: 3, scales: true, stores: true, run: serveNotifications},
-	{name: services.Order, tier: 3, scales: true, stores: true, run: serveOrders},
+	{name: services.Notification, limited: true, tier: 3, scales: true, stores: true, run: serveNotifications},
+	{name: services.Order, limited: true, tier: 3, scales: true, stores: true, run: serveOrders},
 	// Last: its socket is held by up from the start, so early callers wait.
 	{name: services.Gateway, tier: 4, scales: true, run: serveGateway},
 }

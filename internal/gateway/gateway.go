@@ -30,6 +30,7 @@ import (
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/discovery"
 	"github.com/junction-go/junction/fault"
+	"github.com/junction-go/junction/resilience"
 	"github.com/junction-go/junction/rest"
 	"github.com/junction-go/junction/telemetry"
 )
@@ -100,8 +101,10 @@ func New(resolver *discovery.Resolver, verifier *auth.Verifier, limits Limits, u
 			pr.Out.URL.Host = pr.In.Context().Value(serviceKey{}).(string)
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
-			// The service works within what is left of the gateway's time.
+			// The service works within what is left of the gateway's time,
+			// and refuses new work before what the shop has taken.
 			rest.SetDeadline(pr.Out.Header, pr.In.Context())
+			resilience.SetPriority(pr.Out.Header, priorityOf(pr.In))
 		},
 		Transport:    newRetryingTransport(telemetry.ClientTransport(transport), &discovery.Balancer{Resolver: resolver}, &g.retries, &g.retriesRefused, log),
 		BufferPool:   copyBuffers{},

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/junction-go/junction/auth"
+	"github.com/junction-go/junction/resilience"
 	"github.com/junction-go/junction/rest"
 	"github.com/junction-go/junction/telemetry"
 )
@@ -193,6 +195,22 @@ func shed(limit int64, log *slog.Logger, inFlight, counter *atomic.Int64) rest.M
 // refuses first.
 func isNewOrder(r *http.Request) bool {
 	return r.Method == http.MethodPost && r.URL.Path == "/api/orders"
+}
+
+// priorityOf is the priority r's work has at the services' limits: a new
+// order is new work; what orders already taken need (their reads,
+// cancellations, shipments, notifications) and operators' requests are
+// admitted work; the rest (browsing, signing in) is in between.
+func priorityOf(r *http.Request) resilience.Priority {
+	switch p := r.URL.Path; {
+	case isNewOrder(r):
+		return resilience.PriorityNew
+	case p == "/api/orders" || strings.HasPrefix(p, "/api/orders/") || strings.HasPrefix(p, "/api/shipments/") ||
+		p == "/api/notifications" || strings.HasPrefix(p, "/api/admin/"):
+		return resilience.PriorityAdmitted
+	default:
+		return resilience.PriorityDefault
+	}
 }
 
 // throttleNewWork refuses new work (new orders) at the gateway, before it

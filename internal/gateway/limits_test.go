@@ -14,7 +14,10 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/junction-go/junction/api/services"
 	"github.com/junction-go/junction/auth"
+	"github.com/junction-go/junction/discovery"
+	"github.com/junction-go/junction/resilience"
 	"github.com/junction-go/junction/rest"
 )
 
@@ -260,5 +263,51 @@ func TestShedsNewOrdersFirst(t *testing.T) {
 	}
 	if rec := serve("POST", "/api/orders"); rec.Code != http.StatusNoContent {
 		t.Errorf("a new order after the load passed got %d, want 204", rec.Code)
+	}
+}
+
+func TestPriorityOfRoutes(t *testing.T) {
+	for _, tt := range []struct {
+		method, path string
+		want         resilience.Priority
+	}{
+		{"POST", "/api/orders", resilience.PriorityNew},
+		{"GET", "/api/orders", resilience.PriorityAdmitted},
+		{"GET", "/api/orders/7", resilience.PriorityAdmitted},
+		{"POST", "/api/orders/7/cancel", resilience.PriorityAdmitted},
+		{"GET", "/api/shipments/7", resilience.PriorityAdmitted},
+		{"GET", "/api/notifications", resilience.PriorityAdmitted},
+		{"GET", "/api/admin/deadletters", resilience.PriorityAdmitted},
+		{"GET", "/api/products", resilience.PriorityDefault},
+		{"POST", "/api/auth/login", resilience.PriorityDefault},
+		{"GET", "/api/ordersx", resilience.PriorityDefault},
+	} {
+		if got := priorityOf(httptest.NewRequest(tt.method, tt.path, nil)); got != tt.want {
+			t.Errorf("%s %s: priority %d, want %d", tt.method, tt.path, got, tt.want)
+		}
+	}
+}
+
+// TestClientsDoNotChooseTheirPriority: what a client says of its own
+// priority never reaches a service; the gateway's word does.
+func TestClientsDoNotChooseTheirPriority(t *testing.T) {
+	seen := make(chan http.Header, 1)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.Header.Clone()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer up.Close()
+	r := discovery.NewResolver(discovery.Static{{ID: "i1", Service: services.Inventory, Endpoints: map[string]string{discovery.EndpointHTTP: up.Listener.Addr().String()}}})
+	defer r.Close()
+	gw := New(r, auth.NewVerifier(auth.HTTPKeySource(http.DefaultClient, "http://127.0.0.1:1/jwks"), nil), DefaultLimits, nil, quiet)
+	front := httptest.NewServer(gw.Handler())
+	defer front.Close()
+	resp := get(t, front.URL+"/api/products/JX-MUG", "X-Failsafe-Level", "499", "X-Failsafe-Priority", "4")
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("status %d, want the upstream's 204", resp.StatusCode)
+	}
+	h := <-seen
+	if l, p := h.Get("X-Failsafe-Level"), h.Get("X-Failsafe-Priority"); l != "" || p != strconv.Itoa(int(resilience.PriorityDefault)) {
+		t.Errorf("upstream saw level %q, priority %q; want no level and priority %d", l, p, resilience.PriorityDefault)
 	}
 }

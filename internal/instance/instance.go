@@ -22,6 +22,7 @@ import (
 
 	"github.com/junction-go/junction/discovery"
 	"github.com/junction-go/junction/identity"
+	"github.com/junction-go/junction/resilience"
 	"github.com/junction-go/junction/rest"
 	"github.com/junction-go/junction/telemetry"
 )
@@ -70,6 +71,10 @@ type Config struct {
 	// scrapes that cannot present a certificate (a kubelet's) while the
 	// HTTP port speaks mTLS. It carries no API and is never registered.
 	ProbeAddr string
+	// Limit, when set, admits every request to p.HTTP (not the probes,
+	// nor /metrics) through the process's server limit; Parts.Unmetered
+	// picks the requests it lets through untouched.
+	Limit *resilience.ServerLimit
 }
 
 // Parts is what a service hands the runtime.
@@ -83,6 +88,10 @@ type Parts struct {
 	// Ready reports whether the instance can take work (its database
 	// answers, …); nil means always.
 	Ready func(context.Context) error
+	// Unmetered, when set, picks the requests Config.Limit does not
+	// admit: those whose time is not work (a long poll, which waits for
+	// its client).
+	Unmetered func(*http.Request) bool
 }
 
 // errDraining is the readiness of an instance that is stopping.
@@ -174,7 +183,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, p Parts) error {
 			_, _ = w.Write([]byte("ready\n"))
 		}
 	})
-	mux.Handle("/", p.HTTP)
+	if cfg.Limit != nil {
+		mux.Handle("/", cfg.Limit.HTTP(p.Unmetered)(p.HTTP))
+	} else {
+		mux.Handle("/", p.HTTP)
+	}
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics.Handler())
 	}

@@ -32,6 +32,13 @@ func Handler(svc *order.Service, v *auth.Verifier, log *slog.Logger) http.Handle
 	return rest.Chain(rest.Routes(mux), rest.RequestID, rest.AccessLog(log), rest.Recover(log), rest.Deadline, auth.Require(v, log))
 }
 
+// LongPoll tells a request that waits for its order's verdict (GET with
+// ?wait=): its time is its client's wait, not work, so a server limit
+// that measures time lets it through.
+func LongPoll(r *http.Request) bool {
+	return r.Method == http.MethodGet && r.URL.Query().Has("wait")
+}
+
 type handler struct {
 	svc *order.Service
 	log *slog.Logger

@@ -1,0 +1,256 @@
+package resilience
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/failsafe-go/failsafe-go/priority"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/junction-go/junction/bus"
+)
+
+// busyServer is a server limit of exactly two in flight, in front of a
+// handler that holds every request until release is closed.
+type busyServer struct {
+	limit   *ServerLimit
+	srv     *httptest.Server
+	started chan int // the level each held request runs at
+	release chan struct{}
+}
+
+func newBusyServer(t *testing.T) *busyServer {
+	t.Helper()
+	b := &busyServer{
+		// Calibrated by the test itself, so the refusals follow what it set up.
+		limit:   NewServerLimit(ServerLimitConfig{Name: "test", MinLimit: 2, MaxLimit: 2, InitialLimit: 2, CalibrateEvery: time.Hour}),
+		started: make(chan int, 100),
+		release: make(chan struct{}),
+	}
+	t.Cleanup(b.limit.Close)
+	b.srv = httptest.NewServer(b.limit.HTTP(func(r *http.Request) bool { return r.URL.Query().Has("wait") })(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.started <- priority.LevelFromContext(r.Context())
+		<-b.release
+		w.WriteHeader(http.StatusNoContent)
+	})))
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+type answer struct {
+	status     int
+	retryAfter string
+	took       time.Duration
+	err        error
+}
+
+// call sends one request with the header given (name, value) and answers
+// on the channel returned.
+func (b *busyServer) call(path string, header ...string) <-chan answer {
+	out := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", b.srv.URL+path, nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		start := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			out <- answer{err: err}
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		out <- answer{status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After"), took: time.Since(start)}
+	}()
+	return out
+}
+
+// waitFor waits until cond holds, failing the test after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func prio(p Priority) []string { return []string{priorityHeader, strconv.Itoa(int(p))} }
+
+func TestServerLimitRefusesNewWorkFirst(t *testing.T) {
+	b := newBusyServer(t)
+	var held []<-chan answer
+	// Two requests of admitted work fill the limit; five more queue.
+	for range 2 {
+		held = append(held, b.call("/", prio(PriorityAdmitted)...))
+	}
+	for range 2 {
+		if l := <-b.started; l < PriorityAdmitted.MinLevel() || l > PriorityAdmitted.MaxLevel() {
+			t.Errorf("admitted work runs at level %d, want one of %d-%d", l, PriorityAdmitted.MinLevel(), PriorityAdmitted.MaxLevel())
+		}
+	}
+	for range 5 {
+		held = append(held, b.call("/", prio(PriorityAdmitted)...))
+	}
+	waitFor(t, "five queued", func() bool { return b.limit.Stats().Queued == 5 })
+	b.limit.prioritizer.Calibrate()
+	if th := b.limit.Stats().Threshold; th < PriorityAdmitted.MinLevel() {
+		t.Fatalf("with the queue past twice the limit, the threshold is %d, want admitted work's levels", th)
+	}
+
+	// New work is refused at once, with Retry-After; a long poll is not
+	// measured and goes through.
+	a := <-b.call("/", prio(PriorityNew)...)
+	if a.err != nil || a.status != http.StatusServiceUnavailable || a.retryAfter != "1" {
+		t.Errorf("new work while admitted work queues: %d (Retry-After %q, err %v), want 503 with Retry-After 1", a.status, a.retryAfter, a.err)
+	}
+	poll := b.call("/?wait=5s", prio(PriorityNew)...)
+	<-b.started
+	// Higher work still queues, and everything queued is answered.
+	held = append(held, b.call("/", prio(priority.VeryHigh)...))
+	waitFor(t, "the sixth queued", func() bool { return b.limit.Stats().Queued == 6 })
+	close(b.release)
+	for _, c := range append(held, poll) {
+		if a := <-c; a.err != nil || a.status != http.StatusNoContent {
+			t.Errorf("held or queued request: %d (err %v), want 204", a.status, a.err)
+		}
+	}
+	if st := b.limit.Stats(); st.Refused[PriorityNew] != 1 || st.Refused[PriorityAdmitted] != 0 || st.InFlight != 0 {
+		t.Errorf("stats after: %+v, want one refusal of new work, none of admitted, none in flight", st)
+	}
+}
+
+func TestServerLimitPastItsQueueRefusesAll(t *testing.T) {
+	b := newBusyServer(t)
+	var held []<-chan answer
+	for range 2 + 6 { // the limit, then three times it in all
+		held = append(held, b.call("/", prio(priority.VeryHigh)...))
+	}
+	waitFor(t, "six queued", func() bool { return b.limit.Stats().Queued == 6 })
+	if a := <-b.call("/", prio(priority.VeryHigh)...); a.status != http.StatusServiceUnavailable {
+		t.Errorf("the highest work past three times the limit: %d, want 503", a.status)
+	}
+	close(b.release)
+	for _, c := range held {
+		<-c
+	}
+}
+
+func TestServerLimitReadsOnlyLevelsItKnows(t *testing.T) {
+	b := newBusyServer(t)
+	close(b.release)
+	for _, h := range [][]string{
+		{levelHeader, "500"}, {levelHeader, "-1"}, {levelHeader, "high"},
+		{priorityHeader, "5"}, {priorityHeader, "-3"}, {priorityHeader, "x"}, {},
+	} {
+		a := <-b.call("/", h...)
+		l := <-b.started
+		if a.status != http.StatusNoContent || l < PriorityDefault.MinLevel() || l > PriorityDefault.MaxLevel() {
+			t.Errorf("%q: %d at level %d, want 204 at the default priority's levels", h, a.status, l)
+		}
+	}
+	a := <-b.call("/", levelHeader, "42")
+	if l := <-b.started; a.status != http.StatusNoContent || l != 42 {
+		t.Errorf("level 42: %d at level %d, want 204 at 42", a.status, l)
+	}
+}
+
+func TestServerLimitGRPC(t *testing.T) {
+	l := NewServerLimit(ServerLimitConfig{Name: "test", MinLimit: 1, MaxLimit: 1, InitialLimit: 1, CalibrateEvery: time.Hour})
+	defer l.Close()
+	intercept := l.UnaryServerInterceptor()
+	info := &grpc.UnaryServerInfo{FullMethod: "/inventory.v1.InventoryService/CheckAvailability"}
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	hold := func(ctx context.Context, _ any) (any, error) { <-release; return nil, nil }
+	call := func(md ...string) error {
+		_, err := intercept(metadata.NewIncomingContext(context.Background(), metadata.Pairs(md...)), nil, info, hold)
+		return err
+	}
+	for range 1 + 3 { // one in flight, three queued: full
+		wg.Go(func() {
+			if err := call(levelMD, "350"); err != nil {
+				t.Errorf("held call: %v", err)
+			}
+		})
+	}
+	waitFor(t, "three queued", func() bool { return l.Stats().Queued == 3 })
+	if err := call(priorityMD, "1"); status.Code(err) != codes.Unavailable {
+		t.Errorf("new work past the queue: %v, want UNAVAILABLE", err)
+	}
+	// Health checks are not work.
+	health := &grpc.UnaryServerInfo{FullMethod: "/grpc.health.v1.Health/Check"}
+	if _, err := intercept(context.Background(), nil, health, func(context.Context, any) (any, error) { return nil, nil }); err != nil {
+		t.Errorf("health check while full: %v, want through", err)
+	}
+	close(release)
+	wg.Wait()
+	var got int
+	if _, err := intercept(metadata.NewIncomingContext(context.Background(), metadata.Pairs(levelMD, "123")), nil, info, func(ctx context.Context, _ any) (any, error) {
+		got = priority.LevelFromContext(ctx)
+		return nil, nil
+	}); err != nil || got != 123 {
+		t.Errorf("a call at level 123: %v, at level %d in its context; want through at 123, for the calls it makes", err, got)
+	}
+}
+
+func TestServerLimitMessagesWaitNotRefused(t *testing.T) {
+	b := newBusyServer(t)
+	var held []<-chan answer
+	for range 2 + 6 {
+		held = append(held, b.call("/", prio(priority.VeryHigh)...))
+	}
+	waitFor(t, "six queued", func() bool { return b.limit.Stats().Queued == 6 })
+	handled := make(chan error, 1)
+	h := b.limit.Messages(func(ctx context.Context, m *bus.Message) error {
+		if l := priority.LevelFromContext(ctx); l != PriorityAdmitted.MaxLevel() {
+			t.Errorf("message handled at level %d, want %d", l, PriorityAdmitted.MaxLevel())
+		}
+		return nil
+	})
+	go func() { handled <- h(context.Background(), &bus.Message{ID: "m1"}) }()
+	waitFor(t, "the message waiting", func() bool { return b.limit.Stats().MessagesWaiting == 1 })
+	select {
+	case err := <-handled:
+		t.Fatalf("a message past the queue was handled (%v) before anything finished; want it to wait", err)
+	default:
+	}
+	close(b.release)
+	if err := <-handled; err != nil {
+		t.Errorf("message after the queue drained: %v, want handled", err)
+	}
+	for _, c := range held {
+		<-c
+	}
+	// A subscription that stops while its message waits redelivers it.
+	b2 := newBusyServer(t)
+	var held2 []<-chan answer
+	for range 2 + 6 {
+		held2 = append(held2, b2.call("/", prio(priority.VeryHigh)...))
+	}
+	waitFor(t, "six queued", func() bool { return b2.limit.Stats().Queued == 6 })
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		handled <- b2.limit.Messages(func(context.Context, *bus.Message) error { return nil })(ctx, &bus.Message{ID: "m2"})
+	}()
+	waitFor(t, "the message waiting", func() bool { return b2.limit.Stats().MessagesWaiting == 1 })
+	cancel()
+	if err := <-handled; err == nil {
+		t.Error("message whose subscription stopped while it waited: nil, want an error (redelivered)")
+	}
+	close(b2.release)
+	for _, c := range held2 {
+		<-c
+	}
+}
