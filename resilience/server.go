@@ -227,8 +227,12 @@ func (l *ServerLimit) HTTP(exempt func(*http.Request) bool) rest.Middleware {
 			ctx := priority.ContextWithLevel(r.Context(), level)
 			p, err := l.admit(ctx, level)
 			if err != nil {
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					rest.WriteProblem(w, r, http.StatusGatewayTimeout, "deadline_exceeded", "the request's deadline passed while it waited for its turn")
+					return
+				}
 				if ctx.Err() != nil {
-					return // the caller left or its deadline passed while it waited
+					return // the caller left while it waited
 				}
 				l.log.DebugContext(ctx, "request refused", "path", r.URL.Path, "level", level, "err", err)
 				w.Header().Set("Retry-After", strconv.Itoa(max(1, int(l.retryAfter.Seconds()))))
@@ -304,13 +308,21 @@ func first(v []string) string {
 // PriorityAdmitted's highest level: it waits for a permit rather than
 // being refused, trying again every RetryAfter/10 while l's queue is full,
 // until ctx ends (the subscription stops, and the message is redelivered).
-// A message's time in h counts toward l's limit like a request's.
+// A message with a deadline (bus.Deadline) waits no longer than that: then
+// it goes to h without a permit, for the consumer's SkipExpired to drop
+// it. A message's time in h counts toward l's limit like a request's.
 func (l *ServerLimit) Messages(h bus.Handler) bus.Handler {
 	level := PriorityAdmitted.MaxLevel()
 	pause := l.retryAfter / 10
 	return func(ctx context.Context, m *bus.Message) error {
+		wctx := ctx
+		if d, ok := bus.Deadline(m); ok {
+			var cancel context.CancelFunc
+			wctx, cancel = context.WithDeadline(ctx, d)
+			defer cancel()
+		}
 		for {
-			p, err := l.limiter.AcquirePermitWithLevel(ctx, level)
+			p, err := l.limiter.AcquirePermitWithLevel(wctx, level)
 			if err == nil {
 				defer p.Record()
 				return h(priority.ContextWithLevel(ctx, level), m)
@@ -318,8 +330,11 @@ func (l *ServerLimit) Messages(h bus.Handler) bus.Handler {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if err := l.pause(ctx, pause); err != nil {
-				return err
+			if wctx.Err() != nil {
+				return h(ctx, m) // past its deadline: not work any more
+			}
+			if err := l.pause(wctx, pause); err != nil && ctx.Err() != nil {
+				return ctx.Err()
 			}
 		}
 	}

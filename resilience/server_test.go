@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/junction-go/junction/bus"
+	"github.com/junction-go/junction/rest"
 )
 
 // busyServer is a server limit of exactly two in flight, in front of a
@@ -37,11 +38,11 @@ func newBusyServer(t *testing.T) *busyServer {
 		release: make(chan struct{}),
 	}
 	t.Cleanup(b.limit.Close)
-	b.srv = httptest.NewServer(b.limit.HTTP(func(r *http.Request) bool { return r.URL.Query().Has("wait") })(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	b.srv = httptest.NewServer(rest.Deadline(b.limit.HTTP(func(r *http.Request) bool { return r.URL.Query().Has("wait") })(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.started <- priority.LevelFromContext(r.Context())
 		<-b.release
 		w.WriteHeader(http.StatusNoContent)
-	})))
+	}))))
 	t.Cleanup(b.srv.Close)
 	return b
 }
@@ -251,6 +252,47 @@ func TestServerLimitMessagesWaitNotRefused(t *testing.T) {
 	}
 	close(b2.release)
 	for _, c := range held2 {
+		<-c
+	}
+}
+
+// TestServerLimitDropsExpiredWork: a request whose deadline passes while
+// it waits for a permit is answered 504 then, not worked on later; a
+// message whose deadline passes while it waits goes on without a permit,
+// for the consumer's SkipExpired to drop.
+func TestServerLimitDropsExpiredWork(t *testing.T) {
+	b := newBusyServer(t)
+	var held []<-chan answer
+	for range 2 {
+		held = append(held, b.call("/", prio(PriorityAdmitted)...))
+	}
+	for range 2 {
+		<-b.started
+	}
+	deadline := time.Now().Add(100 * time.Millisecond)
+	a := <-b.call("/", append(prio(priority.VeryHigh), rest.DeadlineHeader, strconv.FormatInt(deadline.UnixNano(), 10))...)
+	if a.err != nil || a.status != http.StatusGatewayTimeout {
+		t.Errorf("a request whose deadline passed in the queue: %d (err %v), want 504", a.status, a.err)
+	}
+	if !time.Now().After(deadline) {
+		t.Error("answered before its deadline; want it to wait for a permit until then")
+	}
+
+	m := &bus.Message{ID: "late", Headers: map[string]string{bus.HeaderDeadline: strconv.FormatInt(time.Now().Add(50*time.Millisecond).UnixNano(), 10)}}
+	var late bool
+	err := b.limit.Messages(func(ctx context.Context, m *bus.Message) error {
+		d, _ := bus.Deadline(m)
+		late = !time.Now().Before(d)
+		return nil
+	})(context.Background(), m)
+	if err != nil || !late {
+		t.Errorf("a message whose deadline passed while it waited: err %v, handed on past its deadline %v; want nil and true", err, late)
+	}
+	if st := b.limit.Stats(); st.InFlight != 2 {
+		t.Errorf("in flight after the late message: %d, want the 2 held (it took no permit)", st.InFlight)
+	}
+	close(b.release)
+	for _, c := range held {
 		<-c
 	}
 }

@@ -184,7 +184,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, p Parts) error {
 		}
 	})
 	if cfg.Limit != nil {
-		mux.Handle("/", cfg.Limit.HTTP(p.Unmetered)(p.HTTP))
+		// The request's deadline bounds its wait for a permit too.
+		mux.Handle("/", rest.Deadline(cfg.Limit.HTTP(p.Unmetered)(p.HTTP)))
 	} else {
 		mux.Handle("/", p.HTTP)
 	}
