@@ -535,9 +535,10 @@ func serveUsers(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	defer bg.stop()
 	bg.goRun(func(ctx context.Context) error { return svc.RunKeys(ctx, 2*time.Second) })
 	return instance.Run(ctx, instanceConfig(cfg), log, instance.Parts{
-		HTTP:  userhttp.Handler(svc, verifier, log),
-		GRPC:  usergrpc.NewServer(svc, verifier, grpcOpts...),
-		Ready: ready(st.Ping, d.bus),
+		HTTP:      userhttp.Handler(svc, verifier, log),
+		Unmetered: userhttp.KeySet,
+		GRPC:      usergrpc.NewServer(svc, verifier, grpcOpts...),
+		Ready:     ready(st.Ping, d.bus),
 	})
 }
 

@@ -35,6 +35,13 @@ func Handler(svc *user.Service, v *auth.Verifier, log *slog.Logger) http.Handler
 	return rest.Chain(rest.Routes(mux), rest.RequestID, rest.AccessLog(log), rest.Recover(log), rest.Deadline)
 }
 
+// KeySet tells a request for the token keys: every other service needs
+// them to verify anything, and they cost nothing to serve, so a server
+// limit lets them through.
+func KeySet(r *http.Request) bool {
+	return r.Method == http.MethodGet && (r.URL.Path == "/.well-known/jwks.json" || r.URL.Path == "/api/auth/jwks")
+}
+
 type handler struct {
 	svc *user.Service
 	log *slog.Logger
