@@ -76,6 +76,27 @@ func (b *busyServer) call(path string, header ...string) <-chan answer {
 	return out
 }
 
+// full sends the limit's two requests and six more at p, so that its
+// queue is at its most (three times the limit), and waits until they are
+// in place; the answers come once release is closed.
+func (b *busyServer) full(t *testing.T, p Priority) []<-chan answer {
+	t.Helper()
+	var held []<-chan answer
+	for range 2 + 6 {
+		held = append(held, b.call("/", prio(p)...))
+	}
+	waitFor(t, "six queued", func() bool { return b.limit.Stats().Queued == 6 })
+	return held
+}
+
+// finish lets every held request end and waits for their answers.
+func (b *busyServer) finish(held []<-chan answer) {
+	close(b.release)
+	for _, c := range held {
+		<-c
+	}
+}
+
 // waitFor waits until cond holds, failing the test after 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -134,18 +155,11 @@ func TestServerLimitRefusesNewWorkFirst(t *testing.T) {
 
 func TestServerLimitPastItsQueueRefusesAll(t *testing.T) {
 	b := newBusyServer(t)
-	var held []<-chan answer
-	for range 2 + 6 { // the limit, then three times it in all
-		held = append(held, b.call("/", prio(priority.VeryHigh)...))
-	}
-	waitFor(t, "six queued", func() bool { return b.limit.Stats().Queued == 6 })
+	held := b.full(t, priority.VeryHigh)
 	if a := <-b.call("/", prio(priority.VeryHigh)...); a.status != http.StatusServiceUnavailable {
 		t.Errorf("the highest work past three times the limit: %d, want 503", a.status)
 	}
-	close(b.release)
-	for _, c := range held {
-		<-c
-	}
+	b.finish(held)
 }
 
 func TestServerLimitReadsOnlyLevelsItKnows(t *testing.T) {
@@ -208,11 +222,7 @@ func TestServerLimitGRPC(t *testing.T) {
 
 func TestServerLimitMessagesWaitNotRefused(t *testing.T) {
 	b := newBusyServer(t)
-	var held []<-chan answer
-	for range 2 + 6 {
-		held = append(held, b.call("/", prio(priority.VeryHigh)...))
-	}
-	waitFor(t, "six queued", func() bool { return b.limit.Stats().Queued == 6 })
+	held := b.full(t, priority.VeryHigh)
 	handled := make(chan error, 1)
 	h := b.limit.Messages(func(ctx context.Context, m *bus.Message) error {
 		if l := priority.LevelFromContext(ctx); l != PriorityAdmitted.MaxLevel() {
@@ -227,20 +237,13 @@ func TestServerLimitMessagesWaitNotRefused(t *testing.T) {
 		t.Fatalf("a message past the queue was handled (%v) before anything finished; want it to wait", err)
 	default:
 	}
-	close(b.release)
+	b.finish(held)
 	if err := <-handled; err != nil {
 		t.Errorf("message after the queue drained: %v, want handled", err)
 	}
-	for _, c := range held {
-		<-c
-	}
 	// A subscription that stops while its message waits redelivers it.
 	b2 := newBusyServer(t)
-	var held2 []<-chan answer
-	for range 2 + 6 {
-		held2 = append(held2, b2.call("/", prio(priority.VeryHigh)...))
-	}
-	waitFor(t, "six queued", func() bool { return b2.limit.Stats().Queued == 6 })
+	held2 := b2.full(t, priority.VeryHigh)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		handled <- b2.limit.Messages(func(context.Context, *bus.Message) error { return nil })(ctx, &bus.Message{ID: "m2"})
@@ -250,10 +253,7 @@ func TestServerLimitMessagesWaitNotRefused(t *testing.T) {
 	if err := <-handled; err == nil {
 		t.Error("message whose subscription stopped while it waited: nil, want an error (redelivered)")
 	}
-	close(b2.release)
-	for _, c := range held2 {
-		<-c
-	}
+	b2.finish(held2)
 }
 
 // TestServerLimitDropsExpiredWork: a request whose deadline passes while
@@ -291,8 +291,5 @@ func TestServerLimitDropsExpiredWork(t *testing.T) {
 	if st := b.limit.Stats(); st.InFlight != 2 {
 		t.Errorf("in flight after the late message: %d, want the 2 held (it took no permit)", st.InFlight)
 	}
-	close(b.release)
-	for _, c := range held {
-		<-c
-	}
+	b.finish(held)
 }
