@@ -88,6 +88,8 @@ func TestEveryInstanceServesItsMetrics(t *testing.T) {
 	}
 	families := map[string]*family{}
 	exposed, exposedLabels := map[string]bool{}, map[string]bool{}
+	// admitted is each service's server_limit_admitted_total by priority.
+	admitted := map[string]map[string]float64{}
 	for service, addr := range targets {
 		// The internal ports take the operator's certificate; the
 		// gateway's is public.
@@ -121,6 +123,12 @@ func TestEveryInstanceServesItsMetrics(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", service, err)
 		}
+		if mf := mfs["server_limit_admitted_total"]; mf != nil {
+			admitted[service] = map[string]float64{}
+			for _, m := range mf.GetMetric() {
+				admitted[service][m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			}
+		}
 		for name, mf := range mfs {
 			exposed[name] = true
 			for _, m := range mf.GetMetric() {
@@ -147,6 +155,7 @@ func TestEveryInstanceServesItsMetrics(t *testing.T) {
 		}
 	}
 	checkQueries(t, exposed, exposedLabels)
+	checkPriorities(t, admitted)
 	want := metricsTable(families)
 	path := filepath.Join("..", "docs", "observability.md")
 	doc, err := os.ReadFile(path)
@@ -168,6 +177,26 @@ func TestEveryInstanceServesItsMetrics(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("docs/observability.md lists other metrics than the services expose; go test ./e2e -run TestEveryInstanceServesItsMetrics -update (-want +got):\n%s", diff)
+	}
+}
+
+// checkPriorities: the order's priority went with its work from hop to
+// hop. The gateway marked the new order as new work; order-service's
+// calls for it (GetUser, CheckAvailability) carried that to user-service
+// and inventory-service over gRPC; the saga's commands reached the
+// participants as admitted work.
+func checkPriorities(t *testing.T, admitted map[string]map[string]float64) {
+	t.Helper()
+	for _, want := range []struct{ service, priority string }{
+		{"order-service", "new"}, {"user-service", "new"}, {"inventory-service", "new"},
+		{"order-service", "admitted"}, {"inventory-service", "admitted"}, {"shipping-service", "admitted"},
+	} {
+		if admitted[want.service][want.priority] < 1 {
+			t.Errorf("%s let in no work of priority %s (server_limit_admitted_total: %v); the order's priority did not travel with it", want.service, want.priority, admitted[want.service])
+		}
+	}
+	if _, ok := admitted["payment-service"]; ok {
+		t.Error("payment-service has a server limit; it should have none (its work waits on the provider)")
 	}
 }
 

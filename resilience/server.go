@@ -128,7 +128,7 @@ type ServerLimit struct {
 	retryAfter  time.Duration
 	log         *slog.Logger
 
-	refused [priority.VeryHigh + 1]atomic.Int64
+	refused, admitted [priority.VeryHigh + 1]atomic.Int64
 	// waiting counts the messages waiting for a permit past the queue.
 	waiting atomic.Int64
 }
@@ -175,8 +175,9 @@ type ServerLimitStats struct {
 	// Threshold is the level (0-499) below which work is refused now; 0
 	// while nothing is.
 	Threshold int
-	// Refused counts the refusals by priority (VeryLow to VeryHigh).
-	Refused [priority.VeryHigh + 1]int64
+	// Refused and Admitted count the refusals and the work let in, by
+	// priority (VeryLow to VeryHigh).
+	Refused, Admitted [priority.VeryHigh + 1]int64
 	// MessagesWaiting are the deliveries waiting for room in the queue.
 	MessagesWaiting int
 }
@@ -189,7 +190,7 @@ func (l *ServerLimit) Stats() ServerLimitStats {
 		MessagesWaiting: int(l.waiting.Load()),
 	}
 	for i := range st.Refused {
-		st.Refused[i] = l.refused[i].Load()
+		st.Refused[i], st.Admitted[i] = l.refused[i].Load(), l.admitted[i].Load()
 	}
 	return st
 }
@@ -204,6 +205,9 @@ func (l *ServerLimit) admit(ctx context.Context, level int) (adaptivelimiter.Per
 	if errors.Is(err, adaptivelimiter.ErrExceeded) {
 		l.refused[level/100].Add(1)
 		return nil, errRefused
+	}
+	if err == nil {
+		l.admitted[level/100].Add(1)
 	}
 	return p, err
 }
@@ -324,6 +328,7 @@ func (l *ServerLimit) Messages(h bus.Handler) bus.Handler {
 		for {
 			p, err := l.limiter.AcquirePermitWithLevel(wctx, level)
 			if err == nil {
+				l.admitted[level/100].Add(1)
 				defer p.Record()
 				return h(priority.ContextWithLevel(ctx, level), m)
 			}

@@ -148,8 +148,9 @@ func TestServerLimitRefusesNewWorkFirst(t *testing.T) {
 			t.Errorf("held or queued request: %d (err %v), want 204", a.status, a.err)
 		}
 	}
-	if st := b.limit.Stats(); st.Refused[PriorityNew] != 1 || st.Refused[PriorityAdmitted] != 0 || st.InFlight != 0 {
-		t.Errorf("stats after: %+v, want one refusal of new work, none of admitted, none in flight", st)
+	if st := b.limit.Stats(); st.Refused[PriorityNew] != 1 || st.Refused[PriorityAdmitted] != 0 || st.InFlight != 0 ||
+		st.Admitted[PriorityAdmitted] != 7 || st.Admitted[priority.VeryHigh] != 1 || st.Admitted[PriorityNew] != 0 {
+		t.Errorf("stats after: %+v, want one refusal of new work, none of admitted, none in flight; 7 admitted and 1 very high let in, the long poll not counted", st)
 	}
 }
 

@@ -223,16 +223,18 @@ func meterServerLimit(m *telemetry.Metrics, l *resilience.ServerLimit) {
 	waiting := prometheus.NewDesc("server_limit_messages_waiting", "Messages waiting for room in the server limit's queue (a message is never refused: while they wait, the process takes no more from the broker).", nil, nil)
 	threshold := prometheus.NewDesc("server_limit_rejection_threshold", "The priority level (0-499: new work 100-199, default 200-299, admitted work 300-399) below which the server limit refuses work now; 0 while it refuses none for its priority.", nil, nil)
 	refused := prometheus.NewDesc("server_limit_refused_total", "Requests and calls the server limit refused (503 or UNAVAILABLE, with Retry-After), by priority (new, default, admitted, and the others of failsafe-go's five).", []string{"priority"}, nil)
+	admitted := prometheus.NewDesc("server_limit_admitted_total", "Requests, calls and messages the server limit let in, by the priority they carried (new, default, admitted, and the others of failsafe-go's five): the mix of work this process gets.", []string{"priority"}, nil)
 	names := []string{"very_low", "new", "default", "admitted", "very_high"}
-	m.Registerer().MustRegister(funcCollector{descs: []*prometheus.Desc{limit, inFlight, queued, waiting, threshold, refused}, collect: func(ch chan<- prometheus.Metric) {
+	m.Registerer().MustRegister(funcCollector{descs: []*prometheus.Desc{limit, inFlight, queued, waiting, threshold, refused, admitted}, collect: func(ch chan<- prometheus.Metric) {
 		st := l.Stats()
 		ch <- prometheus.MustNewConstMetric(limit, prometheus.GaugeValue, float64(st.Limit))
 		ch <- prometheus.MustNewConstMetric(inFlight, prometheus.GaugeValue, float64(st.InFlight))
 		ch <- prometheus.MustNewConstMetric(queued, prometheus.GaugeValue, float64(st.Queued))
 		ch <- prometheus.MustNewConstMetric(waiting, prometheus.GaugeValue, float64(st.MessagesWaiting))
 		ch <- prometheus.MustNewConstMetric(threshold, prometheus.GaugeValue, float64(st.Threshold))
-		for i, n := range st.Refused {
-			ch <- prometheus.MustNewConstMetric(refused, prometheus.CounterValue, float64(n), names[i])
+		for i, name := range names {
+			ch <- prometheus.MustNewConstMetric(refused, prometheus.CounterValue, float64(st.Refused[i]), name)
+			ch <- prometheus.MustNewConstMetric(admitted, prometheus.CounterValue, float64(st.Admitted[i]), name)
 		}
 	}})
 }
