@@ -149,12 +149,15 @@ func NewServerLimit(cfg ServerLimitConfig) *ServerLimit {
 	if cfg.MaxLimit > 0 || cfg.MinLimit > 0 || cfg.InitialLimit > 0 {
 		lo, hi, init := max(cfg.MinLimit, 1), cfg.MaxLimit, cfg.InitialLimit
 		if hi == 0 {
-			hi = max(200, lo)
+			hi = 200
 		}
 		if init == 0 {
-			init = min(max(20, lo), hi)
+			init = 20
 		}
-		b = b.WithLimits(lo, hi, init)
+		// A floor above the ceiling raises the ceiling; the start lies
+		// between them.
+		hi = max(hi, lo)
+		b = b.WithLimits(lo, hi, min(max(init, lo), hi))
 	}
 	stop := p.ScheduleCalibrations(context.Background(), cfg.CalibrateEvery)
 	return &ServerLimit{

@@ -294,3 +294,20 @@ func TestServerLimitDropsExpiredWork(t *testing.T) {
 	}
 	b.finish(held)
 }
+
+func TestServerLimitTakesAnyBounds(t *testing.T) {
+	for _, cfg := range []ServerLimitConfig{
+		{MinLimit: 50, MaxLimit: 10}, {MinLimit: 5, InitialLimit: 1}, {MaxLimit: 3, InitialLimit: 30}, {InitialLimit: 7}, {},
+	} {
+		l := NewServerLimit(cfg)
+		lim := l.Stats().Limit
+		l.Close()
+		lo, hi := max(cfg.MinLimit, 1), cfg.MaxLimit
+		if hi == 0 {
+			hi = 200
+		}
+		if lim < int(lo) || lim > int(max(hi, lo)) {
+			t.Errorf("%+v: starts at %d, want between its floor %d and its ceiling", cfg, lim, lo)
+		}
+	}
+}
