@@ -461,6 +461,25 @@ func TestMultiHost(t *testing.T) {
 			err := open(s).QueryRowContext(ctx, `SELECT COUNT(*), MAX(last_error) FROM outbox WHERE sent_at IS NULL`).Scan(&unsent, &failing)
 			t.Logf("%s's outbox: %d unsent, last error %q (%v)", s, unsent, failing.String, err)
 		}
+		// Who refused new orders: each process's answers of 503 to
+		// POST /api/orders (the gateway's shed and throttle, order-service's
+		// admission and server limit), and each server limit's lines of
+		// refusals.
+		for id, p := range procs {
+			b, _ := os.ReadFile(p.logf)
+			refusedOrders, limitLines := 0, []string{}
+			for line := range strings.Lines(string(b)) {
+				switch {
+				case strings.Contains(line, `"method":"POST","path":"/api/orders","status":503`):
+					refusedOrders++
+				case strings.Contains(line, "work refused in the last second") && len(limitLines) < 10:
+					limitLines = append(limitLines, strings.TrimSpace(line))
+				}
+			}
+			if refusedOrders > 0 || len(limitLines) > 0 {
+				t.Logf("%s: %d POST /api/orders answered 503; its server limit's refusals: %q", id, refusedOrders, limitLines)
+			}
+		}
 	}
 	for _, f := range faults {
 		t.Logf("fault %s .. %s: %s", f.from.Format("15:04:05.000"), f.to.Format("15:04:05.000"), f.what)

@@ -124,7 +124,7 @@ type ServerLimitConfig struct {
 type ServerLimit struct {
 	limiter     adaptivelimiter.PriorityLimiter[any]
 	prioritizer priority.Prioritizer
-	stop        context.CancelFunc
+	stop        context.CancelFunc // ends run
 	retryAfter  time.Duration
 	log         *slog.Logger
 
@@ -159,18 +159,49 @@ func NewServerLimit(cfg ServerLimitConfig) *ServerLimit {
 		hi = max(hi, lo)
 		b = b.WithLimits(lo, hi, min(max(init, lo), hi))
 	}
-	stop := p.ScheduleCalibrations(context.Background(), cfg.CalibrateEvery)
-	return &ServerLimit{
+	ctx, stop := context.WithCancel(context.Background())
+	l := &ServerLimit{
 		limiter:     b.BuildPrioritized(p),
 		prioritizer: p,
 		stop:        stop,
 		retryAfter:  cfg.RetryAfter,
-		log:         cfg.Log.With("limit", cfg.Name),
+		log:         cfg.Log.With("server_limit", cfg.Name),
 	}
+	go l.run(ctx, cfg.CalibrateEvery)
+	return l
 }
 
 // Close stops the limit's calibrations.
 func (l *ServerLimit) Close() { l.stop() }
+
+// run calibrates the prioritizer every interval and, once a second in
+// which it refused work, says so in one line: what it refused by
+// priority, and the limit and queue it refused at.
+func (l *ServerLimit) run(ctx context.Context, every time.Duration) {
+	calibrate, report := time.NewTicker(every), time.NewTicker(time.Second)
+	defer calibrate.Stop()
+	defer report.Stop()
+	var last [priority.VeryHigh + 1]int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-calibrate.C:
+			l.prioritizer.Calibrate()
+		case <-report.C:
+			st := l.Stats()
+			if st.Refused == last {
+				continue
+			}
+			l.log.Info("work refused in the last second: this service has as much as it can finish in time",
+				"new", st.Refused[PriorityNew]-last[PriorityNew], "default", st.Refused[PriorityDefault]-last[PriorityDefault],
+				"admitted", st.Refused[PriorityAdmitted]-last[PriorityAdmitted],
+				"other", st.Refused[priority.VeryLow]-last[priority.VeryLow]+st.Refused[priority.VeryHigh]-last[priority.VeryHigh],
+				"limit", st.Limit, "in_flight", st.InFlight, "queued", st.Queued)
+			last = st.Refused
+		}
+	}
+}
 
 // ServerLimitStats is what a ServerLimit is doing.
 type ServerLimitStats struct {

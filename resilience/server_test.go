@@ -3,9 +3,11 @@ package resilience
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,11 +31,14 @@ type busyServer struct {
 	release chan struct{}
 }
 
-func newBusyServer(t *testing.T) *busyServer {
+func newBusyServer(t *testing.T) *busyServer { return newBusyServerLogging(t, nil) }
+
+// newBusyServerLogging is newBusyServer whose limit logs to log.
+func newBusyServerLogging(t *testing.T, log *slog.Logger) *busyServer {
 	t.Helper()
 	b := &busyServer{
 		// Calibrated by the test itself, so the refusals follow what it set up.
-		limit:   NewServerLimit(ServerLimitConfig{Name: "test", MinLimit: 2, MaxLimit: 2, InitialLimit: 2, CalibrateEvery: time.Hour}),
+		limit:   NewServerLimit(ServerLimitConfig{Name: "test", MinLimit: 2, MaxLimit: 2, InitialLimit: 2, CalibrateEvery: time.Hour, Log: log}),
 		started: make(chan int, 100),
 		release: make(chan struct{}),
 	}
@@ -155,12 +160,36 @@ func TestServerLimitRefusesNewWorkFirst(t *testing.T) {
 }
 
 func TestServerLimitPastItsQueueRefusesAll(t *testing.T) {
-	b := newBusyServer(t)
+	var logged syncBuffer
+	b := newBusyServerLogging(t, slog.New(slog.NewJSONHandler(&logged, nil)))
 	held := b.full(t, priority.VeryHigh)
 	if a := <-b.call("/", prio(priority.VeryHigh)...); a.status != http.StatusServiceUnavailable {
 		t.Errorf("the highest work past three times the limit: %d, want 503", a.status)
 	}
+	// The refusal is told once, in the next second's line.
+	waitFor(t, "the second's line of refusals", func() bool { return strings.Contains(logged.String(), `"other":1`) })
+	if line := logged.String(); !strings.Contains(line, "work refused in the last second") || !strings.Contains(line, `"new":0`) || !strings.Contains(line, `"queued":6`) {
+		t.Errorf("log = %s, want one line of the refusal, with the queue", line)
+	}
 	b.finish(held)
+}
+
+// syncBuffer is a log's buffer that the test reads while the limit writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestServerLimitReadsOnlyLevelsItKnows(t *testing.T) {
