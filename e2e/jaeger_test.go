@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/junction-go/junction/telemetry/telemetrytest"
 )
 
 // jaegerBinary is the Jaeger all-in-one that scripts/jaeger builds, or the
@@ -76,7 +78,7 @@ exporters:
 	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out := &lockedBuffer{}
+	out := &telemetrytest.Buffer{}
 	cmd := exec.Command(bin, "--config", file)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/junction-go/junction/telemetry/telemetrytest"
 )
 
 // tool finds a program of Debian's prometheus package; without it the
@@ -77,7 +79,7 @@ func TestPrometheusScrapesEveryInstance(t *testing.T) {
 	addr := freePort(t)
 	cmd := exec.Command(prometheus, "--config.file="+filepath.Join(work, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(work, "data"),
 		"--web.listen-address="+addr, "--log.level=warn")
-	logs := &lockedBuffer{}
+	logs := &telemetrytest.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/junction-go/junction/telemetry/telemetrytest"
 )
 
 // TestStartsCleanlyEveryTime starts `junction up` on a fresh data folder
@@ -62,7 +64,7 @@ func TestStopWhileStarting(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		seen := &lockedBuffer{}
+		seen := &telemetrytest.Buffer{}
 		sc := bufio.NewScanner(out)
 		for sc.Scan() && !strings.HasPrefix(sc.Text(), "broker-1") {
 			seen.Write([]byte(sc.Text() + "\n"))

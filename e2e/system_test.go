@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	_ "github.com/junction-go/junction/sqldb/sqlite" // the tests read the services' SQLite files
 	"io"
 	"net"
 	"net/http"
@@ -18,10 +17,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	_ "github.com/junction-go/junction/sqldb/sqlite" // the tests read the services' SQLite files
+	"github.com/junction-go/junction/telemetry/telemetrytest"
 )
 
 // binary is the junction binary built by TestMain.
@@ -54,7 +55,7 @@ func TestMain(m *testing.M) {
 // system is a running `junction up`.
 type system struct {
 	cmd      *exec.Cmd
-	out      *lockedBuffer
+	out      *telemetrytest.Buffer
 	done     chan error
 	Gateway  string
 	Registry string
@@ -63,23 +64,6 @@ type system struct {
 	Traces   string // up's trace store (its base URL), when it runs one
 	Data     string
 	Ready    time.Duration
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // startSystem runs `junction up` on data with args and waits for its ready
@@ -98,7 +82,7 @@ func startSystemEnv(t testing.TB, data string, env []string, args ...string) *sy
 	cmd := exec.Command(binary, append([]string{"up", "--data", data, "--port", "0"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
-	s := &system{cmd: cmd, out: &lockedBuffer{}, done: make(chan error, 1), Data: data}
+	s := &system{cmd: cmd, out: &telemetrytest.Buffer{}, done: make(chan error, 1), Data: data}
 	cmd.Stdout = io.MultiWriter(s.out, pw)
 	cmd.Stderr = s.out
 	if err := cmd.Start(); err != nil {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/junction-go/junction/telemetry/telemetrytest"
 )
 
 // frame is every frame the gateway's WebSocket sends.
@@ -223,7 +225,7 @@ func TestWebSocketResumesOnAnotherGateway(t *testing.T) {
 	second := exec.Command(binary, "serve", "gateway", "--registry", s.sys.Registry, "--http-addr", addr)
 	// Its own certificate from the run's CA, as an operator would issue.
 	second.Env = append(os.Environ(), s.sys.issue(t, "gateway-2", "gateway")...)
-	logs := &lockedBuffer{}
+	logs := &telemetrytest.Buffer{}
 	second.Stdout, second.Stderr = logs, logs
 	if err := second.Start(); err != nil {
 		t.Fatal(err)

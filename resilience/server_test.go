@@ -20,6 +20,7 @@ import (
 
 	"github.com/junction-go/junction/bus"
 	"github.com/junction-go/junction/rest"
+	"github.com/junction-go/junction/telemetry/telemetrytest"
 )
 
 // busyServer is a server limit of exactly two in flight, in front of a
@@ -160,7 +161,7 @@ func TestServerLimitRefusesNewWorkFirst(t *testing.T) {
 }
 
 func TestServerLimitPastItsQueueRefusesAll(t *testing.T) {
-	var logged syncBuffer
+	var logged telemetrytest.Buffer
 	b := newBusyServerLogging(t, slog.New(slog.NewJSONHandler(&logged, nil)))
 	held := b.full(t, priority.VeryHigh)
 	if a := <-b.call("/", prio(priority.VeryHigh)...); a.status != http.StatusServiceUnavailable {
@@ -172,24 +173,6 @@ func TestServerLimitPastItsQueueRefusesAll(t *testing.T) {
 		t.Errorf("log = %s, want one line of the refusal, with the queue", line)
 	}
 	b.finish(held)
-}
-
-// syncBuffer is a log's buffer that the test reads while the limit writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestServerLimitReadsOnlyLevelsItKnows(t *testing.T) {

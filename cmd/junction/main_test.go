@@ -18,6 +18,7 @@ import (
 	"github.com/junction-go/junction/discovery"
 	"github.com/junction-go/junction/discovery/etcddisc"
 	"github.com/junction-go/junction/discovery/etcddisc/etcdtest"
+	"github.com/junction-go/junction/telemetry/telemetrytest"
 )
 
 func env(m map[string]string) func(string) string {
@@ -149,12 +150,11 @@ func TestVersion(t *testing.T) {
 // TestServeRegistryAndUsers runs two services in this process the way
 // `junction serve` does, on free ports, and stops them by cancelling.
 func TestServeRegistryAndUsers(t *testing.T) {
-	var logs bytes.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
 	regDone := make(chan error, 1)
-	regLogs := &lockedWriter{w: &logs}
+	regLogs := &telemetrytest.Buffer{}
 	// The registry needs a known port for the inventory to find it: pick
 	// one by serving on :0 and reading the log.
 	go func() {
@@ -172,7 +172,7 @@ func TestServeRegistryAndUsers(t *testing.T) {
 		return false
 	})
 
-	invLogs := &lockedWriter{w: &bytes.Buffer{}}
+	invLogs := &telemetrytest.Buffer{}
 	invDone := make(chan error, 1)
 	go func() {
 		invDone <- run(ctx, []string{"serve", "user-service"}, env(map[string]string{
@@ -219,7 +219,7 @@ func TestServeWithEtcdDiscovery(t *testing.T) {
 	endpoint, cli := etcdtest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	logs := &lockedWriter{w: &bytes.Buffer{}}
+	logs := &telemetrytest.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "user-service", "--discovery", "etcd://" + endpoint + "/shop/"}, env(map[string]string{
@@ -284,12 +284,12 @@ func TestServiceWaitsForALateBroker(t *testing.T) {
 	for k, v := range common {
 		svcEnv[k], brokerEnv[k] = v, v
 	}
-	svcLogs := &lockedWriter{w: &bytes.Buffer{}}
+	svcLogs := &telemetrytest.Buffer{}
 	svcDone := make(chan error, 1)
 	go func() { svcDone <- run(ctx, []string{"serve", "notification-service"}, env(svcEnv), svcLogs, svcLogs) }()
 	waitFor(t, func() bool { return strings.Contains(svcLogs.String(), `"msg":"waiting for the broker"`) })
 
-	brokerLogs := &lockedWriter{w: &bytes.Buffer{}}
+	brokerLogs := &telemetrytest.Buffer{}
 	brokerDone := make(chan error, 1)
 	go func() { brokerDone <- run(ctx, []string{"serve", "broker"}, env(brokerEnv), brokerLogs, brokerLogs) }()
 	waitFor(t, func() bool { return strings.Contains(svcLogs.String(), `"msg":"listening"`) })

@@ -1,7 +1,6 @@
 package supervisor_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/junction-go/junction/internal/supervisor"
+	"github.com/junction-go/junction/telemetry/telemetrytest"
 )
 
 // TestMain doubles as the child process: with SUPERVISOR_TEST_CHILD set, the
@@ -41,23 +41,6 @@ func TestMain(m *testing.M) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func child(name, kind string, tier int) supervisor.Spec {
 	return supervisor.Spec{Name: name, Path: os.Args[0], Env: append(os.Environ(), "SUPERVISOR_TEST_CHILD="+kind), Tier: tier}
 }
@@ -76,7 +59,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
 func TestRestartsADeadChildAndStopsAll(t *testing.T) {
-	out := &syncBuffer{}
+	out := &telemetrytest.Buffer{}
 	var exits sync.Map
 	s := &supervisor.Supervisor{
 		Out:    out,
@@ -118,7 +101,7 @@ func TestRestartsADeadChildAndStopsAll(t *testing.T) {
 }
 
 func TestKillsAChildThatIgnoresSIGTERM(t *testing.T) {
-	s := &supervisor.Supervisor{Out: &syncBuffer{}, StopTimeout: 300 * time.Millisecond}
+	s := &supervisor.Supervisor{Out: &telemetrytest.Buffer{}, StopTimeout: 300 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, []supervisor.Spec{child("mule", "stubborn", 0)}) }()
@@ -144,8 +127,8 @@ func TestStartsATierOnceTheOneBelowIsReady(t *testing.T) {
 		}
 		return nil
 	}
-	var logs syncBuffer
-	s := &supervisor.Supervisor{Out: &syncBuffer{}, Logf: func(f string, a ...any) { fmt.Fprintf(&logs, f+"\n", a...) }}
+	var logs telemetrytest.Buffer
+	s := &supervisor.Supervisor{Out: &telemetrytest.Buffer{}, Logf: func(f string, a ...any) { fmt.Fprintf(&logs, f+"\n", a...) }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, []supervisor.Spec{child("upper", "polite", 1), base}) }()
@@ -166,7 +149,7 @@ func TestStartsATierOnceTheOneBelowIsReady(t *testing.T) {
 func TestAStopWhileATierWaitsNeverStartsTheRest(t *testing.T) {
 	base := child("base", "polite", 0)
 	base.Ready = func(context.Context) error { return errors.New("never") }
-	out := &syncBuffer{}
+	out := &telemetrytest.Buffer{}
 	s := &supervisor.Supervisor{Out: out}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -191,7 +174,7 @@ func TestAStopWhileATierWaitsNeverStartsTheRest(t *testing.T) {
 }
 
 func TestLinesOfAllChildrenStartInOneColumn(t *testing.T) {
-	out := &syncBuffer{}
+	out := &telemetrytest.Buffer{}
 	s := &supervisor.Supervisor{Out: out}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
