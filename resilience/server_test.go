@@ -87,12 +87,24 @@ func (b *busyServer) call(path string, header ...string) <-chan answer {
 // in place; the answers come once release is closed.
 func (b *busyServer) full(t *testing.T, p Priority) []<-chan answer {
 	t.Helper()
-	var held []<-chan answer
-	for range 2 + 6 {
+	held, _ := b.busy(p)
+	for range 6 {
 		held = append(held, b.call("/", prio(p)...))
 	}
 	waitFor(t, "six queued", func() bool { return b.limit.Stats().Queued == 6 })
 	return held
+}
+
+// busy sends the limit's two requests at p and waits until both run; it
+// returns their answers to come and the levels they run at.
+func (b *busyServer) busy(p Priority) (held []<-chan answer, levels []int) {
+	for range 2 {
+		held = append(held, b.call("/", prio(p)...))
+	}
+	for range 2 {
+		levels = append(levels, <-b.started)
+	}
+	return held, levels
 }
 
 // finish lets every held request end and waits for their answers.
@@ -118,13 +130,10 @@ func prio(p Priority) []string { return []string{priorityHeader, strconv.Itoa(in
 
 func TestServerLimitRefusesNewWorkFirst(t *testing.T) {
 	b := newBusyServer(t)
-	var held []<-chan answer
 	// Two requests of admitted work fill the limit; five more queue.
-	for range 2 {
-		held = append(held, b.call("/", prio(PriorityAdmitted)...))
-	}
-	for range 2 {
-		if l := <-b.started; l < PriorityAdmitted.MinLevel() || l > PriorityAdmitted.MaxLevel() {
+	held, levels := b.busy(PriorityAdmitted)
+	for _, l := range levels {
+		if l < PriorityAdmitted.MinLevel() || l > PriorityAdmitted.MaxLevel() {
 			t.Errorf("admitted work runs at level %d, want one of %d-%d", l, PriorityAdmitted.MinLevel(), PriorityAdmitted.MaxLevel())
 		}
 	}
@@ -275,13 +284,7 @@ func TestServerLimitMessagesWaitNotRefused(t *testing.T) {
 // for the consumer's SkipExpired to drop.
 func TestServerLimitDropsExpiredWork(t *testing.T) {
 	b := newBusyServer(t)
-	var held []<-chan answer
-	for range 2 {
-		held = append(held, b.call("/", prio(PriorityAdmitted)...))
-	}
-	for range 2 {
-		<-b.started
-	}
+	held, _ := b.busy(PriorityAdmitted)
 	deadline := time.Now().Add(100 * time.Millisecond)
 	a := <-b.call("/", append(prio(priority.VeryHigh), rest.DeadlineHeader, strconv.FormatInt(deadline.UnixNano(), 10))...)
 	if a.err != nil || a.status != http.StatusGatewayTimeout {
