@@ -273,7 +273,7 @@ func (l *ServerLimit) HTTP(exempt func(*http.Request) bool) rest.Middleware {
 					return // the caller left while it waited
 				}
 				l.log.DebugContext(ctx, "request refused", "path", r.URL.Path, "level", level, "err", err)
-				w.Header().Set("Retry-After", strconv.Itoa(max(1, int(l.retryAfter.Seconds()))))
+				rest.SetRetryAfter(w, l.retryAfter)
 				rest.WriteProblem(w, r, http.StatusServiceUnavailable, "overloaded", "this service has as much work as it can finish in time; try again in a moment")
 				return
 			}

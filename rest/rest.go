@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/junction-go/junction/fault"
 	"github.com/junction-go/junction/telemetry"
@@ -105,6 +107,13 @@ func WriteProblem(w http.ResponseWriter, r *http.Request, status int, code, deta
 	}
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(p)
+}
+
+// SetRetryAfter tells the client to wait d before it tries again: a
+// Retry-After of whole seconds, rounded up, at least 1. Set before
+// WriteProblem, it replaces the 1 s a 503 or 504 gets by default.
+func SetRetryAfter(w http.ResponseWriter, d time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(d.Seconds())))))
 }
 
 // JSON writes v as a JSON response with the given status.

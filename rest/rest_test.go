@@ -294,3 +294,16 @@ func TestErrorLogQuietsRefusedHandshakes(t *testing.T) {
 		t.Errorf("ErrorLog wrote %q, want the handshake at debug and the rest at warn", lines)
 	}
 }
+
+func TestSetRetryAfter(t *testing.T) {
+	for _, tt := range []struct {
+		d    time.Duration
+		want string
+	}{{0, "1"}, {300 * time.Millisecond, "1"}, {time.Second, "1"}, {1200 * time.Millisecond, "2"}, {3 * time.Second, "3"}} {
+		rec := httptest.NewRecorder()
+		rest.SetRetryAfter(rec, tt.d)
+		if got := rec.Header().Get("Retry-After"); got != tt.want {
+			t.Errorf("SetRetryAfter(%v) = %q, want %q", tt.d, got, tt.want)
+		}
+	}
+}

@@ -3,7 +3,6 @@ package gateway
 import (
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -110,11 +109,6 @@ func (k *keyedLimiter) wait(key string, now time.Time) time.Duration {
 	return d
 }
 
-// retryAfter writes a Retry-After of whole seconds, at least 1.
-func retryAfter(w http.ResponseWriter, d time.Duration) {
-	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(d.Seconds())))))
-}
-
 // passThrough is the middleware of a limit that is off.
 func passThrough(next http.Handler) http.Handler { return next }
 
@@ -133,7 +127,7 @@ func limitAddress(l Limits, log *slog.Logger, counter *atomic.Int64) rest.Middle
 			if d := k.wait("addr:"+host, time.Now()); d > 0 {
 				counter.Add(1)
 				log.InfoContext(r.Context(), "rate limited", "limit", "address", "address", host)
-				retryAfter(w, d)
+				rest.SetRetryAfter(w, d)
 				rest.WriteProblem(w, r, http.StatusTooManyRequests, "rate_limited", "too many requests from this address; retry later")
 				return
 			}
@@ -155,7 +149,7 @@ func limitUser(l Limits, log *slog.Logger, counter *atomic.Int64) rest.Middlewar
 				if d := k.wait("user:"+strconv.FormatInt(p.UserID, 10), time.Now()); d > 0 {
 					counter.Add(1)
 					log.InfoContext(r.Context(), "rate limited", "limit", "user", "user_id", p.UserID)
-					retryAfter(w, d)
+					rest.SetRetryAfter(w, d)
 					rest.WriteProblem(w, r, http.StatusTooManyRequests, "rate_limited", "too many requests from your account; retry later")
 					return
 				}
