@@ -61,13 +61,17 @@ func SetPriority(h http.Header, p Priority) {
 // priority is a hundred of them.
 const levels = 500
 
-// levelOf is the level of work that carries ctx: its level, else one of
-// its priority's, else one of PriorityDefault's.
-func levelOf(ctx context.Context) int {
-	if l := priority.LevelFromContext(ctx); l >= 0 && l < levels {
-		return l
+// withLevel returns ctx carrying the level of its work and that level:
+// the one the wire gave (levelText, else prioText), else the one ctx
+// already carries, else one of PriorityDefault's.
+func withLevel(ctx context.Context, levelText, prioText string) (context.Context, int) {
+	level := parseLevel(levelText, prioText)
+	if level < 0 {
+		if level = priority.LevelFromContext(ctx); level < 0 || level >= levels {
+			level = PriorityDefault.RandomLevel()
+		}
 	}
-	return PriorityDefault.RandomLevel()
+	return priority.ContextWithLevel(ctx, level), level
 }
 
 // parseLevel reads a level ("0"-"499") or a priority ("0"-"4") from the
@@ -258,11 +262,7 @@ func (l *ServerLimit) HTTP(exempt func(*http.Request) bool) rest.Middleware {
 				next.ServeHTTP(w, r)
 				return
 			}
-			level := parseLevel(r.Header.Get(levelHeader), r.Header.Get(priorityHeader))
-			if level < 0 {
-				level = levelOf(r.Context())
-			}
-			ctx := priority.ContextWithLevel(r.Context(), level)
+			ctx, level := withLevel(r.Context(), r.Header.Get(levelHeader), r.Header.Get(priorityHeader))
 			p, err := l.admit(ctx, level)
 			if err != nil {
 				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -300,14 +300,8 @@ func (l *ServerLimit) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 		if strings.HasPrefix(info.FullMethod, "/grpc.health.v1.Health/") {
 			return h(ctx, req)
 		}
-		level := -1
-		if md, ok := metadata.FromIncomingContext(ctx); ok {
-			level = parseLevel(first(md.Get(levelMD)), first(md.Get(priorityMD)))
-		}
-		if level < 0 {
-			level = levelOf(ctx)
-		}
-		ctx = priority.ContextWithLevel(ctx, level)
+		md, _ := metadata.FromIncomingContext(ctx)
+		ctx, level := withLevel(ctx, first(md.Get(levelMD)), first(md.Get(priorityMD)))
 		p, err := l.admit(ctx, level)
 		if err != nil {
 			if ctx.Err() != nil {
