@@ -127,6 +127,10 @@ func Deadline(next http.Handler) http.Handler {
 			WriteProblem(w, r, http.StatusGatewayTimeout, "deadline_exceeded", "the request's deadline passed before work began")
 			return
 		}
+		if cur, ok := r.Context().Deadline(); ok && !cur.After(d) {
+			next.ServeHTTP(w, r) // bounded already (Deadline earlier in the chain)
+			return
+		}
 		ctx, cancel := context.WithDeadline(r.Context(), d)
 		defer cancel()
 		next.ServeHTTP(w, r.WithContext(ctx))

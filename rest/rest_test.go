@@ -307,3 +307,26 @@ func TestSetRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// TestDeadlineTwice: Deadline earlier in the chain bounds the request
+// once; a second one keeps that bound, and a context bounded later than
+// the header is bounded by the header.
+func TestDeadlineTwice(t *testing.T) {
+	d := time.Now().Add(time.Minute).Truncate(time.Nanosecond)
+	var seen time.Time
+	h := rest.Deadline(rest.Deadline(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		seen, _ = r.Context().Deadline()
+	})))
+	req := httptest.NewRequest("GET", "/", nil)
+	req.Header.Set(rest.DeadlineHeader, strconv.FormatInt(d.UnixNano(), 10))
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	if !seen.Equal(d) {
+		t.Errorf("twice: deadline %v, want the header's %v", seen, d)
+	}
+	later, cancel := context.WithDeadline(context.Background(), d.Add(time.Hour))
+	defer cancel()
+	h.ServeHTTP(httptest.NewRecorder(), req.WithContext(later))
+	if !seen.Equal(d) {
+		t.Errorf("under a later deadline: %v, want the header's %v", seen, d)
+	}
+}
