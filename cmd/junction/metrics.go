@@ -97,12 +97,7 @@ func (b *meteredBus) Subscribe(ctx context.Context, topic, group string, h bus.H
 }
 
 // Check passes the broker's round trip through, for readiness.
-func (b *meteredBus) Check(ctx context.Context) error {
-	if c, ok := b.messageBus.(bus.Checker); ok {
-		return c.Check(ctx)
-	}
-	return nil
-}
+func (b *meteredBus) Check(ctx context.Context) error { return checkBroker(ctx, b.messageBus) }
 
 // meterOutbox reports ob's backlog at every scrape (one query): how many
 // messages wait and how old the oldest is (the lag between a commit and

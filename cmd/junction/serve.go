@@ -865,11 +865,17 @@ func ready(ping func(context.Context) error, b messageBus) func(context.Context)
 		if err := ping(ctx); err != nil {
 			return err
 		}
-		if c, ok := b.(bus.Checker); ok {
-			return c.Check(ctx)
-		}
-		return nil
+		return checkBroker(ctx, b)
 	}
+}
+
+// checkBroker asks b for the broker's round trip where b can tell
+// (bus.Checker); nil where it cannot.
+func checkBroker(ctx context.Context, b messageBus) error {
+	if c, ok := b.(bus.Checker); ok {
+		return c.Check(ctx)
+	}
+	return nil
 }
 
 type messageBus interface {
@@ -898,12 +904,7 @@ func (b *limitedBus) Subscribe(ctx context.Context, topic, group string, h bus.H
 }
 
 // Check passes the broker's round trip through, for readiness.
-func (b *limitedBus) Check(ctx context.Context) error {
-	if c, ok := b.messageBus.(bus.Checker); ok {
-		return c.Check(ctx)
-	}
-	return nil
-}
+func (b *limitedBus) Check(ctx context.Context) error { return checkBroker(ctx, b.messageBus) }
 
 // brokerWait bounds how long a service waits at start for its broker.
 const brokerWait = 2 * time.Minute
