@@ -210,34 +210,95 @@ func priorityOf(r *http.Request) resilience.Priority {
 // throttleNewWork refuses new work (new orders) at the gateway, before it
 // costs a hop, in the measure the service behind has been refusing it:
 // the client-side adaptive throttling of Google's SRE book (failsafe-go's
-// adaptivethrottler). Over the last 2 s, once more than a tenth of what
-// was sent got a 503, that excess share is refused here at once (503
-// overloaded, Retry-After), at most 95 %; when the service takes all
-// again, so does the gateway within those 2 s. Nothing else is refused by
-// it: status reads and whatever admitted work needs still go through.
+// adaptivethrottler). Over the last 2 s, of all the new orders the gateway
+// was asked for, at most a ninth more than the service took are sent on;
+// the rest are refused here at once (503 overloaded, Retry-After), at most
+// 95 % of them. As in the book, an order refused here counts among those
+// asked for and not taken, so what goes on follows what the service takes,
+// however many are offered: at ten times what it takes, the refusals it
+// makes itself (a hop each way on a busy machine) are a tenth of what it
+// takes, not three times. Nothing else is refused by it: status reads and
+// whatever admitted work needs still go through.
+//
+// Counting its own refusals, the throttle would take half a minute to
+// open again once the service takes everything: so when a second has
+// passed with no order the service refused, and one it took, the throttle
+// starts afresh.
 func throttleNewWork(on bool, log *slog.Logger, counter *atomic.Int64) rest.Middleware {
 	if !on {
 		return passThrough
 	}
-	t := adaptivethrottler.NewBuilder[any]().
-		WithFailureRateThreshold(0.1, 20, 2*time.Second).
-		WithMaxRejectionRate(0.95).
-		Build()
+	t := newThrottle()
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !t.TryAcquirePermit() {
+			if !t.admit(time.Now()) {
 				counter.Add(1)
-				log.DebugContext(r.Context(), "new work throttled", "path", r.URL.Path, "rejection_rate", t.RejectionRate())
+				log.DebugContext(r.Context(), "new work throttled", "path", r.URL.Path)
 				rest.WriteProblem(w, r, http.StatusServiceUnavailable, "overloaded", "the shop is taking as many orders as it can finish in time; try again in a moment")
 				return
 			}
 			rec := telemetry.NewResponseRecorder(w)
 			next.ServeHTTP(rec, r)
-			if rec.Status() == http.StatusServiceUnavailable {
-				t.RecordFailure()
-			} else {
-				t.RecordSuccess()
-			}
+			t.record(rec.Status() != http.StatusServiceUnavailable, time.Now())
 		})
+	}
+}
+
+// throttleWindow is how far back the throttle looks; throttleCalm is how
+// long the service must refuse nothing for the throttle to start afresh.
+const (
+	throttleWindow = 2 * time.Second
+	throttleCalm   = time.Second
+)
+
+// throttle is throttleNewWork's state: failsafe-go's adaptive throttler,
+// renewed once the service has refused nothing for throttleCalm.
+type throttle struct {
+	mu      sync.Mutex
+	t       adaptivethrottler.AdaptiveThrottler[any]
+	refused time.Time // the service's last refusal
+	took    bool      // the service took one since
+}
+
+func newThrottle() *throttle { return &throttle{t: newThrottler()} }
+
+func newThrottler() adaptivethrottler.AdaptiveThrottler[any] {
+	return adaptivethrottler.NewBuilder[any]().
+		WithFailureRateThreshold(0.1, 20, throttleWindow).
+		WithMaxRejectionRate(0.95).
+		Build()
+}
+
+// admit tells whether a new order goes on; one refused here is counted
+// as asked for and not taken.
+func (t *throttle) admit(now time.Time) bool {
+	t.mu.Lock()
+	th := t.t
+	if t.took && now.Sub(t.refused) >= throttleCalm && th.RejectionRate() > 0 {
+		th = newThrottler()
+		t.t, t.took = th, false
+	}
+	t.mu.Unlock()
+	if th.TryAcquirePermit() {
+		return true
+	}
+	th.RecordFailure()
+	return false
+}
+
+// record counts what the service made of an order sent on.
+func (t *throttle) record(taken bool, now time.Time) {
+	t.mu.Lock()
+	th := t.t
+	if taken {
+		t.took = true
+	} else {
+		t.refused, t.took = now, false
+	}
+	t.mu.Unlock()
+	if taken {
+		th.RecordSuccess()
+	} else {
+		th.RecordFailure()
 	}
 }

@@ -199,6 +199,51 @@ func TestThrottleNewWork(t *testing.T) {
 	})
 }
 
+// TestThrottleNewWorkFollowsWhatTheServiceTakes: a service that takes 100
+// new orders a second and refuses the rest, offered 1,000 a second. The
+// gateway sends on about a ninth more than the service takes, whatever is
+// offered (the SRE book's client-side throttling, its own refusals counted
+// among those asked for): the service's own refusals, each a hop on a busy
+// machine, stay a small share, and most of what it can take still reaches
+// it (not all: it takes at most 10 in each 100 ms, and the orders sent on
+// at random leave some of those short).
+func TestThrottleNewWorkFollowsWhatTheServiceTakes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var counter atomic.Int64
+		var sent, taken int
+		window := time.Now()
+		inWindow := 0
+		h := throttleNewWork(true, quiet, &counter)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			sent++
+			if now := time.Now(); now.Sub(window) >= 100*time.Millisecond {
+				window, inWindow = now, 0
+			}
+			if inWindow == 10 {
+				rest.WriteProblem(w, r, http.StatusServiceUnavailable, "overloaded", "full")
+				return
+			}
+			inWindow++
+			taken++
+			w.WriteHeader(http.StatusCreated)
+		}))
+		for i := range 6000 { // 6 s at one a millisecond
+			if i == 2000 {
+				sent, taken = 0, 0 // the last 4 s
+			}
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/api/orders", nil))
+			time.Sleep(time.Millisecond)
+		}
+		if taken < 280 {
+			t.Errorf("the service took %d in 4 s, able to take 400: the throttle starves it", taken)
+		}
+		if refusedThere := sent - taken; refusedThere > taken/4 {
+			t.Errorf("the gateway sent on %d of 4,000 and the service refused %d of them, against %d taken: want at most a quarter of what it took", sent, refusedThere, taken)
+		} else {
+			t.Logf("sent on %d, taken %d, refused at the gateway %d", sent, taken, counter.Load())
+		}
+	})
+}
+
 // TestThrottleNewWorkOff: with the throttle off, every new order goes on
 // to the service, however much it refuses.
 func TestThrottleNewWorkOff(t *testing.T) {
