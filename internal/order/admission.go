@@ -30,15 +30,22 @@ import (
 // The limit follows the trend of those times, so an overload that lasts
 // makes its own slow orders the baseline the trend is taken against. A
 // second bound, on time, keeps admitted orders near the time they took
-// when the shop was last busy without refusing: once the limit has been
-// full, at most as many orders are admitted as the shop finishes in twice
-// that time (Little's law on the pace measured each second: orders ended
-// a second, times twice the longest mean time to a verdict of the last
-// minute's seconds that refused nothing), never fewer than 8. The bound
-// holds while orders are refused; a second that refuses none lifts it, and
-// so does one in which the shop finished less than half as many orders as
-// in its busiest calm second (its orders wait on a dependency, not on its
-// load, and a bound from that pace would starve it).
+// the last time the shop was this busy without refusing: once the limit
+// has been full, at most as many orders are admitted as the shop finishes
+// in twice that time (Little's law on the pace measured each second:
+// orders ended a second, times twice the reference time), never fewer
+// than 8. The reference is the median of the mean times to a verdict of
+// the last ten seconds that refused nothing and ended at least 70 % as
+// many orders as the shop ends now (of the last minute's such seconds,
+// or of the busiest one when none was that busy): not the slowest calm
+// second, which may be a shop already past its capacity that had not yet
+// refused, nor a quiet night's, which a shop this busy cannot match. The
+// bound holds while orders are refused; a second that refuses none lifts
+// it, and so does one in which the shop finished less than half as many
+// orders as in its busiest calm second (its orders wait on a dependency,
+// not on its load, and a bound from that pace would starve it). A long
+// overload keeps the calm seconds it began after: those a minute old are
+// forgotten at the next calm second, not while the overload lasts.
 //
 // An order's permit is returned when this process's saga engine ends its
 // saga (Ended). Where another replica ended it, Sweep finds it ended in the
@@ -87,6 +94,11 @@ const (
 	paceWindow = time.Second
 	calmFor    = time.Minute
 	minBound   = 8
+	// refSeconds are how many calm seconds the reference time is the
+	// median of; refPace is the least share of the current pace they must
+	// have ended.
+	refSeconds = 10
+	refPace    = 0.7
 	// boundFactor is how many times their calm time admitted orders may
 	// take under overload.
 	boundFactor = 2
@@ -167,13 +179,9 @@ func (a *Admission) roll(now time.Time) {
 	if a.bound == 0 && !w.full {
 		return // the bound is set only once the adaptive limit has been full
 	}
-	var calm time.Duration
-	var calmRate float64
-	for _, c := range a.calm {
-		calm, calmRate = max(calm, c.mean), max(calmRate, c.rate)
-	}
 	perSecond := float64(w.ended) / elapsed.Seconds()
-	if calm == 0 || perSecond < calmRate/2 {
+	ref, calmRate := a.reference(perSecond)
+	if ref == 0 || perSecond < calmRate/2 {
 		// No calm second seen yet, or the shop finishes less than half
 		// as many orders as it did: its orders wait on something else
 		// than its own load (a dependency failing), and a bound from that
@@ -181,7 +189,30 @@ func (a *Admission) roll(now time.Time) {
 		a.bound = 0
 		return
 	}
-	a.bound = max(minBound, int(math.Ceil(perSecond*boundFactor*calm.Seconds())))
+	a.bound = max(minBound, int(math.Ceil(perSecond*boundFactor*ref.Seconds())))
+}
+
+// reference returns the time the time bound lets admitted orders take
+// twice of, at perSecond orders ended a second (see Admission), and the
+// pace of the busiest calm second. a.mu is held.
+func (a *Admission) reference(perSecond float64) (time.Duration, float64) {
+	var busiest calmSecond
+	for _, c := range a.calm {
+		if c.rate > busiest.rate {
+			busiest = c
+		}
+	}
+	var times []time.Duration
+	for i := len(a.calm) - 1; i >= 0 && len(times) < refSeconds; i-- {
+		if c := a.calm[i]; c.rate >= refPace*perSecond {
+			times = append(times, c.mean)
+		}
+	}
+	if len(times) == 0 {
+		return busiest.mean, busiest.rate
+	}
+	slices.Sort(times)
+	return times[len(times)/2], busiest.rate
 }
 
 // Hold keeps order id's permit until its saga ends.

@@ -274,3 +274,38 @@ func TestAdmissionTimeBoundWhenADependencyStalls(t *testing.T) {
 		}
 	})
 }
+
+// TestAdmissionTimeBoundReference: the same shop, first calm but slow
+// (each order 200 ms, as a shop past its capacity that has not yet
+// refused), then calm at 50 ms, then offered ten times what it finishes.
+// The time bound is taken from the recent calm seconds at that pace, so
+// the admitted orders take about twice 50 ms, not twice 200.
+func TestAdmissionTimeBoundReference(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &fifoShop{a: order.NewAdmission(), least: 200 * time.Millisecond}
+		for range 500 { // 5 s calm and slow
+			s.tick(1)
+		}
+		s.least = 50 * time.Millisecond
+		for len(s.fifo) > 0 {
+			s.tick(0)
+		}
+		for range 1500 { // 15 s calm at 50 ms
+			s.tick(1)
+		}
+		if st := s.a.Stats(); st.Bound != 0 {
+			t.Fatalf("calm: stats %+v; want no bound", st)
+		}
+		s.took = nil
+		for range 1000 { // 10 s at ten times the pace
+			s.tick(10)
+		}
+		st := s.a.Stats()
+		if st.Bound < 8 || st.Bound > 12 {
+			t.Fatalf("overload: stats %+v; want a bound near 10 (100 a second times twice 50 ms)", st)
+		}
+		if m := s.mean(); m > 125*time.Millisecond {
+			t.Fatalf("under overload the admitted orders took %v on average: want at most 2.5 times 50 ms", m)
+		}
+	})
+}
