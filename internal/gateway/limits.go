@@ -254,10 +254,9 @@ const (
 // throttle is throttleNewWork's state: failsafe-go's adaptive throttler,
 // renewed once the service has refused nothing for throttleCalm.
 type throttle struct {
-	mu      sync.Mutex
-	t       adaptivethrottler.AdaptiveThrottler[any]
-	refused time.Time // the service's last refusal
-	took    bool      // the service took one since
+	mu             sync.Mutex
+	t              adaptivethrottler.AdaptiveThrottler[any]
+	refused, taken time.Time // the service's last refusal, and last order taken
 }
 
 func newThrottle() *throttle { return &throttle{t: newThrottler()} }
@@ -273,11 +272,10 @@ func newThrottler() adaptivethrottler.AdaptiveThrottler[any] {
 // as asked for and not taken.
 func (t *throttle) admit(now time.Time) bool {
 	t.mu.Lock()
-	th := t.t
-	if t.took && now.Sub(t.refused) >= throttleCalm && th.RejectionRate() > 0 {
-		th = newThrottler()
-		t.t, t.took = th, false
+	if t.taken.After(t.refused) && now.Sub(t.refused) >= throttleCalm && t.t.RejectionRate() > 0 {
+		t.t = newThrottler()
 	}
+	th := t.t
 	t.mu.Unlock()
 	if th.TryAcquirePermit() {
 		return true
@@ -289,16 +287,12 @@ func (t *throttle) admit(now time.Time) bool {
 // record counts what the service made of an order sent on.
 func (t *throttle) record(taken bool, now time.Time) {
 	t.mu.Lock()
-	th := t.t
+	defer t.mu.Unlock()
 	if taken {
-		t.took = true
+		t.taken = now
+		t.t.RecordSuccess()
 	} else {
-		t.refused, t.took = now, false
-	}
-	t.mu.Unlock()
-	if taken {
-		th.RecordSuccess()
-	} else {
-		th.RecordFailure()
+		t.refused = now
+		t.t.RecordFailure()
 	}
 }
