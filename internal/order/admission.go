@@ -29,23 +29,29 @@ import (
 //
 // The limit follows the trend of those times, so an overload that lasts
 // makes its own slow orders the baseline the trend is taken against. A
-// second bound, on time, keeps admitted orders near the time they took
-// the last time the shop was this busy without refusing: once the limit
-// has been full, at most as many orders are admitted as the shop finishes
-// in twice that time (Little's law on the pace measured each second:
-// orders ended a second, times twice the reference time), never fewer
-// than 8. The reference is the median of the mean times to a verdict of
-// the last ten seconds that refused nothing and ended at least 70 % as
-// many orders as the shop ends now (of the last minute's such seconds,
-// or of the busiest one when none was that busy): not the slowest calm
-// second, which may be a shop already past its capacity that had not yet
-// refused, nor a quiet night's, which a shop this busy cannot match. The
-// bound holds while orders are refused; a second that refuses none lifts
-// it, and so does one in which the shop finished less than half as many
-// orders as in its busiest calm second (its orders wait on a dependency,
-// not on its load, and a bound from that pace would starve it). A long
-// overload keeps the calm seconds it began after: those a minute old are
-// forgotten at the next calm second, not while the overload lasts.
+// second bound, on time, keeps admitted orders near the time they took the
+// last time the shop was this busy without refusing: once the limit has
+// been full, at most as many orders are in flight as the shop finishes in
+// twice that time (Little's law: R = orders ended a second times twice the
+// reference time), with room for bursts above it (R + 2√R, the square-root
+// staffing rule: random arrivals spread the count in flight about its mean
+// by about its square root, and a bound at the mean would refuse the
+// bursts of a shop with room on average), never fewer than 8. The
+// reference is the median of the mean times to a verdict of the last ten
+// seconds that refused nothing and ended at least 70 % as many orders as
+// the shop ends now (of the last minute's such seconds, or of the busiest
+// one when none was that busy): not the slowest calm second, which may be
+// a shop already past its capacity that had not yet refused, nor a quiet
+// night's, which a shop this busy cannot match. The pace is the greater of
+// the last second's and the median pace of those calm seconds: the last
+// second's alone is what the bound let through, and a bound from it would
+// fall with each burst refused. The bound holds while orders are refused;
+// a second that refuses none lifts it, and so does one in which the shop
+// finished less than half as many orders as in its busiest calm second
+// (its orders wait on a dependency, not on its load, and a bound from that
+// pace would starve it). A long overload keeps the calm seconds it began
+// after: those a minute old are forgotten at the next calm second, not
+// while the overload lasts.
 //
 // An order's permit is returned when this process's saga engine ends its
 // saga (Ended). Where another replica ended it, Sweep finds it ended in the
@@ -102,6 +108,9 @@ const (
 	// boundFactor is how many times their calm time admitted orders may
 	// take under overload.
 	boundFactor = 2
+	// burstRoom is the room above the orders in flight Little's law
+	// gives, in square roots of it (see Admission).
+	burstRoom = 2
 )
 
 type holding struct {
@@ -180,8 +189,8 @@ func (a *Admission) roll(now time.Time) {
 		return // the bound is set only once the adaptive limit has been full
 	}
 	perSecond := float64(w.ended) / elapsed.Seconds()
-	ref, calmRate := a.reference(perSecond)
-	if ref == 0 || perSecond < calmRate/2 {
+	ref := a.reference(perSecond)
+	if ref.mean == 0 || perSecond < ref.busiest/2 {
 		// No calm second seen yet, or the shop finishes less than half
 		// as many orders as it did: its orders wait on something else
 		// than its own load (a dependency failing), and a bound from that
@@ -189,13 +198,25 @@ func (a *Admission) roll(now time.Time) {
 		a.bound = 0
 		return
 	}
-	a.bound = max(minBound, int(math.Ceil(perSecond*boundFactor*ref.Seconds())))
+	// Little's law on the greater of the pace now and the reference
+	// seconds' pace (the pace now alone is what the bound itself let
+	// through, and a bound from it would fall with every burst it refused
+	// while the shop had room), with room for bursts above it.
+	r := max(perSecond, ref.rate) * boundFactor * ref.mean.Seconds()
+	a.bound = max(minBound, int(math.Ceil(r+burstRoom*math.Sqrt(r))))
 }
 
-// reference returns the time the time bound lets admitted orders take
-// twice of, at perSecond orders ended a second (see Admission), and the
-// pace of the busiest calm second. a.mu is held.
-func (a *Admission) reference(perSecond float64) (time.Duration, float64) {
+// calmReference is what the time bound is taken from: the median mean
+// time and the median pace of the reference seconds, and the pace of the
+// busiest calm second.
+type calmReference struct {
+	mean          time.Duration
+	rate, busiest float64
+}
+
+// reference returns the calm seconds' reference at perSecond orders
+// ended a second (see Admission). a.mu is held.
+func (a *Admission) reference(perSecond float64) calmReference {
 	var busiest calmSecond
 	for _, c := range a.calm {
 		if c.rate > busiest.rate {
@@ -203,16 +224,19 @@ func (a *Admission) reference(perSecond float64) (time.Duration, float64) {
 		}
 	}
 	var times []time.Duration
+	var rates []float64
 	for i := len(a.calm) - 1; i >= 0 && len(times) < refSeconds; i-- {
 		if c := a.calm[i]; c.rate >= refPace*perSecond {
 			times = append(times, c.mean)
+			rates = append(rates, c.rate)
 		}
 	}
 	if len(times) == 0 {
-		return busiest.mean, busiest.rate
+		return calmReference{mean: busiest.mean, rate: busiest.rate, busiest: busiest.rate}
 	}
 	slices.Sort(times)
-	return times[len(times)/2], busiest.rate
+	slices.Sort(rates)
+	return calmReference{mean: times[len(times)/2], rate: rates[len(rates)/2], busiest: busiest.rate}
 }
 
 // Hold keeps order id's permit until its saga ends.
