@@ -59,11 +59,15 @@ type Result struct {
 	hist   *hdrhistogram.Histogram
 }
 
-// Second is one second of a run.
+// Second is one second of a run: its calls' p99, and the p99 of its calls
+// and every later second's together (what a run that has recovered by
+// this second shows from here on, where one second's p99 of a few dozen
+// calls is its slowest call).
 type Second struct {
-	At    int     `json:"at"`
-	Count int64   `json:"count"`
-	P99Ms float64 `json:"p99Ms"`
+	At        int     `json:"at"`
+	Count     int64   `json:"count"`
+	P99Ms     float64 `json:"p99Ms"`
+	P99FromMs float64 `json:"p99FromMs"`
 }
 
 // KindStats are the failed calls of one kind (Kind of an error that has
@@ -223,6 +227,11 @@ schedule:
 		if h := seconds[s]; h != nil {
 			r.Series = append(r.Series, Second{At: s, Count: h.TotalCount(), P99Ms: ms(h.ValueAtQuantile(99))})
 		}
+	}
+	from := newHist()
+	for i := len(r.Series) - 1; i >= 0; i-- {
+		from.Merge(seconds[r.Series[i].At])
+		r.Series[i].P99FromMs = ms(from.ValueAtQuantile(99))
 	}
 	return r, ctx.Err()
 }

@@ -168,3 +168,33 @@ func TestGoodputAndKinds(t *testing.T) {
 		t.Errorf("error kinds %v, want 10 under one kind with a latency", r.ErrorKind)
 	}
 }
+
+// TestSeriesP99From: the calls planned in the first second take 300 ms,
+// the rest nothing. That second's p99 and the p99 from it on show them;
+// from the next second on the p99 is the fast calls', and each second's
+// p99 from it on takes in every later second.
+func TestSeriesP99From(t *testing.T) {
+	start := time.Now()
+	r, err := loadgen.Run(context.Background(), loadgen.Config{Rate: 100, Duration: 3 * time.Second, Concurrency: 64}, func(context.Context) error {
+		if time.Since(start) < 900*time.Millisecond {
+			time.Sleep(300 * time.Millisecond) // the slow work under test, not a wait for a condition
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Series) != 3 {
+		t.Fatalf("series %+v, want 3 seconds", r.Series)
+	}
+	first, second, last := r.Series[0], r.Series[1], r.Series[2]
+	if first.P99Ms < 300 || first.P99FromMs < 300 {
+		t.Errorf("first second %+v: want its p99 and the p99 from it on at least 300 ms", first)
+	}
+	if second.P99FromMs >= 300 {
+		t.Errorf("second second %+v: want the p99 from it on below 300 ms", second)
+	}
+	if last.P99FromMs != last.P99Ms {
+		t.Errorf("last second %+v: want the p99 from it on to be its own", last)
+	}
+}
