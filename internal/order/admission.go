@@ -198,10 +198,7 @@ func (a *Admission) roll(now time.Time) {
 		a.bound = 0
 		return
 	}
-	// Little's law on the greater of the pace now and the reference
-	// seconds' pace (the pace now alone is what the bound itself let
-	// through, and a bound from it would fall with every burst it refused
-	// while the shop had room), with room for bursts above it.
+	// R + 2√R on the greater of the two paces (see Admission).
 	r := max(perSecond, ref.rate) * boundFactor * ref.mean.Seconds()
 	a.bound = max(minBound, int(math.Ceil(r+burstRoom*math.Sqrt(r))))
 }
