@@ -123,8 +123,12 @@ It seeds demo data only with --seed-demo, which 'junction up' passes.`,
 }
 
 // cpuProfile writes this process's CPU profile to
-// <ProfileDir>/<instance>.cpu.pprof until stop is called.
+// <ProfileDir>/<instance>.cpu.pprof until stop is called; the directory
+// is made when missing.
 func cpuProfile(cfg serveConfig) (stop func(), err error) {
+	if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
 	f, err := os.Create(filepath.Join(cfg.ProfileDir, cfg.InstanceID+".cpu.pprof"))
 	if err != nil {
 		return nil, fmt.Errorf("cpu profile: %w", err)
