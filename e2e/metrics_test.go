@@ -43,7 +43,9 @@ func TestEveryInstanceServesItsMetrics(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole system")
 	}
-	s := startSystem(t, t.TempDir())
+	// A user's rate of 5 requests a second, so that a burst of alice's
+	// is refused (429 with Retry-After) and the refusals' metric shows.
+	s := startSystemEnv(t, t.TempDir(), []string{"JUNCTION_RATE_PER_USER=5"})
 	c := newClient(t, s.Gateway)
 	c.login("alice", "junction")
 	r := c.do("POST", "/api/orders", map[string]any{"items": []map[string]any{{"sku": "JX-MUG", "quantity": 1}}})
@@ -53,6 +55,15 @@ func TestEveryInstanceServesItsMetrics(t *testing.T) {
 	var o orderJSON
 	r.decode(t, &o)
 	c.do("GET", fmt.Sprintf("/api/orders/%d?wait=10s", o.OrderID), nil)
+	limited := 0
+	for range 10 {
+		if r := c.do("GET", "/api/orders", nil); r.Status == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	if limited == 0 {
+		t.Fatal("10 reads at once within a rate of 5 a second: none refused")
+	}
 	// A message no consumer can read: a dead letter, so its metric shows.
 	poison(t, s, "metrics-poison")
 	admin := newClient(t, s.Gateway)

@@ -37,7 +37,7 @@ var untraced = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": tr
 // join or sample our traces), named by its route pattern; and, with m set,
 // the request metrics of HTTPMetrics. Probes and /metrics get no span.
 func ServerHandler(next http.Handler, m *Metrics, public bool) http.Handler {
-	inner := routed(next, func(r *http.Request, route string, status int, took time.Duration) {
+	inner := routed(next, func(r *http.Request, route string, status int, refused bool, took time.Duration) {
 		if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
 			span.SetName(r.Method + " " + route)
 			span.SetAttributes(semconv.HTTPRoute(route), semconv.HTTPResponseStatusCode(status))
@@ -46,7 +46,7 @@ func ServerHandler(next http.Handler, m *Metrics, public bool) http.Handler {
 			}
 		}
 		if m != nil {
-			m.observe(r.Method, route, status, took)
+			m.observe(r.Method, route, status, refused, took)
 		}
 	})
 	tracer := otel.GetTracerProvider().Tracer(httpScope)

@@ -22,6 +22,7 @@ type Metrics struct {
 
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	refusals *prometheus.HistogramVec
 }
 
 // NewMetrics returns a registry with the Go and process collectors and the
@@ -40,8 +41,13 @@ func NewMetrics() *Metrics {
 			Help:    "Time to serve an HTTP request, by route pattern and method.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"route", "method"}),
+		refusals: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "http_server_refusal_duration_seconds",
+			Help:    "Time to refuse an HTTP request for load (429 or 503 with Retry-After), by route pattern and method: under overload most answers are refusals, and each must come at once; http_server_request_duration_seconds has them mixed with the work.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .0075, .01, .015, .02, .03, .05, .1, .25, 1},
+		}, []string{"route", "method"}),
 	}
-	reg.MustRegister(m.requests, m.duration)
+	reg.MustRegister(m.requests, m.duration, m.refusals)
 	return m
 }
 
@@ -77,19 +83,29 @@ func SetRoute(ctx context.Context, pattern string) {
 // SetRoute), never by its path, so ids do not become labels. A request no
 // route took is counted under "unmatched".
 func (m *Metrics) HTTPMetrics(next http.Handler) http.Handler {
-	return routed(next, func(r *http.Request, route string, status int, took time.Duration) {
-		m.observe(r.Method, route, status, took)
+	return routed(next, func(r *http.Request, route string, status int, refused bool, took time.Duration) {
+		m.observe(r.Method, route, status, refused, took)
 	})
 }
 
-func (m *Metrics) observe(method, route string, status int, took time.Duration) {
+func (m *Metrics) observe(method, route string, status int, refused bool, took time.Duration) {
 	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 	m.duration.WithLabelValues(route, method).Observe(took.Seconds())
+	if refused {
+		m.refusals.WithLabelValues(route, method).Observe(took.Seconds())
+	}
+}
+
+// Refusal tells whether an answer with status and header refuses its
+// request for load: 429 or 503 with Retry-After, "come back later".
+func Refusal(status int, header http.Header) bool {
+	return (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) && header.Get("Retry-After") != ""
 }
 
 // routed serves next and tells done the route pattern that served each
-// request (without its method), its status and how long it took.
-func routed(next http.Handler, done func(r *http.Request, route string, status int, took time.Duration)) http.Handler {
+// request (without its method), its status, whether it was a Refusal and
+// how long it took.
+func routed(next http.Handler, done func(r *http.Request, route string, status int, refused bool, took time.Duration)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		holder := &routeHolder{}
 		r = r.WithContext(context.WithValue(r.Context(), routeKey{}, holder))
@@ -108,7 +124,7 @@ func routed(next http.Handler, done func(r *http.Request, route string, status i
 		if method, path, ok := strings.Cut(route, " "); ok && method == strings.ToUpper(method) {
 			route = path
 		}
-		done(r, route, sw.Status(), time.Since(start))
+		done(r, route, sw.Status(), Refusal(sw.Status(), sw.Header()), time.Since(start))
 	})
 }
 

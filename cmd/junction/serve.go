@@ -1047,6 +1047,7 @@ func serveGateway(ctx context.Context, cfg serveConfig, log *slog.Logger) error 
 		live.Shutdown(sctx)
 		return nil
 	})
+	bg.goRun(func(ctx context.Context) error { gw.ReportRefusals(ctx); return nil })
 	defer bg.stop()
 	icfg := instanceConfig(cfg)
 	// The gateway's port is the shop's front door: public, no mTLS.

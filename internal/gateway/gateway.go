@@ -78,6 +78,31 @@ func (g *Gateway) Stats() Stats {
 	return Stats{RateLimited: g.rateLimited.Load(), Shed: g.shed.Load(), Throttled: g.throttled.Load(), Fallbacks: g.fallbacks.Load(), Retries: g.retries.Load(), RetriesRefused: g.retriesRefused.Load()}
 }
 
+// ReportRefusals logs, once a second in which the gateway refused
+// requests itself, one line at info with how many for each reason, until
+// ctx is done. A refusal's own lines are at debug (and the access log's
+// sampled: rest.AccessLog): under overload they come by the thousand.
+func (g *Gateway) ReportRefusals(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last := g.Stats()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		st := g.Stats()
+		throttled, shed, limited := st.Throttled-last.Throttled, st.Shed-last.Shed, st.RateLimited-last.RateLimited
+		last = st
+		if throttled+shed+limited == 0 {
+			continue
+		}
+		g.log.Info("requests refused in the last second",
+			"throttled_new_orders", throttled, "shed", shed, "rate_limited", limited, "in_flight", g.inFlight.Load())
+	}
+}
+
 type serviceKey struct{}
 
 // ServeLive has the gateway answer GET /ws with l; call it before Handler.

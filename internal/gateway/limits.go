@@ -126,7 +126,7 @@ func limitAddress(l Limits, log *slog.Logger, counter *atomic.Int64) rest.Middle
 			}
 			if d := k.wait("addr:"+host, time.Now()); d > 0 {
 				counter.Add(1)
-				log.InfoContext(r.Context(), "rate limited", "limit", "address", "address", host)
+				log.DebugContext(r.Context(), "rate limited", "limit", "address", "address", host)
 				rest.SetRetryAfter(w, d)
 				rest.WriteProblem(w, r, http.StatusTooManyRequests, "rate_limited", "too many requests from this address; retry later")
 				return
@@ -148,7 +148,7 @@ func limitUser(l Limits, log *slog.Logger, counter *atomic.Int64) rest.Middlewar
 			if p, ok := auth.FromContext(r.Context()); ok {
 				if d := k.wait("user:"+strconv.FormatInt(p.UserID, 10), time.Now()); d > 0 {
 					counter.Add(1)
-					log.InfoContext(r.Context(), "rate limited", "limit", "user", "user_id", p.UserID)
+					log.DebugContext(r.Context(), "rate limited", "limit", "user", "user_id", p.UserID)
 					rest.SetRetryAfter(w, d)
 					rest.WriteProblem(w, r, http.StatusTooManyRequests, "rate_limited", "too many requests from your account; retry later")
 					return
@@ -176,7 +176,7 @@ func shed(limit int64, log *slog.Logger, inFlight, counter *atomic.Int64) rest.M
 			defer inFlight.Add(-1)
 			if n > limit || n > limitNew && isNewOrder(r) {
 				counter.Add(1)
-				log.WarnContext(r.Context(), "request shed", "in_flight", n, "max", limit, "new_order", isNewOrder(r))
+				log.DebugContext(r.Context(), "request shed", "in_flight", n, "max", limit, "new_order", isNewOrder(r))
 				rest.WriteProblem(w, r, http.StatusServiceUnavailable, "overloaded", "the shop is busy; retry in a moment")
 				return
 			}

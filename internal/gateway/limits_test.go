@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"github.com/junction-go/junction/discovery"
 	"github.com/junction-go/junction/resilience"
 	"github.com/junction-go/junction/rest"
+	"github.com/junction-go/junction/telemetry/telemetrytest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -355,4 +357,48 @@ func TestClientsDoNotChooseTheirPriority(t *testing.T) {
 	if l, p := h.Get("X-Failsafe-Level"), h.Get("X-Failsafe-Priority"); l != "" || p != strconv.Itoa(int(resilience.PriorityDefault)) {
 		t.Errorf("upstream saw level %q, priority %q; want no level and priority %d", l, p, resilience.PriorityDefault)
 	}
+}
+
+// TestReportRefusals: a second in which the gateway refused requests
+// itself gives one line at info with the count for each reason; a second
+// with none gives none.
+func TestReportRefusals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var buf telemetrytest.Buffer
+		log := slog.New(slog.NewJSONHandler(&buf, nil))
+		r := discovery.NewResolver(discovery.Static{})
+		defer r.Close()
+		verifier := auth.NewVerifier(auth.HTTPKeySource(http.DefaultClient, "http://127.0.0.1:1/jwks"), nil)
+		g := New(r, verifier, Limits{PerAddress: 1, AddressBurst: 1}, nil, log)
+		h := g.Handler()
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { g.ReportRefusals(ctx); close(done) }()
+		synctest.Wait()
+		for range 5 {
+			req := httptest.NewRequest(http.MethodGet, "/api/products/SKU-1", nil)
+			req.RemoteAddr = "192.0.2.1:4000"
+			h.ServeHTTP(httptest.NewRecorder(), req)
+		}
+		time.Sleep(2500 * time.Millisecond) // two reports due: one with the refusals, one without
+		cancel()
+		<-done
+
+		var reports []map[string]any
+		for line := range strings.Lines(buf.String()) {
+			var rec map[string]any
+			if err := json.Unmarshal([]byte(line), &rec); err != nil {
+				t.Fatalf("log line %q: %v", line, err)
+			}
+			if rec["msg"] == "requests refused in the last second" {
+				reports = append(reports, rec)
+			}
+		}
+		if len(reports) != 1 {
+			t.Fatalf("%d reports, want 1: %v", len(reports), reports)
+		}
+		if got := reports[0]; got["level"] != "INFO" || got["rate_limited"] != 4.0 || got["shed"] != 0.0 || got["throttled_new_orders"] != 0.0 {
+			t.Errorf("report = %v, want INFO with rate_limited 4, shed 0, throttled_new_orders 0", got)
+		}
+	})
 }
