@@ -98,8 +98,11 @@ func (g *Gateway) ReportRefusals(ctx context.Context) {
 		if throttled+shed+limited == 0 {
 			continue
 		}
-		g.log.Info("requests refused in the last second",
-			"throttled_new_orders", throttled, "shed", shed, "rate_limited", limited, "in_flight", g.inFlight.Load())
+		attrs := []any{"throttled_new_orders", throttled, "shed", shed, "rate_limited", limited}
+		if g.limits.MaxInFlight > 0 { // counted only where requests may be shed
+			attrs = append(attrs, "in_flight", g.inFlight.Load(), "max_in_flight", g.limits.MaxInFlight)
+		}
+		g.log.Info("requests refused in the last second", attrs...)
 	}
 }
 
