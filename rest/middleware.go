@@ -90,7 +90,7 @@ func Recover(log *slog.Logger) Middleware {
 // logged at info, with unlogged_refusals, how many came since the one
 // before it; the rest are logged at debug. At ten times the shop's capacity
 // a line for each was a thousand lines a second that drowned everything
-// else the log said, and a tenth of the gateway's CPU. Every refusal is
+// else the log said, and 8 % of the gateway's CPU. Every refusal is
 // counted and timed in the HTTP metrics (http_server_refusal_duration_seconds).
 func AccessLog(log *slog.Logger) Middleware {
 	refusals := &sampler{every: time.Second}
