@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -58,14 +59,6 @@ func accessLogged(t *testing.T, level slog.Level, paths ...string) []accessLine 
 	return lines
 }
 
-func repeat(n int, path string) []string {
-	ps := make([]string, n)
-	for i := range ps {
-		ps[i] = path
-	}
-	return ps
-}
-
 // TestAccessLogSamplesRefusals: of the refusals (429 or 503 with
 // Retry-After) the first of each second is logged at info with the number
 // left unlogged since the one before; every other answer, a 503 without
@@ -73,9 +66,9 @@ func repeat(n int, path string) []string {
 func TestAccessLogSamplesRefusals(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var paths []string
-		paths = append(paths, repeat(100, "/refused")...)
+		paths = append(paths, slices.Repeat([]string{"/refused"}, 100)...)
 		paths = append(paths, "/ok", "/down", "/limited", "")
-		paths = append(paths, repeat(5, "/limited")...)
+		paths = append(paths, slices.Repeat([]string{"/limited"}, 5)...)
 		paths = append(paths, "/ok")
 		lines := accessLogged(t, slog.LevelInfo, paths...)
 
@@ -108,7 +101,7 @@ func TestAccessLogSamplesRefusals(t *testing.T) {
 // line.
 func TestAccessLogRefusalsAtDebug(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		lines := accessLogged(t, slog.LevelDebug, repeat(50, "/refused")...)
+		lines := accessLogged(t, slog.LevelDebug, slices.Repeat([]string{"/refused"}, 50)...)
 		if len(lines) != 50 {
 			t.Fatalf("%d lines logged at debug, want 50", len(lines))
 		}
