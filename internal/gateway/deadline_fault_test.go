@@ -34,6 +34,10 @@ type backend struct {
 
 func newBackend() *backend { return &backend{arrivals: map[string][]time.Time{}} }
 
+// requestTimeout is the gateway's in TestRetryBudgetAndDeadline: the
+// deadline every request it forwards carries.
+const requestTimeout = 2 * time.Second
+
 // handler: every arrival is stamped; rest.Deadline refuses a request whose
 // deadline has passed; the work (30 ms) stops when the deadline passes (it
 // checks its context's deadline before it commits), and work that ran
@@ -50,7 +54,7 @@ func (b *backend) handler() http.Handler {
 		switch {
 		case !bounded:
 			b.noDeadline.Add(1)
-		case deadline.After(time.Now().Add(2 * time.Second)):
+		case deadline.After(time.Now().Add(requestTimeout)):
 			// The gateway's timer began before this arrival.
 			b.deadlineTooLate.Add(1)
 		}
@@ -137,7 +141,7 @@ func TestRetryBudgetAndDeadline(t *testing.T) {
 	r := discovery.NewResolver(instances)
 	defer r.Close()
 	limits := gateway.DefaultLimits
-	limits.RequestTimeout = 2 * time.Second
+	limits.RequestTimeout = requestTimeout
 	verifier := auth.NewVerifier(auth.HTTPKeySource(http.DefaultClient, "http://127.0.0.1:1/jwks"), nil)
 	gw := gateway.New(r, verifier, limits, nil, slog.New(slog.DiscardHandler))
 	front := httptest.NewServer(gw.Handler())
@@ -244,7 +248,7 @@ func TestRetryBudgetAndDeadline(t *testing.T) {
 			t.Errorf("%s ran %d pieces of work with a deadline past the gateway's timeout", name, b.deadlineTooLate.Load())
 		}
 	}
-	if slowest > 2*time.Second+150*time.Millisecond {
+	if slowest > requestTimeout+150*time.Millisecond {
 		t.Errorf("slowest answer %v, want within 2 s + 150 ms", slowest)
 	}
 	for status, count := range statuses {
