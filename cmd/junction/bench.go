@@ -36,6 +36,7 @@ type benchConfig struct {
 	data                     string
 	url                      string
 	findMax                  bool
+	findMaxTries             int
 	svg                      string
 	p99                      time.Duration
 	username, password       string
@@ -72,7 +73,9 @@ stall is counted (no coordinated omission).
          (JUNCTION_WS_PER_USER=10000 junction up).
 
 With --find-max it searches for the highest rate whose p99 stays within --p99
-and that is achieved (99% of the offered rate), running --duration at each.`,
+and that is achieved (99% of the offered rate), running --duration at each: it
+doubles --rate until a rate fails, then bisects six times. A rate that fails is
+run again, --find-max-tries times in all, before it counts as failing.`,
 		Args:      usageArgs(cobra.ExactArgs(1)),
 		ValidArgs: []string{"orders", "read", "grpc", "bus", "http", "ws"},
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -102,6 +105,7 @@ and that is achieved (99% of the offered rate), running --duration at each.`,
 	fs.IntVar(&cfg.clients, "clients", 1000, "WebSockets open at once, for ws")
 	fs.StringVar(&cfg.url, "url", "", "URL to GET, for http")
 	fs.BoolVar(&cfg.findMax, "find-max", false, "search for the highest rate that holds --p99")
+	fs.IntVar(&cfg.findMaxTries, "find-max-tries", 2, "times a rate is run before --find-max counts it as failing")
 	fs.StringVar(&cfg.svg, "svg", "", "also write the latency-over-time and percentile plots to this SVG file")
 	fs.DurationVar(&cfg.p99, "p99", 50*time.Millisecond, "p99 target of --find-max")
 	return cmd
@@ -120,6 +124,9 @@ func (cfg benchConfig) registryClient() (*discovery.Client, error) {
 func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr io.Writer) error {
 	if cfg.rate <= 0 || cfg.rate > 100000 || cfg.duration <= 0 || cfg.concurrency < 1 || cfg.concurrency > 10000 {
 		return usagef("bench: --rate must be in (0, 100000], --duration positive, --concurrency in [1, 10000]")
+	}
+	if cfg.findMaxTries < 1 || cfg.findMaxTries > 10 {
+		return usagef("bench: --find-max-tries must be in [1, 10]")
 	}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.concurrency}, Timeout: 10 * time.Second}
 	var op loadgen.Op
@@ -440,8 +447,8 @@ func benchMe(ctx context.Context, hc *http.Client, cfg benchConfig, token string
 }
 
 // findMax searches for the highest rate that holds: achieved at least 99%
-// of the offered rate, no errors, and p99 within the target. It doubles
-// from --rate until a rate fails, then bisects six times.
+// of the offered rate, no errors, and p99 within the target (see
+// searchMax for the search itself).
 func findMax(ctx context.Context, scenario string, cfg benchConfig, op loadgen.Op, stdout, stderr io.Writer) error {
 	type step struct {
 		Rate   float64        `json:"rate"`
@@ -459,11 +466,43 @@ func findMax(ctx context.Context, scenario string, cfg benchConfig, op loadgen.O
 		fmt.Fprintf(stderr, "%8.0f/s: achieved %8.1f/s, p99 %8.3f ms, errors %d -> %v\n", rate, r.Achieved, r.Latency.P99, r.Errors, map[bool]string{true: "holds", false: "fails"}[holds])
 		return holds, nil
 	}
-	lo, hi := 0.0, cfg.rate
+	highest, err := searchMax(cfg.rate, cfg.findMaxTries, try)
+	if err != nil {
+		return err
+	}
+	if cfg.asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Scenario string  `json:"scenario"`
+			P99MsMax float64 `json:"p99TargetMs"`
+			MaxRate  float64 `json:"maxRate"`
+			Steps    []step  `json:"steps"`
+		}{Scenario: scenario, P99MsMax: float64(cfg.p99) / float64(time.Millisecond), MaxRate: highest, Steps: steps})
+	}
+	_, err = fmt.Fprintf(stdout, "bench %s: highest rate holding p99 <= %v: %.0f/s\n", scenario, cfg.p99, highest)
+	return err
+}
+
+// searchMax finds the highest rate that holds: it doubles from start until
+// a rate fails, then bisects six times between the last that held and the
+// first that failed. A rate counts as failing only once it has failed
+// tries times running: on a shared machine one noisy step would otherwise
+// end the search low, and every rate below it with it.
+func searchMax(start float64, tries int, holds func(rate float64) (bool, error)) (float64, error) {
+	try := func(rate float64) (bool, error) {
+		for range tries {
+			if ok, err := holds(rate); ok || err != nil {
+				return ok, err
+			}
+		}
+		return false, nil
+	}
+	lo, hi := 0.0, start
 	for {
 		ok, err := try(hi)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if !ok {
 			break
@@ -480,7 +519,7 @@ func findMax(ctx context.Context, scenario string, cfg benchConfig, op loadgen.O
 		mid := (lo + hi) / 2
 		ok, err := try(mid)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if ok {
 			lo = mid
@@ -488,18 +527,7 @@ func findMax(ctx context.Context, scenario string, cfg benchConfig, op loadgen.O
 			hi = mid
 		}
 	}
-	if cfg.asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
-			Scenario string  `json:"scenario"`
-			P99MsMax float64 `json:"p99TargetMs"`
-			MaxRate  float64 `json:"maxRate"`
-			Steps    []step  `json:"steps"`
-		}{Scenario: scenario, P99MsMax: float64(cfg.p99) / float64(time.Millisecond), MaxRate: lo, Steps: steps})
-	}
-	_, err := fmt.Fprintf(stdout, "bench %s: highest rate holding p99 <= %v: %.0f/s\n", scenario, cfg.p99, lo)
-	return err
+	return lo, nil
 }
 
 // orderOutcomes counts the verdicts of the orders scenario (warm-up

@@ -72,6 +72,7 @@ func TestRunRejectsBadInvocations(t *testing.T) {
 		{[]string{"up", "--log-level", "loud"}, nil, "--log-level (JUNCTION_LOG_LEVEL)"},
 		{[]string{"bench", "kitchen"}, nil, "unknown scenario"},
 		{[]string{"bench", "read", "--rate", "0"}, nil, "--rate must be"},
+		{[]string{"bench", "read", "--find-max", "--find-max-tries", "0"}, nil, "--find-max-tries must be"},
 		{[]string{"bench", "grpc"}, nil, "--registry is needed"},
 		{[]string{"deadletters", "show", "x"}, nil, "want a positive number"},
 		{[]string{"deadletters", "show"}, nil, "accepts 1 arg"},
