@@ -315,9 +315,7 @@ func bench(ctx context.Context, scenario string, cfg benchConfig, stdout, stderr
 		}
 	}
 	if cfg.asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
+		return writeJSON(stdout, struct {
 			Scenario string         `json:"scenario"`
 			Rate     float64        `json:"rate"`
 			Orders   *orderOutcomes `json:"orders,omitempty"`
@@ -471,9 +469,7 @@ func findMax(ctx context.Context, scenario string, cfg benchConfig, op loadgen.O
 		return err
 	}
 	if cfg.asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
+		return writeJSON(stdout, struct {
 			Scenario string  `json:"scenario"`
 			P99MsMax float64 `json:"p99TargetMs"`
 			MaxRate  float64 `json:"maxRate"`

@@ -130,9 +130,7 @@ func benchWS(ctx context.Context, cfg benchConfig, stdout, stderr io.Writer) err
 		res["heapBytesPerConnection"] = (after.heap - before.heap) / float64(len(clients))
 	}
 	if cfg.asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return writeJSON(stdout, res)
 	}
 	fmt.Fprintf(stdout, "bench ws: %d clients, %d orders placed (%d refused)\n", len(clients), b.placed.Load(), b.refused.Load())
 	fmt.Fprintf(stdout, "  live frames:   %d, change at order-service to frame at the client: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d more replayed on subscribe)\n",

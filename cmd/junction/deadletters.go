@@ -102,11 +102,6 @@ the group that gave up tries again.`,
 	c.flags(cmd, &asJSON)
 
 	type letter = deadletterhttp.LetterJSON
-	printJSON := func(v any) error {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	}
 	idArg := func(args []string) (int64, error) {
 		n, err := strconv.ParseInt(args[0], 10, 64)
 		if err != nil || n < 1 {
@@ -124,7 +119,7 @@ the group that gave up tries again.`,
 				return err
 			}
 			if asJSON {
-				return printJSON(page)
+				return writeJSON(stdout, page)
 			}
 			tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tDIED\tTOPIC\tGROUP\tTYPE\tTRIES\tSTATUS\tREASON")
@@ -155,7 +150,7 @@ the group that gave up tries again.`,
 			if err != nil {
 				return err
 			}
-			return printJSON(l)
+			return writeJSON(stdout, l)
 		},
 	}
 	redrive := &cobra.Command{
@@ -166,7 +161,7 @@ the group that gave up tries again.`,
 				return err
 			}
 			if asJSON {
-				return printJSON(l)
+				return writeJSON(stdout, l)
 			}
 			_, err = fmt.Fprintf(stdout, "dead letter %d (%s %s) sent back to %s; redriven %d time(s)\n", l.ID, l.Type, l.MessageID, l.Topic, l.Redrives)
 			return err

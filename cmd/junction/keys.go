@@ -37,9 +37,7 @@ a rotation.`,
 	}
 	show := func(keys []key) error {
 		if asJSON {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(keys)
+			return writeJSON(stdout, keys)
 		}
 		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "KID\tCREATED\tSIGNS FROM\tRETIRES\tSIGNING")
