@@ -208,6 +208,14 @@ func TestBrowser(t *testing.T) {
 		waitJS(`Number(document.body.dataset.refreshes) >= 2`),
 	)
 	b.shot("ops-overview")
+	// What each process admits: order-service's admission and the
+	// services' server limits, as shipped.
+	rows := eval[[]string](b, `[...document.querySelectorAll("main th[scope=row]")].map((th) => th.textContent)`)
+	for _, want := range []string{"order-service-1 order admission", "inventory-service-1 server limit", "gateway-1 throttle of new orders"} {
+		if !slices.Contains(rows, want) {
+			t.Errorf("the overview has no row %q; its rows: %q", want, rows)
+		}
+	}
 	b.run("the order's journey",
 		chromedp.Navigate(shop+"/ops#/journey?order="+placed),
 		waitJS(`document.querySelectorAll("#journey .row").length > 0`),

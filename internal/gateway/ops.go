@@ -128,10 +128,10 @@ func (o *ops) instances(w http.ResponseWriter, r *http.Request) {
 }
 
 // shown are the metric families the dashboard reads: counters and gauges
-// of the policies, the messaging and the sagas.
+// of the policies, the admission of work, the messaging and the sagas.
 var shown = []string{"gateway_", "resilience_", "outbox_", "messaging_process_total", "messaging_publish_total", "messaging_dead_letters_total",
 	"jetstream_consumer_", "saga_instances", "saga_ended_total", "saga_step_events_total", "orders_total", "http_server_requests_total",
-	"grpc_client_handled_total", "inbox_duplicates_skipped_total"}
+	"grpc_client_handled_total", "inbox_duplicates_skipped_total", "server_limit", "order_admission_", "orders_refused_total"}
 
 // sample is one series of a scrape.
 type sample struct {

@@ -40,9 +40,11 @@ function loginView() {
   pass.focus();
 }
 
-function table(caption, head, rows, empty = "None.") {
+// table is a panel of rows under head; a wide one takes the whole width
+// of the overview, for tables with many columns.
+function table(caption, head, rows, empty = "None.", wide = false) {
   if (!rows.length) return h("div", {}, h("h2", {}, caption), h("p", { class: "hint" }, empty));
-  return h("div", { class: "panel" }, h("table", {}, h("caption", {}, h("h2", {}, caption)),
+  return h("div", { class: wide ? "panel wide" : "panel" }, h("table", {}, h("caption", {}, h("h2", {}, caption)),
     h("thead", {}, h("tr", {}, head.map((c) => h("th", { scope: "col" }, c)))),
     h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c, i) => i === 0 ? h("th", { scope: "row" }, c) : h("td", { class: typeof c === "number" ? "num" : "" }, typeof c === "number" ? fmt(c) : c)))))));
 }
@@ -91,6 +93,17 @@ async function overview() {
       rate(m, i.id, "resilience_retries_total", { dependency: s.labels.dependency }), rate(m, i.id, "resilience_rejected_total", { dependency: s.labels.dependency })]);
   }
   const gw = m.instances.filter((i) => i.service === "gateway").map((i) => [i.id, total(i, "gateway_shed_total"), total(i, "gateway_rate_limited_total"), total(i, "gateway_fallbacks_total"), total(i, "gateway_retries_total"), total(i, "gateway_websockets")]);
+  // What each process admits and refuses: the gateway's throttle of new
+  // orders, order-service's admission of them, every server's limit.
+  const admission = [];
+  for (const i of m.instances) {
+    if (i.service === "gateway") admission.push([i.id + " throttle of new orders", "", "", "", "", rate(m, i.id, "gateway_throttled_total")]);
+    if (samples(i, "order_admission_limit").length) {
+      const bound = total(i, "order_admission_time_bound");
+      admission.push([i.id + " order admission", total(i, "order_admission_limit"), bound > 0 ? bound : "lifted", total(i, "order_admission_in_flight"), "", rate(m, i.id, "orders_refused_total")]);
+    }
+    if (samples(i, "server_limit").length) admission.push([i.id + " server limit", total(i, "server_limit"), "", total(i, "server_limit_in_flight"), total(i, "server_limit_queued"), rate(m, i.id, "server_limit_refused_total")]);
+  }
   const outbox = m.instances.filter((i) => samples(i, "outbox_unsent_messages").length).map((i) => [i.id, total(i, "outbox_unsent_messages"), total(i, "outbox_oldest_unsent_age_seconds")]);
   const groups = [];
   for (const i of m.instances) for (const s of samples(i, "jetstream_consumer_pending_messages")) {
@@ -104,10 +117,11 @@ async function overview() {
     h("div", { class: "panels" },
       table("Services and instances", ["service", "instances", "requests/s", "5xx ratio"], topo),
       table("Calls between services (traces, last 60 s)", ["call", "calls/s", "error ratio", "mean ms"], edges, "No traces yet (or tracing is off)."),
-      table("Circuit breakers, retries, refusals", ["caller → dependency", "state", "opened", "retries/s", "refused/s"], breakers),
+      table("Circuit breakers, retries, refusals", ["caller → dependency", "state", "opened", "retries/s", "refused/s"], breakers, "None.", true),
       table("Gateway policies", ["instance", "shed", "429", "fallbacks", "retries", "websockets"], gw),
+      table("Admission: work let in and refused", ["instance · what", "limit", "time bound", "in flight", "queued", "refused/s"], admission, "No limits (JUNCTION_SERVER_LIMIT, JUNCTION_ORDER_ADMISSION and JUNCTION_THROTTLE_NEW_ORDERS are off).", true),
       table("Outbox: written, not yet at the broker", ["instance", "unsent", "oldest (s)"], outbox),
-      table("Consumers: at the broker, not yet read (the lag of every reader)", ["stream / group", "pending", "unacked", "redelivered"], groups.slice(0, 30)),
+      table("Consumers: at the broker, not yet read (the lag of every reader)", ["stream / group", "pending", "unacked", "redelivered"], groups.slice(0, 30), "None.", true),
       table("Sagas now", ["instance saga status", "count"], sagas)));
   previous = m;
   document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
