@@ -194,7 +194,7 @@ func meterAdmission(m *telemetry.Metrics, a *order.Admission) {
 	}
 	limit := prometheus.NewDesc("order_admission_limit", "How many orders may be between acceptance and verdict at once: the adaptive limit, following the orders' time to their verdict.", nil, nil)
 	inFlight := prometheus.NewDesc("order_admission_in_flight", "Orders admitted whose saga has not ended.", nil, nil)
-	bound := prometheus.NewDesc("order_admission_time_bound", "While orders are refused, the most orders admitted in flight: R + 2√R (room for bursts), R being the orders the shop finishes in twice their calm time: orders ended a second, now or in the recent calm seconds as busy as now, whichever is more, times twice their time in those seconds; 0 when lifted.", nil, nil)
+	bound := prometheus.NewDesc("order_admission_time_bound", "While orders are refused, the most orders admitted in flight: R + 2√R (room for bursts), R being the orders the shop finishes in twice their calm time: orders ended a second, now or in the recent calm seconds as busy as now, whichever is more, times twice their time in those seconds (where no calm second was as busy, at least the adaptive limit first refused at); 0 when lifted.", nil, nil)
 	refused := prometheus.NewDesc("orders_refused_total", "New orders refused (503 with Retry-After) because as many were in flight as the limit or the time bound allows.", nil, nil)
 	m.Registerer().MustRegister(funcCollector{descs: []*prometheus.Desc{limit, inFlight, bound, refused}, collect: func(ch chan<- prometheus.Metric) {
 		st := a.Stats()

@@ -42,7 +42,12 @@ import (
 // the shop ends now (of the last minute's such seconds, or of the busiest
 // one when none was that busy): not the slowest calm second, which may be
 // a shop already past its capacity that had not yet refused, nor a quiet
-// night's, which a shop this busy cannot match. The pace is the greater of
+// night's, which a shop this busy cannot match. Where none was that busy
+// (a quiet shop straight into an overload: a sale opening), twice a quiet
+// second's time is not a time the busy shop can keep, and a bound from it
+// would leave it idle part of the time: the bound is then at least the
+// adaptive limit the shop was first refused at in this overload, the
+// orders in flight it ran with when it became full. The pace is the greater of
 // the last second's and the median pace of those calm seconds: the last
 // second's alone is what the bound let through, and a bound from it would
 // fall with each burst refused. The bound holds while orders are refused;
@@ -71,6 +76,9 @@ type Admission struct {
 	pace  pace
 	calm  []calmSecond
 	bound int
+	// firstFull is the adaptive limit the shop was first refused at in the
+	// current overload (see Admission).
+	firstFull int
 
 	refused atomic.Int64
 }
@@ -83,8 +91,9 @@ type pace struct {
 	ended, timed int
 	took         time.Duration
 	// refused tells whether an order was refused; full whether the
-	// adaptive limit refused it.
+	// adaptive limit refused it, fullAt the limit it first refused at.
 	refused, full bool
+	fullAt        int
 }
 
 // calmSecond is the mean time to a verdict in a second that refused no
@@ -150,6 +159,9 @@ func (a *Admission) Admit() (adaptivelimiter.Permit, bool) {
 	p, ok := a.limiter.TryAcquirePermit()
 	if !ok {
 		a.mu.Lock()
+		if !a.pace.full {
+			a.pace.fullAt = a.limiter.Limit()
+		}
 		a.pace.refused, a.pace.full = true, true
 		a.mu.Unlock()
 		a.refused.Add(1)
@@ -198,17 +210,26 @@ func (a *Admission) roll(now time.Time) {
 		a.bound = 0
 		return
 	}
+	if a.bound == 0 {
+		a.firstFull = w.fullAt // the overload begins
+	}
 	// R + 2√R on the greater of the two paces (see Admission).
 	r := max(perSecond, ref.rate) * boundFactor * ref.mean.Seconds()
-	a.bound = max(minBound, int(math.Ceil(r+burstRoom*math.Sqrt(r))))
+	bound := max(minBound, int(math.Ceil(r+burstRoom*math.Sqrt(r))))
+	if ref.quiet {
+		bound = max(bound, a.firstFull)
+	}
+	a.bound = bound
 }
 
 // calmReference is what the time bound is taken from: the median mean
 // time and the median pace of the reference seconds, and the pace of the
-// busiest calm second.
+// busiest calm second; quiet when no calm second was as busy as the shop
+// is now, and the busiest stands in for them.
 type calmReference struct {
 	mean          time.Duration
 	rate, busiest float64
+	quiet         bool
 }
 
 // reference returns the calm seconds' reference at perSecond orders
@@ -229,7 +250,7 @@ func (a *Admission) reference(perSecond float64) calmReference {
 		}
 	}
 	if len(times) == 0 {
-		return calmReference{mean: busiest.mean, rate: busiest.rate, busiest: busiest.rate}
+		return calmReference{mean: busiest.mean, rate: busiest.rate, busiest: busiest.rate, quiet: true}
 	}
 	slices.Sort(times)
 	slices.Sort(rates)

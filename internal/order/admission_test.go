@@ -155,18 +155,22 @@ func TestPlaceWhenTheShopIsFull(t *testing.T) {
 
 // fifoShop is a model shop for the admission: it ends at most one order
 // every 10 ms, in the order admitted, none sooner than least after its
-// admission; took are the times of the orders it ended.
+// admission, and perInFlight later for each order in flight when it was
+// admitted (a shop whose cores the orders share); took are the times of
+// the orders it ended.
 type fifoShop struct {
-	a     *order.Admission
-	least time.Duration
-	fifo  []queued
-	id    int64
-	took  []time.Duration
+	a           *order.Admission
+	least       time.Duration
+	perInFlight time.Duration
+	fifo        []queued
+	id          int64
+	took        []time.Duration
 }
 
 type queued struct {
-	id int64
-	at time.Time
+	id    int64
+	at    time.Time
+	least time.Duration
 }
 
 // tick admits n orders, ends the first queued one if it has had its
@@ -180,9 +184,9 @@ func (s *fifoShop) tick(n int) (refused int) {
 		}
 		s.id++
 		s.a.Hold(s.id, p)
-		s.fifo = append(s.fifo, queued{s.id, time.Now()})
+		s.fifo = append(s.fifo, queued{s.id, time.Now(), s.least + time.Duration(len(s.fifo))*s.perInFlight})
 	}
-	if len(s.fifo) > 0 && time.Since(s.fifo[0].at) >= s.least {
+	if len(s.fifo) > 0 && time.Since(s.fifo[0].at) >= s.fifo[0].least {
 		s.took = append(s.took, time.Since(s.fifo[0].at))
 		s.a.Ended(placeSaga(s.fifo[0].id))
 		s.fifo = s.fifo[1:]
@@ -342,6 +346,41 @@ func TestAdmissionTimeBoundUnderfed(t *testing.T) {
 		st := s.a.Stats()
 		if refused == 0 || st.Bound < 48 || st.Bound > 58 {
 			t.Fatalf("bursts of 30 every half second: %d admitted and %d refused in 10 s, stats %+v; want some refused and a bound near 53", s.id-before, refused, st)
+		}
+	})
+}
+
+// TestAdmissionTimeBoundFromQuiet: a shop whose orders take 20 ms alone
+// and 9 ms more for each order in flight beside them, able to end 100 a
+// second once about 20 are in flight. Calm at 25 a second (orders of
+// about 20 ms), then offered ten times what it ends: no calm second was
+// as busy, and twice the quiet time at 100 a second would hold it to the
+// floor of 8 in flight, where it ends fewer than 90 a second. The bound
+// is at least the adaptive limit it was first refused at, and the shop
+// keeps ending at least 90 a second.
+func TestAdmissionTimeBoundFromQuiet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &fifoShop{a: order.NewAdmission(), least: 20 * time.Millisecond, perInFlight: 9 * time.Millisecond}
+		for i := range 500 { // 5 s calm, one order every 40 ms
+			n := 0
+			if i%4 == 0 {
+				n = 1
+			}
+			if s.tick(n) > 0 {
+				t.Fatal("refused while calm")
+			}
+		}
+		for i := range 1000 { // 10 s at ten times the pace
+			if i == 500 {
+				s.took = nil // the last 5 s
+			}
+			s.tick(10)
+		}
+		st := s.a.Stats()
+		if ended := len(s.took) / 5; ended < 90 || st.Bound <= 8 {
+			t.Fatalf("from quiet into an overload: %d ended a second, stats %+v; want at least 90 a second and a bound above the floor of 8", ended, st)
+		} else {
+			t.Logf("%d ended a second, mean %v, stats %+v", ended, s.mean(), st)
 		}
 	})
 }
