@@ -119,7 +119,7 @@ async function overview() {
       table("Calls between services (traces, last 60 s)", ["call", "calls/s", "error ratio", "mean ms"], edges, "No traces yet (or tracing is off)."),
       table("Circuit breakers, retries, refusals", ["caller → dependency", "state", "opened", "retries/s", "refused/s"], breakers, "None.", true),
       table("Gateway policies", ["instance", "shed", "429", "fallbacks", "retries", "websockets"], gw),
-      table("Admission: work let in and refused", ["instance · what", "limit", "time bound", "in flight", "queued", "refused/s"], admission, "No limits (JUNCTION_SERVER_LIMIT, JUNCTION_ORDER_ADMISSION and JUNCTION_THROTTLE_NEW_ORDERS are off).", true),
+      table("Admission: work let in and refused", ["instance · what", "limit", "time bound", "in flight", "queued", "refused/s"], admission, "None.", true),
       table("Outbox: written, not yet at the broker", ["instance", "unsent", "oldest (s)"], outbox),
       table("Consumers: at the broker, not yet read (the lag of every reader)", ["stream / group", "pending", "unacked", "redelivered"], groups.slice(0, 30), "None.", true),
       table("Sagas now", ["instance saga status", "count"], sagas)));
