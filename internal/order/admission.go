@@ -77,7 +77,8 @@ type Admission struct {
 	calm  []calmSecond
 	bound int
 	// firstFull is the adaptive limit the shop was first refused at in the
-	// current overload (see Admission).
+	// current overload (see Admission): taken at the first refusal of each
+	// second while no bound holds, so it is kept once the bound is set.
 	firstFull int
 
 	refused atomic.Int64
@@ -91,9 +92,8 @@ type pace struct {
 	ended, timed int
 	took         time.Duration
 	// refused tells whether an order was refused; full whether the
-	// adaptive limit refused it, fullAt the limit it first refused at.
+	// adaptive limit refused it.
 	refused, full bool
-	fullAt        int
 }
 
 // calmSecond is the mean time to a verdict in a second that refused no
@@ -159,8 +159,8 @@ func (a *Admission) Admit() (adaptivelimiter.Permit, bool) {
 	p, ok := a.limiter.TryAcquirePermit()
 	if !ok {
 		a.mu.Lock()
-		if !a.pace.full {
-			a.pace.fullAt = a.limiter.Limit()
+		if !a.pace.full && a.bound == 0 {
+			a.firstFull = a.limiter.Limit()
 		}
 		a.pace.refused, a.pace.full = true, true
 		a.mu.Unlock()
@@ -209,9 +209,6 @@ func (a *Admission) roll(now time.Time) {
 		// pace would starve it. The adaptive limit alone.
 		a.bound = 0
 		return
-	}
-	if a.bound == 0 {
-		a.firstFull = w.fullAt // the overload begins
 	}
 	// R + 2√R on the greater of the two paces (see Admission).
 	r := max(perSecond, ref.rate) * boundFactor * ref.mean.Seconds()
