@@ -208,7 +208,7 @@ func (c *serveConfig) flags(fs *pflag.FlagSet) {
 	envFlag(fs, "max-in-flight", "JUNCTION_MAX_IN_FLIGHT")
 	fs.DurationVar(&c.Limits.RequestTimeout, "request-timeout", c.Limits.RequestTimeout, "gateway: time a request gets, retries included, 100ms to 10m; the deadline travels downstream")
 	envFlag(fs, "request-timeout", "JUNCTION_REQUEST_TIMEOUT")
-	fs.BoolVar(&c.Limits.ThrottleNewOrders, "throttle-new-orders", c.Limits.ThrottleNewOrders, "gateway: refuse new orders itself (503 with Retry-After) in the measure order-service has been refusing them (false: every order goes on to order-service, to measure what the throttle does)")
+	fs.BoolVar(&c.Limits.ThrottleNewOrders, "throttle-new-orders", c.Limits.ThrottleNewOrders, "gateway: refuse new orders itself (503 with Retry-After) when order-service has said it has no room for them, and in the measure it has been refusing them (false: every order goes on to order-service, to measure what the throttle does)")
 	envFlag(fs, "throttle-new-orders", "JUNCTION_THROTTLE_NEW_ORDERS")
 	c.Live = gateway.DefaultLiveLimits
 	fs.IntVar(&c.Live.PerUser, "ws-per-user", c.Live.PerUser, "gateway: WebSockets open at once per user")

@@ -338,7 +338,7 @@ func meterGateway(m *telemetry.Metrics, g *gateway.Gateway, live *gateway.Live) 
 	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
 	limited := d("gateway_rate_limited_total", "Requests answered 429: over their address's or user's rate.")
 	shed := d("gateway_shed_total", "Requests answered 503 because the gateway had as many in flight as it takes.")
-	throttled := d("gateway_throttled_total", "New orders answered 503 at the gateway, in the measure order-service had been refusing them (client-side adaptive throttling).")
+	throttled := d("gateway_throttled_total", "New orders answered 503 at the gateway: those order-service had said it had no room for, and those refused in the measure it had been refusing them (client-side adaptive throttling).")
 	fallbacks := d("gateway_fallbacks_total", "Requests answered from the last good copy of the catalogue while inventory-service could not answer.")
 	retries := d("gateway_retries_total", "Attempts sent again to another instance (requests that never arrived, or idempotent ones).")
 	refused := d("gateway_retries_refused_total", "Retries the retry budget did not allow.")

@@ -690,10 +690,12 @@ func serveOrders(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		admission = order.NewAdmission()
 	}
 	ended := func(in *saga.Instance) {
-		waiters.Ended(in)
+		// The permit first: the verdict's answer tells the gateway the
+		// room it leaves.
 		if admission != nil {
 			admission.Ended(in)
 		}
+		waiters.Ended(in)
 	}
 	counted := meterSagaEvents(cfg.metrics)
 	place, cancel := order.PlaceOrderSaga(), order.CancelOrderSaga()

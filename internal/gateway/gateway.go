@@ -27,6 +27,7 @@ import (
 	"github.com/failsafe-go/failsafe-go/budget"
 	"github.com/failsafe-go/failsafe-go/retrypolicy"
 
+	"github.com/junction-go/junction/api/services"
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/discovery"
 	"github.com/junction-go/junction/fault"
@@ -58,6 +59,7 @@ type Gateway struct {
 	// retriesRefused counts retries the budget did not allow.
 	retriesRefused atomic.Int64
 	catalogue      *lastGood
+	room           *orderRoom
 	live           *Live
 	ops            *ops
 }
@@ -115,7 +117,7 @@ func (g *Gateway) ServeLive(l *Live) { g.live = l }
 // tokens with verifier and enforces limits. With upstream set, it calls
 // the services with mTLS (its certificate, theirs checked).
 func New(resolver *discovery.Resolver, verifier *auth.Verifier, limits Limits, upstream *tls.Config, log *slog.Logger) *Gateway {
-	g := &Gateway{resolver: resolver, verifier: verifier, limits: limits, log: log}
+	g := &Gateway{resolver: resolver, verifier: verifier, limits: limits, log: log, room: newOrderRoom()}
 	g.catalogue = &lastGood{counter: &g.fallbacks}
 	transport, scheme := NewTransport(), "http"
 	if upstream != nil {
@@ -133,6 +135,11 @@ func New(resolver *discovery.Resolver, verifier *auth.Verifier, limits Limits, u
 			// and refuses new work before what the shop has taken.
 			rest.SetDeadline(pr.Out.Header, pr.In.Context())
 			resilience.SetPriority(pr.Out.Header, priorityOf(pr.In))
+			if service := pr.In.Context().Value(serviceKey{}); service == services.Order && limits.ThrottleNewOrders {
+				g.room.tell(pr.Out.Header)
+			} else {
+				pr.Out.Header.Del(services.RefusedHeader)
+			}
 		},
 		Transport:    newRetryingTransport(telemetry.ClientTransport(transport), &discovery.Balancer{Resolver: resolver}, &g.retries, &g.retriesRefused, log),
 		BufferPool:   copyBuffers{},
@@ -140,6 +147,12 @@ func New(resolver *discovery.Resolver, verifier *auth.Verifier, limits Limits, u
 		ModifyResponse: func(resp *http.Response) error {
 			// The gateway has set the request id on its answer already.
 			resp.Header.Del(rest.RequestIDHeader)
+			// Order admission's room is the gateway's to know, not the
+			// client's.
+			if resp.Request.Context().Value(serviceKey{}) == services.Order && limits.ThrottleNewOrders {
+				g.room.heard(resp.Request.URL.Host, resp.Header, isNewOrder(resp.Request), time.Now())
+			}
+			resp.Header.Del(services.RoomHeader)
 			return nil
 		},
 	}

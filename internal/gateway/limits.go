@@ -224,19 +224,30 @@ func priorityOf(r *http.Request) resilience.Priority {
 // open again once the service takes everything: so when a second has
 // passed with no order the service refused, and one it took, the throttle
 // starts afresh.
-func throttleNewWork(on bool, log *slog.Logger, counter *atomic.Int64) rest.Middleware {
+//
+// Before the throttle, the order-service instances' room (orderRoom): a
+// new order none of them has room for, by what their answers said, is
+// refused here at once, and neither counts for the throttle.
+func throttleNewWork(on bool, room *orderRoom, log *slog.Logger, counter *atomic.Int64) rest.Middleware {
 	if !on {
 		return passThrough
 	}
 	t := newThrottle()
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !t.admit(time.Now()) {
+			now := time.Now()
+			full := !room.has(now)
+			if full || !t.admit(now) {
+				if full {
+					room.refusedHere()
+				}
 				counter.Add(1)
-				log.DebugContext(r.Context(), "new work throttled", "path", r.URL.Path)
+				log.DebugContext(r.Context(), "new work throttled", "path", r.URL.Path, "no_room", full)
 				rest.WriteProblem(w, r, http.StatusServiceUnavailable, "overloaded", "the shop is taking as many orders as it can finish in time; try again in a moment")
 				return
 			}
+			room.sentOn()
+			defer room.answered() // the proxy panics when an answer breaks off
 			rec := telemetry.NewResponseRecorder(w)
 			next.ServeHTTP(rec, r)
 			t.record(rec.Status() != http.StatusServiceUnavailable, time.Now())

@@ -154,7 +154,7 @@ func TestThrottleNewWork(t *testing.T) {
 		var refusing atomic.Bool
 		var reached atomic.Int64
 		var counter atomic.Int64
-		h := throttleNewWork(true, quiet, &counter)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := throttleNewWork(true, newOrderRoom(), quiet, &counter)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			reached.Add(1)
 			if refusing.Load() {
 				rest.WriteProblem(w, r, http.StatusServiceUnavailable, "unavailable", "full")
@@ -215,7 +215,7 @@ func TestThrottleNewWorkFollowsWhatTheServiceTakes(t *testing.T) {
 		var sent, taken int
 		window := time.Now()
 		inWindow := 0
-		h := throttleNewWork(true, quiet, &counter)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := throttleNewWork(true, newOrderRoom(), quiet, &counter)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			sent++
 			if now := time.Now(); now.Sub(window) >= 100*time.Millisecond {
 				window, inWindow = now, 0
@@ -250,7 +250,7 @@ func TestThrottleNewWorkFollowsWhatTheServiceTakes(t *testing.T) {
 // to the service, however much it refuses.
 func TestThrottleNewWorkOff(t *testing.T) {
 	var reached, counter atomic.Int64
-	h := throttleNewWork(false, quiet, &counter)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := throttleNewWork(false, newOrderRoom(), quiet, &counter)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reached.Add(1)
 		rest.WriteProblem(w, r, http.StatusServiceUnavailable, "unavailable", "full")
 	}))

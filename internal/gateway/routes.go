@@ -34,7 +34,7 @@ func (g *Gateway) Handler() http.Handler {
 	mux.Handle("/api/users/", signedIn(g.forward(services.User)))
 	// A new order is new work: refused here first when order-service
 	// has been refusing orders (throttleNewWork).
-	mux.Handle("POST /api/orders", signedIn(throttleNewWork(g.limits.ThrottleNewOrders, g.log, &g.throttled)(g.forward(services.Order))))
+	mux.Handle("POST /api/orders", signedIn(throttleNewWork(g.limits.ThrottleNewOrders, g.room, g.log, &g.throttled)(g.forward(services.Order))))
 	mux.Handle("/api/orders", signedIn(g.forward(services.Order)))
 	mux.Handle("/api/orders/", signedIn(g.forward(services.Order)))
 	mux.Handle("/api/shipments/", signedIn(g.forward(services.Shipping)))

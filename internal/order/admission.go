@@ -58,6 +58,10 @@ import (
 // after: those a minute old are forgotten at the next calm second, not
 // while the overload lasts.
 //
+// Room tells the gateway, on every answer, how many more orders it would
+// take, so that it refuses the rest itself a hop sooner; RefusedElsewhere
+// counts those it refused as refused here.
+//
 // An order's permit is returned when this process's saga engine ends its
 // saga (Ended). Where another replica ended it, Sweep finds it ended in the
 // store; a permit older than maxHold is given back unmeasured.
@@ -80,6 +84,8 @@ type Admission struct {
 	// current overload (see Admission): taken at the first refusal of each
 	// second while no bound holds, so it is kept once the bound is set.
 	firstFull int
+	// ends is how many orders a second ended in the last second closed.
+	ends float64
 
 	refused atomic.Int64
 }
@@ -169,6 +175,48 @@ func (a *Admission) Admit() (adaptivelimiter.Permit, bool) {
 	return p, ok
 }
 
+// Room is the admission's room: how many more orders Admit would take now,
+// how many of those it took are still being placed (between Admit and
+// Hold), and how many a second ended in the last second closed.
+type Room struct {
+	Free, Placing int
+	Ends          float64
+}
+
+// Room is what the gateway refuses new orders by before they cost a hop
+// (services.RoomHeader).
+func (a *Admission) Room() Room {
+	a.mu.Lock()
+	a.roll(time.Now())
+	limit, inFlight := a.limiter.Limit(), a.limiter.Inflight()
+	if a.bound > 0 {
+		limit = min(limit, a.bound)
+	}
+	r := Room{Free: max(0, limit-inFlight), Placing: max(0, inFlight-len(a.held)), Ends: a.ends}
+	a.mu.Unlock()
+	return r
+}
+
+// RefusedElsewhere counts n new orders refused for this shop before they
+// reached it, for want of the room Room reported: for the time bound they
+// are refusals Admit made.
+func (a *Admission) RefusedElsewhere(n int) {
+	if n <= 0 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.roll(time.Now())
+	if a.bound == 0 {
+		// No time bound holds: the adaptive limit was what was full.
+		if !a.pace.full {
+			a.firstFull = a.limiter.Limit()
+		}
+		a.pace.full = true
+	}
+	a.pace.refused = true
+}
+
 // ended counts an order's end in the current second, with its time from
 // admission when took is above 0. a.mu is held.
 func (a *Admission) ended(now time.Time, took time.Duration) {
@@ -189,6 +237,7 @@ func (a *Admission) roll(now time.Time) {
 	}
 	w := a.pace
 	a.pace = pace{start: now}
+	a.ends = float64(w.ended) / elapsed.Seconds()
 	if !w.refused {
 		a.bound = 0 // nothing refused: the load fits
 		if w.timed > 0 {

@@ -177,14 +177,9 @@ type queued struct {
 // time, lets 10 ms pass and returns how many it refused.
 func (s *fifoShop) tick(n int) (refused int) {
 	for range n {
-		p, ok := s.a.Admit()
-		if !ok {
+		if !s.offer() {
 			refused++
-			continue
 		}
-		s.id++
-		s.a.Hold(s.id, p)
-		s.fifo = append(s.fifo, queued{s.id, time.Now(), s.least + time.Duration(len(s.fifo))*s.perInFlight})
 	}
 	if len(s.fifo) > 0 && time.Since(s.fifo[0].at) >= s.fifo[0].least {
 		s.took = append(s.took, time.Since(s.fifo[0].at))
@@ -193,6 +188,18 @@ func (s *fifoShop) tick(n int) (refused int) {
 	}
 	time.Sleep(10 * time.Millisecond)
 	return refused
+}
+
+// offer admits one order, or tells it was refused.
+func (s *fifoShop) offer() bool {
+	p, ok := s.a.Admit()
+	if !ok {
+		return false
+	}
+	s.id++
+	s.a.Hold(s.id, p)
+	s.fifo = append(s.fifo, queued{s.id, time.Now(), s.least + time.Duration(len(s.fifo))*s.perInFlight})
+	return true
 }
 
 // mean is the orders' mean time in took.
@@ -381,6 +388,75 @@ func TestAdmissionTimeBoundFromQuiet(t *testing.T) {
 			t.Fatalf("from quiet into an overload: %d ended a second, stats %+v; want at least 90 a second and a bound above the floor of 8", ended, st)
 		} else {
 			t.Logf("%d ended a second, mean %v, stats %+v", ended, s.mean(), st)
+		}
+	})
+}
+
+// TestAdmissionRoom: the room is what Admit would still take, and the
+// pace the orders ended at in the last second closed.
+func TestAdmissionRoom(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := order.NewAdmission()
+		if r := a.Room(); r != (order.Room{Free: a.Stats().Limit}) {
+			t.Fatalf("room of a new admission = %+v; want its limit %d free", r, a.Stats().Limit)
+		}
+		n := fill(t, a)
+		p, ok := a.Admit() // one being placed
+		if r := a.Room(); ok || r.Free != 0 || r.Placing != 0 {
+			t.Fatalf("room when full = %+v (admitted %v), want none", r, ok)
+		}
+		for id := range int64(5) {
+			a.Ended(placeSaga(id + 1))
+		}
+		p, ok = a.Admit()
+		if r := a.Room(); !ok || r.Free != 4 || r.Placing != 1 {
+			t.Fatalf("room after 5 of %d ended and 1 admitted = %+v; want 4 free and 1 being placed", n, r)
+		}
+		a.Hold(n+1, p)
+		time.Sleep(time.Second)
+		if r := a.Room(); r != (order.Room{Free: 4, Ends: 5}) {
+			t.Fatalf("room a second later = %+v; want 4 free and 5 ended a second", r)
+		}
+	})
+}
+
+// TestAdmissionRefusedElsewhere: the shop of TestAdmissionTimeBound with
+// its new orders refused before they reach it whenever its Room says none
+// is left, as the gateway does: Admit itself refuses none, and the
+// refusals it is told of set the time bound as its own do, so the orders
+// admitted under overload take no longer than when it refuses them
+// itself.
+func TestAdmissionRefusedElsewhere(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &fifoShop{a: order.NewAdmission(), least: 50 * time.Millisecond}
+		for range 500 { // 5 s calm
+			s.tick(1)
+		}
+		calm := s.mean()
+		elsewhere := 0
+		for i := range 1000 { // 10 s at ten times the pace
+			if i == 500 {
+				s.took = nil
+			}
+			before := elsewhere
+			for range 10 {
+				if s.a.Room().Free == 0 {
+					elsewhere++
+				} else if !s.offer() {
+					t.Fatal("refused with room")
+				}
+			}
+			s.a.RefusedElsewhere(elsewhere - before)
+			s.tick(0)
+		}
+		st := s.a.Stats()
+		if elsewhere < 5000 || st.Refused > 0 || st.Bound < 15 || st.Bound > 19 {
+			t.Fatalf("overload: %d refused before the shop, stats %+v; want most refused before it, none by it, and a bound near 17", elsewhere, st)
+		}
+		if m := s.mean(); m > calm*7/2 {
+			t.Fatalf("under overload the admitted orders took %v on average, calm %v: want at most 3.5 times", m, calm)
+		} else {
+			t.Logf("calm %v, under overload %v with a bound of %d; refused %d before the shop", calm, m, st.Bound, elsewhere)
 		}
 	})
 }

@@ -191,6 +191,9 @@ type Service struct {
 // Admit has Place refuse new orders beyond what a (see Admission).
 func (s *Service) Admit(a *Admission) { s.admission = a }
 
+// Admission is what Admit set, nil when every order is taken.
+func (s *Service) Admission() *Admission { return s.admission }
+
 // NewService returns the service; stock may be nil (no check). waiters
 // are woken by the saga engine (its Config.Ended) when an order's saga
 // ends.

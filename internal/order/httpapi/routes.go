@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/junction-go/junction/api/events"
+	"github.com/junction-go/junction/api/services"
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/fault"
 	"github.com/junction-go/junction/internal/order"
@@ -29,8 +30,55 @@ func Handler(svc *order.Service, v *auth.Verifier, log *slog.Logger) http.Handle
 	mux.HandleFunc("GET /api/orders/{id}/events", h.events)
 	mux.HandleFunc("GET /api/admin/sagas", h.sagas)
 	mux.HandleFunc("GET /api/admin/sagas/{id}", h.saga)
-	return rest.Chain(rest.Routes(mux), rest.RequestID, rest.AccessLog(log), rest.Recover(log), rest.Deadline, auth.Require(v, log))
+	api := rest.Chain(rest.Routes(mux), rest.RequestID, rest.AccessLog(log), rest.Recover(log), rest.Deadline, auth.Require(v, log))
+	if a := svc.Admission(); a != nil {
+		return reportRoom(a, api)
+	}
+	return api
 }
+
+// reportRoom tells the gateway, on every answer, how much room order
+// admission has left as it answers (services.RoomHeader), and counts the
+// new orders the gateway says it refused for want of it
+// (services.RefusedHeader). An answer to a long poll goes when its order
+// has ended, so the gateway hears of room as it opens.
+func reportRoom(a *order.Admission, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if v := r.Header.Get(services.RefusedHeader); v != "" {
+			if n, err := strconv.Atoi(v); err == nil && n > 0 {
+				a.RefusedElsewhere(n)
+			}
+		}
+		next.ServeHTTP(&roomWriter{ResponseWriter: w, a: a}, r)
+	})
+}
+
+// roomWriter sets services.RoomHeader as the answer's header goes.
+type roomWriter struct {
+	http.ResponseWriter
+	a       *order.Admission
+	stamped bool
+}
+
+func (w *roomWriter) stamp() {
+	if !w.stamped {
+		w.stamped = true
+		w.Header().Set(services.RoomHeader, services.Room(w.a.Room()).String())
+	}
+}
+
+func (w *roomWriter) WriteHeader(code int) {
+	w.stamp()
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *roomWriter) Write(b []byte) (int, error) {
+	w.stamp()
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the writer beneath.
+func (w *roomWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // LongPoll tells a request that waits for its order's verdict (GET with
 // ?wait=): its time is its client's wait, not work, so a server limit

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/junction-go/junction/api/services"
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/internal/order"
 	"github.com/junction-go/junction/internal/order/httpapi"
@@ -21,6 +22,24 @@ type users struct{}
 
 func (users) GetUser(_ context.Context, id int64) (order.User, error) {
 	return order.User{ID: id, Username: "u"}, nil
+}
+
+// serve has h answer a request with token tok and body (JSON) when not
+// empty, and header's name and value pairs.
+func serve(h http.Handler, method, path, tok, body string, header ...string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
 }
 
 // TestRoutes serves order-service's HTTP API over a real store and checks
@@ -46,19 +65,7 @@ func TestRoutes(t *testing.T) {
 
 	h := httpapi.Handler(ordertest.New(t, sqldbtest.SQLite(t), users{}, nil, nil).Service, verifier, slog.New(slog.DiscardHandler))
 	do := func(method, path, tok, body string, header ...string) *httptest.ResponseRecorder {
-		req := httptest.NewRequest(method, path, strings.NewReader(body))
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if tok != "" {
-			req.Header.Set("Authorization", "Bearer "+tok)
-		}
-		for i := 0; i+1 < len(header); i += 2 {
-			req.Header.Set(header[i], header[i+1])
-		}
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		return rec
+		return serve(h, method, path, tok, body, header...)
 	}
 	code := func(rec *httptest.ResponseRecorder) string {
 		var p rest.Problem
@@ -113,5 +120,47 @@ func TestRoutes(t *testing.T) {
 		if rec.Code != tt.status || code(rec) != tt.code {
 			t.Errorf("%s: %s %s = %d %s, want %d %q", tt.name, tt.method, tt.path, rec.Code, rec.Body, tt.status, tt.code)
 		}
+	}
+}
+
+// TestRoutesReportRoom: with order admission, every answer says how much
+// room it has left as it answers (a new order takes one); a count of
+// refusals elsewhere that is not a number changes nothing; without
+// admission no answer says anything.
+func TestRoutesReportRoom(t *testing.T) {
+	key, err := auth.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier := auth.NewVerifier(auth.StaticKeySource(func() auth.JWKS { return auth.JWKS{Keys: []auth.JWK{auth.PublicJWK(key)}} }), nil)
+	tok, err := auth.NewSigner(key, 0, nil).Sign(auth.Principal{UserID: 1, Username: "alice", Role: auth.RoleCustomer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	do := func(h http.Handler, method, path, body string, header ...string) *httptest.ResponseRecorder {
+		return serve(h, method, path, tok, body, header...)
+	}
+	svc := ordertest.New(t, sqldbtest.SQLite(t), users{}, nil, nil).Service
+	a := order.NewAdmission()
+	svc.Admit(a)
+	h := httpapi.Handler(svc, verifier, slog.New(slog.DiscardHandler))
+	limit := a.Stats().Limit
+	read := do(h, "GET", "/api/orders", "", services.RefusedHeader, "many")
+	if got, want := read.Header().Get(services.RoomHeader), (services.Room{Free: limit}).String(); read.Code != http.StatusOK || got != want {
+		t.Fatalf("a read = %d with room %q, want 200 with %q", read.Code, got, want)
+	}
+	place := do(h, "POST", "/api/orders", `{"items":[{"sku":"JX-MUG","quantity":1}]}`)
+	if got, want := place.Header().Get(services.RoomHeader), (services.Room{Free: limit - 1}).String(); place.Code != http.StatusCreated || got != want {
+		t.Fatalf("an order = %d with room %q, want 201 with %q", place.Code, got, want)
+	}
+	bad := do(h, "GET", "/api/orders/x", "")
+	if got := bad.Header().Get(services.RoomHeader); bad.Code != http.StatusBadRequest || got == "" {
+		t.Errorf("a bad read = %d with room %q, want 400 with the room", bad.Code, got)
+	}
+	every := ordertest.New(t, sqldbtest.SQLite(t), users{}, nil, nil).Service
+	every.Admit(nil)
+	plain := httpapi.Handler(every, verifier, slog.New(slog.DiscardHandler))
+	if got := do(plain, "GET", "/api/orders", "").Header().Get(services.RoomHeader); got != "" {
+		t.Errorf("without admission an answer said room %q", got)
 	}
 }
