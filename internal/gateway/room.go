@@ -12,20 +12,24 @@ import (
 
 // orderRoom is the gateway's picture of order admission's room in each
 // order-service instance: every answer of one says how many more orders it
-// would take and how many a second are ending (services.RoomHeader). A new
+// would take, how many it is placing and how many a second are ending
+// (services.RoomHeader). A new
 // order that would find no room anywhere is refused here, without the hop
 // each way a refusal by order-service costs on a busy machine, and
 // order-service is told (services.RefusedHeader) so that it counts it as
 // refused: its time bound holds while orders are refused.
 //
 // Between two answers the room is reckoned: what the last answer said,
-// plus the orders that have ended since at the pace it gave, less the new
+// plus the orders that have ended since at the pace it gave (endsLag
+// behind it), less the new
 // orders on their way to it then (sent on, not answered, and not among
 // those it said it was placing) and those sent on since (the two shared
 // evenly among the instances heard from). A reckoning that errs is mended
 // by the next answer: an order sent on to a shop with no room is refused
 // there and its answer says so. An instance not heard from for roomFresh
-// is left out, and with none left every order goes on.
+// is left out, and with none left every order goes on. Several gateways
+// each reckon alone: what they send on together beyond the room is
+// refused by order-service, as without this.
 type orderRoom struct {
 	mu      sync.Mutex
 	reports map[string]roomReport // by instance address
