@@ -227,7 +227,8 @@ func priorityOf(r *http.Request) resilience.Priority {
 //
 // Before the throttle, the order-service instances' room (orderRoom): a
 // new order none of them has room for, by what their answers said, is
-// refused here at once, and neither counts for the throttle.
+// refused here at once, and the throttle does not count it: it is not
+// an order the service refused.
 func throttleNewWork(on bool, room *orderRoom, log *slog.Logger, counter *atomic.Int64) rest.Middleware {
 	if !on {
 		return passThrough
