@@ -10,6 +10,7 @@ import (
 
 	"github.com/failsafe-go/failsafe-go/adaptivelimiter"
 
+	"github.com/junction-go/junction/api/services"
 	"github.com/junction-go/junction/saga"
 )
 
@@ -177,22 +178,17 @@ func (a *Admission) Admit() (adaptivelimiter.Permit, bool) {
 
 // Room is the admission's room: how many more orders Admit would take now,
 // how many of those it took are still being placed (between Admit and
-// Hold), and how many a second ended in the last second closed.
-type Room struct {
-	Free, Placing int
-	Ends          float64
-}
-
-// Room is what the gateway refuses new orders by before they cost a hop
+// Hold), and how many a second ended in the last second closed; what the
+// gateway refuses new orders by before they cost a hop
 // (services.RoomHeader).
-func (a *Admission) Room() Room {
+func (a *Admission) Room() services.Room {
 	a.mu.Lock()
 	a.roll(time.Now())
 	limit, inFlight := a.limiter.Limit(), a.limiter.Inflight()
 	if a.bound > 0 {
 		limit = min(limit, a.bound)
 	}
-	r := Room{Free: max(0, limit-inFlight), Placing: max(0, inFlight-len(a.held)), Ends: a.ends}
+	r := services.Room{Free: max(0, limit-inFlight), Placing: max(0, inFlight-len(a.held)), Ends: a.ends}
 	a.mu.Unlock()
 	return r
 }

@@ -9,6 +9,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/junction-go/junction/api/services"
 	"github.com/junction-go/junction/auth"
 	"github.com/junction-go/junction/fault"
 	"github.com/junction-go/junction/internal/order"
@@ -397,11 +398,11 @@ func TestAdmissionTimeBoundFromQuiet(t *testing.T) {
 func TestAdmissionRoom(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		a := order.NewAdmission()
-		if r := a.Room(); r != (order.Room{Free: a.Stats().Limit}) {
+		if r := a.Room(); r != (services.Room{Free: a.Stats().Limit}) {
 			t.Fatalf("room of a new admission = %+v; want its limit %d free", r, a.Stats().Limit)
 		}
 		n := fill(t, a)
-		p, ok := a.Admit() // one being placed
+		p, ok := a.Admit() // refused: full
 		if r := a.Room(); ok || r.Free != 0 || r.Placing != 0 {
 			t.Fatalf("room when full = %+v (admitted %v), want none", r, ok)
 		}
@@ -414,7 +415,7 @@ func TestAdmissionRoom(t *testing.T) {
 		}
 		a.Hold(n+1, p)
 		time.Sleep(time.Second)
-		if r := a.Room(); r != (order.Room{Free: 4, Ends: 5}) {
+		if r := a.Room(); r != (services.Room{Free: 4, Ends: 5}) {
 			t.Fatalf("room a second later = %+v; want 4 free and 5 ended a second", r)
 		}
 	})

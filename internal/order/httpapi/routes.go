@@ -63,7 +63,7 @@ type roomWriter struct {
 func (w *roomWriter) stamp() {
 	if !w.stamped {
 		w.stamped = true
-		w.Header().Set(services.RoomHeader, services.Room(w.a.Room()).String())
+		w.Header().Set(services.RoomHeader, w.a.Room().String())
 	}
 }
 
