@@ -34,14 +34,20 @@ type liveFixture struct {
 	owner   map[int64]int64
 }
 
-func newLiveFixture(t *testing.T, limits LiveLimits, server func(*http.Server)) *liveFixture {
+// testKeys returns a verifier of access tokens and their signer.
+func testKeys(t *testing.T) (*auth.Verifier, *auth.Signer) {
 	t.Helper()
 	key, err := auth.NewKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	verifier := auth.NewVerifier(auth.StaticKeySource(func() auth.JWKS { return auth.JWKS{Keys: []auth.JWK{auth.PublicJWK(key)}} }), nil)
-	f := &liveFixture{t: t, signer: auth.NewSigner(key, 0, nil), history: map[int64][]events.HistoryEntry{}, owner: map[int64]int64{}}
+	return auth.NewVerifier(auth.StaticKeySource(func() auth.JWKS { return auth.JWKS{Keys: []auth.JWK{auth.PublicJWK(key)}} }), nil), auth.NewSigner(key, 0, nil)
+}
+
+func newLiveFixture(t *testing.T, limits LiveLimits, server func(*http.Server)) *liveFixture {
+	t.Helper()
+	verifier, signer := testKeys(t)
+	f := &liveFixture{t: t, signer: signer, history: map[int64][]events.HistoryEntry{}, owner: map[int64]int64{}}
 	f.live = NewLive(verifier, f.read, limits, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
 	f.srv = httptest.NewUnstartedServer(f.live)
 	if server != nil {

@@ -158,12 +158,8 @@ func TestGatewayRefusesNewOrdersWithoutRoom(t *testing.T) {
 	defer backend.Close()
 	res := discovery.NewResolver(discovery.Static{{ID: "order-1", Service: services.Order, Endpoints: map[string]string{discovery.EndpointHTTP: backend.Listener.Addr().String()}}})
 	defer res.Close()
-	key, err := auth.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier := auth.NewVerifier(auth.StaticKeySource(func() auth.JWKS { return auth.JWKS{Keys: []auth.JWK{auth.PublicJWK(key)}} }), nil)
-	token, err := auth.NewSigner(key, 0, nil).Sign(auth.Principal{UserID: 7, Username: "ann", Role: auth.RoleCustomer})
+	verifier, signer := testKeys(t)
+	token, err := signer.Sign(auth.Principal{UserID: 7, Username: "ann", Role: auth.RoleCustomer})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,25 @@ func (users) GetUser(_ context.Context, id int64) (order.User, error) {
 	return order.User{ID: id, Username: "u"}, nil
 }
 
+// keys returns a verifier of access tokens and what signs them.
+func keys(t *testing.T) (*auth.Verifier, func(auth.Principal) string) {
+	t.Helper()
+	key, err := auth.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer := auth.NewSigner(key, 0, nil)
+	verifier := auth.NewVerifier(auth.StaticKeySource(func() auth.JWKS { return auth.JWKS{Keys: []auth.JWK{auth.PublicJWK(key)}} }), nil)
+	return verifier, func(p auth.Principal) string {
+		t.Helper()
+		tok, err := signer.Sign(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+}
+
 // serve has h answer a request with token tok and body (JSON) when not
 // empty, and header's name and value pairs.
 func serve(h http.Handler, method, path, tok, body string, header ...string) *httptest.ResponseRecorder {
@@ -46,19 +65,7 @@ func serve(h http.Handler, method, path, tok, body string, header ...string) *ht
 // what each kind of request gets: status, headers and, for errors, the
 // problem document's code.
 func TestRoutes(t *testing.T) {
-	key, err := auth.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer := auth.NewSigner(key, 0, nil)
-	verifier := auth.NewVerifier(auth.StaticKeySource(func() auth.JWKS { return auth.JWKS{Keys: []auth.JWK{auth.PublicJWK(key)}} }), nil)
-	token := func(p auth.Principal) string {
-		tok, err := signer.Sign(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
+	verifier, token := keys(t)
 	alice := token(auth.Principal{UserID: 1, Username: "alice", Role: auth.RoleCustomer})
 	bob := token(auth.Principal{UserID: 2, Username: "bob", Role: auth.RoleCustomer})
 	admin := token(auth.Principal{UserID: 3, Username: "admin", Role: auth.RoleAdmin})
@@ -124,19 +131,13 @@ func TestRoutes(t *testing.T) {
 }
 
 // TestRoutesReportRoom: with order admission, every answer says how much
-// room it has left as it answers (a new order takes one); a count of
-// refusals elsewhere that is not a number changes nothing; without
-// admission no answer says anything.
+// room it has left as it answers (a new order takes one, an error is
+// answered with it too); a count of refusals elsewhere that is not a
+// number is ignored, the request answered as any other; without admission
+// no answer says anything.
 func TestRoutesReportRoom(t *testing.T) {
-	key, err := auth.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier := auth.NewVerifier(auth.StaticKeySource(func() auth.JWKS { return auth.JWKS{Keys: []auth.JWK{auth.PublicJWK(key)}} }), nil)
-	tok, err := auth.NewSigner(key, 0, nil).Sign(auth.Principal{UserID: 1, Username: "alice", Role: auth.RoleCustomer})
-	if err != nil {
-		t.Fatal(err)
-	}
+	verifier, token := keys(t)
+	tok := token(auth.Principal{UserID: 1, Username: "alice", Role: auth.RoleCustomer})
 	do := func(h http.Handler, method, path, body string, header ...string) *httptest.ResponseRecorder {
 		return serve(h, method, path, tok, body, header...)
 	}
